@@ -1,0 +1,26 @@
+"""tolsim: sensitive and NF-κB-high tamoxifen-tolerant cancer cells under dosing schedules.
+
+The pieces, composed by :func:`simulate`: a :class:`~tolsim.models.Model` (states,
+transitions, one numba rate function), a :class:`Schedule` (what drug is given when), the
+numba kernels in :mod:`tolsim.kernels`, and analyses such as :func:`time_to_recurrence`.
+"""
+
+__version__ = "0.1.0"
+
+from tolsim import models
+from tolsim.recurrence import time_to_recurrence
+from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
+from tolsim.simulate import SolverError, simulate
+
+__all__ = [
+    "PK",
+    "OralDoses",
+    "Pellet",
+    "Phase",
+    "Schedule",
+    "SolverError",
+    "__version__",
+    "models",
+    "simulate",
+    "time_to_recurrence",
+]

@@ -1,0 +1,1 @@
+"""Numba kernels: arrays and scalars in, preallocated arrays out; no validation here."""

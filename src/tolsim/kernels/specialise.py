@@ -1,0 +1,114 @@
+"""Per-model copies of the kernel templates, so numba can cache them on disk.
+
+Numba's cache does not hold a kernel that receives a jitted function as an argument: it is
+compiled again in every process (seconds of start-up per model). Instead, each template in
+this package calls a module-global ``rates``; for a model we write a copy of the template whose
+``TOLSIM-RATES`` import names the model's rate function, import it, and let numba cache that
+file. The copy's name carries a hash of the template, the kernels it calls and the module that
+defines the rate function, so editing any of them gives a fresh copy rather than a stale cache
+(numba does not track dependencies between files).
+
+The copies live in ``$TOLSIM_CACHE_DIR`` (default ``$XDG_CACHE_HOME/tolsim`` or
+``~/.cache/tolsim``), falling back to a temporary directory when that is not writable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from types import ModuleType
+
+_KERNEL_DIR = Path(__file__).resolve().parent
+# Modules whose numba functions the templates call: part of every copy's hash.
+_DEPENDENCIES = ("exposure.py", "linalg.py")
+_MARKER = re.compile(r"^from \S+ import \S+ as rates  # TOLSIM-RATES$|^from \S+ import rates  # TOLSIM-RATES$", re.M)
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, int], ModuleType] = {}
+
+
+def cache_dir() -> Path:
+    """Directory holding specialised kernel copies (created on demand)."""
+    root = os.environ.get("TOLSIM_CACHE_DIR")
+    if root:
+        path = Path(root)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+        path = Path(base) / "tolsim"
+    path = path / "kernels"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".probe-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError:
+        path = Path(tempfile.gettempdir()) / f"tolsim-kernels-{os.getuid()}"
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _rates_source(rates) -> str:
+    func = rates.py_func
+    module = sys.modules.get(func.__module__)
+    try:
+        return inspect.getsource(module) if module is not None else inspect.getsource(func)
+    except (OSError, TypeError):
+        try:
+            return inspect.getsource(func)
+        except (OSError, TypeError):
+            return func.__code__.co_code.hex() + repr(func.__code__.co_consts)
+
+
+def specialised(template: str, rates) -> ModuleType:
+    """Import the copy of kernel template ``template`` (e.g. ``"ode_template"``) for ``rates``.
+
+    ``rates`` is a top-level ``numba.njit`` function; the result is cached per process.
+    """
+    key = (template, id(rates))
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        func = rates.py_func
+        text = (_KERNEL_DIR / f"{template}.py").read_text()
+        digest = hashlib.sha256(text.encode())
+        for dep in _DEPENDENCIES:
+            digest.update((_KERNEL_DIR / dep).read_bytes())
+        digest.update(f"{func.__module__}.{func.__qualname__}".encode())
+        digest.update(_rates_source(rates).encode())
+        tag = digest.hexdigest()[:16]
+        safe = re.sub(r"\W", "_", f"{func.__module__}_{func.__qualname__}")
+        name = f"tolsim_{template}_{safe}_{tag}"
+        import_line = f"from {func.__module__} import {func.__qualname__} as rates  # TOLSIM-RATES"
+        source, count = _MARKER.subn(import_line, text)
+        if count != 1:
+            raise RuntimeError(f"kernel template {template!r} lacks its TOLSIM-RATES import")
+        path = cache_dir() / f"{name}.py"
+        if not path.exists() or path.read_text() != source:
+            _remove_stale_copies(path.parent, f"tolsim_{template}_{safe}_")
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(source)
+            os.replace(tmp, path)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        _LOADED[key] = module
+        return module
+
+
+def _remove_stale_copies(directory: Path, prefix: str) -> None:
+    """Delete older copies (and their numba cache files) of the same template and rates."""
+    stale = list(directory.glob(f"{prefix}*.py"))
+    stale += list((directory / "__pycache__").glob(f"{prefix}*"))
+    for path in stale:
+        try:
+            path.unlink()
+        except OSError:
+            pass  # another process may be removing it too

@@ -1,0 +1,304 @@
+"""Model descriptions: states, parameters, transitions and one numba rate function.
+
+A :class:`Model` is a small frozen object. Everything a solver needs derives from it:
+
+* ``stoichiometry`` — integer matrix (transitions x states): the change of each state when a
+  transition fires once;
+* ``rates(t, x, p, c, out)`` — a ``numba.njit`` function defined at module top level that fills
+  ``out[j]`` with the propensity (events per day) of transition ``j`` at day ``t``, state ``x``
+  (cells), packed parameter vector ``p`` (see :meth:`Model.pack`) and drug concentrations
+  ``c`` (µM, in the order of :attr:`Model.drugs`).
+
+The ODE right-hand side is ``stoichiometry.T @ rates``; the stochastic solvers fire the same
+transitions at the same propensities. Solvers never know a model's name.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Exposure", "Model", "Parameter", "Transition"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One model parameter.
+
+    Attributes
+    ----------
+    name : str
+        Name used in parameter mappings and datasets.
+    unit : str
+        Physical unit, e.g. ``"1/day"``, ``"cells"``, ``"µM"``, ``"1"`` (dimensionless).
+    default : float
+        Default value.
+    bounds : tuple of float
+        Closed interval of admissible values; values outside are rejected by
+        :meth:`Model.pack` and are the search box of fitting.
+    description : str
+        What the parameter means.
+    source : str
+        Where the default comes from.
+    """
+
+    name: str
+    unit: str
+    default: float
+    bounds: tuple[float, float]
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self):
+        low, high = self.bounds
+        if not (low <= self.default <= high):
+            raise ValueError(
+                f"`{self.name}.default` = {self.default!r} {self.unit}: expected a value within "
+                f"its bounds [{low}, {high}]"
+            )
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A transition (reaction) with its change of each state when it fires once."""
+
+    name: str
+    change: tuple[tuple[str, int], ...]
+    description: str = ""
+
+    @classmethod
+    def of(cls, name: str, description: str = "", **change: int) -> Transition:
+        """Build a transition from keyword changes, e.g. ``Transition.of("division_S", S=1)``."""
+        return cls(name, tuple(sorted(change.items())), description)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """An Emax (Hill) exposure ``E = C^h / (C^h + EC50^h)`` recorded in results."""
+
+    name: str
+    drug: str
+    ec50: str
+    hill: str
+
+
+@dataclass(frozen=True)
+class Model:
+    """A population model: the single description every solver reads.
+
+    Parameters
+    ----------
+    name : str
+        Model name, recorded in results.
+    states : tuple of str
+        State (compartment) names, in the order of the state vector.
+    parameters : tuple of Parameter
+        Parameters, in the order of the packed vector.
+    transitions : tuple of Transition
+        Transitions, in the order in which ``rates`` fills its output.
+    rates : numba dispatcher
+        ``rates(t, x, p, c, out)``; must be a top-level ``@numba.njit`` function so that the
+        solvers specialised on it can be cached on disk.
+    initial : tuple of (state, parameter) pairs
+        The parameter that holds each state's initial value (cells).
+    drugs : tuple of str
+        Drugs whose concentrations (µM) ``rates`` reads, in this order.
+    exposures : tuple of Exposure
+        Hill exposures to report in results.
+    constants : tuple of float
+        Values appended to the packed parameter vector after the parameters (model options
+        such as the crowding law), so one rate function serves every option.
+    options : tuple of (name, value) pairs
+        Model options, recorded in results.
+    linear : bool
+        True when every propensity is linear in the state (no crowding): solutions are then
+        matrix exponentials per piece of constant exposure, and the stochastic process is a
+        multi-type branching process.
+    tolerant_states : tuple of str
+        States counted in the ``tolerant_fraction`` observable.
+    """
+
+    name: str
+    states: tuple[str, ...]
+    parameters: tuple[Parameter, ...]
+    transitions: tuple[Transition, ...]
+    rates: object = field(compare=False)
+    initial: tuple[tuple[str, str], ...]
+    drugs: tuple[str, ...] = ("tamoxifen", "inhibitor")
+    exposures: tuple[Exposure, ...] = ()
+    constants: tuple[float, ...] = ()
+    options: tuple[tuple[str, object], ...] = ()
+    linear: bool = False
+    tolerant_states: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        names = [p.name for p in self.parameters]
+        for label, values in (("states", self.states), ("parameters", names)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"`{label}` of model {self.name!r} has duplicate names")
+        for tr in self.transitions:
+            for state, _ in tr.change:
+                if state not in self.states:
+                    raise ValueError(
+                        f"transition {tr.name!r} changes unknown state {state!r}; "
+                        f"states are {list(self.states)}"
+                    )
+        for state, param in self.initial:
+            if state not in self.states or param not in names:
+                raise ValueError(
+                    f"`initial` pair ({state!r}, {param!r}) must name a state and a parameter"
+                )
+        if {s for s, _ in self.initial} != set(self.states):
+            raise ValueError("`initial` must give an initial-value parameter for every state")
+        for exp in self.exposures:
+            if exp.drug not in self.drugs or exp.ec50 not in names or exp.hill not in names:
+                raise ValueError(f"exposure {exp.name!r} names an unknown drug or parameter")
+        for state in self.tolerant_states:
+            if state not in self.states:
+                raise ValueError(f"`tolerant_states` names unknown state {state!r}")
+        py_func = getattr(self.rates, "py_func", None)
+        if py_func is None or not hasattr(self.rates, "targetoptions"):
+            raise TypeError(
+                f"`rates` = {self.rates!r}: expected a function decorated with @numba.njit"
+            )
+        if "<locals>" in py_func.__qualname__:
+            raise ValueError(
+                f"`rates` = {py_func.__qualname__}: the rate function must be defined at module "
+                "top level (not inside another function) so its solvers can be cached"
+            )
+        if len(inspect.signature(py_func).parameters) != 5:
+            raise TypeError("`rates` must take exactly (t, x, p, c, out)")
+
+    # -- derived arrays ----------------------------------------------------------------
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.parameters)
+
+    @property
+    def stoichiometry(self) -> np.ndarray:
+        """Integer matrix (transitions x states)."""
+        matrix = np.zeros((len(self.transitions), len(self.states)), dtype=np.int64)
+        for j, tr in enumerate(self.transitions):
+            for state, delta in tr.change:
+                matrix[j, self.states.index(state)] += delta
+        return matrix
+
+    def parameter(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def default_params(self, **overrides: float) -> dict[str, float]:
+        """Default parameters as a dict, with keyword overrides (validated)."""
+        params = {p.name: p.default for p in self.parameters}
+        self._check_names(overrides, "params")
+        params.update(overrides)
+        self.pack(params)
+        return params
+
+    # -- packing and validation ------------------------------------------------------
+    def _check_names(self, params: Mapping, argument: str) -> None:
+        unknown = [k for k in params if k not in self.parameter_names]
+        if unknown:
+            raise ValueError(
+                f"`{argument}` has unknown parameter name(s) {unknown} for model "
+                f"{self.name!r}; valid names are {list(self.parameter_names)}"
+            )
+
+    def pack(self, params: Mapping[str, float], argument: str = "params") -> np.ndarray:
+        """Validate one parameter mapping and return the packed float64 vector.
+
+        Missing names take their defaults; unknown names, NaN and values outside a
+        parameter's bounds raise ``ValueError`` naming the parameter, the value and the
+        admissible range.
+        """
+        self._check_names(params, argument)
+        vector = np.empty(len(self.parameters) + len(self.constants))
+        for i, p in enumerate(self.parameters):
+            value = params.get(p.name, p.default)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"`{argument}.{p.name}` = {value!r}: expected a real number ({p.unit})"
+                ) from None
+            _check_value(f"{argument}.{p.name}", value, p)
+            vector[i] = value
+        vector[len(self.parameters) :] = self.constants
+        return vector
+
+    def pack_table(self, table: Mapping[str, np.ndarray], argument: str = "params") -> np.ndarray:
+        """Validate a table of parameter sets; return a ``(n_samples, n_packed)`` array."""
+        self._check_names(table, argument)
+        lengths = {k: np.shape(v) for k, v in table.items()}
+        sizes = {s[0] for s in lengths.values() if len(s) == 1}
+        if any(len(s) > 1 for s in lengths.values()) or len(sizes) > 1:
+            raise ValueError(
+                f"`{argument}` columns must be 1-d arrays of equal length; got shapes {lengths}"
+            )
+        (n,) = sizes
+        if n == 0:
+            raise ValueError(f"`{argument}` is an empty table: expected at least one row")
+        matrix = np.empty((n, len(self.parameters) + len(self.constants)))
+        for i, p in enumerate(self.parameters):
+            column = np.asarray(table.get(p.name, np.full(n, p.default)))
+            if not np.issubdtype(column.dtype, np.number):
+                raise TypeError(
+                    f"`{argument}.{p.name}` has dtype {column.dtype}: expected real numbers"
+                )
+            column = column.astype(np.float64)
+            bad = np.flatnonzero(~np.isfinite(column) | (column < p.bounds[0]) | (column > p.bounds[1]))
+            if bad.size:
+                _check_value(f"{argument}.{p.name}[{bad[0]}]", float(column[bad[0]]), p)
+            matrix[:, i] = column
+        matrix[:, len(self.parameters) :] = self.constants
+        return matrix
+
+    def initial_state(self, packed: np.ndarray) -> np.ndarray:
+        """Initial states (cells) from packed parameters, shape ``(..., n_states)``."""
+        names = self.parameter_names
+        index = [names.index(dict(self.initial)[s]) for s in self.states]
+        return np.ascontiguousarray(packed[..., index])
+
+    def exposure_values(self, conc_um: np.ndarray, packed: np.ndarray) -> dict[str, np.ndarray]:
+        """Hill exposures for concentrations ``(n_times, n_drugs)`` and packed params.
+
+        ``packed`` is ``(n_packed,)`` or ``(n_samples, n_packed)``; results broadcast to
+        ``(n_times,)`` or ``(n_samples, n_times)``.
+        """
+        names = self.parameter_names
+        out = {}
+        for exp in self.exposures:
+            c = conc_um[:, self.drugs.index(exp.drug)]
+            ec50 = packed[..., names.index(exp.ec50), None]
+            h = packed[..., names.index(exp.hill), None]
+            with np.errstate(divide="ignore"):
+                ratio = np.where(c > 0, (ec50 / np.where(c > 0, c, 1.0)) ** h, np.inf)
+            out[exp.name] = 1.0 / (1.0 + ratio)
+        return out
+
+    def describe(self) -> dict:
+        """A JSON-able description recorded in result attrs."""
+        return {
+            "name": self.name,
+            "states": list(self.states),
+            "transitions": [t.name for t in self.transitions],
+            "options": {k: v for k, v in self.options},
+            "rates": f"{self.rates.py_func.__module__}.{self.rates.py_func.__qualname__}",
+            "linear": self.linear,
+        }
+
+
+def _check_value(label: str, value: float, p: Parameter) -> None:
+    if math.isnan(value):
+        raise ValueError(f"`{label}` is NaN: expected a number in [{p.bounds[0]}, {p.bounds[1]}]")
+    low, high = p.bounds
+    if value < low or value > high:
+        what = "rates" if p.unit.startswith("1/day") else "values"
+        kind = f"{what} must be >= {low}" if value < low and low == 0 else f"expected a value within [{low}, {high}]"
+        raise ValueError(f"`{label}` = {value!r} {p.unit}: {kind}")

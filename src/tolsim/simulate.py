@@ -1,0 +1,304 @@
+"""The front door: validate, pick a kernel, pack the solution into an ``xarray.Dataset``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+
+from tolsim.kernels.specialise import specialised
+from tolsim.models.base import Model
+from tolsim.schedule import Schedule
+
+__all__ = ["METHODS", "SolverError", "simulate"]
+
+METHODS = ("auto", "dopri5", "rosenbrock", "exact")
+_METHOD_CODES = {"dopri5": 0, "auto": 1, "rosenbrock": 2, "exact": 3}
+STATUS_MESSAGES = {
+    0: "success",
+    -1: "step size underflow: the step size fell below 16 ulp of the current time",
+    -2: "maximum number of steps reached (raise `max_steps`)",
+    -3: "non-finite state (overflow or NaN in the rates)",
+}
+
+
+class SolverError(RuntimeError):
+    """Raised by :func:`simulate` when a sample fails and ``throw=True``.
+
+    The partial result (successful samples, and every output a failed sample reached) is
+    kept in :attr:`dataset`, so no computed data is lost.
+    """
+
+    def __init__(self, message: str, dataset: xr.Dataset):
+        super().__init__(message)
+        self.dataset = dataset
+
+
+def simulate(
+    model: Model,
+    params,
+    schedule: Schedule,
+    times,
+    *,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    max_steps: int = 100_000,
+    throw: bool = True,
+) -> xr.Dataset:
+    """Solve the model's mean-field ODE under a dosing schedule.
+
+    Parameters
+    ----------
+    model : Model
+        e.g. ``tolsim.models.TwoState()``.
+    params : mapping or table
+        One parameter set (mapping name -> value; missing names take defaults), or many:
+        a ``pandas.DataFrame`` or a mapping of equal-length 1-d arrays (scalars broadcast).
+        Many sets add a ``sample`` dimension and are solved in parallel (``numba.prange``).
+    schedule : Schedule
+        Dosing schedule; exposures switch exactly at its breakpoints.
+    times : array_like, shape (n_times,)
+        Output days: finite, >= 0, strictly increasing, within the schedule's duration.
+    method : {"auto", "dopri5", "rosenbrock", "exact"}
+        ``"auto"``: the exact matrix-exponential solution for a linear model with
+        piecewise-constant concentrations, otherwise Dormand–Prince 5(4) switching to the
+        Rosenbrock method when the problem is detected to be stiff.
+    rtol, atol : float
+        Relative tolerance and absolute tolerance (cells) of the adaptive methods. The default
+        absolute floor of 1e-6 cells keeps a last tolerant cell accurately resolved.
+    max_steps : int
+        Steps (accepted plus rejected) allowed per sample.
+    throw : bool
+        Raise :class:`SolverError` if a sample fails (default); with ``False`` the failure is
+        recorded in ``status`` and ``message`` only.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables per state (cells), ``N``, ``tolerant_fraction``, ``dN_dt``, drug
+        concentrations ``<drug>_um``, exposures (e.g. ``E_tam``), per-sample ``status``,
+        ``n_steps``, ``n_rejected_steps``, ``n_rhs_evaluations``, ``switched_to_stiff``, and
+        ``parameters``; dims ``time`` (days) and, for a table, ``sample``. Attributes record
+        the model, schedule, method, tolerances, tolsim version and ``withdrawal_day``.
+
+    Examples
+    --------
+    >>> import numpy as np, tolsim
+    >>> model = tolsim.models.TwoState()
+    >>> schedule = tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 60}])
+    >>> ds = tolsim.simulate(model, model.default_params(), schedule, np.arange(121.0))
+    >>> bool(ds.N.sel(time=60) < ds.N.sel(time=120))
+    True
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` = {schedule!r}: expected a tolsim.Schedule")
+    if method not in METHODS:
+        raise ValueError(f"`method` = {method!r}: expected one of {list(METHODS)}")
+    rtol = _positive_float(rtol, "rtol")
+    atol = _positive_float(atol, "atol")
+    if rtol < 1e-13:
+        raise ValueError(f"`rtol` = {rtol!r}: expected >= 1e-13 (below it round-off dominates)")
+    if not isinstance(max_steps, int | np.integer) or max_steps < 1:
+        raise ValueError(f"`max_steps` = {max_steps!r}: expected a positive integer")
+    t_out = _check_times(times, schedule.duration_days)
+    packed, single = _pack_params(model, params)
+    compiled = schedule.compile(model.drugs)
+
+    constant_exposure = compiled.channel_drug.shape[0] == 0
+    if method == "exact" and not (model.linear and constant_exposure):
+        why = "the model is not linear" if not model.linear else "the schedule has PK dosing"
+        raise ValueError(
+            f"`method` = 'exact' needs a linear model with piecewise-constant concentrations; "
+            f"{why} (use 'auto', 'dopri5' or 'rosenbrock')"
+        )
+    if method == "auto" and model.linear and constant_exposure:
+        code = _METHOD_CODES["exact"]
+    else:
+        code = _METHOD_CODES[method]
+
+    kernels = specialised("ode_template", model.rates)
+    n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
+    out_x = np.full((n_samples, n_times, n_states), np.nan)
+    out_dn = np.full((n_samples, n_times), np.nan)
+    stats = np.zeros((n_samples, kernels.N_STATS), dtype=np.int64)
+    kernels.solve_batch(
+        packed,
+        model.initial_state(packed),
+        tuple(compiled),
+        model.stoichiometry,
+        t_out,
+        rtol,
+        atol,
+        int(max_steps),
+        code,
+        out_x,
+        out_dn,
+        stats,
+    )
+    ds = _to_dataset(
+        model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
+    )
+    failed = np.flatnonzero(stats[:, 0] != 0)
+    if failed.size and throw:
+        first = int(failed[0])
+        raise SolverError(
+            f"{failed.size} of {n_samples} sample(s) failed, first sample {first}: "
+            f"{STATUS_MESSAGES[int(stats[first, 0])]}. The partial result is in "
+            "`error.dataset`; pass throw=False to get it returned.",
+            ds,
+        )
+    return ds
+
+
+def _positive_float(value, name: str) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` = {value!r}: expected a positive real number") from None
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` = {value!r}: expected a finite number > 0")
+    return value
+
+
+def _check_times(times, duration_days: float) -> np.ndarray:
+    t = np.asarray(times, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0:
+        raise ValueError(f"`times` has shape {t.shape}: expected a non-empty 1-d array of days")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"`times` contains NaN or infinite values at {np.flatnonzero(~np.isfinite(t))[:5].tolist()}")
+    if t[0] < 0:
+        raise ValueError(f"`times` starts at day {t[0]!r}: expected days >= 0")
+    steps = np.diff(t)
+    if np.any(steps <= 0):
+        i = int(np.flatnonzero(steps <= 0)[0])
+        raise ValueError(
+            f"`times` is not strictly increasing: times[{i}] = {t[i]!r}, "
+            f"times[{i + 1}] = {t[i + 1]!r}; expected sorted, distinct days"
+        )
+    if t[-1] > duration_days:
+        raise ValueError(
+            f"`times` ends at day {t[-1]!r}, after the schedule's end (day {duration_days!r}); "
+            "extend the schedule (e.g. a final drug-free phase) to simulate further"
+        )
+    return np.ascontiguousarray(t)
+
+
+def _pack_params(model: Model, params) -> tuple[np.ndarray, bool]:
+    """Packed parameters ``(n_samples, n_packed)`` and whether one set was given."""
+    if hasattr(params, "to_dict") and hasattr(params, "columns"):  # pandas DataFrame
+        table = {str(c): np.asarray(params[c]) for c in params.columns}
+        return model.pack_table(table), False
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"`params` is a {type(params).__name__}: expected a mapping of parameter names "
+            "(e.g. model.default_params()) or a table of parameter sets"
+        )
+    shapes = {k: np.shape(v) for k, v in params.items()}
+    if all(s == () for s in shapes.values()):
+        return model.pack(params)[None, :], True
+    lengths = {s[0] for s in shapes.values() if len(s) == 1}
+    if len(lengths) != 1 or any(len(s) > 1 for s in shapes.values()):
+        raise ValueError(
+            f"`params` columns must be scalars or 1-d arrays of one length; got shapes {shapes}"
+        )
+    (n,) = lengths
+    table = {k: np.broadcast_to(np.asarray(v), (n,)) for k, v in params.items()}
+    return model.pack_table(table), False
+
+
+def _to_dataset(
+    model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
+):
+    from tolsim import __version__
+
+    sample_dims = () if single else ("sample",)
+    index = 0 if single else slice(None)
+    dims = (*sample_dims, "time")
+    data_vars = {}
+    for i, state in enumerate(model.states):
+        data_vars[state] = (dims, out_x[index, :, i], {"units": "cells", "long_name": f"{state} cells"})
+    total = out_x.sum(axis=2)
+    tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fraction = np.where(total > 0, tolerant / np.where(total > 0, total, 1.0), np.nan)
+    fraction[np.isnan(total)] = np.nan
+    data_vars["N"] = (dims, total[index], {"units": "cells", "long_name": "total cells"})
+    data_vars["tolerant_fraction"] = (
+        dims,
+        fraction[index],
+        {"units": "1", "long_name": f"fraction of cells in {'+'.join(model.tolerant_states)}"},
+    )
+    data_vars["dN_dt"] = (
+        dims,
+        out_dn[index],
+        {"units": "cells/day", "long_name": "rate of change of total cells"},
+    )
+    from tolsim.kernels.exposure import concentrations_at
+
+    conc = concentrations_at(t_out, compiled, len(model.drugs))
+    for d, drug in enumerate(model.drugs):
+        data_vars[f"{drug}_um"] = (
+            ("time",),
+            conc[:, d],
+            {"units": "µM", "long_name": f"{drug} concentration"},
+        )
+    for name, values in model.exposure_values(conc, packed).items():
+        exp = next(e for e in model.exposures if e.name == name)
+        data_vars[name] = (
+            dims,
+            values[index],
+            {"units": "1", "long_name": f"{exp.drug} exposure (Hill, {exp.ec50}, {exp.hill})"},
+        )
+    status = stats[:, 0]
+    data_vars["status"] = (
+        sample_dims,
+        status[index].astype(np.int32),
+        {"long_name": "solver status", "flag_meanings": json.dumps(STATUS_MESSAGES)},
+    )
+    data_vars["message"] = (
+        sample_dims,
+        np.array([STATUS_MESSAGES[int(s)] for s in status], dtype=str)[index],
+    )
+    for column, name, long_name in (
+        (1, "n_steps", "accepted steps (exact method: propagations)"),
+        (2, "n_rejected_steps", "rejected steps"),
+        (3, "n_rhs_evaluations", "right-hand-side evaluations"),
+    ):
+        data_vars[name] = (sample_dims, stats[index, column], {"long_name": long_name})
+    data_vars["switched_to_stiff"] = (
+        sample_dims,
+        stats[index, 4].astype(bool),
+        {"long_name": "stiffness detected: Rosenbrock method used from then on"},
+    )
+    n_params = len(model.parameters)
+    data_vars["parameters"] = (
+        (*sample_dims, "parameter"),
+        packed[index, :n_params],
+        {"units": json.dumps({p.name: p.unit for p in model.parameters})},
+    )
+    coords = {
+        "time": ("time", t_out, {"units": "days", "long_name": "time since start of schedule"}),
+        "parameter": ("parameter", list(model.parameter_names)),
+    }
+    if not single:
+        coords["sample"] = ("sample", np.arange(packed.shape[0]))
+    method_name = {v: k for k, v in _METHOD_CODES.items()}[code]
+    attrs = {
+        "title": f"tolsim simulation of {model.name}",
+        "model": json.dumps(model.describe()),
+        "schedule": json.dumps(schedule.to_dict()),
+        "method": method_name,
+        "rtol": rtol,
+        "atol_cells": atol,
+        "tolsim_version": __version__,
+    }
+    if single:
+        attrs["params"] = json.dumps(dict(zip(model.parameter_names, packed[0, :n_params].tolist(), strict=True)))
+    if "tamoxifen" in schedule.drugs:
+        attrs["withdrawal_day"] = schedule.withdrawal_day("tamoxifen")
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
