@@ -484,6 +484,36 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
 
 
 @njit(cache=True)
+def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
+    """Integrate from day 0 to ``t_end`` inside the schedule's first piece with ``n_steps``
+    equal steps of DOPRI5 (``method`` 0) or ode23s (2), no error control.
+
+    For measuring the convergence order; solvers use :func:`integrate_adaptive`.
+    """
+    n = x.shape[0]
+    conc = np.empty(sched.level_um.shape[1])
+    rate_buf = np.empty(stoich.shape[0])
+    k = np.empty((7, n))
+    y = x.copy()
+    y_new = np.empty(n)
+    y_stage = np.empty(n)
+    err = np.empty(n)
+    jac = np.empty((n, n))
+    piv = np.empty(n, dtype=np.int64)
+    h = t_end / n_steps
+    for step in range(n_steps):
+        t = step * h
+        rhs(t, 0, y, p, sched, stoich, conc, rate_buf, k[0])
+        if method == METHOD_ROSENBROCK:
+            rosenbrock_step(t, 0, y, h, p, sched, stoich, conc, rate_buf, k, jac, piv, y_new, err)
+        else:
+            dopri5_step(t, 0, y, h, p, sched, stoich, conc, rate_buf, k, y_stage, y_new, err)
+        for i in range(n):
+            y[i] = y_new[i]
+    return y
+
+
+@njit(cache=True)
 def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats):
     """Solve one parameter set; returns the status code."""
     if method == METHOD_EXACT:

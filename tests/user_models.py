@@ -1,0 +1,55 @@
+"""A model defined the way a user defines one: a top-level numba rate function and a Model.
+
+Two populations ``A`` and ``B`` that divide, die and switch, with optional logistic crowding
+on a shared capacity and a drug that adds to A's death rate. Special cases give closed-form
+solutions (exponential and logistic growth, pure switching, a stiff fast-switching system).
+"""
+
+from numba import njit
+
+from tolsim.models import Model, Parameter, Transition
+
+
+@njit(cache=True)
+def growth_switch_rates(t, x, p, c, out):
+    g = 1.0 - (x[0] + x[1]) / p[6] if p[10] == 1.0 else 1.0
+    out[0] = p[0] * g * x[0]  # division of A
+    out[1] = (p[1] + p[7] * c[0]) * x[0]  # death of A (drug "tamoxifen" kills A)
+    out[2] = p[4] * x[0]  # A -> B
+    out[3] = p[5] * x[1]  # B -> A
+    out[4] = p[2] * g * x[1]  # division of B
+    out[5] = p[3] * x[1]  # death of B
+
+
+def GrowthSwitch(logistic: bool = False) -> Model:  # noqa: N802
+    rate = (0.0, 100.0)
+    return Model(
+        name="GrowthSwitch",
+        states=("A", "B"),
+        parameters=(
+            Parameter("birth_A", "1/day", 0.3, rate),
+            Parameter("death_A", "1/day", 0.1, rate),
+            Parameter("birth_B", "1/day", 0.2, rate),
+            Parameter("death_B", "1/day", 0.05, rate),
+            Parameter("switch_AB", "1/day", 0.01, (0.0, 1e6)),
+            Parameter("switch_BA", "1/day", 0.02, (0.0, 1e6)),
+            Parameter("capacity", "cells", 1e6, (1.0, 1e15)),
+            Parameter("kill_A", "1/(day µM)", 0.0, rate),
+            Parameter("A0", "cells", 100.0, (0.0, 1e15)),
+            Parameter("B0", "cells", 0.0, (0.0, 1e15)),
+        ),
+        transitions=(
+            Transition.of("division_A", A=1),
+            Transition.of("death_A", A=-1),
+            Transition.of("switch_AB", A=-1, B=1),
+            Transition.of("switch_BA", A=1, B=-1),
+            Transition.of("division_B", B=1),
+            Transition.of("death_B", B=-1),
+        ),
+        rates=growth_switch_rates,
+        initial=(("A", "A0"), ("B", "B0")),
+        constants=(1.0 if logistic else 0.0,),
+        options=(("logistic", logistic),),
+        linear=not logistic,
+        tolerant_states=("B",),
+    )
