@@ -172,17 +172,17 @@ def _check_times(times, duration_days: float) -> np.ndarray:
     if not np.all(np.isfinite(t)):
         raise ValueError(f"`times` contains NaN or infinite values at {np.flatnonzero(~np.isfinite(t))[:5].tolist()}")
     if t[0] < 0:
-        raise ValueError(f"`times` starts at day {t[0]!r}: expected days >= 0")
+        raise ValueError(f"`times` starts at day {float(t[0])!r}: expected days >= 0")
     steps = np.diff(t)
     if np.any(steps <= 0):
         i = int(np.flatnonzero(steps <= 0)[0])
         raise ValueError(
-            f"`times` is not strictly increasing: times[{i}] = {t[i]!r}, "
-            f"times[{i + 1}] = {t[i + 1]!r}; expected sorted, distinct days"
+            f"`times` is not strictly increasing: times[{i}] = {float(t[i])!r}, "
+            f"times[{i + 1}] = {float(t[i + 1])!r}; expected sorted, distinct days"
         )
     if t[-1] > duration_days:
         raise ValueError(
-            f"`times` ends at day {t[-1]!r}, after the schedule's end (day {duration_days!r}); "
+            f"`times` ends at day {float(t[-1])!r}, after the schedule's end (day {duration_days!r}); "
             "extend the schedule (e.g. a final drug-free phase) to simulate further"
         )
     return np.ascontiguousarray(t)
@@ -299,6 +299,8 @@ def _to_dataset(
     }
     if single:
         attrs["params"] = json.dumps(dict(zip(model.parameter_names, packed[0, :n_params].tolist(), strict=True)))
-    if "tamoxifen" in schedule.drugs:
+    try:
         attrs["withdrawal_day"] = schedule.withdrawal_day("tamoxifen")
+    except ValueError:
+        pass  # tamoxifen is never given: there is no withdrawal
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -144,8 +144,14 @@ def initial_step(t, piece, x, f0, p, sched, stoich, conc, rate_buf, work, f1, rt
 
 @njit(cache=True)
 def write_output(j, t_j, piece, x_j, p, sched, stoich, conc, rate_buf, dx, out_x, out_dn):
-    """Store a (clipped, non-negative) state and dN/dt at output index ``j``."""
+    """Store a (clipped, non-negative) state and dN/dt at output index ``j``.
+
+    At a breakpoint the derivative is the right-hand one (the breakpoint belongs to the piece
+    it starts), so interpolation after a switch of exposure uses the new rates.
+    """
     n = x_j.shape[0]
+    if piece + 2 < sched.breakpoints_days.shape[0] and t_j >= sched.breakpoints_days[piece + 1]:
+        piece += 1
     for i in range(n):
         if x_j[i] < 0.0:
             x_j[i] = 0.0

@@ -277,7 +277,7 @@ class Model:
             c = conc_um[:, self.drugs.index(exp.drug)]
             ec50 = packed[..., names.index(exp.ec50), None]
             h = packed[..., names.index(exp.hill), None]
-            with np.errstate(divide="ignore"):
+            with np.errstate(divide="ignore", over="ignore"):  # ratio -> inf gives E = 0
                 ratio = np.where(c > 0, (ec50 / np.where(c > 0, c, 1.0)) ** h, np.inf)
             out[exp.name] = 1.0 / (1.0 + ratio)
         return out

@@ -1,0 +1,175 @@
+"""Every error the deterministic core promises, triggered; failures kept as data."""
+
+import numpy as np
+import pytest
+
+import tolsim
+from tolsim.models import Model, Parameter, Transition
+
+MODEL = tolsim.models.TwoState()
+SCHEDULE = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}, {"days": 30}])
+TIMES = np.arange(0.0, 61.0)
+
+
+def run(params=None, schedule=SCHEDULE, times=TIMES, **kwargs):
+    params = MODEL.default_params() if params is None else params
+    return tolsim.simulate(MODEL, params, schedule, times, **kwargs)
+
+
+def test_unknown_parameter_lists_valid_names():
+    with pytest.raises(ValueError, match=r"`params` has unknown parameter name\(s\) \['lambda'\]"
+                       r".*valid names are \['lambda_S', 'lambda_T'"):
+        run({"lambda": 0.2})
+    with pytest.raises(ValueError, match="unknown parameter name"):
+        MODEL.default_params(rS=0.1)
+
+
+def test_negative_rate():
+    with pytest.raises(ValueError, match=r"`params.lambda_S` = -0.1 1/day: rates must be >= 0"):
+        run(MODEL.default_params() | {"lambda_S": -0.1})
+
+
+def test_out_of_bounds_fraction():
+    with pytest.raises(ValueError, match=r"`params.eps_S` = 1.5 1: expected a value within \[0.0, 1.0\]"):
+        run(MODEL.default_params() | {"eps_S": 1.5})
+
+
+def test_nan_parameter_and_nan_in_table():
+    with pytest.raises(ValueError, match="`params.kappa_T` is NaN"):
+        run(MODEL.default_params() | {"kappa_T": float("nan")})
+    with pytest.raises(ValueError, match=r"`params.mu_E\[2\]` is NaN"):
+        run({"mu_E": np.array([0.0, 0.1, np.nan])})
+
+
+def test_non_numeric_parameter():
+    with pytest.raises(TypeError, match="`params.K` = 'big': expected a real number"):
+        run(MODEL.default_params() | {"K": "big"})
+
+
+def test_table_with_unequal_columns():
+    with pytest.raises(ValueError, match="scalars or 1-d arrays of one length"):
+        run({"mu_E": np.zeros(3), "kappa_T": np.zeros(4)})
+
+
+@pytest.mark.parametrize(
+    ("times", "message"),
+    [
+        (np.array([0.0, 2.0, 1.0]), r"`times` is not strictly increasing: times\[1\] = 2.0"),
+        (np.array([0.0, 1.0, 1.0]), "not strictly increasing"),
+        (np.array([-1.0, 1.0]), r"`times` starts at day -1.0: expected days >= 0"),
+        (np.array([0.0, np.nan]), "`times` contains NaN"),
+        (np.array([0.0, 61.0]), r"`times` ends at day 61.0, after the schedule's end \(day 60.0\)"),
+        (np.zeros((2, 2)), r"`times` has shape \(2, 2\)"),
+    ],
+)
+def test_bad_times(times, message):
+    with pytest.raises(ValueError, match=message):
+        run(times=times)
+
+
+def test_bad_solver_options():
+    with pytest.raises(ValueError, match="`method` = 'rk4': expected one of"):
+        run(method="rk4")
+    with pytest.raises(ValueError, match="`rtol` = 0.0: expected a finite number > 0"):
+        run(rtol=0.0)
+    with pytest.raises(ValueError, match="`atol` = -1.0"):
+        run(atol=-1.0)
+    with pytest.raises(ValueError, match="`max_steps` = 0"):
+        run(max_steps=0)
+    with pytest.raises(ValueError, match="'exact' needs a linear model"):
+        run(method="exact")
+    linear = tolsim.models.TwoState(crowding="none")
+    oral = tolsim.Schedule.oral("tamoxifen", dose_mg=1.0, every_days=1.0, stop_day=10.0,
+                                pk=tolsim.PK.tamoxifen_mouse())
+    with pytest.raises(ValueError, match="the schedule has PK dosing"):
+        tolsim.simulate(linear, linear.default_params(), oral, np.arange(10.0), method="exact")
+    with pytest.raises(ValueError, match="`crowding` = 'exponential'"):
+        tolsim.models.TwoState(crowding="exponential")
+
+
+def test_wrong_argument_types():
+    with pytest.raises(TypeError, match="`model`"):
+        tolsim.simulate("TwoState", {}, SCHEDULE, TIMES)
+    with pytest.raises(TypeError, match="`schedule`"):
+        tolsim.simulate(MODEL, {}, [{"days": 3}], TIMES)
+    with pytest.raises(TypeError, match="`params` is a list"):
+        run([0.1, 0.2])
+
+
+@pytest.mark.parametrize(
+    ("phases", "message"),
+    [
+        ([{"days": 10, "tamoxifen": 1.0}, {"days": 0}], r"`phases\[1\]` lasts 0 days.*> 0 days"),
+        ([{"days": -5}], r"`phases\[0\]`"),
+        ([{"days": 10, "tamoxifen": -1.0}], r"tamoxifen.*-1.0.*>= 0"),
+        ([{"days": 10, "tamoxifen": float("nan")}], r"`phases\[0\].tamoxifen` = nan"),
+        (
+            [
+                {"start_day": 0, "stop_day": 20, "tamoxifen": 1.0},
+                {"start_day": 10, "stop_day": 30, "tamoxifen": 2.0},
+            ],
+            "overlap",
+        ),
+    ],
+)
+def test_bad_phases(phases, message):
+    with pytest.raises(ValueError, match=message):
+        tolsim.Schedule.from_phases(phases)
+
+
+def test_dose_after_schedule_end():
+    with pytest.raises(ValueError, match="after the schedule's end"):
+        tolsim.Schedule.oral("tamoxifen", dose_mg=1.0, every_days=1.0, stop_day=20.0,
+                             pk=tolsim.PK.tamoxifen_mouse(), duration_days=10.0)
+
+
+def test_schedule_drug_unknown_to_model():
+    schedule = tolsim.Schedule.from_phases([{"days": 5, "fulvestrant": 1.0}])
+    with pytest.raises(ValueError, match="fulvestrant"):
+        run(schedule=schedule, times=np.arange(5.0))
+
+
+def test_solver_failure_is_data_and_raises_with_partial_result():
+    table = {"kappa_T": np.array([0.1, 0.2, 0.3])}
+    with pytest.raises(tolsim.SolverError, match="3 of 3 sample.*maximum number of steps") as info:
+        run(table, max_steps=5)
+    partial = info.value.dataset
+    assert np.all(partial.status.values == -2)
+    assert np.isfinite(partial.N.values[:, 0]).all()  # outputs reached before failing are kept
+    assert np.isnan(partial.N.values[:, -1]).all()
+    ds = run(table, max_steps=5, throw=False)
+    assert list(ds.message.values) == ["maximum number of steps reached (raise `max_steps`)"] * 3
+
+
+def test_step_size_underflow_is_reported():
+    """A rate that blows up in finite time (dx/dt = x^2) drives the step size to zero."""
+    model = Model(
+        name="Blowup", states=("S", "T"),
+        parameters=(Parameter("S0", "cells", 1.0, (0.0, 1e9)),
+                    Parameter("T0", "cells", 0.0, (0.0, 1e9))),
+        transitions=(Transition.of("autocatalysis", S=1),),
+        rates=blowup_rates, initial=(("S", "S0"), ("T", "T0")), tolerant_states=("T",),
+    )
+    schedule = tolsim.Schedule.from_phases([{"days": 2.0}])
+    ds = tolsim.simulate(model, model.default_params(), schedule, np.linspace(0, 2, 5),
+                         throw=False)
+    assert int(ds.status) in (-1, -3)
+    assert ds.S.values[1] == pytest.approx(1 / (1 - 0.5), rel=1e-5)  # before the blow-up at t=1
+    assert np.isnan(ds.S.values[-1])
+
+
+def test_user_rate_function_must_be_top_level_njit():
+    def plain(t, x, p, c, out):
+        out[0] = 0.0
+
+    with pytest.raises(TypeError, match="expected a function decorated with @numba.njit"):
+        Model(name="M", states=("S",), parameters=(Parameter("S0", "cells", 1.0, (0, 1)),),
+              transitions=(Transition.of("birth", S=1),), rates=plain, initial=(("S", "S0"),))
+
+
+from numba import njit  # noqa: E402
+
+
+@njit(cache=True)
+def blowup_rates(t, x, p, c, out):
+    out[0] = x[0] * x[0]

@@ -1,0 +1,103 @@
+"""time_to_recurrence against closed forms and root-finding on exact solutions."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from scipy.optimize import brentq
+from user_models import GrowthSwitch
+
+import tolsim
+
+MODEL = GrowthSwitch()
+SCHEDULE = tolsim.Schedule.from_phases([{"days": 20.0, "tamoxifen": 1.0}, {"days": 80.0}])
+TIMES = np.arange(0.0, 101.0)
+
+
+def test_exponential_regrowth_through_absolute_threshold():
+    params = dict(birth_A=0.3, death_A=0.1, kill_A=0.5, switch_AB=0.0, switch_BA=0.0,
+                  A0=1000.0, B0=0.0)
+    ds = tolsim.simulate(MODEL, params, SCHEDULE, TIMES, method="dopri5", rtol=1e-10,
+                         atol=1e-10)
+    at_withdrawal = 1000.0 * np.exp(-0.3 * 20.0)
+    expected = np.log(5000.0 / at_withdrawal) / 0.2
+    got = tolsim.time_to_recurrence(ds, threshold=5000.0)
+    assert got.attrs["units"] == "days"
+    assert float(got) == pytest.approx(expected, abs=1e-4)
+    # regrowing at withdrawal: recurrence back to the withdrawal size is immediate
+    assert float(tolsim.time_to_recurrence(ds)) == 0.0
+    # a threshold never reached within the horizon is censored: inf
+    assert np.isinf(float(tolsim.time_to_recurrence(ds, threshold=1e12)))
+
+
+def test_dip_then_regrowth_to_size_at_withdrawal():
+    """Tolerant B dominates at withdrawal and dies off; sensitive A regrows: N dips first."""
+    params = dict(birth_A=0.3, death_A=0.1, kill_A=0.6, birth_B=0.0, death_B=0.2,
+                  switch_AB=0.0, switch_BA=0.0, A0=1e4, B0=1e4)
+    ds = tolsim.simulate(MODEL, params, SCHEDULE, TIMES)
+    assert ds.attrs["method"] == "exact"
+
+    def total(t):
+        a = 1e4 * np.exp(-0.4 * min(t, 20.0)) * np.exp(0.2 * max(t - 20.0, 0.0))
+        b = 1e4 * np.exp(-0.2 * t)
+        return a + b
+
+    level = total(20.0)
+    t_min = 20.0 + np.log(0.2 * (1e4 * np.exp(-0.2 * 20)) / (0.2 * 1e4 * np.exp(-8.0))) / 0.4
+    crossing = brentq(lambda t: total(t) - level, t_min, 100.0, xtol=1e-12)
+    got = float(tolsim.time_to_recurrence(ds))
+    assert ds.N.sel(time=25.0) < level  # the dip
+    assert got == pytest.approx(crossing - 20.0, abs=1e-4)
+
+
+def test_samples_with_exact_linear_solution():
+    model = tolsim.models.TwoState(crowding="none")
+    kill = np.array([0.0, 0.05, 0.5])
+    table = {"kappa_T": kill, "nu_off": np.full(3, 0.2)}
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 60.0, "tamoxifen": 1.0, "inhibitor": 2.0}, {"days": 120.0, "inhibitor": 2.0}]
+    )
+    times = np.arange(0.0, 181.0)
+    ds = tolsim.simulate(model, table, schedule, times)
+    threshold = 2e5
+    got = tolsim.time_to_recurrence(ds, threshold=threshold)
+    assert got.dims == ("sample",)
+    params = model.default_params()
+    for i, kappa in enumerate(kill):
+        p = dict(params, kappa_T=kappa, nu_off=0.2)
+
+        def matrix(c_tam, c_inh, p=p):
+            from conftest import linear_two_state_matrix
+
+            return linear_two_state_matrix(p, c_tam, c_inh)
+
+        x_w = scipy.linalg.expm(matrix(1.0, 2.0) * 60.0) @ [p["S0"], p["T0"]]
+        after = matrix(0.0, 2.0)
+
+        def total(t, x_w=x_w, after=after):
+            return (scipy.linalg.expm(after * t) @ x_w).sum()
+
+        if total(120.0) < threshold:
+            assert np.isinf(got.values[i])
+        else:
+            assert total(0.0) < threshold
+            expected = brentq(lambda t, f=total: f(t) - threshold, 0.0, 120.0, xtol=1e-12)
+            assert got.values[i] == pytest.approx(expected, abs=1e-4)
+    # stronger NF-kB inhibition delays regrowth
+    assert np.all(np.diff(got.values) > 0)
+
+
+def test_failed_sample_gives_nan_and_errors():
+    ds = tolsim.simulate(MODEL, {"kill_A": np.array([0.1, 0.2])}, SCHEDULE, TIMES,
+                         method="dopri5", max_steps=3, throw=False)
+    assert np.all(np.isnan(tolsim.time_to_recurrence(ds, threshold=10.0).values))
+    with pytest.raises(ValueError, match="`threshold` = 'baseline'"):
+        tolsim.time_to_recurrence(ds, threshold="baseline")
+    with pytest.raises(ValueError, match="`threshold` = -1.0 cells"):
+        tolsim.time_to_recurrence(ds, threshold=-1.0)
+    with pytest.raises(ValueError, match="`withdrawal_day` = 200.0"):
+        tolsim.time_to_recurrence(ds, withdrawal_day=200.0)
+    no_drug = tolsim.simulate(MODEL, {}, tolsim.Schedule.from_phases([{"days": 5.0}]),
+                              np.arange(6.0))
+    with pytest.raises(ValueError, match="never gives tamoxifen"):
+        tolsim.time_to_recurrence(no_drug)
+    assert float(tolsim.time_to_recurrence(no_drug, withdrawal_day=0.0, threshold=1.0)) == 0.0

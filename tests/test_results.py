@@ -1,0 +1,119 @@
+"""Datasets: ensembles equal single runs, files explain themselves, defaults fit MCF-7 data."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+import tolsim
+
+MODEL = tolsim.models.TwoState()
+SCHEDULE = tolsim.Schedule.from_phases(
+    [{"days": 60, "tamoxifen": 1.0}, {"days": 20, "inhibitor": 5.0}, {"days": 40}]
+)
+TIMES = np.arange(0.0, 121.0)
+
+
+def test_parameter_table_equals_single_runs_bit_for_bit():
+    rng = np.random.default_rng(1)
+    table = {"mu_E": rng.uniform(0, 0.01, 6), "kappa_T": rng.uniform(0, 1, 6), "K": 5e6}
+    ensemble = tolsim.simulate(MODEL, table, SCHEDULE, TIMES)
+    assert ensemble.S.dims == ("sample", "time") and ensemble.sizes["sample"] == 6
+    for i in range(6):
+        single = tolsim.simulate(
+            MODEL,
+            MODEL.default_params(mu_E=table["mu_E"][i], kappa_T=table["kappa_T"][i], K=5e6),
+            SCHEDULE,
+            TIMES,
+        )
+        np.testing.assert_array_equal(ensemble.S.values[i], single.S.values)
+        np.testing.assert_array_equal(ensemble.T.values[i], single.T.values)
+        assert int(ensemble.n_steps[i]) == int(single.n_steps)
+    frame = tolsim.simulate(MODEL, pd.DataFrame({k: np.broadcast_to(v, 6) for k, v in
+                                                 table.items()}), SCHEDULE, TIMES)
+    xr.testing.assert_identical(frame, ensemble)
+    np.testing.assert_array_equal(
+        ensemble.parameters.sel(parameter="kappa_T").values, table["kappa_T"]
+    )
+
+
+def test_dataset_records_everything_and_round_trips_netcdf(tmp_path):
+    ds = tolsim.simulate(MODEL, MODEL.default_params(mu_E=0.002), SCHEDULE, TIMES)
+    for name in ("S", "T", "N", "tolerant_fraction", "dN_dt", "tamoxifen_um", "inhibitor_um",
+                 "E_tam", "E_inh", "status", "n_steps", "parameters"):
+        assert name in ds, name
+    assert ds.S.attrs["units"] == "cells" and ds.time.attrs["units"] == "days"
+    assert ds.tamoxifen_um.attrs["units"] == "µM"
+    assert json.loads(ds.attrs["model"])["options"] == {"crowding": "logistic"}
+    assert json.loads(ds.attrs["params"])["mu_E"] == 0.002
+    assert tolsim.Schedule.from_json(ds.attrs["schedule"]) == SCHEDULE
+    assert ds.attrs["tolsim_version"] == tolsim.__version__
+    assert ds.attrs["withdrawal_day"] == 60.0
+    np.testing.assert_allclose(ds.N, ds.S + ds.T)
+    np.testing.assert_allclose(ds.tolerant_fraction, ds.T / ds.N)
+    np.testing.assert_allclose(ds.E_tam.sel(time=10.0), 1.0 / (1.0 + 0.1 / 1.0))
+    assert float(ds.E_tam.sel(time=70.0)) == 0.0
+    assert float(ds.inhibitor_um.sel(time=70.0)) == 5.0
+    path = tmp_path / "run.nc"
+    ds.to_netcdf(path)
+    with xr.open_dataset(path) as back:
+        xr.testing.assert_allclose(back.load(), ds)
+        assert back.attrs == ds.attrs
+
+
+def test_dN_dt_is_the_derivative_of_N():
+    ds = tolsim.simulate(MODEL, MODEL.default_params(), SCHEDULE, np.arange(0.0, 120.0, 0.01),
+                         rtol=1e-10, atol=1e-10)
+    n = ds.N.values
+    central = (n[2:] - n[:-2]) / 0.02
+    inside = np.abs(ds.time.values[1:-1] % 20) > 0.02  # away from the phase switches
+    np.testing.assert_allclose(ds.dN_dt.values[1:-1][inside], central[inside], rtol=1e-4,
+                               atol=1e-3)
+
+
+def test_defaults_are_plausible_for_mcf7():
+    """Magi et al. 2021: ~3.3-fold a week untreated, ~1.0-fold a week under tamoxifen."""
+    untreated = tolsim.simulate(MODEL, MODEL.default_params(),
+                                tolsim.Schedule.from_phases([{"days": 7}]), np.array([0.0, 7.0]))
+    fold = float(untreated.N[1] / untreated.N[0])
+    assert 3.0 < fold < 3.6
+    weeks = np.arange(0.0, 71.0, 7.0)
+    treated = tolsim.simulate(MODEL, MODEL.default_params(),
+                              tolsim.Schedule.from_phases([{"days": 70, "tamoxifen": 1.0}]),
+                              weeks)
+    weekly = treated.N.values[1:] / treated.N.values[:-1]
+    assert np.all((weekly[2:5] > 0.8) & (weekly[2:5] < 1.25))  # weeks 3-5
+    assert weekly[-1] > weekly[3]  # tolerant cells take over and growth recovers
+
+
+def test_model_parameters_are_documented():
+    for model in (tolsim.models.TwoState(), tolsim.models.ThreeState()):
+        for p in model.parameters:
+            assert p.unit and p.description and p.source, p.name
+            assert p.bounds[0] <= p.default <= p.bounds[1]
+    names = tolsim.models.TwoState().parameter_names
+    assert names == (
+        "lambda_S", "lambda_T", "eps_S", "eps_T", "delta_S", "delta_T", "kappa_S", "kappa_T",
+        "mu_0", "mu_E", "nu_0", "nu_off", "iota", "K", "EC50_tam", "h_tam", "EC50_inh",
+        "h_inh", "S0", "T0",
+    )
+    three = tolsim.models.ThreeState()
+    assert set(three.parameter_names) - set(names) == {"lambda_R", "delta_R", "rho", "R0"}
+    assert three.stoichiometry.shape == (9, 3)
+
+
+def test_user_model_stoichiometry_and_validation():
+    from user_models import GrowthSwitch
+
+    model = GrowthSwitch()
+    np.testing.assert_array_equal(
+        model.stoichiometry, [[1, 0], [-1, 0], [-1, 1], [1, -1], [0, 1], [0, -1]]
+    )
+    with pytest.raises(ValueError, match="changes unknown state 'C'"):
+        tolsim.models.Model(
+            name="bad", states=("A",), parameters=model.parameters[:1],
+            transitions=(tolsim.models.Transition.of("x", C=1),), rates=model.rates,
+            initial=(("A", "birth_A"),),
+        )
