@@ -17,8 +17,11 @@ def run(params=None, schedule=SCHEDULE, times=TIMES, **kwargs):
 
 
 def test_unknown_parameter_lists_valid_names():
-    with pytest.raises(ValueError, match=r"`params` has unknown parameter name\(s\) \['lambda'\]"
-                       r".*valid names are \['lambda_S', 'lambda_T'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`params` has unknown parameter name\(s\) \['lambda'\]"
+        r".*valid names are \['lambda_S', 'lambda_T'",
+    ):
         run({"lambda": 0.2})
     with pytest.raises(ValueError, match="unknown parameter name"):
         MODEL.default_params(rS=0.1)
@@ -30,7 +33,9 @@ def test_negative_rate():
 
 
 def test_out_of_bounds_fraction():
-    with pytest.raises(ValueError, match=r"`params.eps_S` = 1.5 1: expected a value within \[0.0, 1.0\]"):
+    with pytest.raises(
+        ValueError, match=r"`params.eps_S` = 1.5 1: expected a value within \[0.0, 1.0\]"
+    ):
         run(MODEL.default_params() | {"eps_S": 1.5})
 
 
@@ -58,7 +63,10 @@ def test_table_with_unequal_columns():
         (np.array([0.0, 1.0, 1.0]), "not strictly increasing"),
         (np.array([-1.0, 1.0]), r"`times` starts at day -1.0: expected days >= 0"),
         (np.array([0.0, np.nan]), "`times` contains NaN"),
-        (np.array([0.0, 61.0]), r"`times` ends at day 61.0, after the schedule's end \(day 60.0\)"),
+        (
+            np.array([0.0, 61.0]),
+            r"`times` ends at day 61.0, after the schedule's end \(day 60.0\)",
+        ),
         (np.zeros((2, 2)), r"`times` has shape \(2, 2\)"),
     ],
 )
@@ -79,8 +87,9 @@ def test_bad_solver_options():
     with pytest.raises(ValueError, match="'exact' needs a linear model"):
         run(method="exact")
     linear = tolsim.models.TwoState(crowding="none")
-    oral = tolsim.Schedule.oral("tamoxifen", dose_mg=1.0, every_days=1.0, stop_day=10.0,
-                                pk=tolsim.PK.tamoxifen_mouse())
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=1.0, every_days=1.0, stop_day=10.0, pk=tolsim.PK.tamoxifen_mouse()
+    )
     with pytest.raises(ValueError, match="the schedule has PK dosing"):
         tolsim.simulate(linear, linear.default_params(), oral, np.arange(10.0), method="exact")
     with pytest.raises(ValueError, match="`crowding` = 'exponential'"):
@@ -119,8 +128,14 @@ def test_bad_phases(phases, message):
 
 def test_dose_after_schedule_end():
     with pytest.raises(ValueError, match="after the schedule's end"):
-        tolsim.Schedule.oral("tamoxifen", dose_mg=1.0, every_days=1.0, stop_day=20.0,
-                             pk=tolsim.PK.tamoxifen_mouse(), duration_days=10.0)
+        tolsim.Schedule.oral(
+            "tamoxifen",
+            dose_mg=1.0,
+            every_days=1.0,
+            stop_day=20.0,
+            pk=tolsim.PK.tamoxifen_mouse(),
+            duration_days=10.0,
+        )
 
 
 def test_schedule_drug_unknown_to_model():
@@ -144,15 +159,21 @@ def test_solver_failure_is_data_and_raises_with_partial_result():
 def test_step_size_underflow_is_reported():
     """A rate that blows up in finite time (dx/dt = x^2) drives the step size to zero."""
     model = Model(
-        name="Blowup", states=("S", "T"),
-        parameters=(Parameter("S0", "cells", 1.0, (0.0, 1e9)),
-                    Parameter("T0", "cells", 0.0, (0.0, 1e9))),
+        name="Blowup",
+        states=("S", "T"),
+        parameters=(
+            Parameter("S0", "cells", 1.0, (0.0, 1e9)),
+            Parameter("T0", "cells", 0.0, (0.0, 1e9)),
+        ),
         transitions=(Transition.of("autocatalysis", S=1),),
-        rates=blowup_rates, initial=(("S", "S0"), ("T", "T0")), tolerant_states=("T",),
+        rates=blowup_rates,
+        initial=(("S", "S0"), ("T", "T0")),
+        tolerant_states=("T",),
     )
     schedule = tolsim.Schedule.from_phases([{"days": 2.0}])
-    ds = tolsim.simulate(model, model.default_params(), schedule, np.linspace(0, 2, 5),
-                         throw=False)
+    ds = tolsim.simulate(
+        model, model.default_params(), schedule, np.linspace(0, 2, 5), throw=False
+    )
     assert int(ds.status) in (-1, -3)
     assert ds.S.values[1] == pytest.approx(1 / (1 - 0.5), rel=1e-5)  # before the blow-up at t=1
     assert np.isnan(ds.S.values[-1])
@@ -163,8 +184,14 @@ def test_user_rate_function_must_be_top_level_njit():
         out[0] = 0.0
 
     with pytest.raises(TypeError, match="expected a function decorated with @numba.njit"):
-        Model(name="M", states=("S",), parameters=(Parameter("S0", "cells", 1.0, (0, 1)),),
-              transitions=(Transition.of("birth", S=1),), rates=plain, initial=(("S", "S0"),))
+        Model(
+            name="M",
+            states=("S",),
+            parameters=(Parameter("S0", "cells", 1.0, (0, 1)),),
+            transitions=(Transition.of("birth", S=1),),
+            rates=plain,
+            initial=(("S", "S0"),),
+        )
 
 
 from numba import njit  # noqa: E402

@@ -17,11 +17,18 @@ CELLS = st.one_of(st.just(0.0), st.floats(1.0, 1e6))
 @st.composite
 def parameter_sets(draw):
     return MODEL.default_params(
-        lambda_S=draw(RATE), lambda_T=draw(RATE), delta_S=draw(RATE), delta_T=draw(RATE),
-        kappa_S=draw(st.floats(0.0, 5.0)), kappa_T=draw(st.floats(0.0, 5.0)),
-        mu_0=draw(st.floats(0.0, 0.1)), mu_E=draw(st.floats(0.0, 1.0)),
-        nu_0=draw(st.floats(0.0, 0.1)), nu_off=draw(st.floats(0.0, 1.0)),
-        S0=draw(CELLS), T0=draw(CELLS),
+        lambda_S=draw(RATE),
+        lambda_T=draw(RATE),
+        delta_S=draw(RATE),
+        delta_T=draw(RATE),
+        kappa_S=draw(st.floats(0.0, 5.0)),
+        kappa_T=draw(st.floats(0.0, 5.0)),
+        mu_0=draw(st.floats(0.0, 0.1)),
+        mu_E=draw(st.floats(0.0, 1.0)),
+        nu_0=draw(st.floats(0.0, 0.1)),
+        nu_off=draw(st.floats(0.0, 1.0)),
+        S0=draw(CELLS),
+        T0=draw(CELLS),
         K=draw(st.floats(1e3, 1e9)),
     )
 
@@ -87,15 +94,31 @@ def test_splitting_a_phase_gives_the_same_trajectory(params, days, where, c_tam,
 
 @SETTINGS
 @given(
-    st.floats(0.0, 5.0), st.floats(0.0, 5.0), st.floats(0.0, 5.0), st.floats(0.0, 5.0),
-    st.floats(1.0, 1e8), st.floats(0.0, 1e8), phase_lists(), st.booleans(),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 5.0),
+    st.floats(0.0, 5.0),
+    st.floats(1.0, 1e8),
+    st.floats(0.0, 1e8),
+    phase_lists(),
+    st.booleans(),
 )
 def test_pure_switching_conserves_total(mu_0, mu_e, nu_0, nu_off, s0, t0, phases, linear):
     """With no division and no death only S<->T switching remains: S + T is constant."""
     model = LINEAR if linear else MODEL
     params = model.default_params(
-        lambda_S=0.0, lambda_T=0.0, delta_S=0.0, delta_T=0.0, kappa_S=0.0, kappa_T=0.0,
-        mu_0=mu_0, mu_E=mu_e, nu_0=nu_0, nu_off=nu_off, S0=s0, T0=t0,
+        lambda_S=0.0,
+        lambda_T=0.0,
+        delta_S=0.0,
+        delta_T=0.0,
+        kappa_S=0.0,
+        kappa_T=0.0,
+        mu_0=mu_0,
+        mu_E=mu_e,
+        nu_0=nu_0,
+        nu_off=nu_off,
+        S0=s0,
+        T0=t0,
     )
     schedule = tolsim.Schedule.from_phases(phases)
     times = np.linspace(0.0, schedule.duration_days, 30)

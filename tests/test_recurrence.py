@@ -14,10 +14,10 @@ TIMES = np.arange(0.0, 101.0)
 
 
 def test_exponential_regrowth_through_absolute_threshold():
-    params = dict(birth_A=0.3, death_A=0.1, kill_A=0.5, switch_AB=0.0, switch_BA=0.0,
-                  A0=1000.0, B0=0.0)
-    ds = tolsim.simulate(MODEL, params, SCHEDULE, TIMES, method="dopri5", rtol=1e-10,
-                         atol=1e-10)
+    params = dict(
+        birth_A=0.3, death_A=0.1, kill_A=0.5, switch_AB=0.0, switch_BA=0.0, A0=1000.0, B0=0.0
+    )
+    ds = tolsim.simulate(MODEL, params, SCHEDULE, TIMES, method="dopri5", rtol=1e-10, atol=1e-10)
     at_withdrawal = 1000.0 * np.exp(-0.3 * 20.0)
     expected = np.log(5000.0 / at_withdrawal) / 0.2
     got = tolsim.time_to_recurrence(ds, threshold=5000.0)
@@ -31,8 +31,17 @@ def test_exponential_regrowth_through_absolute_threshold():
 
 def test_dip_then_regrowth_to_size_at_withdrawal():
     """Tolerant B dominates at withdrawal and dies off; sensitive A regrows: N dips first."""
-    params = dict(birth_A=0.3, death_A=0.1, kill_A=0.6, birth_B=0.0, death_B=0.2,
-                  switch_AB=0.0, switch_BA=0.0, A0=1e4, B0=1e4)
+    params = dict(
+        birth_A=0.3,
+        death_A=0.1,
+        kill_A=0.6,
+        birth_B=0.0,
+        death_B=0.2,
+        switch_AB=0.0,
+        switch_BA=0.0,
+        A0=1e4,
+        B0=1e4,
+    )
     ds = tolsim.simulate(MODEL, params, SCHEDULE, TIMES)
     assert ds.attrs["method"] == "exact"
 
@@ -87,8 +96,15 @@ def test_samples_with_exact_linear_solution():
 
 
 def test_failed_sample_gives_nan_and_errors():
-    ds = tolsim.simulate(MODEL, {"kill_A": np.array([0.1, 0.2])}, SCHEDULE, TIMES,
-                         method="dopri5", max_steps=3, throw=False)
+    ds = tolsim.simulate(
+        MODEL,
+        {"kill_A": np.array([0.1, 0.2])},
+        SCHEDULE,
+        TIMES,
+        method="dopri5",
+        max_steps=3,
+        throw=False,
+    )
     assert np.all(np.isnan(tolsim.time_to_recurrence(ds, threshold=10.0).values))
     with pytest.raises(ValueError, match="`threshold` = 'baseline'"):
         tolsim.time_to_recurrence(ds, threshold="baseline")
@@ -96,8 +112,9 @@ def test_failed_sample_gives_nan_and_errors():
         tolsim.time_to_recurrence(ds, threshold=-1.0)
     with pytest.raises(ValueError, match="`withdrawal_day` = 200.0"):
         tolsim.time_to_recurrence(ds, withdrawal_day=200.0)
-    no_drug = tolsim.simulate(MODEL, {}, tolsim.Schedule.from_phases([{"days": 5.0}]),
-                              np.arange(6.0))
+    no_drug = tolsim.simulate(
+        MODEL, {}, tolsim.Schedule.from_phases([{"days": 5.0}]), np.arange(6.0)
+    )
     with pytest.raises(ValueError, match="never gives tamoxifen"):
         tolsim.time_to_recurrence(no_drug)
     assert float(tolsim.time_to_recurrence(no_drug, withdrawal_day=0.0, threshold=1.0)) == 0.0

@@ -24,7 +24,11 @@ def reference_phases(params, schedule, times, crowding):
         mask = (times > a) & (times <= b)
         sol = solve_ivp(
             lambda t, y, ct=c_tam, ci=c_inh: two_state_rhs(y, params, ct, ci, crowding),
-            (a, b), y, method="DOP853", t_eval=np.unique(np.r_[times[mask], b]), **REFERENCE,
+            (a, b),
+            y,
+            method="DOP853",
+            t_eval=np.unique(np.r_[times[mask], b]),
+            **REFERENCE,
         )
         out[mask] = sol.y[:, : mask.sum()].T
         y = sol.y[:, -1]
@@ -65,8 +69,12 @@ def test_oral_pk_matches_solve_ivp_with_drug_compartments():
         s, tol, depot, central = y
         c_tam = central * 1000.0 / (pk.volume_l * pk.molar_mass_g_per_mol)
         cells = two_state_rhs(np.array([s, tol]), params, c_tam, 0.0, "logistic")
-        return [cells[0], cells[1], -pk.ka_per_day * depot,
-                pk.ka_per_day * depot - pk.ke_per_day * central]
+        return [
+            cells[0],
+            cells[1],
+            -pk.ka_per_day * depot,
+            pk.ka_per_day * depot - pk.ke_per_day * central,
+        ]
 
     y = np.array([params["S0"], params["T0"], 0.0, 0.0])
     bps = np.unique(np.r_[np.arange(0.0, stop, every), 40.0])
@@ -76,7 +84,9 @@ def test_oral_pk_matches_solve_ivp_with_drug_compartments():
         if a < stop:
             y[2] += pk.bioavailability * dose_mg
         mask = (times > a) & (times <= b)
-        sol = solve_ivp(rhs, (a, b), y, method="DOP853", t_eval=np.unique(np.r_[times[mask], b]), **REFERENCE)
+        sol = solve_ivp(
+            rhs, (a, b), y, method="DOP853", t_eval=np.unique(np.r_[times[mask], b]), **REFERENCE
+        )
         expected[mask] = sol.y[:2, : mask.sum()].T
         y = sol.y[:, -1]
     np.testing.assert_allclose(ds.S.values, expected[:, 0], rtol=1e-5)
@@ -97,15 +107,17 @@ def test_three_state_matches_solve_ivp():
         g = 1 - (s + tol + r) / p["K"]
         # two-state part with crowding on S+T+R: rescale K so g matches
         base = two_state_rhs(np.array([s, tol]), dict(p, K=(s + tol) / (1 - g)), c_tam, 0.0)
-        return [base[0], base[1] - p["rho"] * tol,
-                p["rho"] * tol + (p["lambda_R"] * g - p["delta_R"]) * r]
+        return [
+            base[0],
+            base[1] - p["rho"] * tol,
+            p["rho"] * tol + (p["lambda_R"] * g - p["delta_R"]) * r,
+        ]
 
     y = np.array([params["S0"], params["T0"], params["R0"]])
     expected = [y]
     for (a, b), c_tam in (((0.0, 50.0), 1.0), ((50.0, 100.0), 0.0)):
         t_eval = times[(times > a) & (times <= b)]
-        sol = solve_ivp(rhs, (a, b), y, method="DOP853", t_eval=t_eval, args=(c_tam,),
-                        **REFERENCE)
+        sol = solve_ivp(rhs, (a, b), y, method="DOP853", t_eval=t_eval, args=(c_tam,), **REFERENCE)
         expected.extend(sol.y.T)
         y = sol.y[:, -1]
     got = np.stack([ds.S.values, ds.T.values, ds.R.values], axis=1)
@@ -125,8 +137,15 @@ def test_measured_convergence_order(method, order):
     exact = scipy.linalg.expm(linear_two_state_matrix(params, 0.3, 0.0) * 30.0) @ x0
     steps = np.array([48, 64, 96, 128, 192]) if method == 0 else np.array([20, 40, 80, 160])
     errors = [
-        np.max(np.abs(kernels.fixed_step(x0, packed, compiled, model.stoichiometry, 30.0, int(n),
-                                         method) - exact) / exact)
+        np.max(
+            np.abs(
+                kernels.fixed_step(
+                    x0, packed, compiled, model.stoichiometry.astype(float), 30.0, int(n), method
+                )
+                - exact
+            )
+            / exact
+        )
         for n in steps
     ]
     slope = np.polyfit(np.log(30.0 / steps), np.log(errors), 1)[0]
@@ -136,8 +155,17 @@ def test_measured_convergence_order(method, order):
 def test_stiff_problem_switches_to_rosenbrock():
     """Fast switching (1e3/day) with crowding: DOPRI5 is stability-bound, auto switches."""
     model = GrowthSwitch(logistic=True)
-    params = dict(birth_A=0.5, death_A=0.05, birth_B=0.1, death_B=0.02, switch_AB=1e3,
-                  switch_BA=2e3, capacity=1e6, A0=100.0, B0=0.0)
+    params = dict(
+        birth_A=0.5,
+        death_A=0.05,
+        birth_B=0.1,
+        death_B=0.02,
+        switch_AB=1e3,
+        switch_BA=2e3,
+        capacity=1e6,
+        A0=100.0,
+        B0=0.0,
+    )
     schedule = tolsim.Schedule.from_phases([{"days": 20.0}])
     times = np.linspace(0, 20, 41)
     auto = tolsim.simulate(model, params, schedule, times, rtol=1e-8)
@@ -148,11 +176,14 @@ def test_stiff_problem_switches_to_rosenbrock():
     def rhs(t, y):
         a, b = y
         g = 1 - (a + b) / 1e6
-        return [0.5 * g * a - 0.05 * a - 1e3 * a + 2e3 * b,
-                0.1 * g * b - 0.02 * b + 1e3 * a - 2e3 * b]
+        return [
+            0.5 * g * a - 0.05 * a - 1e3 * a + 2e3 * b,
+            0.1 * g * b - 0.02 * b + 1e3 * a - 2e3 * b,
+        ]
 
-    sol = solve_ivp(rhs, (0, 20), [100.0, 0.0], method="Radau", t_eval=times, rtol=1e-12,
-                    atol=1e-10)
+    sol = solve_ivp(
+        rhs, (0, 20), [100.0, 0.0], method="Radau", t_eval=times, rtol=1e-12, atol=1e-10
+    )
     # ode23s is second order: its global error at rtol 1e-8 is ~1e-5
     np.testing.assert_allclose(auto.N.values, sol.y.sum(axis=0), rtol=2e-5)
     np.testing.assert_allclose(explicit.N.values, sol.y.sum(axis=0), rtol=1e-8)

@@ -31,8 +31,9 @@ def test_parameter_table_equals_single_runs_bit_for_bit():
         np.testing.assert_array_equal(ensemble.S.values[i], single.S.values)
         np.testing.assert_array_equal(ensemble.T.values[i], single.T.values)
         assert int(ensemble.n_steps[i]) == int(single.n_steps)
-    frame = tolsim.simulate(MODEL, pd.DataFrame({k: np.broadcast_to(v, 6) for k, v in
-                                                 table.items()}), SCHEDULE, TIMES)
+    frame = tolsim.simulate(
+        MODEL, pd.DataFrame({k: np.broadcast_to(v, 6) for k, v in table.items()}), SCHEDULE, TIMES
+    )
     xr.testing.assert_identical(frame, ensemble)
     np.testing.assert_array_equal(
         ensemble.parameters.sel(parameter="kappa_T").values, table["kappa_T"]
@@ -41,8 +42,20 @@ def test_parameter_table_equals_single_runs_bit_for_bit():
 
 def test_dataset_records_everything_and_round_trips_netcdf(tmp_path):
     ds = tolsim.simulate(MODEL, MODEL.default_params(mu_E=0.002), SCHEDULE, TIMES)
-    for name in ("S", "T", "N", "tolerant_fraction", "dN_dt", "tamoxifen_um", "inhibitor_um",
-                 "E_tam", "E_inh", "status", "n_steps", "parameters"):
+    for name in (
+        "S",
+        "T",
+        "N",
+        "tolerant_fraction",
+        "dN_dt",
+        "tamoxifen_um",
+        "inhibitor_um",
+        "E_tam",
+        "E_inh",
+        "status",
+        "n_steps",
+        "parameters",
+    ):
         assert name in ds, name
     assert ds.S.attrs["units"] == "cells" and ds.time.attrs["units"] == "days"
     assert ds.tamoxifen_um.attrs["units"] == "µM"
@@ -64,25 +77,39 @@ def test_dataset_records_everything_and_round_trips_netcdf(tmp_path):
 
 
 def test_dN_dt_is_the_derivative_of_N():
-    ds = tolsim.simulate(MODEL, MODEL.default_params(), SCHEDULE, np.arange(0.0, 120.0, 0.01),
-                         rtol=1e-10, atol=1e-10)
+    ds = tolsim.simulate(
+        MODEL,
+        MODEL.default_params(),
+        SCHEDULE,
+        np.arange(0.0, 120.0, 0.01),
+        rtol=1e-10,
+        atol=1e-10,
+    )
     n = ds.N.values
     central = (n[2:] - n[:-2]) / 0.02
     inside = np.abs(ds.time.values[1:-1] % 20) > 0.02  # away from the phase switches
-    np.testing.assert_allclose(ds.dN_dt.values[1:-1][inside], central[inside], rtol=1e-4,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        ds.dN_dt.values[1:-1][inside], central[inside], rtol=1e-4, atol=1e-3
+    )
 
 
 def test_defaults_are_plausible_for_mcf7():
     """Magi et al. 2021: ~3.3-fold a week untreated, ~1.0-fold a week under tamoxifen."""
-    untreated = tolsim.simulate(MODEL, MODEL.default_params(),
-                                tolsim.Schedule.from_phases([{"days": 7}]), np.array([0.0, 7.0]))
+    untreated = tolsim.simulate(
+        MODEL,
+        MODEL.default_params(),
+        tolsim.Schedule.from_phases([{"days": 7}]),
+        np.array([0.0, 7.0]),
+    )
     fold = float(untreated.N[1] / untreated.N[0])
     assert 3.0 < fold < 3.6
     weeks = np.arange(0.0, 71.0, 7.0)
-    treated = tolsim.simulate(MODEL, MODEL.default_params(),
-                              tolsim.Schedule.from_phases([{"days": 70, "tamoxifen": 1.0}]),
-                              weeks)
+    treated = tolsim.simulate(
+        MODEL,
+        MODEL.default_params(),
+        tolsim.Schedule.from_phases([{"days": 70, "tamoxifen": 1.0}]),
+        weeks,
+    )
     weekly = treated.N.values[1:] / treated.N.values[:-1]
     assert np.all((weekly[2:5] > 0.8) & (weekly[2:5] < 1.25))  # weeks 3-5
     assert weekly[-1] > weekly[3]  # tolerant cells take over and growth recovers
@@ -95,9 +122,26 @@ def test_model_parameters_are_documented():
             assert p.bounds[0] <= p.default <= p.bounds[1]
     names = tolsim.models.TwoState().parameter_names
     assert names == (
-        "lambda_S", "lambda_T", "eps_S", "eps_T", "delta_S", "delta_T", "kappa_S", "kappa_T",
-        "mu_0", "mu_E", "nu_0", "nu_off", "iota", "K", "EC50_tam", "h_tam", "EC50_inh",
-        "h_inh", "S0", "T0",
+        "lambda_S",
+        "lambda_T",
+        "eps_S",
+        "eps_T",
+        "delta_S",
+        "delta_T",
+        "kappa_S",
+        "kappa_T",
+        "mu_0",
+        "mu_E",
+        "nu_0",
+        "nu_off",
+        "iota",
+        "K",
+        "EC50_tam",
+        "h_tam",
+        "EC50_inh",
+        "h_inh",
+        "S0",
+        "T0",
     )
     three = tolsim.models.ThreeState()
     assert set(three.parameter_names) - set(names) == {"lambda_R", "delta_R", "rho", "R0"}
@@ -113,7 +157,10 @@ def test_user_model_stoichiometry_and_validation():
     )
     with pytest.raises(ValueError, match="changes unknown state 'C'"):
         tolsim.models.Model(
-            name="bad", states=("A",), parameters=model.parameters[:1],
-            transitions=(tolsim.models.Transition.of("x", C=1),), rates=model.rates,
+            name="bad",
+            states=("A",),
+            parameters=model.parameters[:1],
+            transitions=(tolsim.models.Transition.of("x", C=1),),
+            rates=model.rates,
             initial=(("A", "birth_A"),),
         )

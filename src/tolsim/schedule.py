@@ -698,7 +698,9 @@ class Schedule:
                 start = _as_float(item.get("start_day", cursor), f"{where}['start_day']", "days")
                 days = _as_float(item["days"], f"{where}['days']", "days")
                 if not days > 0:
-                    raise ValueError(f"`{where}` lasts {_fmt(days)} days: each phase must last > 0 days")
+                    raise ValueError(
+                        f"`{where}` lasts {_fmt(days)} days: each phase must last > 0 days"
+                    )
                 stop = start + days
             elif "start_day" in item and "stop_day" in item:
                 start = _as_float(item["start_day"], f"{where}['start_day']", "days")

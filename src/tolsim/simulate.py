@@ -130,7 +130,7 @@ def simulate(
         packed,
         model.initial_state(packed),
         tuple(compiled),
-        model.stoichiometry,
+        model.stoichiometry.astype(np.float64),
         t_out,
         rtol,
         atol,
@@ -170,7 +170,8 @@ def _check_times(times, duration_days: float) -> np.ndarray:
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"`times` has shape {t.shape}: expected a non-empty 1-d array of days")
     if not np.all(np.isfinite(t)):
-        raise ValueError(f"`times` contains NaN or infinite values at {np.flatnonzero(~np.isfinite(t))[:5].tolist()}")
+        where = np.flatnonzero(~np.isfinite(t))[:5].tolist()
+        raise ValueError(f"`times` contains NaN or infinite values at indices {where}")
     if t[0] < 0:
         raise ValueError(f"`times` starts at day {float(t[0])!r}: expected days >= 0")
     steps = np.diff(t)
@@ -182,8 +183,9 @@ def _check_times(times, duration_days: float) -> np.ndarray:
         )
     if t[-1] > duration_days:
         raise ValueError(
-            f"`times` ends at day {float(t[-1])!r}, after the schedule's end (day {duration_days!r}); "
-            "extend the schedule (e.g. a final drug-free phase) to simulate further"
+            f"`times` ends at day {float(t[-1])!r}, after the schedule's end "
+            f"(day {duration_days!r}); extend the schedule (e.g. a final drug-free phase) to "
+            "simulate further"
         )
     return np.ascontiguousarray(t)
 
@@ -221,7 +223,11 @@ def _to_dataset(
     dims = (*sample_dims, "time")
     data_vars = {}
     for i, state in enumerate(model.states):
-        data_vars[state] = (dims, out_x[index, :, i], {"units": "cells", "long_name": f"{state} cells"})
+        data_vars[state] = (
+            dims,
+            out_x[index, :, i],
+            {"units": "cells", "long_name": f"{state} cells"},
+        )
     total = out_x.sum(axis=2)
     tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -298,7 +304,9 @@ def _to_dataset(
         "tolsim_version": __version__,
     }
     if single:
-        attrs["params"] = json.dumps(dict(zip(model.parameter_names, packed[0, :n_params].tolist(), strict=True)))
+        attrs["params"] = json.dumps(
+            dict(zip(model.parameter_names, packed[0, :n_params].tolist(), strict=True))
+        )
     try:
         attrs["withdrawal_day"] = schedule.withdrawal_day("tamoxifen")
     except ValueError:

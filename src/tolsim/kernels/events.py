@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _cubic(y0, y1, d0, d1, h):
     """Coefficients of y(s) = c0 + c1 s + c2 s^2 + c3 s^3 on s in [0, 1]."""
     c0 = y0
@@ -22,12 +22,12 @@ def _cubic(y0, y1, d0, d1, h):
     return c0, c1, c2, c3
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _eval(c0, c1, c2, c3, s):
     return c0 + s * (c1 + s * (c2 + s * c3))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def hermite_value(times, y, dy, t):
     """Value at day ``t`` of the cubic Hermite interpolant of ``(times, y, dy)``."""
     k = np.searchsorted(times, t, side="right") - 1
@@ -37,7 +37,7 @@ def hermite_value(times, y, dy, t):
     return _eval(c0, c1, c2, c3, (t - times[k]) / h)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def first_upcrossing(times, y, dy, t_start, level):
     """First day ``t >= t_start`` at which the interpolant rises through ``level``.
 
@@ -100,7 +100,7 @@ def first_upcrossing(times, y, dy, t_start, level):
     return np.inf
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def recurrence_days(times, n_cells, dn_dt, withdrawal_day, thresholds):
     """Days from withdrawal to the first regrowth through each sample's threshold.
 

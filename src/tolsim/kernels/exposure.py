@@ -52,7 +52,7 @@ class CompiledSchedule(NamedTuple):
     infusion_mg_per_day: np.ndarray
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def central_amount(tau, depot0, central0, infusion, ka, ke):
     """Amount in the central compartment ``tau`` days into a piece (closed form).
 
@@ -71,25 +71,50 @@ def central_amount(tau, depot0, central0, infusion, ka, ke):
     return amount
 
 
-@njit(cache=True)
-def concentrations(t, piece, sched, out):
-    """Fill ``out[d]`` with the concentration (µM) of drug ``d`` at day ``t`` in ``piece``."""
+# Columns of the per-piece PK table filled by :func:`load_piece`.
+PK_DEPOT, PK_CENTRAL, PK_INFUSION, PK_KA, PK_KE, PK_UM_PER_MG, PK_DRUG = range(7)
+PK_COLUMNS = 7
+
+
+@njit(cache=True, error_model="numpy")
+def load_piece(sched, piece, level, pk):
+    """Copy what a piece needs into small work arrays: ``level`` (n_drugs,) and ``pk``
+    (n_channels, PK_COLUMNS).
+
+    Hot loops then read two plain arrays instead of the schedule's nine (each attribute read
+    of the named tuple costs a reference-count round trip that numba does not remove).
+    """
+    for d in range(level.shape[0]):
+        level[d] = sched.level_um[piece, d]
+    for ch in range(pk.shape[0]):
+        pk[ch, PK_DEPOT] = sched.depot_mg[piece, ch]
+        pk[ch, PK_CENTRAL] = sched.central_mg[piece, ch]
+        pk[ch, PK_INFUSION] = sched.infusion_mg_per_day[piece, ch]
+        pk[ch, PK_KA] = sched.channel_ka_per_day[ch]
+        pk[ch, PK_KE] = sched.channel_ke_per_day[ch]
+        pk[ch, PK_UM_PER_MG] = sched.channel_um_per_mg[ch]
+        pk[ch, PK_DRUG] = sched.channel_drug[ch]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def piece_concentrations(tau, level, pk, out):
+    """Fill ``out[d]`` with the concentration (µM) of drug ``d``, ``tau`` days into a piece
+    loaded by :func:`load_piece`."""
     for d in range(out.shape[0]):
-        out[d] = sched.level_um[piece, d]
-    tau = t - sched.breakpoints_days[piece]
-    for ch in range(sched.channel_drug.shape[0]):
+        out[d] = level[d]
+    for ch in range(pk.shape[0]):
         amount = central_amount(
             tau,
-            sched.depot_mg[piece, ch],
-            sched.central_mg[piece, ch],
-            sched.infusion_mg_per_day[piece, ch],
-            sched.channel_ka_per_day[ch],
-            sched.channel_ke_per_day[ch],
+            pk[ch, PK_DEPOT],
+            pk[ch, PK_CENTRAL],
+            pk[ch, PK_INFUSION],
+            pk[ch, PK_KA],
+            pk[ch, PK_KE],
         )
-        out[sched.channel_drug[ch]] += sched.channel_um_per_mg[ch] * amount
+        out[int(pk[ch, PK_DRUG])] += pk[ch, PK_UM_PER_MG] * amount
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def piece_of(t, breakpoints):
     """Index of the piece holding day ``t`` (a breakpoint belongs to the piece it starts)."""
     n_pieces = breakpoints.shape[0] - 1
@@ -101,19 +126,25 @@ def piece_of(t, breakpoints):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def concentrations_at(times, sched, n_drugs):
     """Concentrations (µM), shape ``(len(times), n_drugs)``, at arbitrary days."""
     out = np.empty((times.shape[0], n_drugs))
+    level = np.empty(n_drugs)
+    pk = np.empty((sched.channel_drug.shape[0], PK_COLUMNS))
     for j in range(times.shape[0]):
-        concentrations(times[j], piece_of(times[j], sched.breakpoints_days), sched, out[j])
+        piece = piece_of(times[j], sched.breakpoints_days)
+        load_piece(sched, piece, level, pk)
+        piece_concentrations(times[j] - sched.breakpoints_days[piece], level, pk, out[j])
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def hill(concentration, ec50, hill_coefficient):
     """Emax exposure ``C^h / (C^h + EC50^h)`` in [0, 1]; 0 for a zero concentration."""
     if concentration <= 0.0:
         return 0.0
+    if hill_coefficient == 1.0:
+        return concentration / (concentration + ec50)  # no pow() in the common case
     ratio = (ec50 / concentration) ** hill_coefficient
     return 1.0 / (1.0 + ratio)

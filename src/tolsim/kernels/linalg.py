@@ -32,7 +32,7 @@ _PADE13 = np.array(
 _THETA13 = 5.371920351148152
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lu_factor(a, piv):
     """In-place LU factorisation with partial pivoting; returns False when singular."""
     n = a.shape[0]
@@ -60,7 +60,7 @@ def lu_factor(a, piv):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def lu_solve(lu, piv, b):
     """Solve ``A x = b`` in place of ``b`` from :func:`lu_factor` output."""
     n = lu.shape[0]
@@ -82,7 +82,7 @@ def lu_solve(lu, piv, b):
         b[i] = s / lu[i, i]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def matmul(a, b, out):
     n, m = a.shape
     q = b.shape[1]
@@ -94,7 +94,7 @@ def matmul(a, b, out):
             out[i, j] = s
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def expm(a):
     """Matrix exponential by scaling and squaring with a Padé(13) approximant.
 

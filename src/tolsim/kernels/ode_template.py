@@ -26,9 +26,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tolsim.kernels.exposure import CompiledSchedule, concentrations
+from tolsim.kernels.exposure import PK_COLUMNS, CompiledSchedule, load_piece, piece_concentrations
 from tolsim.kernels.linalg import expm, lu_factor, lu_solve
-from tolsim.kernels.placeholder import rates  # TOLSIM-RATES
+from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
+
+# The model's rate function is compiled again here and inlined (at numba IR level) into the
+# right-hand side: a plain call would cost a reference-count round trip per array argument,
+# several times the arithmetic of a small model.
+rates = njit(error_model="numpy", inline="always")(model_rates.py_func)
 
 SUCCESS = 0
 STEP_SIZE_TOO_SMALL = -1
@@ -48,22 +53,21 @@ STAT_RHS = 3
 STAT_STIFF = 4
 N_STATS = 5
 
-# Dormand-Prince 5(4) tableau.
-C2, C3, C4, C5 = 1 / 5, 3 / 10, 4 / 5, 8 / 9
-A21 = 1 / 5
-A31, A32 = 3 / 40, 9 / 40
-A41, A42, A43 = 44 / 45, -56 / 15, 32 / 9
-A51, A52, A53, A54 = 19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729
-A61, A62, A63, A64, A65 = 9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656
-B1, B3, B4, B5, B6 = 35 / 384, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84
-E1, E3, E4, E5, E6, E7 = (
-    -71 / 57600,
-    71 / 16695,
-    -71 / 1920,
-    17253 / 339200,
-    -22 / 525,
-    1 / 40,
+# Dormand-Prince 5(4) as data: stage nodes C, coefficients A (row 6 is the fifth-order
+# solution B, whose stage 7 is f at the new point: first same as last), error weights E.
+DP_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
+DP_A = np.array(
+    [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [1 / 5, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [3 / 40, 9 / 40, 0.0, 0.0, 0.0, 0.0],
+        [44 / 45, -56 / 15, 32 / 9, 0.0, 0.0, 0.0],
+        [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0.0, 0.0],
+        [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0.0],
+        [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
+    ]
 )
+DP_E = np.array([-71 / 57600, 0.0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
 # Dense output: y(t + s h) = y + h sum_i k_i sum_m P[i, m] s^(m+1)  (scipy RK45.P).
 DENSE_P = np.array(
     [
@@ -71,7 +75,12 @@ DENSE_P = np.array(
         [0.0, 0.0, 0.0, 0.0],
         [0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799],
         [0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072],
-        [0.0, 127303824393 / 49829197408, -318862633887 / 49829197408, 701980252875 / 199316789632],
+        [
+            0.0,
+            127303824393 / 49829197408,
+            -318862633887 / 49829197408,
+            701980252875 / 199316789632,
+        ],
         [0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844],
         [0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
     ]
@@ -88,24 +97,30 @@ FAC_MIN = 0.2  # after an accepted step h may shrink at most 5x
 FAC_MAX = 10.0  # and grow at most 10x
 STIFF_LIMIT = 3.25  # |h lambda| bound of DOPRI5's stability region
 STIFF_STEPS = 15
+EPS = np.finfo(np.float64).eps
+LOG_1E_4 = np.log(1e-4)
+STIFF_CHECK_EVERY = 10  # accepted steps between stiffness tests while none is suspected
 
 
-@njit(cache=True)
-def rhs(t, piece, x, p, sched, stoich, conc, rate_buf, dx):
-    """``dx = stoich.T @ rates(t, x, p, c(t))`` with the piece's concentrations."""
-    concentrations(t, piece, sched, conc)
+def _rhs(t, t0, level, pk, x, p, stoich, conc, rate_buf, dx):
+    """``dx = stoich.T @ rates(t, x, p, c(t))``; the piece started on day ``t0`` and its
+    inputs are loaded in ``level`` and ``pk`` (:func:`~tolsim.kernels.exposure.load_piece`)."""
+    piece_concentrations(t - t0, level, pk, conc)
     rates(t, x, p, conc, rate_buf)
     for i in range(dx.shape[0]):
-        dx[i] = 0.0
-    for j in range(stoich.shape[0]):
-        r = rate_buf[j]
-        for i in range(stoich.shape[1]):
-            s = stoich[j, i]
-            if s != 0:
-                dx[i] += s * r
+        acc = 0.0
+        for j in range(stoich.shape[0]):
+            acc += stoich[j, i] * rate_buf[j]  # float stoichiometry: no branches, no casts
+        dx[i] = acc
 
 
-@njit(cache=True)
+# Inlined into the Dormand-Prince stage loop (the hot path); called as a function elsewhere,
+# which keeps compile time down.
+rhs_inline = njit(cache=True, error_model="numpy", inline="always")(_rhs)
+rhs = njit(cache=True, error_model="numpy")(_rhs)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def error_norm(err, y, y_new, rtol, atol):
     acc = 0.0
     for i in range(err.shape[0]):
@@ -114,8 +129,8 @@ def error_norm(err, y, y_new, rtol, atol):
     return np.sqrt(acc / err.shape[0])
 
 
-@njit(cache=True)
-def initial_step(t, piece, x, f0, p, sched, stoich, conc, rate_buf, work, f1, rtol, atol, order):
+@njit(cache=True, error_model="numpy")
+def initial_step(t, t0, level, pk, x, f0, p, stoich, conc, rate_buf, work, f1, rtol, atol, order):
     """Initial step size (Hairer, Norsett & Wanner, Solving ODEs I, II.4)."""
     n = x.shape[0]
     d0 = 0.0
@@ -129,7 +144,7 @@ def initial_step(t, piece, x, f0, p, sched, stoich, conc, rate_buf, work, f1, rt
     h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
     for i in range(n):
         work[i] = x[i] + h0 * f0[i]
-    rhs(t + h0, piece, work, p, sched, stoich, conc, rate_buf, f1)
+    rhs(t + h0, t0, level, pk, work, p, stoich, conc, rate_buf, f1)
     d2 = 0.0
     for i in range(n):
         scale = atol + rtol * abs(x[i])
@@ -142,92 +157,61 @@ def initial_step(t, piece, x, f0, p, sched, stoich, conc, rate_buf, work, f1, rt
     return min(100.0 * h0, h1)
 
 
-@njit(cache=True)
-def write_output(j, t_j, piece, x_j, p, sched, stoich, conc, rate_buf, dx, out_x, out_dn):
-    """Store a (clipped, non-negative) state and dN/dt at output index ``j``.
-
-    At a breakpoint the derivative is the right-hand one (the breakpoint belongs to the piece
-    it starts), so interpolation after a switch of exposure uses the new rates.
-    """
+@njit(cache=True, error_model="numpy")
+def store_rhs_output(j, t_j, t0, level, pk, x_j, p, stoich, conc, rate_buf, dx, out_x, out_dn):
+    """Store a (clipped) state at output ``j`` with dN/dt from the right-hand side."""
     n = x_j.shape[0]
-    if piece + 2 < sched.breakpoints_days.shape[0] and t_j >= sched.breakpoints_days[piece + 1]:
-        piece += 1
     for i in range(n):
-        if x_j[i] < 0.0:
-            x_j[i] = 0.0
+        x_j[i] = max(x_j[i], 0.0)
         out_x[j, i] = x_j[i]
-    rhs(t_j, piece, x_j, p, sched, stoich, conc, rate_buf, dx)
+    rhs(t_j, t0, level, pk, x_j, p, stoich, conc, rate_buf, dx)
     total = 0.0
     for i in range(n):
         total += dx[i]
     out_dn[j] = total
 
 
-@njit(cache=True)
-def dopri5_dense(y, k, h, s, out):
+@njit(cache=True, error_model="numpy", inline="always")
+def dopri5_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, y_stiff, y_new, err):
+    """One Dormand-Prince step from ``(t, y)`` with ``k[0] = f(t, y)``; fills ``k[1:7]``,
+    the new state ``y_new``, the error estimate ``err`` and, for stiffness detection, the
+    argument ``y_stiff`` of the sixth stage."""
     n = y.shape[0]
-    s2 = s * s
-    s3 = s2 * s
-    s4 = s3 * s
+    for stage in range(1, 7):
+        for i in range(n):
+            acc = 0.0
+            for m in range(stage):
+                acc += DP_A[stage, m] * k[m, i]
+            y_new[i] = y[i] + h * acc
+        if stage == 5:
+            for i in range(n):
+                y_stiff[i] = y_new[i]
+        rhs_inline(t + DP_C[stage] * h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[stage])
     for i in range(n):
         acc = 0.0
-        for stage in range(7):
-            q = (
-                DENSE_P[stage, 0] * s
-                + DENSE_P[stage, 1] * s2
-                + DENSE_P[stage, 2] * s3
-                + DENSE_P[stage, 3] * s4
-            )
-            acc += k[stage, i] * q
-        out[i] = y[i] + h * acc
+        for m in range(7):
+            acc += DP_E[m] * k[m, i]
+        err[i] = h * acc
 
 
-@njit(cache=True)
-def dopri5_step(t, piece, y, h, p, sched, stoich, conc, rate_buf, k, y_stage, y_new, err):
-    """One Dormand-Prince step from ``(t, y)`` with ``k[0] = f(t, y)``; fills ``k[1:7]``.
-
-    Leaves in ``y_stage`` the argument of the sixth stage (used by stiffness detection).
-    """
-    n = y.shape[0]
-    for i in range(n):
-        y_stage[i] = y[i] + h * A21 * k[0, i]
-    rhs(t + C2 * h, piece, y_stage, p, sched, stoich, conc, rate_buf, k[1])
-    for i in range(n):
-        y_stage[i] = y[i] + h * (A31 * k[0, i] + A32 * k[1, i])
-    rhs(t + C3 * h, piece, y_stage, p, sched, stoich, conc, rate_buf, k[2])
-    for i in range(n):
-        y_stage[i] = y[i] + h * (A41 * k[0, i] + A42 * k[1, i] + A43 * k[2, i])
-    rhs(t + C4 * h, piece, y_stage, p, sched, stoich, conc, rate_buf, k[3])
-    for i in range(n):
-        y_stage[i] = y[i] + h * (A51 * k[0, i] + A52 * k[1, i] + A53 * k[2, i] + A54 * k[3, i])
-    rhs(t + C5 * h, piece, y_stage, p, sched, stoich, conc, rate_buf, k[4])
-    for i in range(n):
-        y_stage[i] = y[i] + h * (
-            A61 * k[0, i] + A62 * k[1, i] + A63 * k[2, i] + A64 * k[3, i] + A65 * k[4, i]
-        )
-    rhs(t + h, piece, y_stage, p, sched, stoich, conc, rate_buf, k[5])
-    for i in range(n):
-        y_new[i] = y[i] + h * (
-            B1 * k[0, i] + B3 * k[2, i] + B4 * k[3, i] + B5 * k[4, i] + B6 * k[5, i]
-        )
-    rhs(t + h, piece, y_new, p, sched, stoich, conc, rate_buf, k[6])
-    for i in range(n):
-        err[i] = h * (
-            E1 * k[0, i]
-            + E3 * k[2, i]
-            + E4 * k[3, i]
-            + E5 * k[4, i]
-            + E6 * k[5, i]
-            + E7 * k[6, i]
-        )
+@njit(cache=True, error_model="numpy", inline="always")
+def dopri5_dense_coefficients(k, h, q):
+    """``q[m, i]`` such that ``y(t + s h) = y + sum_m q[m, i] s^(m+1)``."""
+    for m in range(4):
+        for i in range(k.shape[1]):
+            acc = 0.0
+            for stage in range(7):
+                acc += k[stage, i] * DENSE_P[stage, m]
+            q[m, i] = h * acc
 
 
-@njit(cache=True)
-def rosenbrock_step(t, piece, y, h, p, sched, stoich, conc, rate_buf, k, jac, piv, y_new, err):
+@njit(cache=True, error_model="numpy")
+def rosenbrock_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err):
     """One ode23s step from ``(t, y)`` with ``k[0] = f(t, y)``.
 
-    Workspace rows: ``k[1]`` = k1, ``k[2]`` = k2, ``k[3]`` = F1, ``k[4]`` = F2,
-    ``k[5]`` = df/dt, ``k[6]`` scratch. Returns False if ``I - h d J`` is singular.
+    Workspace rows: ``k[1]`` = k1, ``k[2]`` = k2, ``k[3]`` = F1, ``k[4]`` = F2 (= f at the
+    new point), ``k[5]`` = df/dt, ``k[6]`` scratch. Returns False if ``I - h d J`` is
+    singular.
     """
     n = y.shape[0]
     eps = 1.4901161193847656e-08  # sqrt(machine epsilon)
@@ -237,11 +221,11 @@ def rosenbrock_step(t, piece, y, h, p, sched, stoich, conc, rate_buf, k, jac, pi
         for i in range(n):
             y_new[i] = y[i]
         y_new[j] += delta
-        rhs(t, piece, y_new, p, sched, stoich, conc, rate_buf, k[6])
+        rhs(t, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[6])
         for i in range(n):
             jac[i, j] = -h * ROS_D * (k[6, i] - k[0, i]) / delta
     dt = eps * max(abs(t), 1.0)
-    rhs(t + dt, piece, y, p, sched, stoich, conc, rate_buf, k[6])
+    rhs(t + dt, t0, level, pk, y, p, stoich, conc, rate_buf, k[6])
     for i in range(n):
         k[5, i] = (k[6, i] - k[0, i]) / dt
         jac[i, i] += 1.0
@@ -253,14 +237,14 @@ def rosenbrock_step(t, piece, y, h, p, sched, stoich, conc, rate_buf, k, jac, pi
     lu_solve(jac, piv, k[1])
     for i in range(n):
         y_new[i] = y[i] + 0.5 * h * k[1, i]
-    rhs(t + 0.5 * h, piece, y_new, p, sched, stoich, conc, rate_buf, k[3])
+    rhs(t + 0.5 * h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[3])
     for i in range(n):
         k[2, i] = k[3, i] - k[1, i]
     lu_solve(jac, piv, k[2])
     for i in range(n):
         k[2, i] += k[1, i]
         y_new[i] = y[i] + h * k[2, i]
-    rhs(t + h, piece, y_new, p, sched, stoich, conc, rate_buf, k[4])
+    rhs(t + h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[4])
     for i in range(n):
         k[6, i] = (
             k[4, i] - ROS_E32 * (k[2, i] - k[3, i]) - 2.0 * (k[1, i] - k[0, i]) + hd * k[5, i]
@@ -271,63 +255,103 @@ def rosenbrock_step(t, piece, y, h, p, sched, stoich, conc, rate_buf, k, jac, pi
     return True
 
 
-@njit(cache=True)
-def rosenbrock_dense(y, k, h, s, out):
-    d = ROS_D
-    a = s * (1.0 - s) / (1.0 - 2.0 * d)
-    b = s * (s - 2.0 * d) / (1.0 - 2.0 * d)
-    for i in range(y.shape[0]):
-        out[i] = y[i] + h * (a * k[1, i] + b * k[2, i])
+@njit(cache=True, error_model="numpy")
+def rosenbrock_dense_coefficients(k, h, q):
+    """ode23s interpolant ``y + h (s(1-s) k1 + s(s-2d) k2) / (1-2d)`` as powers of ``s``."""
+    scale = h / (1.0 - 2.0 * ROS_D)
+    for i in range(k.shape[1]):
+        q[0, i] = scale * (k[1, i] - 2.0 * ROS_D * k[2, i])
+        q[1, i] = scale * (k[2, i] - k[1, i])
+        q[2, i] = 0.0
+        q[3, i] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def integrate_adaptive(
     x, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats
 ):
-    """Adaptive integration over all pieces; writes outputs; returns the status."""
+    """Adaptive integration over all pieces; writes outputs; returns the status.
+
+    Outputs inside a step come from the step's dense output, with dN/dt the derivative of
+    that polynomial; an output on a breakpoint (other than the last) takes dN/dt from the
+    right-hand side of the piece it starts, so interpolation after a switch uses the new rates.
+    """
     n = x.shape[0]
-    n_tr = stoich.shape[0]
     breakpoints = sched.breakpoints_days
     n_pieces = breakpoints.shape[0] - 1
     n_out = t_out.shape[0]
-    conc = np.empty(sched.level_um.shape[1])
-    rate_buf = np.empty(n_tr)
+    n_drugs = sched.level_um.shape[1]
+    conc = np.empty(n_drugs)
+    level = np.empty(n_drugs)
+    pk = np.empty((sched.channel_drug.shape[0], PK_COLUMNS))
+    rate_buf = np.empty(stoich.shape[0])
     k = np.empty((7, n))
+    q = np.empty((4, n))
     y = x.copy()
     y_new = np.empty(n)
-    y_stage = np.empty(n)
+    y_stiff = np.empty(n)
     err = np.empty(n)
     dx = np.empty(n)
     jac = np.empty((n, n))
     piv = np.empty(n, dtype=np.int64)
     stiff = method == METHOD_ROSENBROCK
 
+    load_piece(sched, 0, level, pk)
     j = 0
     while j < n_out and t_out[j] <= breakpoints[0]:
         for i in range(n):
             y_new[i] = y[i]
-        write_output(j, t_out[j], 0, y_new, p, sched, stoich, conc, rate_buf, dx, out_x, out_dn)
+        store_rhs_output(
+            j,
+            t_out[j],
+            breakpoints[0],
+            level,
+            pk,
+            y_new,
+            p,
+            stoich,
+            conc,
+            rate_buf,
+            dx,
+            out_x,
+            out_dn,
+        )
         j += 1
 
     h = 0.0
-    err_old = 1e-4
+    log_err_old = LOG_1E_4
     n_stiff = 0
     n_nonstiff = 0
     for piece in range(n_pieces):
         t = breakpoints[piece]
         t_end = breakpoints[piece + 1]
-        rhs(t, piece, y, p, sched, stoich, conc, rate_buf, k[0])
+        t0 = t
+        load_piece(sched, piece, level, pk)
+        rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
         stats[STAT_RHS] += 1
         if h == 0.0:
             h = initial_step(
-                t, piece, y, k[0], p, sched, stoich, conc, rate_buf, y_stage, k[1], rtol, atol,
+                t,
+                t0,
+                level,
+                pk,
+                y,
+                k[0],
+                p,
+                stoich,
+                conc,
+                rate_buf,
+                y_new,
+                k[1],
+                rtol,
+                atol,
                 2 if stiff else 4,
             )
             stats[STAT_RHS] += 1
         while t < t_end:
             if stats[STAT_STEPS] + stats[STAT_REJECTED] >= max_steps:
                 return MAX_STEPS_REACHED
-            h_min = 16.0 * np.finfo(np.float64).eps * max(abs(t), 1.0)
+            h_min = 16.0 * EPS * max(abs(t), 1.0)
             if h < h_min:
                 return STEP_SIZE_TOO_SMALL
             last = False
@@ -336,7 +360,7 @@ def integrate_adaptive(
                 last = True
             if stiff:
                 ok = rosenbrock_step(
-                    t, piece, y, h, p, sched, stoich, conc, rate_buf, k, jac, piv, y_new, err
+                    t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err
                 )
                 stats[STAT_RHS] += n + 3
                 if not ok:
@@ -345,7 +369,7 @@ def integrate_adaptive(
                     continue
             else:
                 dopri5_step(
-                    t, piece, y, h, p, sched, stoich, conc, rate_buf, k, y_stage, y_new, err
+                    t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, y_stiff, y_new, err
                 )
                 stats[STAT_RHS] += 6
             err_norm = error_norm(err, y, y_new, rtol, atol)
@@ -354,8 +378,9 @@ def integrate_adaptive(
                 if y_new[i] < -atol:
                     negative = True
             if not np.isfinite(err_norm):
-                if not np.all(np.isfinite(y)):
-                    return NON_FINITE_STATE
+                for i in range(n):
+                    if not np.isfinite(y[i]):
+                        return NON_FINITE_STATE
                 h *= 0.25
                 stats[STAT_REJECTED] += 1
                 continue
@@ -372,14 +397,18 @@ def integrate_adaptive(
             # accepted
             stats[STAT_STEPS] += 1
             step_was_stiff = stiff
-            if not stiff and method == METHOD_AUTO:
+            if (
+                not stiff
+                and method == METHOD_AUTO
+                and (n_stiff > 0 or stats[STAT_STEPS] % STIFF_CHECK_EVERY == 0)
+            ):
                 # DOPRI5 stiffness detection: h |lambda| estimated from the last two stages,
-                # both evaluated at t + h (y_stage still holds the sixth stage's argument).
+                # both evaluated at t + h; tested every few steps until it first fires.
                 num = 0.0
                 den = 0.0
                 for i in range(n):
                     num += (k[6, i] - k[5, i]) ** 2
-                    den += (y_new[i] - y_stage[i]) ** 2
+                    den += (y_new[i] - y_stiff[i]) ** 2
                 if den > 0.0 and h * np.sqrt(num / den) > STIFF_LIMIT:
                     n_nonstiff = 0
                     n_stiff += 1
@@ -391,17 +420,43 @@ def integrate_adaptive(
                     if n_nonstiff == 6:
                         n_stiff = 0
             t_new = t_end if last else t + h
-            while j < n_out and t_out[j] <= t_new:
-                s = (t_out[j] - t) / h
+            if j < n_out and t_out[j] <= t_new:
                 if step_was_stiff:
-                    rosenbrock_dense(y, k, h, s, y_stage)
+                    rosenbrock_dense_coefficients(k, h, q)
                 else:
-                    dopri5_dense(y, k, h, s, y_stage)
-                write_output(
-                    j, t_out[j], piece, y_stage, p, sched, stoich, conc, rate_buf, dx, out_x,
-                    out_dn,
-                )
-                j += 1
+                    dopri5_dense_coefficients(k, h, q)
+                while j < n_out and t_out[j] <= t_new:
+                    s = (t_out[j] - t) / h
+                    rate = 0.0
+                    for i in range(n):
+                        value = y[i] + s * (q[0, i] + s * (q[1, i] + s * (q[2, i] + s * q[3, i])))
+                        out_x[j, i] = max(value, 0.0)
+                        rate += q[0, i] + s * (
+                            2.0 * q[1, i] + s * (3.0 * q[2, i] + s * 4.0 * q[3, i])
+                        )
+                    out_dn[j] = rate / h
+                    if t_out[j] >= t_end and piece + 1 < n_pieces:
+                        # right-hand derivative at a breakpoint: rates of the next piece
+                        for i in range(n):
+                            y_stiff[i] = out_x[j, i]
+                        load_piece(sched, piece + 1, level, pk)
+                        store_rhs_output(
+                            j,
+                            t_out[j],
+                            t_end,
+                            level,
+                            pk,
+                            y_stiff,
+                            p,
+                            stoich,
+                            conc,
+                            rate_buf,
+                            dx,
+                            out_x,
+                            out_dn,
+                        )
+                        load_piece(sched, piece, level, pk)
+                    j += 1
             clipped = False
             for i in range(n):
                 if y_new[i] < 0.0:
@@ -412,59 +467,65 @@ def integrate_adaptive(
             if step_was_stiff:
                 h *= min(5.0, max(0.2, SAFETY * max(err_norm, 1e-10) ** (-1.0 / 3.0)))
             else:
-                err_norm = max(err_norm, 1e-10)
-                fac = err_norm**PI_EXPO1 / err_old**PI_BETA
+                log_err = np.log(max(err_norm, 1e-10))
+                fac = np.exp(PI_EXPO1 * log_err - PI_BETA * log_err_old)
                 h /= max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
-                err_old = max(err_norm, 1e-4)
+                log_err_old = max(log_err, LOG_1E_4)
             if last:
                 break
             if clipped:
-                rhs(t, piece, y, p, sched, stoich, conc, rate_buf, k[0])
+                rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
                 stats[STAT_RHS] += 1
             else:
-                last_stage = 4 if step_was_stiff else 6  # f(t + h, y_new), first same as last
+                last_stage = 4 if step_was_stiff else 6  # f(t + h, y_new): first same as last
                 for i in range(n):
                     k[0, i] = k[last_stage, i]
-        if not np.all(np.isfinite(y)):
-            return NON_FINITE_STATE
+        for i in range(n):
+            if not np.isfinite(y[i]):
+                return NON_FINITE_STATE
     return SUCCESS
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
-    """Exact solution of a linear model with piecewise-constant concentrations."""
+    """Exact solution of a linear model with piecewise-constant concentrations.
+
+    Per piece, ``A[:, c] = stoich.T @ rates(e_c)`` (the propensities are linear in the state)
+    and ``x(t) = expm(A (t - t_k)) x(t_k)``; one propagator is computed per distinct output
+    spacing. dN/dt is ``sum(A x)`` with the ``A`` of the piece an output starts.
+    """
     n = x.shape[0]
     breakpoints = sched.breakpoints_days
     n_pieces = breakpoints.shape[0] - 1
     n_out = t_out.shape[0]
-    conc = np.empty(sched.level_um.shape[1])
+    n_drugs = sched.level_um.shape[1]
+    conc = np.empty(n_drugs)
+    level = np.empty(n_drugs)
+    pk = np.empty((0, PK_COLUMNS))  # the exact method takes no PK channels
     rate_buf = np.empty(stoich.shape[0])
     unit = np.zeros(n)
     column = np.empty(n)
     a = np.empty((n, n))
     y = x.copy()
-    y_out = np.empty(n)
-    dx = np.empty(n)
+    y_next = np.empty(n)
     j = 0
-    while j < n_out and t_out[j] <= breakpoints[0]:
-        for i in range(n):
-            y_out[i] = y[i]
-        write_output(j, t_out[j], 0, y_out, p, sched, stoich, conc, rate_buf, dx, out_x, out_dn)
-        j += 1
     for piece in range(n_pieces):
         t = breakpoints[piece]
         t_end = breakpoints[piece + 1]
+        load_piece(sched, piece, level, pk)
         for c in range(n):
             unit[c] = 1.0
-            rhs(t, piece, unit, p, sched, stoich, conc, rate_buf, column)
+            rhs(t, t, level, pk, unit, p, stoich, conc, rate_buf, column)
             unit[c] = 0.0
             for i in range(n):
                 a[i, c] = column[i]
         stats[STAT_RHS] += n
         dt_cached = -1.0
         propagator = np.eye(n)
+        last_piece = piece == n_pieces - 1
         while True:
-            is_output = j < n_out and t_out[j] <= t_end
+            # outputs in [t, t_end) belong to this piece; the schedule's end to the last one
+            is_output = j < n_out and (t_out[j] < t_end or (last_piece and t_out[j] <= t_end))
             t_next = t_out[j] if is_output else t_end
             dt = t_next - t
             if dt > 0.0:
@@ -475,21 +536,24 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                     acc = 0.0
                     for c in range(n):
                         acc += propagator[i, c] * y[c]
-                    y_out[i] = max(acc, 0.0)
+                    y_next[i] = max(acc, 0.0)
                 for i in range(n):
-                    y[i] = y_out[i]
+                    y[i] = y_next[i]
                 stats[STAT_STEPS] += 1
             t = t_next
             if not is_output:
                 break
+            rate = 0.0
             for i in range(n):
-                y_out[i] = y[i]
-            write_output(j, t, piece, y_out, p, sched, stoich, conc, rate_buf, dx, out_x, out_dn)
+                out_x[j, i] = y[i]
+                for c in range(n):
+                    rate += a[i, c] * y[c]
+            out_dn[j] = rate
             j += 1
     return SUCCESS
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     """Integrate from day 0 to ``t_end`` inside the schedule's first piece with ``n_steps``
     equal steps of DOPRI5 (``method`` 0) or ode23s (2), no error control.
@@ -498,6 +562,10 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     """
     n = x.shape[0]
     conc = np.empty(sched.level_um.shape[1])
+    level = np.empty(sched.level_um.shape[1])
+    pk = np.empty((sched.channel_drug.shape[0], PK_COLUMNS))
+    load_piece(sched, 0, level, pk)
+    t0 = sched.breakpoints_days[0]
     rate_buf = np.empty(stoich.shape[0])
     k = np.empty((7, n))
     y = x.copy()
@@ -509,17 +577,19 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     h = t_end / n_steps
     for step in range(n_steps):
         t = step * h
-        rhs(t, 0, y, p, sched, stoich, conc, rate_buf, k[0])
+        rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
         if method == METHOD_ROSENBROCK:
-            rosenbrock_step(t, 0, y, h, p, sched, stoich, conc, rate_buf, k, jac, piv, y_new, err)
+            rosenbrock_step(
+                t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err
+            )
         else:
-            dopri5_step(t, 0, y, h, p, sched, stoich, conc, rate_buf, k, y_stage, y_new, err)
+            dopri5_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, y_stage, y_new, err)
         for i in range(n):
             y[i] = y_new[i]
     return y
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats):
     """Solve one parameter set; returns the status code."""
     if method == METHOD_EXACT:
@@ -529,9 +599,19 @@ def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x,
     )
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def solve_batch(
-    params, x0, schedule_arrays, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn,
+    params,
+    x0,
+    schedule_arrays,
+    stoich,
+    t_out,
+    rtol,
+    atol,
+    max_steps,
+    method,
+    out_x,
+    out_dn,
     stats,
 ):
     """Solve every parameter set (rows of ``params``) in parallel.
@@ -543,7 +623,7 @@ def solve_batch(
     schedule_arrays : tuple
         The fields of a :class:`~tolsim.kernels.exposure.CompiledSchedule` as a plain tuple
         (numba's parallel lowering mishandles a named tuple passed next to many arguments).
-    stoich : (n_transitions, n_states) int64
+    stoich : (n_transitions, n_states) float64
     t_out : (n_times,) float64, sorted output days within the schedule
     rtol, atol : float
     max_steps : int, accepted plus rejected steps allowed per sample
@@ -555,7 +635,19 @@ def solve_batch(
     bp, level, drug, ka, ke, um_per_mg, depot, central, infusion = schedule_arrays
     for sample in prange(params.shape[0]):
         sched = CompiledSchedule(bp, level, drug, ka, ke, um_per_mg, depot, central, infusion)
+        # thread-local copies: passing views of shared arrays to the step functions would
+        # make the threads contend for the shared arrays' reference counts
         stats[sample, STAT_STATUS] = solve_one(
-            x0[sample], params[sample], sched, stoich, t_out, rtol, atol, max_steps, method,
-            out_x[sample], out_dn[sample], stats[sample],
+            x0[sample].copy(),
+            params[sample].copy(),
+            sched,
+            stoich.copy(),
+            t_out,
+            rtol,
+            atol,
+            max_steps,
+            method,
+            out_x[sample],
+            out_dn[sample],
+            stats[sample],
         )

@@ -6,7 +6,7 @@ The specialised copies of the template import a model's real rate function inste
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def rates(t, x, p, c, out):
     """No transitions fire (all propensities zero)."""
     for j in range(out.shape[0]):

@@ -28,7 +28,7 @@ from types import ModuleType
 _KERNEL_DIR = Path(__file__).resolve().parent
 # Modules whose numba functions the templates call: part of every copy's hash.
 _DEPENDENCIES = ("exposure.py", "linalg.py")
-_MARKER = re.compile(r"^from \S+ import \S+ as rates  # TOLSIM-RATES$|^from \S+ import rates  # TOLSIM-RATES$", re.M)
+_MARKER = re.compile(r"^from \S+ import \S+ as model_rates  # TOLSIM-RATES$", re.M)
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, int], ModuleType] = {}
 
@@ -84,7 +84,9 @@ def specialised(template: str, rates) -> ModuleType:
         tag = digest.hexdigest()[:16]
         safe = re.sub(r"\W", "_", f"{func.__module__}_{func.__qualname__}")
         name = f"tolsim_{template}_{safe}_{tag}"
-        import_line = f"from {func.__module__} import {func.__qualname__} as rates  # TOLSIM-RATES"
+        import_line = (
+            f"from {func.__module__} import {func.__qualname__} as model_rates  # TOLSIM-RATES"
+        )
         source, count = _MARKER.subn(import_line, text)
         if count != 1:
             raise RuntimeError(f"kernel template {template!r} lacks its TOLSIM-RATES import")

@@ -252,7 +252,9 @@ class Model:
                     f"`{argument}.{p.name}` has dtype {column.dtype}: expected real numbers"
                 )
             column = column.astype(np.float64)
-            bad = np.flatnonzero(~np.isfinite(column) | (column < p.bounds[0]) | (column > p.bounds[1]))
+            bad = np.flatnonzero(
+                ~np.isfinite(column) | (column < p.bounds[0]) | (column > p.bounds[1])
+            )
             if bad.size:
                 _check_value(f"{argument}.{p.name}[{bad[0]}]", float(column[bad[0]]), p)
             matrix[:, i] = column
@@ -300,5 +302,9 @@ def _check_value(label: str, value: float, p: Parameter) -> None:
     low, high = p.bounds
     if value < low or value > high:
         what = "rates" if p.unit.startswith("1/day") else "values"
-        kind = f"{what} must be >= {low}" if value < low and low == 0 else f"expected a value within [{low}, {high}]"
+        kind = (
+            f"{what} must be >= {low}"
+            if value < low and low == 0
+            else f"expected a value within [{low}, {high}]"
+        )
         raise ValueError(f"`{label}` = {value!r} {p.unit}: {kind}")

@@ -34,55 +34,181 @@ _MAGI = (
 )
 
 _TWO_STATE_PARAMETERS = (
-    Parameter("lambda_S", "1/day", 0.19, (0.0, 10.0), "division rate of sensitive cells",
-              "net untreated growth lambda_S - delta_S = ln(3.3)/7 = 0.17/day; " + _MAGI),
-    Parameter("lambda_T", "1/day", 0.12, (0.0, 10.0), "division rate of tolerant cells",
-              "tolerant cells divide slower than sensitive ones (assumption)"),
-    Parameter("eps_S", "1", 0.8, (0.0, 1.0), "max fractional block of S division by tamoxifen",
-              "with kappa_S, gives ~0.9-1.0-fold weekly growth of S under 1 µM; " + _MAGI),
-    Parameter("eps_T", "1", 0.5, (0.0, 1.0), "max fractional block of T division by tamoxifen",
-              "tolerant cells keep dividing slowly under the drug (assumption)"),
-    Parameter("delta_S", "1/day", 0.02, (0.0, 10.0), "basal death rate of S",
-              "small basal death in culture (assumption)"),
-    Parameter("delta_T", "1/day", 0.02, (0.0, 10.0), "basal death rate of T",
-              "as delta_S (assumption)"),
-    Parameter("kappa_S", "1/day", 0.05, (0.0, 10.0), "max extra death of S from tamoxifen",
-              "tamoxifen mostly halts division and kills some cells; " + _MAGI),
-    Parameter("kappa_T", "1/day", 0.3, (0.0, 10.0), "max extra death of T from NF-κB inhibition",
-              "tolerant cells need NF-κB: inhibition kills them within days (assumption)"),
-    Parameter("mu_0", "1/day", 1e-4, (0.0, 10.0), "basal switching S→T",
-              "rare spontaneous tolerant state (assumption)"),
-    Parameter("mu_E", "1/day", 1e-3, (0.0, 10.0), "drug-induced switching S→T at full exposure",
-              "0 is pure selection; fitted in the fitting issue (placeholder)"),
-    Parameter("nu_0", "1/day", 1e-3, (0.0, 10.0), "basal reversion T→S",
-              "tolerant state is stable under the drug (assumption)"),
-    Parameter("nu_off", "1/day", 0.05, (0.0, 10.0), "extra reversion T→S without tamoxifen",
-              "tolerance fades over weeks after withdrawal (assumption)"),
-    Parameter("iota", "1", 0.8, (0.0, 1.0), "max fractional block of T division by inhibitor",
-              "NF-κB inhibition halts tolerant-cell division (assumption)"),
-    Parameter("K", "cells", 1e7, (1.0, 1e14), "carrying capacity",
-              "order of a confluent culture vessel (assumption)"),
-    Parameter("EC50_tam", "µM", 0.1, (1e-9, 1e4), "tamoxifen (4-OHT) concentration at half effect",
-              "4-OHT acts at ~0.01-0.1 µM on MCF-7; 1 µM gives E_tam = 0.91"),
-    Parameter("h_tam", "1", 1.0, (0.05, 20.0), "Hill coefficient of tamoxifen",
-              "no cooperativity assumed"),
-    Parameter("EC50_inh", "µM", 1.0, (1e-9, 1e4), "NF-κB inhibitor concentration at half effect",
-              "typical IKK inhibitor IC50 in cells, ~1 µM (assumption)"),
-    Parameter("h_inh", "1", 1.0, (0.05, 20.0), "Hill coefficient of the inhibitor",
-              "no cooperativity assumed"),
-    Parameter("S0", "cells", 1e5, (0.0, 1e14), "initial sensitive cells",
-              "a seeded culture well"),
-    Parameter("T0", "cells", 1e3, (0.0, 1e14), "initial tolerant cells",
-              "~1% pre-existing NF-κB-high cells (assumption)"),
+    Parameter(
+        "lambda_S",
+        "1/day",
+        0.19,
+        (0.0, 10.0),
+        "division rate of sensitive cells",
+        "net untreated growth lambda_S - delta_S = ln(3.3)/7 = 0.17/day; " + _MAGI,
+    ),
+    Parameter(
+        "lambda_T",
+        "1/day",
+        0.12,
+        (0.0, 10.0),
+        "division rate of tolerant cells",
+        "tolerant cells divide slower than sensitive ones (assumption)",
+    ),
+    Parameter(
+        "eps_S",
+        "1",
+        0.8,
+        (0.0, 1.0),
+        "max fractional block of S division by tamoxifen",
+        "with kappa_S, gives ~0.9-1.0-fold weekly growth of S under 1 µM; " + _MAGI,
+    ),
+    Parameter(
+        "eps_T",
+        "1",
+        0.5,
+        (0.0, 1.0),
+        "max fractional block of T division by tamoxifen",
+        "tolerant cells keep dividing slowly under the drug (assumption)",
+    ),
+    Parameter(
+        "delta_S",
+        "1/day",
+        0.02,
+        (0.0, 10.0),
+        "basal death rate of S",
+        "small basal death in culture (assumption)",
+    ),
+    Parameter(
+        "delta_T", "1/day", 0.02, (0.0, 10.0), "basal death rate of T", "as delta_S (assumption)"
+    ),
+    Parameter(
+        "kappa_S",
+        "1/day",
+        0.05,
+        (0.0, 10.0),
+        "max extra death of S from tamoxifen",
+        "tamoxifen mostly halts division and kills some cells; " + _MAGI,
+    ),
+    Parameter(
+        "kappa_T",
+        "1/day",
+        0.3,
+        (0.0, 10.0),
+        "max extra death of T from NF-κB inhibition",
+        "tolerant cells need NF-κB: inhibition kills them within days (assumption)",
+    ),
+    Parameter(
+        "mu_0",
+        "1/day",
+        1e-4,
+        (0.0, 10.0),
+        "basal switching S→T",
+        "rare spontaneous tolerant state (assumption)",
+    ),
+    Parameter(
+        "mu_E",
+        "1/day",
+        1e-3,
+        (0.0, 10.0),
+        "drug-induced switching S→T at full exposure",
+        "0 is pure selection; fitted in the fitting issue (placeholder)",
+    ),
+    Parameter(
+        "nu_0",
+        "1/day",
+        1e-3,
+        (0.0, 10.0),
+        "basal reversion T→S",
+        "tolerant state is stable under the drug (assumption)",
+    ),
+    Parameter(
+        "nu_off",
+        "1/day",
+        0.05,
+        (0.0, 10.0),
+        "extra reversion T→S without tamoxifen",
+        "tolerance fades over weeks after withdrawal (assumption)",
+    ),
+    Parameter(
+        "iota",
+        "1",
+        0.8,
+        (0.0, 1.0),
+        "max fractional block of T division by inhibitor",
+        "NF-κB inhibition halts tolerant-cell division (assumption)",
+    ),
+    Parameter(
+        "K",
+        "cells",
+        1e7,
+        (1.0, 1e14),
+        "carrying capacity",
+        "order of a confluent culture vessel (assumption)",
+    ),
+    Parameter(
+        "EC50_tam",
+        "µM",
+        0.1,
+        (1e-9, 1e4),
+        "tamoxifen (4-OHT) concentration at half effect",
+        "4-OHT acts at ~0.01-0.1 µM on MCF-7; 1 µM gives E_tam = 0.91",
+    ),
+    Parameter(
+        "h_tam",
+        "1",
+        1.0,
+        (0.05, 20.0),
+        "Hill coefficient of tamoxifen",
+        "no cooperativity assumed",
+    ),
+    Parameter(
+        "EC50_inh",
+        "µM",
+        1.0,
+        (1e-9, 1e4),
+        "NF-κB inhibitor concentration at half effect",
+        "typical IKK inhibitor IC50 in cells, ~1 µM (assumption)",
+    ),
+    Parameter(
+        "h_inh",
+        "1",
+        1.0,
+        (0.05, 20.0),
+        "Hill coefficient of the inhibitor",
+        "no cooperativity assumed",
+    ),
+    Parameter("S0", "cells", 1e5, (0.0, 1e14), "initial sensitive cells", "a seeded culture well"),
+    Parameter(
+        "T0",
+        "cells",
+        1e3,
+        (0.0, 1e14),
+        "initial tolerant cells",
+        "~1% pre-existing NF-κB-high cells (assumption)",
+    ),
 )
 
 _RESISTANT_PARAMETERS = (
-    Parameter("lambda_R", "1/day", 0.15, (0.0, 10.0), "division rate of resistant cells",
-              "stably resistant cells grow regardless of tamoxifen (assumption)"),
-    Parameter("delta_R", "1/day", 0.02, (0.0, 10.0), "death rate of resistant cells",
-              "as delta_S (assumption)"),
-    Parameter("rho", "1/day", 1e-4, (0.0, 10.0), "switching T→R (stable resistance)",
-              "rare genetic or stable epigenetic resistance (assumption)"),
+    Parameter(
+        "lambda_R",
+        "1/day",
+        0.15,
+        (0.0, 10.0),
+        "division rate of resistant cells",
+        "stably resistant cells grow regardless of tamoxifen (assumption)",
+    ),
+    Parameter(
+        "delta_R",
+        "1/day",
+        0.02,
+        (0.0, 10.0),
+        "death rate of resistant cells",
+        "as delta_S (assumption)",
+    ),
+    Parameter(
+        "rho",
+        "1/day",
+        1e-4,
+        (0.0, 10.0),
+        "switching T→R (stable resistance)",
+        "rare genetic or stable epigenetic resistance (assumption)",
+    ),
     Parameter("R0", "cells", 0.0, (0.0, 1e14), "initial resistant cells", "none at start"),
 )
 
@@ -107,7 +233,7 @@ _EXPOSURES = (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def crowding(code, n_cells, capacity, n_initial):
     """Crowding factor g(N): 1 (code 0), 1 - N/K (1) or ln(K/N)/ln(K/N0) (2)."""
     if code == 0.0:
@@ -119,7 +245,7 @@ def crowding(code, n_cells, capacity, n_initial):
     return np.log(capacity / n_cells) / np.log(capacity / n_initial)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _sensitive_tolerant_rates(s, t_cells, g, p, e_tam, e_inh, out):
     out[0] = p[0] * (1.0 - p[2] * e_tam) * g * s
     out[1] = (p[4] + p[6] * e_tam) * s
@@ -129,7 +255,7 @@ def _sensitive_tolerant_rates(s, t_cells, g, p, e_tam, e_inh, out):
     out[5] = (p[10] + p[11] * (1.0 - e_tam)) * t_cells
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def two_state_rates(t, x, p, c, out):
     """Propensities (events/day) of the six two-state transitions."""
     e_tam = hill(c[0], p[14], p[15])
@@ -138,7 +264,7 @@ def two_state_rates(t, x, p, c, out):
     _sensitive_tolerant_rates(x[0], x[1], g, p, e_tam, e_inh, out)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def three_state_rates(t, x, p, c, out):
     """Propensities (events/day) of the nine three-state transitions."""
     e_tam = hill(c[0], p[14], p[15])
@@ -152,9 +278,7 @@ def three_state_rates(t, x, p, c, out):
 
 def _crowding_code(crowding: str) -> float:
     if crowding not in CROWDING_CODES:
-        raise ValueError(
-            f"`crowding` = {crowding!r}: expected one of {sorted(CROWDING_CODES)}"
-        )
+        raise ValueError(f"`crowding` = {crowding!r}: expected one of {sorted(CROWDING_CODES)}")
     return CROWDING_CODES[crowding]
 
 
