@@ -89,30 +89,37 @@ def test_dN_dt_is_the_derivative_of_N():
     central = (n[2:] - n[:-2]) / 0.02
     inside = np.abs(ds.time.values[1:-1] % 20) > 0.02  # away from the phase switches
     np.testing.assert_allclose(
-        ds.dN_dt.values[1:-1][inside], central[inside], rtol=1e-4, atol=1e-3
+        ds.dN_dt.values[1:-1][inside],
+        central[inside],
+        rtol=1e-5,
+        atol=1e-6 * np.abs(ds.dN_dt.values).max(),
     )
 
 
 def test_defaults_are_plausible_for_mcf7():
-    """Magi et al. 2021: ~3.3-fold a week untreated, ~1.0-fold a week under tamoxifen."""
-    untreated = tolsim.simulate(
-        MODEL,
-        MODEL.default_params(),
-        tolsim.Schedule.from_phases([{"days": 7}]),
-        np.array([0.0, 7.0]),
-    )
-    fold = float(untreated.N[1] / untreated.N[0])
-    assert 3.0 < fold < 3.6
+    """Weekly fold expansion of the defaults against the vendored Magi et al. 2021 data.
+
+    Passaged cultures never crowd, so the linear model is the right comparison. Weeks 1-2
+    under tamoxifen are excluded: the model has no lag between drug and effect.
+    """
+    data = tolsim.datasets.magi2021_weekly_fold().fold_mean
+    model = tolsim.models.TwoState(crowding="none")
     weeks = np.arange(0.0, 71.0, 7.0)
-    treated = tolsim.simulate(
-        MODEL,
-        MODEL.default_params(),
-        tolsim.Schedule.from_phases([{"days": 70, "tamoxifen": 1.0}]),
-        weeks,
-    )
-    weekly = treated.N.values[1:] / treated.N.values[:-1]
-    assert np.all((weekly[2:5] > 0.8) & (weekly[2:5] < 1.25))  # weeks 3-5
-    assert weekly[-1] > weekly[3]  # tolerant cells take over and growth recovers
+
+    def weekly_fold(phases):
+        ds = tolsim.simulate(model, model.default_params(), tolsim.Schedule.from_phases(phases),
+                             weeks)
+        return ds.N.values[1:] / ds.N.values[:-1]
+
+    control = weekly_fold([{"days": 70}])
+    np.testing.assert_allclose(control, data.sel(condition="control", week=slice(1, 10)),
+                               atol=0.5)
+    assert abs(control.mean() - data.sel(condition="control").mean()) < 0.1
+    treated = weekly_fold([{"days": 70, "tamoxifen": 1.0}])[2:]
+    observed = data.sel(condition="tamoxifen", week=slice(3, 10)).values
+    assert np.all(np.abs(treated - observed) < 0.4), (treated, observed)
+    assert np.sqrt(np.mean((treated - observed) ** 2)) < 0.25
+    assert treated[-1] > 2 * treated[0]  # tolerant cells take over and growth recovers
 
 
 def test_model_parameters_are_documented():

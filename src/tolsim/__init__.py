@@ -7,7 +7,7 @@ numba kernels in :mod:`tolsim.kernels`, and analyses such as :func:`time_to_recu
 
 __version__ = "0.1.0"
 
-from tolsim import models
+from tolsim import datasets, models
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
 from tolsim.simulate import SolverError, simulate
@@ -20,6 +20,7 @@ __all__ = [
     "Schedule",
     "SolverError",
     "__version__",
+    "datasets",
     "models",
     "simulate",
     "time_to_recurrence",

@@ -44,10 +44,10 @@ def time_to_recurrence(
     --------
     >>> import numpy as np, tolsim
     >>> model = tolsim.models.TwoState()
-    >>> schedule = tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 120}])
-    >>> ds = tolsim.simulate(model, model.default_params(), schedule, np.arange(181.0))
-    >>> float(tolsim.time_to_recurrence(ds)) > 0
-    True
+    >>> schedule = tolsim.Schedule.from_phases([{"days": 56, "tamoxifen": 1.0}, {"days": 120}])
+    >>> ds = tolsim.simulate(model, model.default_params(), schedule, np.arange(177.0))
+    >>> round(float(tolsim.time_to_recurrence(ds, threshold=1e6)), 1)  # days after day 56
+    8.6
     """
     for name in ("N", "dN_dt"):
         if name not in ds:

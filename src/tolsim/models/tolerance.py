@@ -33,6 +33,11 @@ _MAGI = (
     "a week under tamoxifen (weeks 3-5)"
 )
 
+_MAGI_TAM = (
+    "Magi et al. 2021 weekly fold under tamoxifen: 0.99, 1.04, 1.04, 1.23, 1.84, 1.83, 1.74, "
+    "2.31 in weeks 3-10 (growth_rate_mean_se_from_observable_py.csv)"
+)
+
 _TWO_STATE_PARAMETERS = (
     Parameter(
         "lambda_S",
@@ -45,10 +50,11 @@ _TWO_STATE_PARAMETERS = (
     Parameter(
         "lambda_T",
         "1/day",
-        0.12,
+        0.19,
         (0.0, 10.0),
         "division rate of tolerant cells",
-        "tolerant cells divide slower than sensitive ones (assumption)",
+        "as lambda_S; with eps_T, tolerant regrowth under tamoxifen reaches ~2.2-fold a week "
+        "by week 10 (" + _MAGI_TAM + ")",
     ),
     Parameter(
         "eps_S",
@@ -61,10 +67,11 @@ _TWO_STATE_PARAMETERS = (
     Parameter(
         "eps_T",
         "1",
-        0.5,
+        0.25,
         (0.0, 1.0),
         "max fractional block of T division by tamoxifen",
-        "tolerant cells keep dividing slowly under the drug (assumption)",
+        "tolerant cells keep dividing under the drug: weekly fold 1.0 (week 4) to 2.2 (week 10) "
+        "as they take over (" + _MAGI_TAM + ")",
     ),
     Parameter(
         "delta_S",
@@ -104,10 +111,11 @@ _TWO_STATE_PARAMETERS = (
     Parameter(
         "mu_E",
         "1/day",
-        1e-3,
+        1e-4,
         (0.0, 10.0),
         "drug-induced switching S→T at full exposure",
-        "0 is pure selection; fitted in the fitting issue (placeholder)",
+        "0 is pure selection; a small induction consistent with the weekly growth under "
+        "tamoxifen (" + _MAGI_TAM + "); to be fitted",
     ),
     Parameter(
         "nu_0",
@@ -177,10 +185,11 @@ _TWO_STATE_PARAMETERS = (
     Parameter(
         "T0",
         "cells",
-        1e3,
+        100.0,
         (0.0, 1e14),
         "initial tolerant cells",
-        "~1% pre-existing NF-κB-high cells (assumption)",
+        "~0.1% pre-existing NF-κB-high cells: tolerant cells take ~6 weeks to dominate "
+        "(" + _MAGI_TAM + ")",
     ),
 )
 

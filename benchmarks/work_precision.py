@@ -1,0 +1,611 @@
+"""Work–precision benchmark: tolsim against scipy ``solve_ivp`` on the issue's scenario.
+
+Scenario: the two-state logistic model over 360 days, 120 days of tamoxifen at 1 µM then 240
+days off, daily output, 10,000 parameter sets with eight rates jittered by uniform(0.8, 1.2).
+
+For a subset of M samples a tight reference (``solve_ivp`` DOP853, rtol 1e-13, atol 1e-12,
+piece by piece, with a plain-Python right-hand side written from the model equations) gives
+the error metric: the maximum over the subset and over time of ``|N - N_ref| / N_ref``.
+Baselines (``solve_ivp`` RK45 and LSODA in a Python loop over the subset) and tolsim (the whole
+ensemble in one call) are timed in the same run, after tolsim's JIT warm-up; compile or
+cache-load time is reported separately. Extras: the exact (matrix exponential) path against
+DOPRI5 on the linear model, and an oral-PK scenario.
+
+Run::
+
+    python benchmarks/work_precision.py              # 10,000 samples, a few minutes
+    python benchmarks/work_precision.py --quick      # 500 samples, a sanity run
+
+Prints markdown tables and writes the numbers to ``benchmarks/results/work_precision.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Single-threaded BLAS before numpy is imported: OpenBLAS's worker threads spin while waiting
+# for work and steal the (few) cores from numba's parallel threads, which makes the ensemble
+# timings slow and noisy. Nothing timed here needs a threaded BLAS.
+for _name in (
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+from scipy.integrate import solve_ivp  # noqa: E402
+
+import tolsim  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "work_precision.json"
+
+DURATION_DAYS = 360.0
+TAMOXIFEN_DAYS = 120.0
+TAMOXIFEN_UM = 1.0
+JITTERED = ("lambda_S", "lambda_T", "delta_S", "delta_T", "kappa_S", "mu_E", "nu_off", "K")
+SEED = 2026
+ATOL_CELLS = 1e-6
+REFERENCE_TOLERANCES = {"rtol": 1e-13, "atol": 1e-12}
+IVP_METHODS = ("RK45", "LSODA")
+IVP_RTOLS = (1e-3, 1e-6, 1e-8)
+TOLSIM_RTOLS = (1e-3, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10)
+EXACT_VS_RK_RTOL = 1e-8
+PK_RTOL = 1e-6
+PK_REFERENCE_TOLERANCES = {"rtol": 1e-12, "atol": 1e-12}
+PK_DOSE_MG = 0.1
+# Absolute tolerances of the augmented PK system for the baseline: cells, cells, mg, mg. 1e-9 mg
+# of tamoxifen in the mouse's central compartment is ~4e-9 µM, far below any EC50.
+PK_BASELINE_ATOL = (ATOL_CELLS, ATOL_CELLS, 1e-9, 1e-9)
+
+
+# --------------------------------------------------------------------------------------------
+# the model equations, written independently of the kernels (scalar Python)
+
+
+def hill(concentration_um: float, ec50_um: float, hill_coefficient: float) -> float:
+    """Emax exposure ``C^h / (C^h + EC50^h)``; 0 without drug."""
+    if concentration_um <= 0.0:
+        return 0.0
+    return 1.0 / (1.0 + (ec50_um / concentration_um) ** hill_coefficient)
+
+
+def two_state_rhs(t, y, p, c_tam_um, c_inh_um, logistic):
+    """dS/dt, dT/dt of the two-state model (issue 2's equations) at constant concentrations."""
+    s, tol = y
+    e_tam = hill(c_tam_um, p["EC50_tam"], p["h_tam"])
+    e_inh = hill(c_inh_um, p["EC50_inh"], p["h_inh"])
+    g = 1.0 - (s + tol) / p["K"] if logistic else 1.0
+    switch = p["mu_0"] + p["mu_E"] * e_tam
+    revert = p["nu_0"] + p["nu_off"] * (1.0 - e_tam)
+    net_s = p["lambda_S"] * (1.0 - p["eps_S"] * e_tam) * g - p["delta_S"] - p["kappa_S"] * e_tam
+    net_t = (
+        p["lambda_T"] * (1.0 - p["eps_T"] * e_tam) * (1.0 - p["iota"] * e_inh) * g
+        - p["delta_T"]
+        - p["kappa_T"] * e_inh
+    )
+    ds = (net_s - switch) * s + revert * tol
+    dt = (net_t - revert) * tol + switch * s
+    return [ds, dt]
+
+
+def pk_augmented_rhs(t, y, p, pk):
+    """Two-state logistic model plus depot and central tamoxifen amounts (mg) as states."""
+    s, tol, depot_mg, central_mg = y
+    c_tam_um = central_mg * 1000.0 / (pk.volume_l * pk.molar_mass_g_per_mol)
+    ds, dt = two_state_rhs(t, (s, tol), p, c_tam_um, 0.0, True)
+    absorption = pk.ka_per_day * depot_mg
+    return [ds, dt, -absorption, absorption - pk.ke_per_day * central_mg]
+
+
+# --------------------------------------------------------------------------------------------
+# solve_ivp piece by piece
+
+
+def ivp_phases(p, breakpoints, tamoxifen_um, times, method, logistic=True, **tolerances):
+    """N(t) (cells) at ``times`` from ``solve_ivp`` over constant-concentration pieces."""
+    y = np.array([p["S0"], p["T0"]])
+    out = np.empty((times.size, 2))
+    out[times == 0.0] = y
+    for a, b, c_tam in zip(breakpoints[:-1], breakpoints[1:], tamoxifen_um, strict=True):
+        mask = (times > a) & (times <= b)
+        sol = solve_ivp(
+            two_state_rhs,
+            (a, b),
+            y,
+            method=method,
+            t_eval=np.unique(np.r_[times[mask], b]),
+            args=(p, c_tam, 0.0, logistic),
+            **tolerances,
+        )
+        if sol.status != 0:
+            raise RuntimeError(f"solve_ivp {method} failed on [{a}, {b}]: {sol.message}")
+        out[mask] = sol.y[:, : mask.sum()].T
+        y = sol.y[:, -1]
+    return out.sum(axis=1)
+
+
+def ivp_oral(p, pk, dose_days, dose_mg, times, method, **tolerances):
+    """N(t) (cells) from ``solve_ivp`` of the augmented system with dose jumps at breakpoints."""
+    y = np.array([p["S0"], p["T0"], 0.0, 0.0])
+    breakpoints = np.unique(np.r_[0.0, dose_days, times[-1]])
+    doses = set(dose_days.tolist())
+    out = np.empty((times.size, 4))
+    out[times == 0.0] = y
+    for a, b in zip(breakpoints[:-1], breakpoints[1:], strict=True):
+        if a in doses:
+            y[2] += pk.bioavailability * dose_mg
+        mask = (times > a) & (times <= b)
+        sol = solve_ivp(
+            pk_augmented_rhs,
+            (a, b),
+            y,
+            method=method,
+            t_eval=np.unique(np.r_[times[mask], b]),
+            args=(p, pk),
+            **tolerances,
+        )
+        if sol.status != 0:
+            raise RuntimeError(f"solve_ivp {method} failed on [{a}, {b}]: {sol.message}")
+        out[mask] = sol.y[:, : mask.sum()].T
+        y = sol.y[:, -1]
+    return out[:, :2].sum(axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def jittered_table(model, n_samples: int) -> dict[str, np.ndarray]:
+    """Parameter table: the eight rates of :data:`JITTERED` times uniform(0.8, 1.2)."""
+    rng = np.random.default_rng(SEED)
+    defaults = model.default_params()
+    return {name: defaults[name] * rng.uniform(0.8, 1.2, n_samples) for name in JITTERED}
+
+
+def row_params(model, table: dict[str, np.ndarray], i: int) -> dict[str, float]:
+    params = model.default_params()
+    params.update({name: float(values[i]) for name, values in table.items()})
+    return params
+
+
+def max_relative_error(n_cells: np.ndarray, n_reference: np.ndarray) -> float:
+    return float(np.max(np.abs(n_cells - n_reference) / np.abs(n_reference)))
+
+
+def timed(call, repeats: int) -> tuple[float, object]:
+    """Median wall time (s) of ``repeats`` calls, and the last call's result."""
+    seconds = []
+    result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def machine_facts() -> dict[str, object]:
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel function has run yet
+        layer = None
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "numba_threading_layer": layer,
+        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "numba": numba.__version__,
+        "tolsim": tolsim.__version__,
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+
+
+def fmt_err(x: float) -> str:
+    return f"{x:.1e}"
+
+
+def fmt_us(seconds: float) -> str:
+    us = seconds * 1e6
+    return f"{us:,.0f}" if us >= 100 else f"{us:.3g}"
+
+
+def fmt_rate(per_second: float) -> str:
+    return f"{per_second:,.0f}"
+
+
+# --------------------------------------------------------------------------------------------
+# the parts of the benchmark
+
+
+def work_precision(args) -> dict[str, object]:
+    model = tolsim.models.TwoState()
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": TAMOXIFEN_DAYS, "tamoxifen": TAMOXIFEN_UM}, {"days": DURATION_DAYS - 120.0}]
+    )
+    times = np.arange(DURATION_DAYS + 1.0)
+    table = jittered_table(model, args.samples)
+    subset = [row_params(model, table, i) for i in range(args.subset)]
+    breakpoints = schedule.breakpoints()
+    tamoxifen_um = schedule.concentrations(breakpoints[:-1], ("tamoxifen",))[:, 0]
+
+    print(f"Reference: solve_ivp DOP853 {REFERENCE_TOLERANCES} on {args.subset} samples ...")
+    start = time.perf_counter()
+    reference = np.stack(
+        [
+            ivp_phases(p, breakpoints, tamoxifen_um, times, "DOP853", **REFERENCE_TOLERANCES)
+            for p in subset
+        ]
+    )
+    reference_s = time.perf_counter() - start
+
+    rows = []
+    for method in IVP_METHODS:
+        for rtol in IVP_RTOLS:
+
+            def loop(method=method, rtol=rtol):
+                return np.stack(
+                    [
+                        ivp_phases(
+                            p, breakpoints, tamoxifen_um, times, method, rtol=rtol, atol=ATOL_CELLS
+                        )
+                        for p in subset
+                    ]
+                )
+
+            seconds, n_cells = timed(loop, args.ivp_repeats)
+            per = seconds / args.subset
+            rows.append(
+                {
+                    "solver": f"solve_ivp {method} (Python loop)",
+                    "rtol": rtol,
+                    "error": max_relative_error(n_cells, reference),
+                    "time_per_trajectory_s": per,
+                    "trajectories_per_s": 1.0 / per,
+                    "mean_accepted_steps": None,
+                    "n_timed": args.subset,
+                }
+            )
+            print(f"  {rows[-1]['solver']} rtol {rtol:g}: {per * 1e6:,.0f} µs/trajectory")
+
+    def run(rtol, method="auto", m=model):
+        return tolsim.simulate(
+            m, table, schedule, times, method=method, rtol=rtol, atol=ATOL_CELLS
+        )
+
+    start = time.perf_counter()
+    run(TOLSIM_RTOLS[0])
+    first_call_s = time.perf_counter() - start
+    warm_s, _ = timed(lambda: run(TOLSIM_RTOLS[0]), 1)
+    for rtol in TOLSIM_RTOLS:
+        seconds, ds = timed(lambda rtol=rtol: run(rtol), args.tolsim_repeats)
+        per = seconds / args.samples
+        n_cells = ds.N.values[: args.subset]
+        rows.append(
+            {
+                "solver": "tolsim.simulate auto (ensemble)",
+                "rtol": rtol,
+                "error": max_relative_error(n_cells, reference),
+                "time_per_trajectory_s": per,
+                "trajectories_per_s": 1.0 / per,
+                "mean_accepted_steps": float(ds.n_steps.mean()),
+                "n_timed": args.samples,
+                "method_used": ds.attrs["method"],
+                "switched_to_stiff": int(ds.switched_to_stiff.sum()),
+            }
+        )
+        print(f"  tolsim rtol {rtol:g}: {per * 1e6:.3g} µs/trajectory")
+
+    ratios = []
+    tolsim_rows = [r for r in rows if r["solver"].startswith("tolsim")]
+    for r in rows:
+        if r["solver"].startswith("tolsim"):
+            continue
+        candidates = [t for t in tolsim_rows if t["error"] <= r["error"]]
+        best = min(candidates, key=lambda t: t["time_per_trajectory_s"]) if candidates else None
+        ratios.append(
+            {
+                "solve_ivp": r["solver"],
+                "solve_ivp_rtol": r["rtol"],
+                "solve_ivp_error": r["error"],
+                "tolsim_rtol": best["rtol"] if best else None,
+                "tolsim_error": best["error"] if best else None,
+                "speedup": r["time_per_trajectory_s"] / best["time_per_trajectory_s"]
+                if best
+                else None,
+            }
+        )
+
+    linear = tolsim.models.TwoState(crowding="none")
+    start = time.perf_counter()
+    run(EXACT_VS_RK_RTOL, "exact", linear)
+    exact_first_s = time.perf_counter() - start
+    run(EXACT_VS_RK_RTOL, "dopri5", linear)
+    exact_s, exact = timed(lambda: run(EXACT_VS_RK_RTOL, "exact", linear), args.tolsim_repeats)
+    rk_s, rk = timed(lambda: run(EXACT_VS_RK_RTOL, "dopri5", linear), args.tolsim_repeats)
+    linear_reference = np.stack(
+        [
+            ivp_phases(
+                row_params(linear, table, i),
+                breakpoints,
+                tamoxifen_um,
+                times,
+                "DOP853",
+                logistic=False,
+                **REFERENCE_TOLERANCES,
+            )
+            for i in range(args.subset)
+        ]
+    )
+    exact_vs_rk = {
+        "model": "TwoState(crowding='none')",
+        "rtol_dopri5": EXACT_VS_RK_RTOL,
+        "n_samples": args.samples,
+        "exact_first_call_s": exact_first_s,
+        "exact_time_per_trajectory_s": exact_s / args.samples,
+        "dopri5_time_per_trajectory_s": rk_s / args.samples,
+        "speedup_exact_over_dopri5": rk_s / exact_s,
+        "max_relative_difference": max_relative_error(rk.N.values, exact.N.values),
+        "exact_error_vs_dop853_subset": max_relative_error(
+            exact.N.values[: args.subset], linear_reference
+        ),
+        "dopri5_error_vs_dop853_subset": max_relative_error(
+            rk.N.values[: args.subset], linear_reference
+        ),
+        "dopri5_mean_accepted_steps": float(rk.n_steps.mean()),
+    }
+    return {
+        "scenario": {
+            "model": "TwoState(crowding='logistic')",
+            "schedule": schedule.describe(),
+            "output_days": f"np.arange({DURATION_DAYS + 1:g})",
+            "n_samples": args.samples,
+            "jittered": list(JITTERED),
+            "jitter": "uniform(0.8, 1.2) factor",
+            "seed": SEED,
+            "atol_cells": ATOL_CELLS,
+            "reference": f"solve_ivp DOP853 {REFERENCE_TOLERANCES}, piece by piece",
+            "reference_samples": args.subset,
+            "reference_time_s": reference_s,
+            "error_metric": "max over subset and time of |N - N_ref| / N_ref",
+            "ivp_repeats": args.ivp_repeats,
+            "tolsim_repeats": args.tolsim_repeats,
+        },
+        "first_call_s": first_call_s,
+        "warm_call_s": warm_s,
+        "rows": rows,
+        "ratios": ratios,
+        "exact_vs_rk": exact_vs_rk,
+    }
+
+
+def pk_scenario(args) -> dict[str, object]:
+    model = tolsim.models.TwoState()
+    pk = tolsim.PK.tamoxifen_mouse()
+    schedule = tolsim.Schedule.oral(
+        "tamoxifen",
+        dose_mg=PK_DOSE_MG,
+        every_days=1.0,
+        stop_day=TAMOXIFEN_DAYS,
+        pk=pk,
+        duration_days=DURATION_DAYS,
+    )
+    dose_days = np.arange(0.0, TAMOXIFEN_DAYS, 1.0)
+    np.testing.assert_array_equal(dose_days, schedule.oral_doses[0].dose_days)
+    fine = np.linspace(0.0, TAMOXIFEN_DAYS + 2.0, 200_001)
+    c_tam = schedule.concentrations(fine, ("tamoxifen",))[:, 0]
+    steady = fine >= TAMOXIFEN_DAYS - 10.0
+    times = np.arange(DURATION_DAYS + 1.0)
+    table = jittered_table(model, args.samples)
+    subset = [row_params(model, table, i) for i in range(args.pk_subset)]
+
+    reference = np.stack(
+        [
+            ivp_oral(p, pk, dose_days, PK_DOSE_MG, times, "DOP853", **PK_REFERENCE_TOLERANCES)
+            for p in subset
+        ]
+    )
+
+    def loop():
+        return np.stack(
+            [
+                ivp_oral(
+                    p,
+                    pk,
+                    dose_days,
+                    PK_DOSE_MG,
+                    times,
+                    "RK45",
+                    rtol=PK_RTOL,
+                    atol=np.array(PK_BASELINE_ATOL),
+                )
+                for p in subset
+            ]
+        )
+
+    ivp_s, ivp_n = timed(loop, args.ivp_repeats)
+
+    def run():
+        return tolsim.simulate(model, table, schedule, times, rtol=PK_RTOL, atol=ATOL_CELLS)
+
+    start = time.perf_counter()
+    run()
+    first_s = time.perf_counter() - start
+    tolsim_s, ds = timed(run, args.tolsim_repeats)
+    ivp_per = ivp_s / args.pk_subset
+    tolsim_per = tolsim_s / args.samples
+    return {
+        "scenario": schedule.describe(),
+        "note": "extra scenario, not the issue's: oral PK in a mouse",
+        "dose_mg": PK_DOSE_MG,
+        "peak_um": float(c_tam.max()),
+        "steady_state_peak_um": float(c_tam[steady & (fine < TAMOXIFEN_DAYS)].max()),
+        "steady_state_trough_um": float(c_tam[steady & (fine < TAMOXIFEN_DAYS)].min()),
+        "rtol": PK_RTOL,
+        "baseline_atol": list(PK_BASELINE_ATOL),
+        "reference": f"solve_ivp DOP853 {PK_REFERENCE_TOLERANCES}, augmented system",
+        "n_baseline_samples": args.pk_subset,
+        "n_tolsim_samples": args.samples,
+        "tolsim_first_call_s": first_s,
+        "ivp_rk45_time_per_trajectory_s": ivp_per,
+        "tolsim_time_per_trajectory_s": tolsim_per,
+        "speedup": ivp_per / tolsim_per,
+        "ivp_rk45_error": max_relative_error(ivp_n, reference),
+        "tolsim_error": max_relative_error(ds.N.values[: args.pk_subset], reference),
+        "tolsim_mean_accepted_steps": float(ds.n_steps.mean()),
+        "tolsim_method": ds.attrs["method"],
+        "tolsim_switched_to_stiff": int(ds.switched_to_stiff.sum()),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# report
+
+
+def report(results: dict[str, object]) -> str:
+    facts = results["machine"]
+    wp = results["work_precision"]
+    sc = wp["scenario"]
+    lines = [
+        "## Work–precision: two-state logistic model, 120 days tamoxifen 1 µM + 240 days off",
+        "",
+        f"{sc['n_samples']:,} jittered parameter sets (seed {sc['seed']}), daily output, "
+        f"atol {sc['atol_cells']:g} cells. Error: max over {sc['reference_samples']} samples "
+        "and 361 days of |N - N_ref| / N_ref, reference solve_ivp DOP853 rtol 1e-13, "
+        "atol 1e-12. solve_ivp: Python loop over the subset, median of "
+        f"{sc['ivp_repeats']}; tolsim: one call on all samples, median of "
+        f"{sc['tolsim_repeats']}, after warm-up.",
+        "",
+        f"Machine: {facts['cpu_count']} CPUs, numba {facts['numba']} with "
+        f"{facts['numba_threads']} threads ({facts['numba_threading_layer']}), numpy "
+        f"{facts['numpy']}, scipy {facts['scipy']}, Python {facts['python']}, {facts['date']}, "
+        f"load average at start {facts['load_average_1_5_15'][0]:.2f}.",
+        "",
+        "| solver | rtol | error | µs / trajectory | trajectories / s | mean accepted steps |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in wp["rows"]:
+        steps = "" if r["mean_accepted_steps"] is None else f"{r['mean_accepted_steps']:.1f}"
+        lines.append(
+            f"| {r['solver']} | {r['rtol']:g} | {fmt_err(r['error'])} | "
+            f"{fmt_us(r['time_per_trajectory_s'])} | {fmt_rate(r['trajectories_per_s'])} | "
+            f"{steps} |"
+        )
+    lines += [
+        "",
+        f"tolsim first call incl. compile/cache load: {wp['first_call_s']:.2f} s "
+        f"(the same call warm: {wp['warm_call_s']:.2f} s, {sc['n_samples']:,} samples).",
+        "",
+        "### Ratios at equal or better accuracy",
+        "",
+        "Fastest tolsim row whose error is <= the solve_ivp row's error.",
+        "",
+        "| solve_ivp | rtol | error | tolsim rtol | tolsim error | speed-up (time ratio) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for q in wp["ratios"]:
+        if q["tolsim_rtol"] is None:
+            tail = "none | | |"
+        else:
+            tail = f"{q['tolsim_rtol']:g} | {fmt_err(q['tolsim_error'])} | {q['speedup']:,.0f}× |"
+        lines.append(
+            f"| {q['solve_ivp'].removeprefix('solve_ivp ').removesuffix(' (Python loop)')} | "
+            f"{q['solve_ivp_rtol']:g} | {fmt_err(q['solve_ivp_error'])} | {tail}"
+        )
+    ex = wp["exact_vs_rk"]
+    lines += [
+        "",
+        "### Exact linear path vs Runge–Kutta path",
+        "",
+        f"Same ensemble, TwoState(crowding='none'), {ex['n_samples']:,} samples, median of "
+        f"{sc['tolsim_repeats']}:",
+        "",
+        "| method | µs / trajectory | error vs DOP853 (subset) |",
+        "|---|---:|---:|",
+        f"| exact (matrix exponential) | {fmt_us(ex['exact_time_per_trajectory_s'])} | "
+        f"{fmt_err(ex['exact_error_vs_dop853_subset'])} |",
+        f"| dopri5 rtol {ex['rtol_dopri5']:g} ({ex['dopri5_mean_accepted_steps']:.0f} steps) | "
+        f"{fmt_us(ex['dopri5_time_per_trajectory_s'])} | "
+        f"{fmt_err(ex['dopri5_error_vs_dop853_subset'])} |",
+        "",
+        f"exact is {ex['speedup_exact_over_dopri5']:.1f}× faster than dopri5; max relative "
+        f"difference of N between them (all samples, all days): "
+        f"{fmt_err(ex['max_relative_difference'])}.",
+    ]
+    pk = results.get("pk")
+    if pk is not None:
+        lines += [
+            "",
+            "## Extra (not the issue's scenario): daily oral tamoxifen in a mouse",
+            "",
+            f"{pk['scenario']}".replace("\n", "; "),
+            "",
+            f"Dose {pk['dose_mg']:g} mg/day: peak {pk['peak_um']:.3f} µM; over the last 10 "
+            f"dosing days {pk['steady_state_trough_um']:.3f}–{pk['steady_state_peak_um']:.3f} "
+            f"µM. Both at rtol {pk['rtol']:g}; reference solve_ivp DOP853 rtol 1e-12 of the "
+            "system augmented with depot and central amounts (dose jumps piece by piece), on "
+            f"{pk['n_baseline_samples']} samples.",
+            "",
+            "| solver | error | µs / trajectory | samples timed |",
+            "|---|---:|---:|---:|",
+            "| solve_ivp RK45, augmented system (Python loop) | "
+            f"{fmt_err(pk['ivp_rk45_error'])} | "
+            f"{fmt_us(pk['ivp_rk45_time_per_trajectory_s'])} | {pk['n_baseline_samples']} |",
+            f"| tolsim.simulate auto, closed-form PK ({pk['tolsim_mean_accepted_steps']:.0f} "
+            f"steps) | {fmt_err(pk['tolsim_error'])} | "
+            f"{fmt_us(pk['tolsim_time_per_trajectory_s'])} | {pk['n_tolsim_samples']:,} |",
+            "",
+            f"Speed-up {pk['speedup']:,.0f}×; tolsim first call incl. compile/cache load "
+            f"{pk['tolsim_first_call_s']:.2f} s.",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=None, help="ensemble size (10000)")
+    parser.add_argument("--subset", type=int, default=None, help="reference samples M (50)")
+    parser.add_argument("--quick", action="store_true", help="500 samples, M = 10, fewer repeats")
+    parser.add_argument("--no-pk", action="store_true", help="skip the extra PK scenario")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    args.samples = args.samples or (500 if quick else 10_000)
+    args.subset = min(args.subset or (10 if quick else 50), args.samples)
+    args.pk_subset = min(3 if quick else 10, args.samples)
+    args.ivp_repeats = 1 if quick else 3
+    args.tolsim_repeats = 3 if quick else 5
+
+    facts = machine_facts()
+    results: dict[str, object] = {"machine": facts, "quick": quick}
+    results["work_precision"] = work_precision(args)
+    if not args.no_pk:
+        print("PK scenario ...")
+        results["pk"] = pk_scenario(args)
+    facts["numba_threading_layer"] = machine_facts()["numba_threading_layer"]
+    facts["load_average_1_5_15_at_end"] = machine_facts()["load_average_1_5_15"]
+    print()
+    print(report(results))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, allow_nan=True) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
