@@ -118,3 +118,12 @@ def test_failed_sample_gives_nan_and_errors():
     with pytest.raises(ValueError, match="never gives tamoxifen"):
         tolsim.time_to_recurrence(no_drug)
     assert float(tolsim.time_to_recurrence(no_drug, withdrawal_day=0.0, threshold=1.0)) == 0.0
+
+
+def test_warns_when_a_breakpoint_falls_between_outputs():
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 20.0, "tamoxifen": 1.0}, {"days": 10.5, "inhibitor": 1.0}, {"days": 69.5}]
+    )
+    ds = tolsim.simulate(MODEL, {}, schedule, TIMES)
+    with pytest.warns(UserWarning, match=r"breakpoint\(s\) at day\(s\) \[30.5\]"):
+        tolsim.time_to_recurrence(ds, threshold=1e4)

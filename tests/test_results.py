@@ -107,13 +107,13 @@ def test_defaults_are_plausible_for_mcf7():
     weeks = np.arange(0.0, 71.0, 7.0)
 
     def weekly_fold(phases):
-        ds = tolsim.simulate(model, model.default_params(), tolsim.Schedule.from_phases(phases),
-                             weeks)
+        ds = tolsim.simulate(
+            model, model.default_params(), tolsim.Schedule.from_phases(phases), weeks
+        )
         return ds.N.values[1:] / ds.N.values[:-1]
 
     control = weekly_fold([{"days": 70}])
-    np.testing.assert_allclose(control, data.sel(condition="control", week=slice(1, 10)),
-                               atol=0.5)
+    np.testing.assert_allclose(control, data.sel(condition="control", week=slice(1, 10)), atol=0.5)
     assert abs(control.mean() - data.sel(condition="control").mean()) < 0.1
     treated = weekly_fold([{"days": 70, "tamoxifen": 1.0}])[2:]
     observed = data.sel(condition="tamoxifen", week=slice(3, 10)).values
@@ -171,3 +171,33 @@ def test_user_model_stoichiometry_and_validation():
             rates=model.rates,
             initial=(("A", "birth_A"),),
         )
+
+
+def test_pellet_and_oral_concentrations_reach_the_dataset():
+    pk = tolsim.PK.tamoxifen_mouse()
+    schedule = tolsim.Schedule.pellet(
+        "tamoxifen",
+        release_mg_per_day=0.2,
+        start_day=5.0,
+        stop_day=40.0,
+        pk=pk,
+        duration_days=60.0,
+    ) | tolsim.Schedule.oral(
+        "inhibitor",
+        dose_mg=1.0,
+        every_days=2.0,
+        start_day=10.0,
+        stop_day=30.0,
+        pk=pk,
+        duration_days=60.0,
+    )
+    times = np.linspace(0.0, 60.0, 241)
+    ds = tolsim.simulate(MODEL, MODEL.default_params(), schedule, times)
+    expected = schedule.concentrations(times, ("tamoxifen", "inhibitor"))
+    np.testing.assert_allclose(ds.tamoxifen_um, expected[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(ds.inhibitor_um, expected[:, 1], rtol=1e-12)
+    steady = 0.2 / (pk.ke_per_day * pk.volume_l) * 1000.0 / pk.molar_mass_g_per_mol
+    np.testing.assert_allclose(ds.tamoxifen_um.sel(time=40.0), steady, rtol=1e-6)
+    hill = expected[:, 0] / (expected[:, 0] + 0.1)
+    np.testing.assert_allclose(ds.E_tam, hill, rtol=1e-12)
+    assert int(ds.status) == 0 and ds.attrs["withdrawal_day"] == 40.0

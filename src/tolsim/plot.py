@@ -60,8 +60,14 @@ def burden(ds: xr.Dataset, ax=None, *, states: bool = True, label: str | None = 
         if states:
             model_states = [v for v in ("S", "T", "R") if v in ds]
             for style, state in zip(("--", ":", "-."), model_states, strict=False):
-                ax.plot(ds["time"], ds[state], style, color=line.get_color(), lw=1,
-                        label=f"{state} ({label})" if label else state)
+                ax.plot(
+                    ds["time"],
+                    ds[state],
+                    style,
+                    color=line.get_color(),
+                    lw=1,
+                    label=f"{state} ({label})" if label else state,
+                )
     ax.set_yscale("log")
     ax.set_xlabel("time (days)")
     ax.set_ylabel("cells")

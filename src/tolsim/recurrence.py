@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import xarray as xr
 
 from tolsim.kernels.events import recurrence_days
+from tolsim.schedule import Schedule
 
 __all__ = ["time_to_recurrence"]
 
@@ -68,6 +71,21 @@ def time_to_recurrence(
             f"`withdrawal_day` = {withdrawal_day!r}: expected a day within the simulated "
             f"times [{times[0]}, {times[-1]}]"
         )
+    if "schedule" in ds.attrs:
+        breakpoints = Schedule.from_json(ds.attrs["schedule"]).breakpoints()
+        between = breakpoints[
+            (breakpoints > withdrawal_day)
+            & (breakpoints < times[-1])
+            & ~np.isin(breakpoints, times)
+        ]
+        if between.size:
+            warnings.warn(
+                f"schedule breakpoint(s) at day(s) {between[:5].tolist()} fall between output "
+                "times: the burden's derivative jumps there, so a crossing in those intervals "
+                "is located less accurately; include the breakpoints in `times`",
+                UserWarning,
+                stacklevel=2,
+            )
     sample_dims = [d for d in ds["N"].dims if d != "time"]
     n_cells = ds["N"].transpose(*sample_dims, "time").values.reshape(-1, times.size)
     dn_dt = ds["dN_dt"].transpose(*sample_dims, "time").values.reshape(-1, times.size)

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
+import tolsim
+from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
 from tolsim.schedule import Schedule
@@ -216,8 +218,6 @@ def _pack_params(model: Model, params) -> tuple[np.ndarray, bool]:
 def _to_dataset(
     model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
 ):
-    from tolsim import __version__
-
     sample_dims = () if single else ("sample",)
     index = 0 if single else slice(None)
     dims = (*sample_dims, "time")
@@ -244,8 +244,6 @@ def _to_dataset(
         out_dn[index],
         {"units": "cells/day", "long_name": "rate of change of total cells"},
     )
-    from tolsim.kernels.exposure import concentrations_at
-
     conc = concentrations_at(t_out, compiled, len(model.drugs))
     for d, drug in enumerate(model.drugs):
         data_vars[f"{drug}_um"] = (
@@ -301,7 +299,7 @@ def _to_dataset(
         "method": method_name,
         "rtol": rtol,
         "atol_cells": atol,
-        "tolsim_version": __version__,
+        "tolsim_version": tolsim.__version__,
     }
     if single:
         attrs["params"] = json.dumps(

@@ -32,7 +32,8 @@ from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 
 # The model's rate function is compiled again here and inlined (at numba IR level) into the
 # right-hand side: a plain call would cost a reference-count round trip per array argument,
-# several times the arithmetic of a small model.
+# several times the arithmetic of a small model. It is never compiled on its own, only inside
+# the cached kernels below, so it needs no cache of its own.
 rates = njit(error_model="numpy", inline="always")(model_rates.py_func)
 
 SUCCESS = 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Exposure", "Model", "Parameter", "Transition"]
+__all__ = ["Constraint", "Exposure", "Model", "Parameter", "Transition"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,18 @@ class Exposure:
 
 
 @dataclass(frozen=True)
+class Constraint:
+    """A condition on several parameters, checked whenever parameters are packed.
+
+    ``holds`` takes a mapping name -> 1-d array (one entry per parameter set) and returns a
+    boolean array; ``description`` says what must hold and why.
+    """
+
+    description: str
+    holds: object = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Model:
     """A population model: the single description every solver reads.
 
@@ -120,6 +132,8 @@ class Model:
         multi-type branching process.
     tolerant_states : tuple of str
         States counted in the ``tolerant_fraction`` observable.
+    constraints : tuple of Constraint
+        Conditions on several parameters at once (e.g. a capacity above the initial size).
     """
 
     name: str
@@ -134,6 +148,7 @@ class Model:
     options: tuple[tuple[str, object], ...] = ()
     linear: bool = False
     tolerant_states: tuple[str, ...] = ()
+    constraints: tuple[Constraint, ...] = ()
 
     def __post_init__(self):
         names = [p.name for p in self.parameters]
@@ -230,6 +245,7 @@ class Model:
             _check_value(f"{argument}.{p.name}", value, p)
             vector[i] = value
         vector[len(self.parameters) :] = self.constants
+        self._check_constraints(vector[None, :], argument, table=False)
         return vector
 
     def pack_table(self, table: Mapping[str, np.ndarray], argument: str = "params") -> np.ndarray:
@@ -259,7 +275,18 @@ class Model:
                 _check_value(f"{argument}.{p.name}[{bad[0]}]", float(column[bad[0]]), p)
             matrix[:, i] = column
         matrix[:, len(self.parameters) :] = self.constants
+        self._check_constraints(matrix, argument, table=True)
         return matrix
+
+    def _check_constraints(self, matrix: np.ndarray, argument: str, table: bool) -> None:
+        if not self.constraints:
+            return
+        columns = {name: matrix[:, i] for i, name in enumerate(self.parameter_names)}
+        for constraint in self.constraints:
+            bad = np.flatnonzero(~np.asarray(constraint.holds(columns), dtype=bool))
+            if bad.size:
+                row = f" (row {bad[0]})" if table else ""
+                raise ValueError(f"`{argument}`{row} violates {constraint.description}")
 
     def initial_state(self, packed: np.ndarray) -> np.ndarray:
         """Initial states (cells) from packed parameters, shape ``(..., n_states)``."""

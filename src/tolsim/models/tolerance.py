@@ -22,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from tolsim.kernels.exposure import hill
-from tolsim.models.base import Exposure, Model, Parameter, Transition
+from tolsim.models.base import Constraint, Exposure, Model, Parameter, Transition
 
 __all__ = ["ThreeState", "TwoState"]
 
@@ -285,6 +285,17 @@ def three_state_rates(t, x, p, c, out):
     out[8] = p[21] * x[2]
 
 
+def _gompertz_constraint(initial: tuple[str, ...]) -> tuple[Constraint, ...]:
+    total = " + ".join(initial)
+    return (
+        Constraint(
+            f"K > {total}: Gompertz crowding ln(K/N)/ln(K/N0) needs a capacity above the "
+            "initial size",
+            lambda p: p["K"] > sum(p[name] for name in initial),
+        ),
+    )
+
+
 def _crowding_code(crowding: str) -> float:
     if crowding not in CROWDING_CODES:
         raise ValueError(f"`crowding` = {crowding!r}: expected one of {sorted(CROWDING_CODES)}")
@@ -320,6 +331,7 @@ def TwoState(crowding: str = "logistic") -> Model:  # noqa: N802 - reads as a mo
         options=(("crowding", crowding),),
         linear=crowding == "none",
         tolerant_states=("T",),
+        constraints=_gompertz_constraint(("S0", "T0")) if crowding == "gompertz" else (),
     )
 
 
@@ -341,4 +353,5 @@ def ThreeState(crowding: str = "logistic") -> Model:  # noqa: N802 - reads as a 
         options=(("crowding", crowding),),
         linear=crowding == "none",
         tolerant_states=("T",),
+        constraints=_gompertz_constraint(("S0", "T0", "R0")) if crowding == "gompertz" else (),
     )
