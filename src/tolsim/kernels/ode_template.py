@@ -26,7 +26,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from tolsim.kernels.exposure import PK_COLUMNS, CompiledSchedule, load_piece, piece_concentrations
+from tolsim.kernels.exposure import (
+    PK_COLUMNS,
+    PK_DEPOT,
+    PK_KA,
+    CompiledSchedule,
+    load_piece,
+    piece_concentrations,
+)
 from tolsim.kernels.linalg import expm, lu_factor, lu_solve
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 
@@ -100,6 +107,7 @@ STIFF_LIMIT = 3.25  # |h lambda| bound of DOPRI5's stability region
 STIFF_STEPS = 15
 EPS = np.finfo(np.float64).eps
 LOG_1E_4 = np.log(1e-4)
+ABSORPTION_STEP = 0.25  # first step after an oral dose, in units of 1/ka
 STIFF_CHECK_EVERY = 10  # accepted steps between stiffness tests while none is suspected
 
 
@@ -330,6 +338,13 @@ def integrate_adaptive(
         load_piece(sched, piece, level, pk)
         rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
         stats[STAT_RHS] += 1
+        for ch in range(pk.shape[0]):
+            if pk[ch, PK_DEPOT] > 0.0 and h > 0.0:
+                # An oral dose is a known jump of the input: the concentration rises over
+                # ~1/ka (an hour in a mouse). A step carried over from the smooth tail of the
+                # last piece would jump the absorption peak with no stage on it, where the
+                # cells' error estimate cannot see it; restart below the absorption time.
+                h = min(h, ABSORPTION_STEP / pk[ch, PK_KA])
         if h == 0.0:
             h = initial_step(
                 t,
