@@ -11,6 +11,7 @@ import xarray as xr
 import tolsim
 from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
+from tolsim.kernels.summary import totals
 from tolsim.models.base import Model
 from tolsim.schedule import Schedule
 
@@ -125,8 +126,8 @@ def simulate(
 
     kernels = specialised("ode_template", model.rates)
     n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
-    out_x = np.full((n_samples, n_times, n_states), np.nan)
-    out_dn = np.full((n_samples, n_times), np.nan)
+    out_x = np.empty((n_samples, n_times, n_states))  # the kernel fills NaN first, in parallel
+    out_dn = np.empty((n_samples, n_times))
     stats = np.zeros((n_samples, kernels.N_STATS), dtype=np.int64)
     kernels.solve_batch(
         packed,
@@ -228,11 +229,8 @@ def _to_dataset(
             out_x[index, :, i],
             {"units": "cells", "long_name": f"{state} cells"},
         )
-    total = out_x.sum(axis=2)
-    tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        fraction = np.where(total > 0, tolerant / np.where(total > 0, total, 1.0), np.nan)
-    fraction[np.isnan(total)] = np.nan
+    tolerant_columns = np.array([model.states.index(s) for s in model.tolerant_states])
+    total, fraction = totals(out_x, tolerant_columns)
     data_vars["N"] = (dims, total[index], {"units": "cells", "long_name": "total cells"})
     data_vars["tolerant_fraction"] = (
         dims,

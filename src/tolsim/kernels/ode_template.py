@@ -607,7 +607,10 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
 
 @njit(cache=True, error_model="numpy")
 def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats):
-    """Solve one parameter set; returns the status code."""
+    """Solve one parameter set; returns the status code. Outputs a failed solve did not
+    reach stay NaN."""
+    out_x[:, :] = np.nan
+    out_dn[:] = np.nan
     if method == METHOD_EXACT:
         return integrate_exact(x0, p, sched, stoich, t_out, out_x, out_dn, stats)
     return integrate_adaptive(
@@ -644,7 +647,7 @@ def solve_batch(
     rtol, atol : float
     max_steps : int, accepted plus rejected steps allowed per sample
     method : int, one of the ``METHOD_*`` codes
-    out_x : (n_samples, n_times, n_states) float64, filled with NaN by the caller
+    out_x : (n_samples, n_times, n_states) float64
     out_dn : (n_samples, n_times) float64, dN/dt (cells/day) at the outputs
     stats : (n_samples, N_STATS) int64, zeroed by the caller
     """

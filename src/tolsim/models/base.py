@@ -301,14 +301,24 @@ class Model:
         ``(n_times,)`` or ``(n_samples, n_times)``.
         """
         names = self.parameter_names
+        table = np.atleast_2d(packed)
         out = {}
         for exp in self.exposures:
             c = conc_um[:, self.drugs.index(exp.drug)]
-            ec50 = packed[..., names.index(exp.ec50), None]
-            h = packed[..., names.index(exp.hill), None]
+            pairs = table[:, [names.index(exp.ec50), names.index(exp.hill)]]
+            # parameter sets usually share (EC50, h): evaluate each distinct pair once
+            unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
             with np.errstate(divide="ignore", over="ignore"):  # ratio -> inf gives E = 0
-                ratio = np.where(c > 0, (ec50 / np.where(c > 0, c, 1.0)) ** h, np.inf)
-            out[exp.name] = 1.0 / (1.0 + ratio)
+                ratio = np.where(
+                    c > 0, (unique[:, :1] / np.where(c > 0, c, 1.0)) ** unique[:, 1:], np.inf
+                )
+            values = 1.0 / (1.0 + ratio)
+            if packed.ndim == 1:
+                out[exp.name] = values[0]
+            elif unique.shape[0] == 1:  # a read-only view, no copy per parameter set
+                out[exp.name] = np.broadcast_to(values[0], (table.shape[0], c.shape[0]))
+            else:
+                out[exp.name] = values[inverse.ravel()]
         return out
 
     def describe(self) -> dict:
