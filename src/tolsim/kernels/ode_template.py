@@ -522,8 +522,10 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
     unit = np.zeros(n)
     column = np.empty(n)
     a = np.empty((n, n))
+    propagator = np.empty((n, n))
     y = x.copy()
     y_next = np.empty(n)
+    n_propagations = 0
     j = 0
     for piece in range(n_pieces):
         t = breakpoints[piece]
@@ -537,7 +539,6 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                 a[i, c] = column[i]
         stats[STAT_RHS] += n
         dt_cached = -1.0
-        propagator = np.eye(n)
         last_piece = piece == n_pieces - 1
         while True:
             # outputs in [t, t_end) belong to this piece; the schedule's end to the last one
@@ -546,7 +547,7 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
             dt = t_next - t
             if dt > 0.0:
                 if dt != dt_cached:
-                    propagator = expm(a * dt)
+                    propagator[:, :] = expm(a * dt)
                     dt_cached = dt
                 for i in range(n):
                     acc = 0.0
@@ -555,7 +556,7 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                     y_next[i] = max(acc, 0.0)
                 for i in range(n):
                     y[i] = y_next[i]
-                stats[STAT_STEPS] += 1
+                n_propagations += 1
             t = t_next
             if not is_output:
                 break
@@ -566,6 +567,7 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                     rate += a[i, c] * y[c]
             out_dn[j] = rate
             j += 1
+    stats[STAT_STEPS] += n_propagations
     return SUCCESS
 
 

@@ -305,20 +305,22 @@ class Model:
         out = {}
         for exp in self.exposures:
             c = conc_um[:, self.drugs.index(exp.drug)]
-            pairs = table[:, [names.index(exp.ec50), names.index(exp.hill)]]
-            # parameter sets usually share (EC50, h): evaluate each distinct pair once
-            unique, inverse = np.unique(pairs, axis=0, return_inverse=True)
+            ec50 = table[:, names.index(exp.ec50)]
+            hill = table[:, names.index(exp.hill)]
+            shared = bool(np.all(ec50 == ec50[0]) and np.all(hill == hill[0]))
+            if shared:  # the usual case: evaluate once, broadcast as a read-only view
+                ec50, hill = ec50[:1], hill[:1]
             with np.errstate(divide="ignore", over="ignore"):  # ratio -> inf gives E = 0
                 ratio = np.where(
-                    c > 0, (unique[:, :1] / np.where(c > 0, c, 1.0)) ** unique[:, 1:], np.inf
+                    c > 0, (ec50[:, None] / np.where(c > 0, c, 1.0)) ** hill[:, None], np.inf
                 )
             values = 1.0 / (1.0 + ratio)
             if packed.ndim == 1:
                 out[exp.name] = values[0]
-            elif unique.shape[0] == 1:  # a read-only view, no copy per parameter set
+            elif shared:
                 out[exp.name] = np.broadcast_to(values[0], (table.shape[0], c.shape[0]))
             else:
-                out[exp.name] = values[inverse.ravel()]
+                out[exp.name] = values
         return out
 
     def describe(self) -> dict:
