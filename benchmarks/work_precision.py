@@ -48,6 +48,7 @@ import scipy  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import tolsim  # noqa: E402
+from tolsim.kernels.specialise import specialised  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "work_precision.json"
 
@@ -62,6 +63,7 @@ IVP_METHODS = ("RK45", "LSODA")
 IVP_RTOLS = (1e-3, 1e-6, 1e-8)
 TOLSIM_RTOLS = (1e-3, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10)
 EXACT_VS_RK_RTOL = 1e-8
+EXACT_VS_RK_TIGHT_RTOL = 1e-12
 PK_RTOL = 1e-6
 # tolsim also at tighter tolerances, to find the one matching the baseline's accuracy.
 PK_TOLSIM_RTOLS = (1e-6, 1e-7, 1e-8, 1e-9)
@@ -372,6 +374,62 @@ def work_precision(args) -> dict[str, object]:
         ),
         "dopri5_mean_accepted_steps": float(rk.n_steps.mean()),
     }
+    # the tightest Runge-Kutta setting, closest to the exact path's accuracy
+    tight_s, tight = timed(
+        lambda: run(EXACT_VS_RK_TIGHT_RTOL, "dopri5", linear), args.tolsim_repeats
+    )
+    exact_vs_rk.update(
+        {
+            "rtol_dopri5_tight": EXACT_VS_RK_TIGHT_RTOL,
+            "dopri5_tight_time_per_trajectory_s": tight_s / args.samples,
+            "dopri5_tight_error_vs_dop853_subset": max_relative_error(
+                tight.N.values[: args.subset], linear_reference
+            ),
+            "dopri5_tight_mean_accepted_steps": float(tight.n_steps.mean()),
+            "speedup_exact_over_dopri5_tight": tight_s / exact_s,
+        }
+    )
+    # the kernels alone (a direct call into preallocated arrays: no validation, no Dataset)
+    kernels = specialised("ode_template", linear.rates)
+    packed = linear.pack_table(table)
+    x0 = linear.initial_state(packed)
+    compiled = tuple(schedule.compile(linear.drugs))
+    stoich = linear.stoichiometry.astype(np.float64)
+    out_x = np.empty((args.samples, times.size, len(linear.states)))
+    out_dn = np.empty((args.samples, times.size))
+    stats = np.zeros((args.samples, kernels.N_STATS), dtype=np.int64)
+
+    def kernel(code, rtol):
+        stats[:] = 0
+        kernels.solve_batch(
+            packed,
+            x0,
+            compiled,
+            stoich,
+            times,
+            rtol,
+            ATOL_CELLS,
+            1_000_000,
+            code,
+            out_x,
+            out_dn,
+            stats,
+        )
+
+    kernel_exact_s, _ = timed(lambda: kernel(kernels.METHOD_EXACT, 1e-6), args.tolsim_repeats)
+    kernel_rk_s, _ = timed(
+        lambda: kernel(kernels.METHOD_DOPRI5, EXACT_VS_RK_RTOL), args.tolsim_repeats
+    )
+    kernel_tight_s, _ = timed(
+        lambda: kernel(kernels.METHOD_DOPRI5, EXACT_VS_RK_TIGHT_RTOL), args.tolsim_repeats
+    )
+    exact_vs_rk.update(
+        {
+            "kernel_exact_time_per_trajectory_s": kernel_exact_s / args.samples,
+            "kernel_dopri5_time_per_trajectory_s": kernel_rk_s / args.samples,
+            "kernel_dopri5_tight_time_per_trajectory_s": kernel_tight_s / args.samples,
+        }
+    )
     return {
         "scenario": {
             "model": "TwoState(crowding='logistic')",
@@ -556,6 +614,9 @@ def report(results: dict[str, object]) -> str:
             f"{q['solve_ivp_rtol']:g} | {fmt_err(q['solve_ivp_error'])} | {tail}"
         )
     ex = wp["exact_vs_rk"]
+    kernel_exact = ex["kernel_exact_time_per_trajectory_s"]
+    kernel_ratio = ex["kernel_dopri5_time_per_trajectory_s"] / kernel_exact
+    kernel_tight_ratio = ex["kernel_dopri5_tight_time_per_trajectory_s"] / kernel_exact
     lines += [
         "",
         "### Exact linear path vs Runge–Kutta path",
@@ -563,16 +624,28 @@ def report(results: dict[str, object]) -> str:
         f"Same ensemble, TwoState(crowding='none'), {ex['n_samples']:,} samples, median of "
         f"{sc['tolsim_repeats']}:",
         "",
-        "| method | µs / trajectory | error vs DOP853 (subset) |",
-        "|---|---:|---:|",
+        "| method | simulate(): µs / trajectory | kernel alone: µs / trajectory | "
+        "error vs DOP853 (subset) |",
+        "|---|---:|---:|---:|",
         f"| exact (matrix exponential) | {fmt_us(ex['exact_time_per_trajectory_s'])} | "
+        f"{fmt_us(ex['kernel_exact_time_per_trajectory_s'])} | "
         f"{fmt_err(ex['exact_error_vs_dop853_subset'])} |",
         f"| dopri5 rtol {ex['rtol_dopri5']:g} ({ex['dopri5_mean_accepted_steps']:.0f} steps) | "
         f"{fmt_us(ex['dopri5_time_per_trajectory_s'])} | "
+        f"{fmt_us(ex['kernel_dopri5_time_per_trajectory_s'])} | "
         f"{fmt_err(ex['dopri5_error_vs_dop853_subset'])} |",
+        f"| dopri5 rtol {ex['rtol_dopri5_tight']:g} "
+        f"({ex['dopri5_tight_mean_accepted_steps']:.0f} steps) | "
+        f"{fmt_us(ex['dopri5_tight_time_per_trajectory_s'])} | "
+        f"{fmt_us(ex['kernel_dopri5_tight_time_per_trajectory_s'])} | "
+        f"{fmt_err(ex['dopri5_tight_error_vs_dop853_subset'])} |",
         "",
-        f"exact is {ex['speedup_exact_over_dopri5']:.1f}× faster than dopri5; max relative "
-        f"difference of N between them (all samples, all days): "
+        f"exact vs dopri5 rtol {ex['rtol_dopri5']:g}: "
+        f"{ex['speedup_exact_over_dopri5']:.1f}× (simulate), "
+        f"{kernel_ratio:.1f}× (kernels); vs dopri5 rtol {ex['rtol_dopri5_tight']:g}: "
+        f"{ex['speedup_exact_over_dopri5_tight']:.1f}× (simulate), "
+        f"{kernel_tight_ratio:.1f}× (kernels). Max relative difference of N, exact vs dopri5 rtol "
+        f"{ex['rtol_dopri5']:g} (all samples, all days): "
         f"{fmt_err(ex['max_relative_difference'])}.",
     ]
     pk = results.get("pk")
