@@ -104,6 +104,12 @@ def test_gompertz_needs_capacity_above_initial_size():
         tolsim.simulate(model, {"K": np.array([1e7, 5e4])}, SCHEDULE, TIMES)
 
 
+def test_result_too_large_for_memory_is_refused_before_computing(monkeypatch):
+    monkeypatch.setattr("os.sysconf", lambda name: 1024 if name == "SC_AVPHYS_PAGES" else 4096)
+    with pytest.raises(MemoryError, match=r"1,000 parameter sets x 61 output times needs"):
+        run({"mu_E": np.zeros(1000)})
+
+
 def test_wrong_argument_types():
     with pytest.raises(TypeError, match="`model`"):
         tolsim.simulate("TwoState", {}, SCHEDULE, TIMES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -124,8 +125,9 @@ def simulate(
     else:
         code = _METHOD_CODES[method]
 
-    kernels = specialised("ode_template", model.rates)
     n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
+    _check_memory(n_samples, n_times, n_states, len(model.exposures))
+    kernels = specialised("ode_template", model.rates)
     out_x = np.empty((n_samples, n_times, n_states))  # the kernel fills NaN first, in parallel
     out_dn = np.empty((n_samples, n_times))
     stats = np.zeros((n_samples, kernels.N_STATS), dtype=np.int64)
@@ -156,6 +158,22 @@ def simulate(
             ds,
         )
     return ds
+
+
+def _check_memory(n_samples: int, n_times: int, n_states: int, n_exposures: int) -> None:
+    """Refuse a result that cannot fit in memory before computing anything."""
+    # states, N, tolerant fraction, dN/dt and exposures, float64, per sample and time
+    needed = 8 * n_samples * n_times * (n_states + 3 + n_exposures)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this platform
+        return
+    if needed > 0.8 * available:
+        raise MemoryError(
+            f"the result for {n_samples:,} parameter sets x {n_times:,} output times needs "
+            f"about {needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
+            "available: pass fewer `times` or split `params` into chunks"
+        )
 
 
 def _positive_float(value, name: str) -> float:

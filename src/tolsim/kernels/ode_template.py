@@ -620,7 +620,7 @@ def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x,
     )
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def solve_batch(
     params,
     x0,

@@ -22,6 +22,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -30,7 +31,8 @@ _KERNEL_DIR = Path(__file__).resolve().parent
 _DEPENDENCIES = ("exposure.py", "linalg.py")
 _MARKER = re.compile(r"^from \S+ import \S+ as model_rates  # TOLSIM-RATES$", re.M)
 _LOCK = threading.Lock()
-_LOADED: dict[tuple[str, int], ModuleType] = {}
+_LOADED: dict[tuple[str, object], ModuleType] = {}
+_STALE_AFTER_S = 3600.0  # an older copy of the same kernels is deleted once this old
 
 
 def cache_dir() -> Path:
@@ -70,7 +72,7 @@ def specialised(template: str, rates) -> ModuleType:
 
     ``rates`` is a top-level ``numba.njit`` function; the result is cached per process.
     """
-    key = (template, id(rates))
+    key = (template, rates)  # the dispatcher itself: holding it keeps its id from being reused
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
@@ -106,11 +108,16 @@ def specialised(template: str, rates) -> ModuleType:
 
 
 def _remove_stale_copies(directory: Path, prefix: str) -> None:
-    """Delete older copies (and their numba cache files) of the same template and rates."""
+    """Delete older copies (and their numba cache files) of the same template and rates.
+
+    Only copies untouched for an hour go, so a process still importing one is not disturbed.
+    """
+    now = time.time()
     stale = list(directory.glob(f"{prefix}*.py"))
     stale += list((directory / "__pycache__").glob(f"{prefix}*"))
     for path in stale:
         try:
-            path.unlink()
+            if now - path.stat().st_mtime > _STALE_AFTER_S:
+                path.unlink()
         except OSError:
             pass  # another process may be removing it too

@@ -6,7 +6,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
+@njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def totals(out_x, tolerant_columns):
     """Total cells and tolerant fraction, each ``(n_samples, n_times)``.
 

@@ -1,0 +1,54 @@
+"""Kernel building blocks: the Runge-Kutta tableau, and per-model kernel copies."""
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tolsim
+from tolsim.kernels.specialise import specialised
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    return specialised("ode_template", tolsim.models.TwoState().rates)
+
+
+def test_dormand_prince_tableau_satisfies_order_conditions(kernels):
+    a, c, e, dense = kernels.DP_A, kernels.DP_C, kernels.DP_E, kernels.DENSE_P
+    np.testing.assert_allclose(a.sum(axis=1), c, atol=1e-15)  # row sums are the nodes
+    b = a[6]
+    for k in range(5):  # quadrature order 5: sum b c^k = 1 / (k + 1)
+        assert np.dot(b, c[:6] ** k) == pytest.approx(1.0 / (k + 1), abs=1e-14)
+    assert np.dot(b, a[:6, :6] @ c[:6]) == pytest.approx(1 / 6, abs=1e-14)
+    assert e.sum() == pytest.approx(0.0, abs=1e-15)  # the error estimate of a constant is 0
+    # the dense output at s = 1 is the fifth-order solution
+    np.testing.assert_allclose(dense.sum(axis=1), np.r_[b, 0.0], atol=1e-14)
+
+
+def test_copies_are_per_rate_function_and_follow_source_edits(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module_file = tmp_path / "edited_model.py"
+    template = """
+        from numba import njit
+
+        @njit(cache=True)
+        def rates(t, x, p, c, out):
+            out[0] = {factor} * x[0]
+    """
+    module_file.write_text(textwrap.dedent(template.format(factor=1.0)))
+    first = specialised("ode_template", importlib.import_module("edited_model").rates)
+    assert specialised("ode_template", sys.modules["edited_model"].rates) is first
+    copy = Path(first.__file__).read_text()
+    assert "from edited_model import rates as model_rates  # TOLSIM-RATES" in copy
+    # editing the model's source gives a new copy (numba's cache ignores dependencies)
+    module_file.write_text(textwrap.dedent(template.format(factor=2.0)))
+    edited = specialised("ode_template", importlib.reload(sys.modules["edited_model"]).rates)
+    assert edited.__file__ != first.__file__
+    # the previous copy stays until it is an hour old (another process may be using it)
+    assert (tmp_path / "cache" / "kernels").exists()
+    del sys.modules["edited_model"]
