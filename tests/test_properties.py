@@ -1,5 +1,7 @@
 """Hypothesis properties: positivity, phase splitting, conservation under pure switching."""
 
+import os
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,7 @@ import tolsim
 MODEL = tolsim.models.TwoState()
 LINEAR = tolsim.models.TwoState(crowding="none")
 RATE = st.floats(0.0, 2.0)
-SETTINGS = settings(max_examples=30, deadline=None)
+SETTINGS = settings(max_examples=int(os.environ.get("TOLSIM_EXAMPLES", "30")), deadline=None)
 # populations of whole cells or none (sub-cell amounts far below `atol` are not meaningful)
 CELLS = st.one_of(st.just(0.0), st.floats(1.0, 1e6))
 
@@ -83,7 +85,9 @@ def test_splitting_a_phase_gives_the_same_trajectory(params, days, where, c_tam,
     times = np.linspace(0.0, min(whole.duration_days, split.duration_days), 40)
     model = LINEAR if method == "exact" else MODEL
     params = {k: v for k, v in params.items()}
-    kwargs = dict(method=method, rtol=1e-10, atol=1e-10)
+    # atol far below any population that regrows: a dip under atol, amplified by regrowth,
+    # would otherwise dominate the comparison
+    kwargs = dict(method=method, rtol=1e-10, atol=1e-16)
     a = tolsim.simulate(model, params, whole, times, **kwargs)
     b = tolsim.simulate(model, params, split, times, **kwargs)
     scale = max(float(a.N.max()), 1e-300)
