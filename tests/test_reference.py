@@ -128,7 +128,7 @@ def test_three_state_matches_solve_ivp():
     np.testing.assert_allclose(got, np.array(expected), rtol=1e-5)
 
 
-@pytest.mark.parametrize(("method", "order"), [(0, 5.0), (2, 2.0)])
+@pytest.mark.parametrize(("method", "order"), [(0, 5.0), (2, 4.0)])
 def test_measured_convergence_order(method, order):
     """Fixed-step error against the exact (expm) solution: slope of log error vs log step."""
     model = tolsim.models.TwoState(crowding="none")
@@ -139,7 +139,7 @@ def test_measured_convergence_order(method, order):
     compiled = schedule.compile(model.drugs)
     x0 = model.initial_state(packed)
     exact = scipy.linalg.expm(linear_two_state_matrix(params, 0.3, 0.0) * 30.0) @ x0
-    steps = np.array([48, 64, 96, 128, 192]) if method == 0 else np.array([20, 40, 80, 160])
+    steps = np.array([48, 64, 96, 128, 192]) if method == 0 else np.array([40, 60, 80, 120, 160])
     errors = [
         np.max(
             np.abs(
@@ -172,10 +172,10 @@ def test_stiff_problem_switches_to_rosenbrock():
     )
     schedule = tolsim.Schedule.from_phases([{"days": 20.0}])
     times = np.linspace(0, 20, 41)
-    auto = tolsim.simulate(model, params, schedule, times, rtol=1e-8)
-    explicit = tolsim.simulate(model, params, schedule, times, method="dopri5", rtol=1e-8)
+    auto = tolsim.simulate(model, params, schedule, times, rtol=1e-6)
+    explicit = tolsim.simulate(model, params, schedule, times, method="dopri5", rtol=1e-6)
     assert bool(auto.switched_to_stiff) and not bool(explicit.switched_to_stiff)
-    assert int(auto.n_rhs_evaluations) * 5 < int(explicit.n_rhs_evaluations)
+    assert int(auto.n_rhs_evaluations) * 50 < int(explicit.n_rhs_evaluations)
 
     def rhs(t, y):
         a, b = y
@@ -188,6 +188,5 @@ def test_stiff_problem_switches_to_rosenbrock():
     sol = solve_ivp(
         rhs, (0, 20), [100.0, 0.0], method="Radau", t_eval=times, rtol=1e-12, atol=1e-10
     )
-    # ode23s is second order: its global error at rtol 1e-8 is ~1e-5
-    np.testing.assert_allclose(auto.N.values, sol.y.sum(axis=0), rtol=2e-5)
-    np.testing.assert_allclose(explicit.N.values, sol.y.sum(axis=0), rtol=1e-8)
+    np.testing.assert_allclose(auto.N.values, sol.y.sum(axis=0), rtol=5e-6)
+    np.testing.assert_allclose(explicit.N.values, sol.y.sum(axis=0), rtol=1e-9)

@@ -11,9 +11,9 @@ Methods
 * Dormand–Prince 5(4) (Dormand & Prince 1980) with the PI step-size controller and the
   stiffness detection of Hairer & Wanner's DOPRI5, dense output of order 4 (Shampine 1986,
   coefficients as in ``scipy.integrate.RK45``).
-* Rosenbrock 2(3) ``ode23s`` (Shampine & Reichelt 1997, SIAM J. Sci. Comput. 18:1), L-stable,
-  with a numerical Jacobian and time derivative, for stiff problems; ``auto`` switches to it
-  when DOPRI5's detector fires.
+* Rosenbrock 4(3) with Shampine's parameters (A-stable; Shampine 1982), numerical Jacobian
+  and time derivative, cubic Hermite dense output, for stiff problems; ``auto`` switches to
+  it when DOPRI5's detector fires.
 * Exact per-piece solution ``x(t) = expm(A (t - t_k)) x(t_k)`` for linear models with
   piecewise-constant exposures; ``A`` is assembled from the rate function at unit vectors.
 
@@ -93,9 +93,19 @@ DENSE_P = np.array(
         [0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
     ]
 )
-# Rosenbrock ode23s constants.
-ROS_D = 1.0 / (2.0 + np.sqrt(2.0))
-ROS_E32 = 6.0 + np.sqrt(2.0)
+# Rosenbrock 4(3) with Shampine's parameters (Kaps-Rentrop form; Shampine 1982, ACM TOMS 8:93;
+# as in Press et al., Numerical Recipes, "stiff"): A-stable, order 4, embedded order 3, three
+# function evaluations and one LU factorisation per step.
+ROS_GAMMA = 1 / 2
+ROS_A21 = 2.0
+ROS_A31, ROS_A32 = 48 / 25, 6 / 25
+ROS_C21 = -8.0
+ROS_C31, ROS_C32 = 372 / 25, 12 / 5
+ROS_C41, ROS_C42, ROS_C43 = -112 / 125, -54 / 125, -2 / 5
+ROS_B = np.array([19 / 9, 1 / 2, 25 / 108, 125 / 108])
+ROS_E = np.array([17 / 54, 7 / 36, 0.0, 125 / 108])
+ROS_GX = np.array([1 / 2, -3 / 2, 121 / 50, 29 / 250])  # gamma_i: weights of df/dt
+ROS_AX2, ROS_AX3 = 1.0, 3 / 5  # stage nodes
 
 SAFETY = 0.9
 # PI controller of DOPRI5 (Hairer, Norsett & Wanner, Solving ODEs I, II.4).
@@ -216,15 +226,14 @@ def dopri5_dense_coefficients(k, h, q):
 
 @njit(cache=True, error_model="numpy")
 def rosenbrock_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err):
-    """One ode23s step from ``(t, y)`` with ``k[0] = f(t, y)``.
+    """One Rosenbrock 4(3) step from ``(t, y)`` with ``k[0] = f(t, y)``.
 
-    Workspace rows: ``k[1]`` = k1, ``k[2]`` = k2, ``k[3]`` = F1, ``k[4]`` = F2 (= f at the
-    new point), ``k[5]`` = df/dt, ``k[6]`` scratch. Returns False if ``I - h d J`` is
-    singular.
+    Solves ``(I / (gamma h) - J) g_i = f_i + h gamma_i df/dt + sum_j c_ij g_j / h`` for the
+    four increments ``g_i`` (rows 1-4 of ``k``); ``k[5]`` holds df/dt, ``k[6]`` is scratch.
+    The Jacobian and df/dt are forward differences. Returns False if the matrix is singular.
     """
     n = y.shape[0]
     eps = 1.4901161193847656e-08  # sqrt(machine epsilon)
-    # Jacobian by forward differences (columns), and df/dt.
     for j in range(n):
         delta = eps * max(abs(y[j]), 1.0)
         for i in range(n):
@@ -232,46 +241,51 @@ def rosenbrock_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, p
         y_new[j] += delta
         rhs(t, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[6])
         for i in range(n):
-            jac[i, j] = -h * ROS_D * (k[6, i] - k[0, i]) / delta
+            jac[i, j] = -(k[6, i] - k[0, i]) / delta
     dt = eps * max(abs(t), 1.0)
     rhs(t + dt, t0, level, pk, y, p, stoich, conc, rate_buf, k[6])
     for i in range(n):
         k[5, i] = (k[6, i] - k[0, i]) / dt
-        jac[i, i] += 1.0
+        jac[i, i] += 1.0 / (ROS_GAMMA * h)
     if not lu_factor(jac, piv):
         return False
-    hd = h * ROS_D
     for i in range(n):
-        k[1, i] = k[0, i] + hd * k[5, i]
+        k[1, i] = k[0, i] + h * ROS_GX[0] * k[5, i]
     lu_solve(jac, piv, k[1])
     for i in range(n):
-        y_new[i] = y[i] + 0.5 * h * k[1, i]
-    rhs(t + 0.5 * h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[3])
+        y_new[i] = y[i] + ROS_A21 * k[1, i]
+    rhs(t + ROS_AX2 * h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[6])
     for i in range(n):
-        k[2, i] = k[3, i] - k[1, i]
+        k[2, i] = k[6, i] + h * ROS_GX[1] * k[5, i] + ROS_C21 * k[1, i] / h
     lu_solve(jac, piv, k[2])
     for i in range(n):
-        k[2, i] += k[1, i]
-        y_new[i] = y[i] + h * k[2, i]
-    rhs(t + h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[4])
+        y_new[i] = y[i] + ROS_A31 * k[1, i] + ROS_A32 * k[2, i]
+    rhs(t + ROS_AX3 * h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[6])
     for i in range(n):
-        k[6, i] = (
-            k[4, i] - ROS_E32 * (k[2, i] - k[3, i]) - 2.0 * (k[1, i] - k[0, i]) + hd * k[5, i]
-        )
-    lu_solve(jac, piv, k[6])
+        k[3, i] = k[6, i] + h * ROS_GX[2] * k[5, i] + (ROS_C31 * k[1, i] + ROS_C32 * k[2, i]) / h
+        k[4, i] = k[6, i] + h * ROS_GX[3] * k[5, i] + (ROS_C41 * k[1, i] + ROS_C42 * k[2, i]) / h
+    lu_solve(jac, piv, k[3])
     for i in range(n):
-        err[i] = h / 6.0 * (k[1, i] - 2.0 * k[2, i] + k[6, i])
+        k[4, i] += ROS_C43 * k[3, i] / h
+    lu_solve(jac, piv, k[4])
+    for i in range(n):
+        y_new[i] = y[i]
+        err[i] = 0.0
+        for m in range(4):
+            y_new[i] += ROS_B[m] * k[m + 1, i]
+            err[i] += ROS_E[m] * k[m + 1, i]
     return True
 
 
 @njit(cache=True, error_model="numpy")
-def rosenbrock_dense_coefficients(k, h, q):
-    """ode23s interpolant ``y + h (s(1-s) k1 + s(s-2d) k2) / (1-2d)`` as powers of ``s``."""
-    scale = h / (1.0 - 2.0 * ROS_D)
-    for i in range(k.shape[1]):
-        q[0, i] = scale * (k[1, i] - 2.0 * ROS_D * k[2, i])
-        q[1, i] = scale * (k[2, i] - k[1, i])
-        q[2, i] = 0.0
+def hermite_dense_coefficients(y, y_new, f0, f1, h, q):
+    """Cubic Hermite interpolant between the step ends, as powers of ``s``: the dense output
+    of the Rosenbrock method (order 3, matching its error estimate)."""
+    for i in range(y.shape[0]):
+        delta = y_new[i] - y[i]
+        q[0, i] = h * f0[i]
+        q[1, i] = 3.0 * delta - 2.0 * h * f0[i] - h * f1[i]
+        q[2, i] = -2.0 * delta + h * f0[i] + h * f1[i]
         q[3, i] = 0.0
 
 
@@ -361,7 +375,7 @@ def integrate_adaptive(
                 k[1],
                 rtol,
                 atol,
-                2 if stiff else 4,
+                3 if stiff else 4,
             )
             stats[STAT_RHS] += 1
         while t < t_end:
@@ -402,7 +416,7 @@ def integrate_adaptive(
                 continue
             if err_norm > 1.0 or negative:
                 if stiff:
-                    fac = max(0.1, SAFETY * err_norm ** (-1.0 / 3.0))
+                    fac = max(0.1, SAFETY * err_norm ** (-1.0 / 3.0))  # embedded order 3
                 else:
                     fac = 1.0 / min(1.0 / FAC_MIN, err_norm**PI_EXPO1 / SAFETY)
                 if negative:
@@ -413,6 +427,11 @@ def integrate_adaptive(
             # accepted
             stats[STAT_STEPS] += 1
             step_was_stiff = stiff
+            if step_was_stiff:  # f at the new point: Hermite dense output, first same as last
+                rhs(
+                    t_end if last else t + h, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[6]
+                )
+                stats[STAT_RHS] += 1
             if (
                 not stiff
                 and method == METHOD_AUTO
@@ -438,7 +457,7 @@ def integrate_adaptive(
             t_new = t_end if last else t + h
             if j < n_out and t_out[j] <= t_new:
                 if step_was_stiff:
-                    rosenbrock_dense_coefficients(k, h, q)
+                    hermite_dense_coefficients(y, y_new, k[0], k[6], h, q)
                 else:
                     dopri5_dense_coefficients(k, h, q)
                 while j < n_out and t_out[j] <= t_new:
@@ -481,7 +500,7 @@ def integrate_adaptive(
                 y[i] = y_new[i]
             t = t_new
             if step_was_stiff:
-                h *= min(5.0, max(0.2, SAFETY * max(err_norm, 1e-10) ** (-1.0 / 3.0)))
+                h *= min(5.0, max(0.2, SAFETY * max(err_norm, 1e-10) ** (-1.0 / 4.0)))
             else:
                 log_err = np.log(max(err_norm, 1e-10))
                 fac = np.exp(PI_EXPO1 * log_err - PI_BETA * log_err_old)
@@ -493,9 +512,8 @@ def integrate_adaptive(
                 rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
                 stats[STAT_RHS] += 1
             else:
-                last_stage = 4 if step_was_stiff else 6  # f(t + h, y_new): first same as last
-                for i in range(n):
-                    k[0, i] = k[last_stage, i]
+                for i in range(n):  # f(t + h, y_new): first same as last
+                    k[0, i] = k[6, i]
         for i in range(n):
             if not np.isfinite(y[i]):
                 return NON_FINITE_STATE
@@ -574,7 +592,7 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
 @njit(cache=True, error_model="numpy")
 def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     """Integrate from day 0 to ``t_end`` inside the schedule's first piece with ``n_steps``
-    equal steps of DOPRI5 (``method`` 0) or ode23s (2), no error control.
+    equal steps of DOPRI5 (``method`` 0) or the Rosenbrock method (2), no error control.
 
     For measuring the convergence order; solvers use :func:`integrate_adaptive`.
     """
