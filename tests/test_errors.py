@@ -1,5 +1,7 @@
 """Every error the deterministic core promises, triggered; failures kept as data."""
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -105,7 +107,8 @@ def test_gompertz_needs_capacity_above_initial_size():
 
 
 def test_result_too_large_for_memory_is_refused_before_computing(monkeypatch):
-    monkeypatch.setattr("os.sysconf", lambda name: 1024 if name == "SC_AVPHYS_PAGES" else 4096)
+    module = importlib.import_module("tolsim.simulate")  # the module, not the function
+    monkeypatch.setattr(module, "_available_memory_bytes", lambda: 4 * 2**20)
     with pytest.raises(MemoryError, match=r"1,000 parameter sets x 61 output times needs"):
         run({"mu_E": np.zeros(1000)})
 

@@ -164,16 +164,29 @@ def _check_memory(n_samples: int, n_times: int, n_states: int, n_exposures: int)
     """Refuse a result that cannot fit in memory before computing anything."""
     # states, N, tolerant fraction, dN/dt and exposures, float64, per sample and time
     needed = 8 * n_samples * n_times * (n_states + 3 + n_exposures)
-    try:
-        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not on this platform
-        return
-    if needed > 0.8 * available:
+    available = _available_memory_bytes()
+    if available is not None and needed > 0.8 * available:
         raise MemoryError(
             f"the result for {n_samples:,} parameter sets x {n_times:,} output times needs "
             f"about {needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB "
             "available: pass fewer `times` or split `params` into chunks"
         )
+
+
+def _available_memory_bytes() -> int | None:
+    """Memory the kernel can still use: Linux's MemAvailable (free plus reclaimable cache),
+    else free pages; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _positive_float(value, name: str) -> float:
