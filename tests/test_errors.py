@@ -197,6 +197,21 @@ def test_step_size_underflow_is_reported():
     assert np.isnan(ds.S.values[-1])
 
 
+@pytest.mark.parametrize("method", ["exact", "dopri5", "rosenbrock"])
+def test_overflow_is_reported_not_returned_as_inf(method):
+    """10/day net growth for 360 days overflows float64 (e^3600): a failure, never inf."""
+    model = tolsim.models.TwoState(crowding="none")
+    schedule = tolsim.Schedule.from_phases([{"days": 360.0}])
+    params = model.default_params(lambda_S=10.0, lambda_T=10.0)
+    ds = tolsim.simulate(model, params, schedule, np.arange(361.0), method=method, throw=False)
+    assert int(ds.status) == -3
+    assert str(ds.message.values).startswith("non-finite state")
+    assert np.isfinite(ds.N.values[:10]).all()  # the outputs before the overflow are kept
+    assert not np.isinf(ds.N.values).any()
+    with pytest.raises(tolsim.SolverError, match="non-finite state"):
+        tolsim.simulate(model, params, schedule, np.arange(361.0), method=method)
+
+
 def test_user_rate_function_must_be_top_level_njit():
     def plain(t, x, p, c, out):
         out[0] = 0.0

@@ -342,6 +342,7 @@ def integrate_adaptive(
         j += 1
 
     h = 0.0
+    overflowing = False
     log_err_old = LOG_1E_4
     n_stiff = 0
     n_nonstiff = 0
@@ -383,7 +384,8 @@ def integrate_adaptive(
                 return MAX_STEPS_REACHED
             h_min = 16.0 * EPS * max(abs(t), 1.0)
             if h < h_min:
-                return STEP_SIZE_TOO_SMALL
+                # a step size driven to zero by overflow is reported as such
+                return NON_FINITE_STATE if overflowing else STEP_SIZE_TOO_SMALL
             last = False
             if t + h >= t_end - h_min:
                 h = t_end - t
@@ -407,7 +409,8 @@ def integrate_adaptive(
             for i in range(n):
                 if y_new[i] < -atol:
                     negative = True
-            if not np.isfinite(err_norm):
+            overflowing = not np.isfinite(err_norm)
+            if overflowing:
                 for i in range(n):
                     if not np.isfinite(y[i]):
                         return NON_FINITE_STATE
@@ -571,6 +574,9 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                     acc = 0.0
                     for c in range(n):
                         acc += propagator[i, c] * y[c]
+                    if not np.isfinite(acc):  # overflow: report it, never a silent inf
+                        stats[STAT_STEPS] += n_propagations
+                        return NON_FINITE_STATE
                     y_next[i] = max(acc, 0.0)
                 for i in range(n):
                     y[i] = y_next[i]
