@@ -52,3 +52,15 @@ def test_copies_are_per_rate_function_and_follow_source_edits(tmp_path, monkeypa
     # the previous copy stays until it is an hour old (another process may be using it)
     assert (tmp_path / "cache" / "kernels").exists()
     del sys.modules["edited_model"]
+
+
+def test_cache_dir_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
+    from tolsim.kernels.specialise import cache_dir
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(blocker))  # mkdir below a file fails
+    path = cache_dir()
+    assert path.is_dir() and "tolsim-kernels-" in path.name
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "own"))
+    assert cache_dir() == tmp_path / "own" / "kernels"

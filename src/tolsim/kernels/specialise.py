@@ -50,7 +50,8 @@ def cache_dir() -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError:
-        path = Path(tempfile.gettempdir()) / f"tolsim-kernels-{os.getuid()}"
+        user = os.getuid() if hasattr(os, "getuid") else os.getlogin()  # no getuid on Windows
+        path = Path(tempfile.gettempdir()) / f"tolsim-kernels-{user}"
         path.mkdir(parents=True, exist_ok=True)
     return path
 
