@@ -11,6 +11,7 @@ from tolsim import datasets, models
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
 from tolsim.simulate import SolverError, simulate
+from tolsim.stochastic import extinction_probability, recurrence_probability
 
 __all__ = [
     "PK",
@@ -21,7 +22,9 @@ __all__ = [
     "SolverError",
     "__version__",
     "datasets",
+    "extinction_probability",
     "models",
+    "recurrence_probability",
     "simulate",
     "time_to_recurrence",
 ]

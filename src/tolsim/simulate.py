@@ -16,9 +16,10 @@ from tolsim.kernels.summary import totals
 from tolsim.models.base import Model
 from tolsim.schedule import Schedule
 
-__all__ = ["METHODS", "SolverError", "simulate"]
+__all__ = ["METHODS", "ODE_METHODS", "SolverError", "simulate"]
 
-METHODS = ("auto", "dopri5", "rosenbrock", "exact")
+ODE_METHODS = ("auto", "dopri5", "rosenbrock", "exact")
+METHODS = (*ODE_METHODS, "ssa", "tau", "hybrid")
 _METHOD_CODES = {"dopri5": 0, "auto": 1, "rosenbrock": 2, "exact": 3}
 STATUS_MESSAGES = {
     0: "success",
@@ -51,8 +52,14 @@ def simulate(
     atol: float = 1e-6,
     max_steps: int = 100_000,
     throw: bool = True,
+    paths: int | None = None,
+    seed=None,
+    path_start: int = 0,
+    max_events: int | None = None,
+    threshold: float = 1000.0,
+    recurrence_threshold: str | float = "size_at_withdrawal",
 ) -> xr.Dataset:
-    """Solve the model's mean-field ODE under a dosing schedule.
+    """Solve the model under a dosing schedule: the mean-field ODE, or stochastic paths.
 
     Parameters
     ----------
@@ -66,10 +73,16 @@ def simulate(
         Dosing schedule; exposures switch exactly at its breakpoints.
     times : array_like, shape (n_times,)
         Output days: finite, >= 0, strictly increasing, within the schedule's duration.
-    method : {"auto", "dopri5", "rosenbrock", "exact"}
-        ``"auto"``: the exact matrix-exponential solution for a linear model with
-        piecewise-constant concentrations, otherwise Dormand–Prince 5(4) switching to the
+    method : {"auto", "dopri5", "rosenbrock", "exact", "ssa", "tau", "hybrid"}
+        ODE methods — ``"auto"``: the exact matrix-exponential solution for a linear model
+        with piecewise-constant concentrations, otherwise Dormand–Prince 5(4) switching to the
         Rosenbrock method when the problem is detected to be stiff.
+        Stochastic methods (whole cells, the same transitions at the same propensities; see
+        :mod:`tolsim.kernels.stochastic_template`) — ``"ssa"``: Gillespie's exact direct
+        method; ``"tau"``: adaptive tau-leaping (Cao, Gillespie & Petzold 2006) with critical
+        transitions fired exactly; ``"hybrid"``: transitions that change a state below
+        ``threshold`` cells fire exactly, the rest follow the mean-field ODE — for tumours of
+        1e9 cells with a few tolerant cells.
     rtol, atol : float
         Relative tolerance and absolute tolerance (cells) of the adaptive methods. The default
         absolute floor of 1e-6 cells keeps a last tolerant cell accurately resolved.
@@ -78,6 +91,23 @@ def simulate(
     throw : bool
         Raise :class:`SolverError` if a sample fails (default); with ``False`` the failure is
         recorded in ``status`` and ``message`` only.
+    paths : int
+        Stochastic methods: number of paths per parameter set (adds a ``path`` dim).
+    seed : int or numpy.random.Generator
+        Stochastic methods (required): path ``q`` of sample ``s`` draws from its own stream
+        seeded by ``(seed, s, q)``, so results do not depend on threads or batching.
+    path_start : int
+        Index of the first path: ``paths=50, path_start=50`` gives paths 50-99 of the same
+        run, identical to those of ``paths=100``.
+    max_events : int
+        Stochastic methods: events allowed per path (SSA and hybrid: exact events; tau: leaps
+        and exact steps); default 1e8. SSA refuses up front a run whose mean-field estimate
+        exceeds it.
+    threshold : float
+        Hybrid method: states below this many cells are simulated exactly (default 1000).
+    recurrence_threshold : "size_at_withdrawal" or float
+        Stochastic methods: burden (cells) whose first exceedance after tamoxifen withdrawal
+        gives each path's ``time_to_recurrence``, computed exactly in the kernel.
 
     Returns
     -------
@@ -103,6 +133,18 @@ def simulate(
         raise TypeError(f"`schedule` = {schedule!r}: expected a tolsim.Schedule")
     if method not in METHODS:
         raise ValueError(f"`method` = {method!r}: expected one of {list(METHODS)}")
+    stochastic = method in ("ssa", "tau", "hybrid")
+    if not stochastic:
+        given = [
+            name
+            for name, value in (("paths", paths), ("seed", seed), ("max_events", max_events))
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"`{given[0]}` applies to stochastic methods ('ssa', 'tau', 'hybrid'), not "
+                f"`method` = {method!r}"
+            )
     rtol = _positive_float(rtol, "rtol")
     atol = _positive_float(atol, "atol")
     if rtol < 1e-13:
@@ -111,6 +153,24 @@ def simulate(
         raise ValueError(f"`max_steps` = {max_steps!r}: expected a positive integer")
     t_out = _check_times(times, schedule.duration_days)
     packed, single = _pack_params(model, params)
+    if stochastic:
+        from tolsim.stochastic import DEFAULT_MAX_EVENTS, simulate_paths
+
+        return simulate_paths(
+            model,
+            packed,
+            single,
+            schedule,
+            t_out,
+            method,
+            paths=1 if paths is None else paths,
+            seed=seed,
+            path_start=path_start,
+            max_events=DEFAULT_MAX_EVENTS if max_events is None else max_events,
+            threshold=threshold,
+            recurrence_threshold=recurrence_threshold,
+            throw=throw,
+        )
     compiled = schedule.compile(model.drugs)
 
     constant_exposure = compiled.channel_drug.shape[0] == 0
