@@ -8,7 +8,8 @@ threads, or how paths are split into batches — and two paths never share a str
 The state is a ``uint64`` array of length 4 owned by the path. Samplers:
 
 * :func:`uniform` in [0, 1) and :func:`uniform_open` in (0, 1] (53 random bits);
-* :func:`exponential` with mean 1 (inversion);
+* :func:`exponential` with mean 1 (Marsaglia & Tsang's 2000 ziggurat with 256 levels, on
+  53-bit integers as in numpy; the rare tail and wedge cases fall back to logarithms);
 * :func:`poisson` — multiplication method for means below 10, Hörmann's PTRS transformed
   rejection (1993, the algorithm numpy uses) above.
 
@@ -89,10 +90,56 @@ def uniform_open(state):
     return float((next_u64(state) >> uint64(11)) + uint64(1)) * _TWO_POW_M53
 
 
+def _ziggurat_tables(levels: int = 256):
+    """Tables of the exponential ziggurat (Marsaglia & Tsang 2000) for 53-bit integers."""
+    scale = 2.0**53
+    edge = 7.69711747013104972  # right edge r of the base layer
+    volume = 3.949659822581572e-3  # area of each layer
+    ke = np.zeros(levels, dtype=np.uint64)
+    we = np.zeros(levels)
+    fe = np.zeros(levels)
+    de = edge
+    te = de
+    q = volume / math.exp(-de)
+    ke[0] = np.uint64(math.floor((de / q) * scale))
+    ke[1] = 0
+    we[0] = q / scale
+    we[levels - 1] = de / scale
+    fe[0] = 1.0
+    fe[levels - 1] = math.exp(-de)
+    for i in range(levels - 2, 0, -1):
+        de = -math.log(volume / de + math.exp(-de))
+        ke[i + 1] = np.uint64(math.floor((de / te) * scale))
+        te = de
+        fe[i] = math.exp(-de)
+        we[i] = de / scale
+    return edge, ke, we, fe
+
+
+_ZIG_R, _ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
+
+
+@njit(cache=True)
+def _exponential_unlikely(state, index, x):
+    """Ziggurat slow path: the tail beyond the base layer, or a point in a wedge."""
+    if index == 0:
+        return _ZIG_R - math.log(uniform_open(state))
+    if (_ZIG_F[index - 1] - _ZIG_F[index]) * uniform(state) + _ZIG_F[index] < math.exp(-x):
+        return x
+    return exponential(state)
+
+
 @njit(cache=True, inline="always")
 def exponential(state):
-    """Exponential variate with mean 1."""
-    return -math.log(uniform_open(state))
+    """Exponential variate with mean 1 (ziggurat: one 64-bit draw, a shift, a multiply and a
+    comparison in 98.9% of calls)."""
+    bits = next_u64(state) >> uint64(3)
+    index = int(bits & uint64(0xFF))
+    bits >>= uint64(8)
+    x = float(bits) * _ZIG_W[index]
+    if bits < _ZIG_K[index]:
+        return x
+    return _exponential_unlikely(state, index, x)
 
 
 @njit(cache=True)

@@ -227,6 +227,22 @@ def choose(a, total, u, mask):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def choose_all(a, total, u):
+    """:func:`choose` over all transitions, without data-dependent branches: the index is the
+    number of partial sums not above ``u * total`` (a mispredicted branch per event would cost
+    as much as the rest of the event)."""
+    target = u * total
+    acc = 0.0
+    index = 0
+    for j in range(a.shape[0] - 1):
+        acc += a[j]
+        index += acc <= target
+    while a[index] == 0.0 and index > 0:  # round-off pushed the target past the last sum
+        index -= 1
+    return index
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def record(t_event, x, t_out, next_out, out):
     """Store ``x`` at every output day before ``t_event``; return the next output index."""
     while next_out < t_out.shape[0] and t_out[next_out] < t_event:
@@ -250,9 +266,9 @@ def init_summary(x, summary):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def update_summary(t, x, changed, summary, recurrence):
-    """After a jump at day ``t`` that changed the states flagged in ``changed`` (all if
-    empty): extinction days and the recurrence time.
+def update_summary(t, x, stoich, j, summary, recurrence):
+    """After a jump at day ``t`` by transition ``j`` (``-1``: any states may have changed):
+    extinction days and the recurrence time.
 
     ``recurrence`` = (armed, withdrawal day, level): once armed, the first day the burden
     exceeds the level gives the recurrence time.
@@ -261,7 +277,7 @@ def update_summary(t, x, changed, summary, recurrence):
     total = 0.0
     for i in range(n):
         total += x[i]
-        if changed.shape[0] == 0 or changed[i] != 0.0:
+        if j < 0 or stoich[j, i] != 0.0:
             if x[i] <= 0.0:
                 if np.isnan(summary[i]):
                     summary[i] = t
@@ -272,7 +288,7 @@ def update_summary(t, x, changed, summary, recurrence):
             summary[n] = t
     else:
         summary[n] = np.nan
-    if recurrence[0] == 1.0 and np.isnan(summary[n + 1]) and total > recurrence[2]:
+    if recurrence[0] == 1.0 and total > recurrence[2] and np.isnan(summary[n + 1]):
         summary[n + 1] = t - recurrence[1]
 
 
@@ -328,13 +344,15 @@ def ssa_path(
 ):
     """Gillespie's direct method over the schedule up to ``t_out[-1]``; returns the status."""
     n_pieces = sched.breakpoints_days.shape[0] - 1
-    t_end = t_out[t_out.shape[0] - 1]
+    n_out = t_out.shape[0]
+    t_end = t_out[n_out - 1]
+    n_tr = stoich.shape[0]
     n_drugs = sched.level_um.shape[1]
     conc = np.empty(n_drugs)
     level = np.empty(n_drugs)
     pk = np.empty((sched.channel_drug.shape[0], PK_COLUMNS))
-    a = np.empty(stoich.shape[0])
-    acc = np.empty(stoich.shape[0])
+    a = np.empty(n_tr)
+    acc = np.empty(n_tr)
     no_mask = np.empty(0, dtype=np.bool_)
     recurrence = np.zeros(3)
     init_summary(x, summary)
@@ -351,6 +369,48 @@ def ssa_path(
             arm_recurrence(t0, x, arm_level, recurrence, summary)
         substep = pk_substep(pk)
         t = t0
+        if substep == np.inf:
+            # Constant concentrations: the hot loop, with everything inlined (a call per
+            # event would cost more than the event).
+            piece_concentrations(0.0, level, pk, conc)
+            while True:
+                rates(t, x, p, conc, a)
+                a0 = 0.0
+                for j in range(n_tr):
+                    if not a[j] >= 0.0:
+                        a0 = -1.0
+                        break
+                    a0 += a[j]
+                if a0 < 0.0:
+                    stats[STAT_EVENTS] = events
+                    stats[STAT_STEPS] = events
+                    return BAD_PROPENSITY
+                if a0 == 0.0:
+                    break
+                t_next = t + exponential(rng) / a0
+                if t_next >= t1:
+                    break
+                j = choose_all(a, a0, uniform(rng))
+                if next_out < n_out and t_out[next_out] < t_next:
+                    next_out = record(t_next, x, t_out, next_out, out)
+                t = t_next
+                events += 1
+                low = False  # a state reaching or leaving 0 needs the full bookkeeping
+                total = 0.0
+                for i in range(x.shape[0]):
+                    x[i] += stoich[j, i]
+                    total += x[i]
+                    low |= x[i] <= 1.0
+                if low:
+                    update_summary(t, x, stoich, j, summary, recurrence)
+                elif recurrence[0] == 1.0 and total > recurrence[2]:
+                    if np.isnan(summary[x.shape[0] + 1]):
+                        summary[x.shape[0] + 1] = t - recurrence[1]
+                if events >= max_events:
+                    stats[STAT_EVENTS] = events
+                    stats[STAT_STEPS] = events
+                    return EVENT_BUDGET_REACHED
+            continue
         while True:
             t_next, j = ssa_event(
                 t, t1, substep, t0, level, pk, x, p, stoich, conc, a, acc, no_mask, rng
@@ -366,7 +426,7 @@ def ssa_path(
             fire(j, x, stoich)
             t = t_next
             events += 1
-            update_summary(t, x, stoich[j], summary, recurrence)
+            update_summary(t, x, stoich, j, summary, recurrence)
             if events >= max_events:
                 stats[STAT_EVENTS] = events
                 stats[STAT_STEPS] = events
@@ -430,7 +490,6 @@ def tau_path(
     x_new = np.empty(n)
     x_mid = np.empty(n)
     a_mid = np.empty(n_tr)
-    no_change = np.empty(0)
     recurrence = np.zeros(3)
     init_summary(x, summary)
     next_out = 0
@@ -485,8 +544,8 @@ def tau_path(
                         break
                     fire(j, x, stoich)
                     events += 1
-                    update_summary(t, x, stoich[j], summary, recurrence)
-                if events >= max_events:
+                    update_summary(t, x, stoich, j, summary, recurrence)
+                if steps >= max_events:
                     stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = (
                         events,
                         steps,
@@ -572,8 +631,8 @@ def tau_path(
             steps += 1
             events += int(fired)
             if fired > 0.0:
-                update_summary(t, x, no_change, summary, recurrence)
-            if events >= max_events:
+                update_summary(t, x, stoich, -1, summary, recurrence)
+            if steps >= max_events:
                 stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = (
                     events,
                     steps,
@@ -781,7 +840,7 @@ def hybrid_path(
                 if j >= 0:
                     fire(j, x, stoich)
                     events += 1
-                    update_summary(t, x, stoich[j], summary, recurrence)
+                    update_summary(t, x, stoich, j, summary, recurrence)
                     if partition(x, stoich, threshold, discrete_state, discrete_tr, rng):
                         hazard = 0.0
                         target = exponential(rng)
@@ -852,7 +911,7 @@ def hybrid_path(
                 if j >= 0:
                     fire(j, x, stoich)
                     events += 1
-                    update_summary(t, x, stoich[j], summary, recurrence)
+                    update_summary(t, x, stoich, j, summary, recurrence)
                 partition(x, stoich, threshold, discrete_state, discrete_tr, rng)
                 hazard = 0.0
                 target = exponential(rng)
