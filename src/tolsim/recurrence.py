@@ -42,6 +42,10 @@ def time_to_recurrence(
     -------
     xarray.DataArray
         ``time_to_recurrence`` in days, with ``ds``'s ``sample`` dim if it has one.
+        For a stochastic result (``path`` dim) it is the per-path time the kernel computed
+        exactly at the jump that crossed the threshold given to :func:`tolsim.simulate`
+        (``recurrence_threshold``); asking for another threshold is an error, since paths
+        stored at output days only would locate it no better than the output spacing.
 
     Examples
     --------
@@ -52,6 +56,8 @@ def time_to_recurrence(
     >>> round(float(tolsim.time_to_recurrence(ds, threshold=1e6)), 1)  # days after day 56
     8.6
     """
+    if "path" in ds.dims and "time_to_recurrence" in ds:
+        return _stochastic_recurrence(ds, threshold, withdrawal_day)
     for name in ("N", "dN_dt"):
         if name not in ds:
             raise ValueError(f"`ds` has no variable {name!r}: expected a tolsim.simulate result")
@@ -122,3 +128,25 @@ def time_to_recurrence(
             "withdrawal_day": withdrawal_day,
         },
     )
+
+
+def _stochastic_recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:
+    recorded = ds.attrs.get("recurrence_threshold")
+    wanted = (
+        "burden at withdrawal" if isinstance(threshold, str) else f"{float(threshold):g} cells"
+    )
+    if isinstance(threshold, str) and threshold != "size_at_withdrawal":
+        raise ValueError(
+            f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
+        )
+    if wanted != recorded:
+        raise ValueError(
+            f"`threshold` = {threshold!r}: this stochastic result holds recurrence times for a "
+            f"threshold of {recorded}; simulate again with recurrence_threshold={threshold!r}"
+        )
+    if withdrawal_day is not None and withdrawal_day != ds.attrs.get("withdrawal_day"):
+        raise ValueError(
+            f"`withdrawal_day` = {withdrawal_day!r}: a stochastic result holds recurrence times "
+            f"from its schedule's withdrawal (day {ds.attrs.get('withdrawal_day')})"
+        )
+    return ds["time_to_recurrence"]

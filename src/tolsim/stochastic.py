@@ -72,7 +72,7 @@ def _check_initial_counts(model: Model, packed: np.ndarray) -> np.ndarray:
         parameter = dict(model.initial)[model.states[column]]
         where = f"params.{parameter}" + (f"[{row}]" if packed.shape[0] > 1 else "")
         raise ValueError(
-            f"`{where}` = {x0[row, column]!r} cells: stochastic methods need a whole, "
+            f"`{where}` = {float(x0[row, column])!r} cells: stochastic methods need a whole, "
             "non-negative number of cells"
         )
     return x0

@@ -1,0 +1,543 @@
+"""Stochastic engine: exact moments, the branching process, agreement between methods,
+reproducible streams, and every promised error.
+
+Statistical tests use fixed seeds, so each runs the same paths every time; each states its
+level. A test at level 1e-3 fails a correct implementation once in a thousand seeds, and a
+wrong one (e.g. a 5% bias in a mean over thousands of paths) almost always.
+"""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import tolsim
+from tolsim.kernels.random import draw_poisson, draw_uniform
+from tolsim.simulate import SolverError
+
+LEVEL = 1e-3  # significance level of every statistical test below
+Z = stats.norm.ppf(1 - LEVEL / 2)  # two-sided z bound
+
+
+@pytest.fixture(scope="module")
+def linear():
+    return tolsim.models.TwoState(crowding="none")
+
+
+@pytest.fixture(scope="module")
+def logistic():
+    return tolsim.models.TwoState(crowding="logistic")
+
+
+def birth_death(model, b, d, n0):
+    """S-only linear birth-death: division b, death d per day, no switching, no drugs."""
+    return model.default_params(
+        S0=n0, T0=0, lambda_S=b, delta_S=d, mu_0=0.0, mu_E=0.0, nu_0=0.0, nu_off=0.0
+    )
+
+
+DRUG_FREE = tolsim.Schedule.from_phases([{"days": 20}])
+TAM_THEN_OFF = tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 20}])
+
+
+# -- random streams ------------------------------------------------------------------------
+def _xoshiro_reference(seed, sample, path, n):
+    """xoshiro256** and SplitMix64 seeding written out in Python integers (independent of
+    numba's uint64 semantics)."""
+    mask = (1 << 64) - 1
+    golden = 0x9E3779B97F4A7C15
+
+    def mix(z):
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        return z ^ (z >> 31)
+
+    def rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & mask
+
+    key = mix((seed + golden) & mask)
+    key = mix(key ^ ((sample * 0xD1B54A32D192ED03 + golden) & mask))
+    key = mix(key ^ ((path * 0x8CB92BA72F3D8DD7 + golden) & mask))
+    s = []
+    for _ in range(4):
+        key = (key + golden) & mask
+        s.append(mix(key))
+    out = []
+    for _ in range(n):
+        result = (rotl((s[1] * 5) & mask, 7) * 9) & mask
+        t = (s[1] << 17) & mask
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = rotl(s[3], 45)
+        out.append((result >> 11) * 2.0**-53)
+    return np.array(out)
+
+
+@pytest.mark.parametrize(("seed", "sample", "path"), [(0, 0, 0), (2026, 3, 17), (2**62, 5, 9)])
+def test_streams_match_reference_xoshiro(seed, sample, path):
+    np.testing.assert_array_equal(
+        draw_uniform(seed, sample, path, 50), _xoshiro_reference(seed, sample, path, 50)
+    )
+
+
+def test_streams_of_neighbouring_paths_are_unrelated():
+    a = draw_uniform(7, 0, 0, 20_000)
+    b = draw_uniform(7, 0, 1, 20_000)
+    c = draw_uniform(7, 1, 0, 20_000)
+    for other in (b, c):
+        r = np.corrcoef(a, other)[0, 1]
+        assert abs(r) < Z / math.sqrt(a.size)
+    assert stats.kstest(a, "uniform").pvalue > LEVEL
+
+
+@pytest.mark.parametrize("mean", [0.7, 4.0, 9.99, 10.0, 35.0, 2.5e4])
+def test_poisson_sampler_matches_the_distribution(mean):
+    draws = draw_poisson(11, 0, 0, mean, 40_000)
+    assert np.all(draws == np.round(draws)) and draws.min() >= 0
+    # chi-square over the central support, tails pooled
+    lo, hi = stats.poisson.ppf([0.001, 0.999], mean)
+    edges = np.arange(lo, hi + 2) - 0.5
+    edges[0], edges[-1] = -np.inf, np.inf
+    observed, _ = np.histogram(draws, bins=edges)
+    expected = np.diff(stats.poisson.cdf(np.floor(edges + 0.5) - 1, mean))
+    expected[0] = stats.poisson.cdf(edges[1] - 0.5, mean)
+    expected = expected / expected.sum() * draws.size
+    keep = expected > 5
+    observed = np.append(observed[keep], observed[~keep].sum())
+    expected = np.append(expected[keep], expected[~keep].sum())
+    if expected[-1] == 0:
+        observed, expected = observed[:-1], expected[:-1]
+    assert stats.chisquare(observed, expected).pvalue > LEVEL
+
+
+# -- exact SSA against exact results -------------------------------------------------------
+def test_ssa_birth_death_mean_and_variance_are_exact(linear):
+    b, d, n0, t = 0.5, 0.3, 10, 8.0
+    ds = tolsim.simulate(
+        linear,
+        birth_death(linear, b, d, n0),
+        DRUG_FREE,
+        [0.0, t],
+        method="ssa",
+        paths=4000,
+        seed=1,
+    )
+    final = ds.S.sel(time=t).values.astype(float)
+    growth = math.exp((b - d) * t)
+    mean = n0 * growth
+    variance = n0 * (b + d) / (b - d) * growth * (growth - 1)
+    assert abs(final.mean() - mean) < Z * math.sqrt(variance / final.size)
+    # sample variance: normal approximation with the fourth moment estimated from the sample
+    m4 = np.mean((final - final.mean()) ** 4)
+    se_var = math.sqrt((m4 - variance**2) / final.size)
+    assert abs(final.var(ddof=1) - variance) < Z * se_var
+    assert np.all(ds.T.values == 0)
+
+
+@pytest.mark.parametrize(("b", "d", "n0"), [(0.6, 0.3, 2), (0.4, 0.4, 1), (0.2, 0.5, 3)])
+def test_ssa_extinction_matches_birth_death_closed_form(linear, b, d, n0):
+    t = 20.0
+    ds = tolsim.simulate(
+        linear,
+        birth_death(linear, b, d, n0),
+        DRUG_FREE,
+        [0.0, t],
+        method="ssa",
+        paths=3000,
+        seed=2,
+        max_events=10**7,
+    )
+    if b == d:
+        exact = (b * t / (1 + b * t)) ** n0
+    else:
+        g = math.exp((b - d) * t)
+        exact = (d * (g - 1) / (b * g - d)) ** n0
+    mc = tolsim.extinction_probability(ds, level=1 - LEVEL)
+    assert float(mc.ci_low) <= exact <= float(mc.ci_high)
+    # the per-path extinction day agrees with the stored trajectory
+    extinct = ds.N.sel(time=t).values == 0
+    np.testing.assert_array_equal(np.isfinite(ds.extinction_day.values), extinct)
+    assert np.all(ds.extinction_day.values[extinct] <= t)
+
+
+def test_eventual_extinction_is_d_over_b_to_the_n0(linear):
+    exact = tolsim.extinction_probability(
+        linear, birth_death(linear, 0.6, 0.3, 3), DRUG_FREE, by_day=np.inf
+    )
+    assert float(exact.extinction_probability) == pytest.approx(0.5**3, rel=1e-10)
+
+
+def test_ssa_mean_matches_linear_ode_through_a_tamoxifen_switch(linear):
+    p = linear.default_params(S0=300, T0=20, mu_0=0.01, mu_E=0.05, nu_off=0.1)
+    times = np.array([5.0, 20.0, 30.0, 40.0])
+    ds = tolsim.simulate(linear, p, TAM_THEN_OFF, times, method="ssa", paths=3000, seed=3)
+    ode = tolsim.simulate(linear, p, TAM_THEN_OFF, times, method="exact")
+    bound = stats.norm.ppf(1 - LEVEL / (2 * 2 * times.size))  # Bonferroni over states, times
+    for state in ("S", "T"):
+        paths = ds[state].values.astype(float)
+        standard_error = paths.std(axis=0, ddof=1) / math.sqrt(paths.shape[0])
+        z = (paths.mean(axis=0) - ode[state].values) / standard_error
+        assert np.all(np.abs(z) < bound), (state, z)
+
+
+def test_ssa_matches_branching_process_for_the_tolerant_reservoir(linear):
+    """Probability that no tolerant cell is left after an inhibitor course: Monte Carlo
+    against the generating-function (Riccati) solution."""
+    p = linear.default_params(S0=40, T0=4, mu_0=0.002, kappa_T=0.3)
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 15, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 10, "tamoxifen": 1.0}]
+    )
+    exact = tolsim.extinction_probability(linear, p, schedule, states=["T"])
+    ds = tolsim.simulate(linear, p, schedule, [0.0, 25.0], method="ssa", paths=4000, seed=4)
+    mc = tolsim.extinction_probability(ds, states=["T"], level=1 - LEVEL)
+    value = float(exact.extinction_probability)
+    assert 0.05 < value < 0.95  # a probability the test can get wrong
+    assert float(mc.ci_low) <= value <= float(mc.ci_high)
+
+
+def test_ssa_with_oral_pk_matches_the_ode_mean(linear):
+    """Propensities change continuously with the drug concentration: the integrated-hazard
+    event times must reproduce the mean-field solution (freezing rates would not)."""
+    schedule = tolsim.Schedule.oral(
+        "tamoxifen",
+        dose_mg=0.5,
+        every_days=1.0,
+        stop_day=6.0,
+        pk=tolsim.PK.tamoxifen_mouse(),
+        duration_days=8.0,
+    )  # concentration swings between 0.17 and 1.34 µM every day
+    p = linear.default_params(S0=400, T0=0, mu_0=0.0, mu_E=0.0, kappa_S=2.0, EC50_tam=1.0)
+    times = np.array([2.0, 5.0, 8.0])
+    ds = tolsim.simulate(linear, p, schedule, times, method="ssa", paths=3000, seed=5)
+    ode = tolsim.simulate(linear, p, schedule, times, method="dopri5", rtol=1e-10, atol=1e-10)
+    final = ds.S.values.astype(float)
+    z = (final.mean(axis=0) - ode.S.values) / (final.std(axis=0, ddof=1) / math.sqrt(3000))
+    assert np.all(np.abs(z) < stats.norm.ppf(1 - LEVEL / 6)), z
+    # and the drug mattered: the mean with frozen start-of-day rates would differ visibly
+    assert ode.S.values[-1] < 0.5 * 400 * math.exp((0.19 - 0.02) * 8.0)
+
+
+# -- tau-leaping and hybrid against SSA --------------------------------------------------------
+@pytest.fixture(scope="module")
+def reference_paths(logistic):
+    """A few tolerant cells regrow under tamoxifen and seed sensitive cells after withdrawal:
+    every state starts small, so the hybrid method switches each of them from exact jumps to
+    the mean field (at 100 cells) along the way."""
+    p = logistic.default_params(S0=0, T0=8, K=5e4)
+    times = np.array([0.0, 20.0, 40.0])
+    return {
+        method: tolsim.simulate(
+            logistic,
+            p,
+            TAM_THEN_OFF,
+            times,
+            method=method,
+            seed=seed,
+            threshold=100.0,
+            paths=1500,
+            recurrence_threshold=1500.0,
+        )
+        for method, seed in (("ssa", 6), ("tau", 7), ("hybrid", 8))
+    }
+
+
+@pytest.mark.parametrize("method", ["tau", "hybrid"])
+def test_final_counts_match_ssa_distribution(reference_paths, method):
+    for day in (20.0, 40.0):
+        for variable in ("N", "T"):
+            ssa = reference_paths["ssa"][variable].sel(time=day).values
+            other = reference_paths[method][variable].sel(time=day).values
+            assert stats.ks_2samp(ssa, other).pvalue > LEVEL, (variable, day)
+
+
+@pytest.mark.parametrize("method", ["tau", "hybrid"])
+def test_recurrence_times_match_ssa_distribution(reference_paths, method):
+    ssa = reference_paths["ssa"].time_to_recurrence.values
+    other = reference_paths[method].time_to_recurrence.values
+    assert 0.3 < np.isfinite(ssa).mean() < 1  # most paths recur within follow-up, not all
+    assert stats.ks_2samp(ssa, other).pvalue > LEVEL
+
+
+def test_hybrid_tolerant_cells_beside_a_large_population_match_ssa(logistic):
+    """2e4 sensitive cells (mean field in the hybrid method) feed a few tolerant cells (exact)
+    by switching: the tolerant count's distribution must match the exact SSA."""
+    p = logistic.default_params(S0=20_000, T0=8, K=1e6, mu_0=1e-4, mu_E=2e-4)
+    schedule = tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}])
+    runs = {
+        method: tolsim.simulate(
+            logistic, p, schedule, [0.0, 20.0], method=method, seed=seed, paths=1000
+        )
+        for method, seed in (("ssa", 12), ("hybrid", 13))
+    }
+    hybrid_t = runs["hybrid"].T.sel(time=20.0).values
+    assert hybrid_t.max() < 1000  # T stayed discrete throughout
+    assert stats.ks_2samp(runs["ssa"].T.sel(time=20.0).values, hybrid_t).pvalue > LEVEL
+    ssa_s = runs["ssa"].S.sel(time=20.0).values.astype(float)
+    hybrid_s = runs["hybrid"].S.sel(time=20.0).values.astype(float)
+    standard_error = ssa_s.std(ddof=1) / math.sqrt(ssa_s.size)
+    assert abs(hybrid_s.mean() - ssa_s.mean()) < Z * standard_error * math.sqrt(2)
+
+
+def test_recurrence_time_agrees_with_stored_burden(reference_paths):
+    ds = reference_paths["ssa"]
+    withdrawal = ds.attrs["withdrawal_day"]
+    recurred_by_end = ds.time_to_recurrence.values <= 40.0 - withdrawal
+    # a path above the threshold at the end has recurred; the converse need not hold
+    assert np.all(recurred_by_end[ds.N.sel(time=40.0).values > 1500])
+    assert np.all(ds.time_to_recurrence.values >= 0)
+
+
+def test_time_to_recurrence_reads_the_exact_kernel_times(reference_paths):
+    ds = reference_paths["tau"]
+    xr.testing.assert_identical(
+        tolsim.time_to_recurrence(ds, threshold=1500.0), ds.time_to_recurrence
+    )
+    with pytest.raises(ValueError, match=r"holds recurrence times for a threshold of 1500 cells"):
+        tolsim.time_to_recurrence(ds, threshold=2000.0)
+    with pytest.raises(ValueError, match=r"`withdrawal_day` = 5.0: a stochastic result"):
+        tolsim.time_to_recurrence(ds, threshold=1500.0, withdrawal_day=5.0)
+
+
+def test_tau_leaping_never_gives_negative_counts_and_agrees_with_pk(linear):
+    schedule = tolsim.Schedule.oral(
+        "inhibitor", dose_mg=0.5, every_days=1.0, stop_day=10.0, pk=tolsim.PK.tamoxifen_mouse()
+    )
+    p = linear.default_params(S0=0, T0=3000, kappa_T=1.5, EC50_inh=1.0)
+    times = np.array([0.0, 5.0, 10.0])
+    tau = tolsim.simulate(linear, p, schedule, times, method="tau", paths=1500, seed=9)
+    ssa = tolsim.simulate(linear, p, schedule, times, method="ssa", paths=1500, seed=10)
+    assert tau.T.values.min() >= 0
+    assert stats.ks_2samp(tau.T.values[:, -1], ssa.T.values[:, -1]).pvalue > LEVEL
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    t0=st.integers(0, 60),
+    kappa_t=st.floats(0.0, 3.0),
+    inhibitor=st.floats(0.0, 20.0),
+    seed=st.integers(0, 2**32),
+)
+def test_tau_counts_stay_non_negative(linear, t0, kappa_t, inhibitor, seed):
+    p = linear.default_params(S0=50, T0=t0, kappa_T=kappa_t)
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "inhibitor": inhibitor}, {"days": 5}])
+    ds = tolsim.simulate(linear, p, schedule, np.arange(16.0), method="tau", paths=20, seed=seed)
+    assert ds.S.values.min() >= 0 and ds.T.values.min() >= 0
+    assert np.all(ds.status.values == 0)
+
+
+def test_hybrid_tumour_of_1e9_cells_follows_the_ode(logistic):
+    """Large compartments follow the mean field; the handful of tolerant cells is exact."""
+    p = logistic.default_params(S0=1e9, T0=100, K=1e10)
+    schedule = tolsim.Schedule.from_phases([{"days": 120, "tamoxifen": 1.0}, {"days": 240}])
+    times = np.array([0.0, 60.0, 120.0, 360.0])
+    ds = tolsim.simulate(logistic, p, schedule, times, method="hybrid", paths=8, seed=11)
+    ode = tolsim.simulate(logistic, p, schedule, times)
+    np.testing.assert_allclose(ds.N.mean("path"), ode.N, rtol=1e-3)
+    assert ds.N.dtype == np.int64
+
+
+# -- reproducibility ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["ssa", "tau", "hybrid"])
+def test_same_seed_same_paths_whatever_threads_and_batches(linear, method):
+    p = linear.default_params(S0=200, T0=5)
+    times = np.arange(0.0, 41.0, 5.0)
+    run = dict(method=method, seed=123, threshold=50.0)
+    default_threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = tolsim.simulate(linear, p, TAM_THEN_OFF, times, paths=6, **run)
+    finally:
+        numba.set_num_threads(default_threads)
+    many = tolsim.simulate(linear, p, TAM_THEN_OFF, times, paths=6, **run)
+    first = tolsim.simulate(linear, p, TAM_THEN_OFF, times, paths=2, **run)
+    rest = tolsim.simulate(linear, p, TAM_THEN_OFF, times, paths=4, path_start=2, **run)
+    xr.testing.assert_identical(one, many)
+    for name in ("S", "T", "time_to_recurrence", "n_events"):
+        joined = np.concatenate([first[name].values, rest[name].values], axis=0)
+        np.testing.assert_array_equal(joined, many[name].values)
+    other = tolsim.simulate(linear, p, TAM_THEN_OFF, times, paths=6, **{**run, "seed": 124})
+    assert not np.array_equal(other.N.values, many.N.values)
+
+
+def test_samples_get_their_own_streams(linear):
+    table = {"S0": np.array([200.0, 200.0]), "T0": np.array([5.0, 5.0])}
+    ds = tolsim.simulate(linear, table, TAM_THEN_OFF, [0.0, 40.0], method="ssa", paths=3, seed=1)
+    assert ds.N.dims == ("sample", "path", "time")
+    assert not np.array_equal(ds.N.isel(sample=0).values, ds.N.isel(sample=1).values)
+    single = tolsim.simulate(
+        linear,
+        {"S0": 200.0, "T0": 5.0},
+        TAM_THEN_OFF,
+        [0.0, 40.0],
+        method="ssa",
+        paths=3,
+        seed=1,
+    )
+    np.testing.assert_array_equal(single.N.values, ds.N.isel(sample=0).values)
+
+
+# -- results -----------------------------------------------------------------------------------
+def test_dataset_records_what_was_run(linear):
+    p = linear.default_params(S0=100, T0=5)
+    ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 20.0, 40.0], method="tau", paths=4, seed=5)
+    assert ds.S.dims == ("path", "time") and ds.S.dtype == np.int64
+    assert ds.attrs["method"] == "tau" and ds.attrs["seed"] == 5
+    assert ds.attrs["tolsim_version"] == tolsim.__version__
+    assert ds.attrs["withdrawal_day"] == 20.0
+    assert ds.S.attrs["units"] == "cells" and ds.time_to_recurrence.attrs["units"] == "days"
+    np.testing.assert_array_equal(ds.N.values, ds.S.values + ds.T.values)
+    assert list(ds.path.values) == [0, 1, 2, 3]
+    assert "params" in ds.attrs and "schedule" in ds.attrs
+
+
+def test_seed_from_a_generator_is_recorded_and_reproduces(linear):
+    p = linear.default_params(S0=100, T0=5)
+    ds = tolsim.simulate(
+        linear, p, DRUG_FREE, [0.0, 20.0], method="ssa", paths=3, seed=np.random.default_rng(1)
+    )
+    again = tolsim.simulate(
+        linear, p, DRUG_FREE, [0.0, 20.0], method="ssa", paths=3, seed=ds.attrs["seed"]
+    )
+    xr.testing.assert_identical(ds, again)
+
+
+def test_event_budget_keeps_the_partial_paths(linear):
+    p = linear.default_params(S0=100, T0=5)
+    times = np.arange(0.0, 41.0)
+    with pytest.raises(SolverError, match="event budget reached") as error:
+        tolsim.simulate(
+            linear, p, TAM_THEN_OFF, times, method="hybrid", paths=2, seed=1, max_events=200
+        )
+    ds = error.value.dataset
+    assert np.all(ds.status.values == -2)
+    reached = ds.N.values >= 0
+    assert reached[:, 0].all() and not reached[:, -1].any()  # start kept, end not reached
+    kept = tolsim.simulate(
+        linear,
+        p,
+        TAM_THEN_OFF,
+        times,
+        method="hybrid",
+        paths=2,
+        seed=1,
+        max_events=200,
+        throw=False,
+    )
+    xr.testing.assert_identical(kept, ds)
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_non_integer_initial_counts_are_refused(linear):
+    with pytest.raises(ValueError, match=r"`params.S0` = 100.5 cells: stochastic methods need"):
+        tolsim.simulate(
+            linear, linear.default_params(S0=100.5), DRUG_FREE, [20.0], method="ssa", seed=1
+        )
+    with pytest.raises(ValueError, match=r"`params.T0\[1\]` = 2.5 cells"):
+        tolsim.simulate(
+            linear, {"T0": np.array([2.0, 2.5])}, DRUG_FREE, [20.0], method="tau", seed=1
+        )
+
+
+def test_negative_initial_counts_are_refused(linear):
+    with pytest.raises(ValueError, match=r"`params.T0` = -3.0 cells"):
+        tolsim.simulate(linear, {"T0": -3.0}, DRUG_FREE, [20.0], method="ssa", seed=1)
+
+
+@pytest.mark.parametrize("paths", [0, -1, 2.5, True])
+def test_paths_must_be_a_positive_integer(linear, paths):
+    with pytest.raises(ValueError, match=r"`paths` = .*: expected an integer >= 1"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="ssa", paths=paths, seed=1)
+
+
+def test_too_many_events_for_exact_ssa_suggests_tau_or_hybrid(logistic):
+    p = logistic.default_params(S0=1e9, T0=100, K=1e10)
+    with pytest.raises(
+        ValueError,
+        match=r"exact SSA would fire about .* events per path.*"
+        r"use method='tau' or method='hybrid'",
+    ):
+        tolsim.simulate(logistic, p, TAM_THEN_OFF, [40.0], method="ssa", seed=1)
+
+
+def test_missing_seed_is_refused(linear):
+    with pytest.raises(ValueError, match=r"`seed` = None: stochastic methods need an explicit"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="hybrid", paths=2)
+    with pytest.raises(TypeError, match=r"`seed` = 1.5: expected an integer"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="ssa", seed=1.5)
+    with pytest.raises(ValueError, match=r"`seed` = -1: expected an integer in \[0, 2\*\*63\)"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="ssa", seed=-1)
+
+
+def test_stochastic_options_are_refused_for_ode_methods(linear):
+    with pytest.raises(ValueError, match=r"`paths` applies to stochastic methods"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], paths=10)
+    with pytest.raises(ValueError, match=r"`seed` applies to stochastic methods"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="dopri5", seed=1)
+
+
+def test_bad_thresholds_are_refused(linear):
+    with pytest.raises(ValueError, match=r"`threshold` = 0.0 cells: expected a finite number"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="hybrid", seed=1, threshold=0)
+    with pytest.raises(ValueError, match=r"`recurrence_threshold` = 'nadir'"):
+        tolsim.simulate(
+            linear, {}, DRUG_FREE, [20.0], method="ssa", seed=1, recurrence_threshold="nadir"
+        )
+    with pytest.raises(ValueError, match=r"`recurrence_threshold` = -5 cells"):
+        tolsim.simulate(
+            linear, {}, DRUG_FREE, [20.0], method="ssa", seed=1, recurrence_threshold=-5
+        )
+
+
+def test_probability_helpers_check_their_input(linear):
+    p = linear.default_params(S0=20, T0=2)
+    ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], method="ssa", paths=5, seed=1)
+    ode = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0])
+    with pytest.raises(TypeError, match="`ds` is not a stochastic result"):
+        tolsim.extinction_probability(ode)
+    with pytest.raises(ValueError, match=r"`by_day` = 30.0: expected one of the result's"):
+        tolsim.extinction_probability(ds, by_day=30.0)
+    with pytest.raises(ValueError, match=r"`states` = \['X'\]: expected names among"):
+        tolsim.extinction_probability(ds, states=["X"])
+    with pytest.raises(TypeError, match=r"`states` = 'T': expected a list"):
+        tolsim.extinction_probability(ds, states="T")
+    with pytest.raises(ValueError, match=r"`level` = 1.5: expected a confidence level"):
+        tolsim.extinction_probability(ds, level=1.5)
+    with pytest.raises(ValueError, match=r"`horizon` = 25.0 days: expected a number of days"):
+        tolsim.recurrence_probability(ds, horizon=25.0)
+    no_drug = tolsim.simulate(linear, p, DRUG_FREE, [0.0, 20.0], method="ssa", paths=2, seed=1)
+    with pytest.raises(ValueError, match="records no tamoxifen withdrawal"):
+        tolsim.recurrence_probability(no_drug, horizon=5.0)
+
+
+def test_intervals_cover_and_bracket_the_estimate(linear):
+    p = linear.default_params(S0=0, T0=2, kappa_T=0.3)
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 10, "tamoxifen": 1.0, "inhibitor": 10.0}, {"days": 30}]
+    )
+    ds = tolsim.simulate(
+        linear,
+        p,
+        schedule,
+        [0.0, 10.0, 40.0],
+        method="ssa",
+        paths=400,
+        seed=2,
+        recurrence_threshold=50.0,
+    )
+    result = tolsim.recurrence_probability(ds, horizon=30.0)
+    estimate = float(result.recurrence_probability)
+    assert float(result.ci_low) <= estimate <= float(result.ci_high)
+    expected = float((ds.time_to_recurrence <= 30.0).mean())
+    assert estimate == expected
+    # Clopper-Pearson at 95%: the binomial tail beyond each bound is 2.5%
+    k, n = int(result.n_events), int(result.n_paths)
+    assert stats.binom.sf(k - 1, n, float(result.ci_low)) == pytest.approx(0.025, rel=1e-6)
+    assert stats.binom.cdf(k, n, float(result.ci_high)) == pytest.approx(0.025, rel=1e-6)
