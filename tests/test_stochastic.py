@@ -310,10 +310,10 @@ def test_tau_leaping_never_gives_negative_counts_and_agrees_with_pk(linear):
     schedule = tolsim.Schedule.oral(
         "inhibitor", dose_mg=0.5, every_days=1.0, stop_day=10.0, pk=tolsim.PK.tamoxifen_mouse()
     )
-    p = linear.default_params(S0=0, T0=3000, kappa_T=1.5, EC50_inh=1.0)
+    p = linear.default_params(S0=0, T0=1000, kappa_T=1.5, EC50_inh=1.0)
     times = np.array([0.0, 5.0, 10.0])
-    tau = tolsim.simulate(linear, p, schedule, times, method="tau", paths=1500, seed=9)
-    ssa = tolsim.simulate(linear, p, schedule, times, method="ssa", paths=1500, seed=10)
+    tau = tolsim.simulate(linear, p, schedule, times, method="tau", paths=1000, seed=9)
+    ssa = tolsim.simulate(linear, p, schedule, times, method="ssa", paths=1000, seed=10)
     assert tau.T.values.min() >= 0
     assert stats.ks_2samp(tau.T.values[:, -1], ssa.T.values[:, -1]).pvalue > LEVEL
 
@@ -331,6 +331,38 @@ def test_tau_counts_stay_non_negative(linear, t0, kappa_t, inhibitor, seed):
     ds = tolsim.simulate(linear, p, schedule, np.arange(16.0), method="tau", paths=20, seed=seed)
     assert ds.S.values.min() >= 0 and ds.T.values.min() >= 0
     assert np.all(ds.status.values == 0)
+
+
+def test_hybrid_switches_a_dying_population_to_exact_jumps(linear):
+    """5,000 sensitive cells killed by tamoxifen start in the mean field and must become
+    discrete to die out: the extinction probability must match the branching process."""
+    p = linear.default_params(S0=5000, T0=0, mu_0=0.0, mu_E=0.0, kappa_S=1.5, eps_S=0.9)
+    schedule = tolsim.Schedule.from_phases([{"days": 6, "tamoxifen": 10.0}])
+    exact = float(tolsim.extinction_probability(linear, p, schedule).extinction_probability)
+    assert 0.05 < exact < 0.95
+    ds = tolsim.simulate(linear, p, schedule, [0.0, 6.0], method="hybrid", paths=3000, seed=14)
+    mc = tolsim.extinction_probability(ds, level=1 - LEVEL)
+    assert float(mc.ci_low) <= exact <= float(mc.ci_high)
+
+
+def test_hybrid_with_oral_pk_matches_ssa(linear):
+    """Mean-field sensitive cells and exact tolerant cells under daily oral dosing: the
+    discrete jump times follow the integrated, time-varying propensities."""
+    schedule = tolsim.Schedule.oral(
+        "inhibitor", dose_mg=0.5, every_days=1.0, stop_day=8.0, pk=tolsim.PK.tamoxifen_mouse()
+    )
+    p = linear.default_params(S0=1500, T0=30, kappa_T=1.0, EC50_inh=1.0, nu_0=0.02, mu_0=2e-3)
+    runs = {
+        method: tolsim.simulate(
+            linear, p, schedule, [0.0, 8.0], method=method, seed=seed, paths=1500
+        )
+        for method, seed in (("ssa", 15), ("hybrid", 16))
+    }
+    ssa_t, hybrid_t = (runs[m].T.sel(time=8.0).values for m in ("ssa", "hybrid"))
+    assert stats.ks_2samp(ssa_t, hybrid_t).pvalue > LEVEL
+    ode = tolsim.simulate(linear, p, schedule, [0.0, 8.0], method="dopri5", rtol=1e-9)
+    standard_error = hybrid_t.std(ddof=1) / math.sqrt(hybrid_t.size)
+    assert abs(hybrid_t.mean() - float(ode.T.sel(time=8.0))) < Z * standard_error
 
 
 def test_hybrid_tumour_of_1e9_cells_follows_the_ode(logistic):

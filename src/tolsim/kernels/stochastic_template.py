@@ -148,13 +148,14 @@ def total_rates(t, t0, level, pk, x, p, conc, a):
 
 
 @njit(cache=True, error_model="numpy")
-def integrated_rates(t_start, t_stop, t0, level, pk, x, p, conc, a, mask, acc):
-    """``acc[j] = ∫ a_j`` over ``[t_start, t_stop]`` (state fixed) by 5-point Gauss–Legendre;
-    returns the sum over transitions with ``mask[j]`` (all when ``mask`` is empty), or -1 for
-    a negative propensity. The interval must not exceed the piece's quadrature sub-step."""
+def integrated_rates(t_start, width, t0, level, pk, x, p, conc, a, mask, acc):
+    """``acc[j] = ∫ a_j`` over ``[t_start, t_start + width]`` (state fixed) by 5-point
+    Gauss–Legendre; returns the sum over transitions with ``mask[j]`` (all when ``mask`` is
+    empty), or -1 for a negative propensity. The width must not exceed the piece's quadrature
+    sub-step. (The width is passed, not the end: a difference of two nearby days would lose
+    its relative precision.)"""
     for j in range(acc.shape[0]):
         acc[j] = 0.0
-    width = t_stop - t_start
     for q in range(GL_NODES.shape[0]):
         if total_rates(t_start + GL_NODES[q] * width, t0, level, pk, x, p, conc, a) < 0.0:
             return -1.0
@@ -171,40 +172,61 @@ def integrated_rates(t_start, t_stop, t0, level, pk, x, p, conc, a, mask, acc):
 def hazard_time(target, t, t_stop, substep, t0, level, pk, x, p, conc, a, mask, acc):
     """Day at which the integrated propensity of the ``mask``-ed transitions (all if empty),
     from day ``t`` with the state fixed, reaches ``target``; ``inf`` if not before ``t_stop``;
-    NaN for a negative propensity. For pieces with time-varying concentrations."""
+    NaN for a negative propensity. For pieces with time-varying concentrations.
+
+    The window searched is at most a quadrature sub-step, and twice the time the current
+    propensity needs to reach the target: events are usually far more frequent than the
+    concentrations change, so the root lies in a short window where the first Newton
+    iterate ``target / a0(t)`` is already close.
+    """
     remaining = target
     while t < t_stop:
-        end = min(t + substep, t_stop)
-        area = integrated_rates(t, end, t0, level, pk, x, p, conc, a, mask, acc)
+        rate = masked_rate(t, t0, level, pk, x, p, conc, a, mask)
+        if rate < 0.0:
+            return np.nan
+        window = min(substep, t_stop - t)
+        if rate > 0.0:
+            window = min(window, 2.0 * remaining / rate)
+        area = integrated_rates(t, window, t0, level, pk, x, p, conc, a, mask, acc)
         if area < 0.0:
             return np.nan
         if area >= remaining:
-            lo, hi = t, end
-            s = t + (end - t) * remaining / area
-            for _ in range(60):
-                f = integrated_rates(t, s, t0, level, pk, x, p, conc, a, mask, acc) - remaining
-                if f > 0.0:
-                    hi = s
-                else:
-                    lo = s
-                total_rates(s, t0, level, pk, x, p, conc, a)
-                rate = 0.0
-                for j in range(a.shape[0]):
-                    if mask.shape[0] == 0 or mask[j]:
-                        rate += a[j]
-                s_new = s - f / rate if rate > 0.0 else 0.5 * (lo + hi)
-                if not (lo < s_new < hi):
-                    s_new = 0.5 * (lo + hi)
-                if abs(s_new - s) <= 1e-13 * max(1.0, abs(s)) or hi - lo <= 1e-13 * max(
-                    1.0, abs(s)
-                ):
-                    s = s_new
+            lo, hi = 0.0, window  # bracket of the offset from t
+            w = remaining / rate if rate > 0.0 else window * remaining / area
+            if not (lo < w < hi):
+                w = window * remaining / area
+            for _ in range(50):
+                f = integrated_rates(t, w, t0, level, pk, x, p, conc, a, mask, acc) - remaining
+                if abs(f) <= 1e-13 * remaining:
                     break
-                s = s_new
-            return s
+                if f > 0.0:
+                    hi = w
+                else:
+                    lo = w
+                rate_w = masked_rate(t + w, t0, level, pk, x, p, conc, a, mask)
+                w_new = w - f / rate_w if rate_w > 0.0 else 0.5 * (lo + hi)
+                if not (lo < w_new < hi):
+                    w_new = 0.5 * (lo + hi)
+                close = abs(w_new - w) <= 1e-14 * w
+                w = w_new
+                if close or hi - lo <= 1e-14 * hi:
+                    break
+            return t + w
         remaining -= area
-        t = end
+        t = t + window
     return np.inf
+
+
+@njit(cache=True, error_model="numpy")
+def masked_rate(t, t0, level, pk, x, p, conc, a, mask):
+    """Total propensity of the ``mask``-ed transitions (all if empty) at day ``t``, or -1."""
+    if total_rates(t, t0, level, pk, x, p, conc, a) < 0.0:
+        return -1.0
+    rate = 0.0
+    for j in range(a.shape[0]):
+        if mask.shape[0] == 0 or mask[j]:
+            rate += a[j]
+    return rate
 
 
 # -- bookkeeping shared by the methods -------------------------------------------------------
@@ -597,9 +619,7 @@ def tau_path(
                     for j in range(n_tr):
                         means[j] = a_mid[j] * tau
                 else:
-                    integrated_rates(
-                        t, t + tau, t0, level, pk, x_mid, p, conc, a_mid, no_mask, means
-                    )
+                    integrated_rates(t, tau, t0, level, pk, x_mid, p, conc, a_mid, no_mask, means)
                 for i in range(n):
                     x_new[i] = x[i]
                 fired = 0.0
