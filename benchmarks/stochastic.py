@@ -148,7 +148,8 @@ def wait_quiet(limit_s: float, window_s: float = 5.0, cores: float = 0.2) -> dic
             time.sleep(window_s)
         waited = time.perf_counter() - start
         if load.cores is None or load.cores < cores or waited >= limit_s:
-            print(f"  other processes: {load.cores:.2f} cores (waited {waited:.0f} s)", flush=True)
+            cores_text = "not measured" if load.cores is None else f"{load.cores:.2f} cores"
+            print(f"  other processes: {cores_text} (waited {waited:.0f} s)", flush=True)
             return {"waited_s": waited, "other_processes_cores": load.cores}
 
 
@@ -791,9 +792,16 @@ def report(results: dict[str, object]) -> str:
         ]
         lines.append("Mean final, tolsim SSA: " + ", ".join(parts) + ".")
         for g in s["gillespy2"]:
+            lines.append(
+                f"Mean final, GillesPy2 {g['solver']} ({g['n_final']} paths) vs ODE: S "
+                f"{_pct(g['rel_err_S'])} (z {g['z_S']:+.1f}), T {_pct(g['rel_err_T'])} "
+                f"(z {g['z_T']:+.1f})."
+            )
+        for g in s["gillespy2"]:
             c = g["tolsim_vs_gillespy2"]
             lines.append(
-                f"tolsim vs GillesPy2 {g['solver']} mean final: S {_pct(c['S']['rel_diff'])} "
+                f"tolsim vs GillesPy2 {g['solver']} (seeds {SEED} + repeat for every build) mean "
+                f"final: S {_pct(c['S']['rel_diff'])} "
                 f"(z {c['S']['z']:+.1f}), T {_pct(c['T']['rel_diff'])} (z {c['T']['z']:+.1f})."
             )
 
