@@ -360,7 +360,7 @@ def ssa_event(t, t_stop, substep, t0, level, pk, x, p, stoich, conc, a, acc, no_
     return t_next, choose(a, a0, uniform(rng), no_mask)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "arcp"})
 def ssa_path(
     x, p, sched, stoich, t_out, max_events, rng, arm_piece, arm_level, out, summary, stats
 ):
