@@ -97,19 +97,35 @@ TUMOUR_CASES = {
 # helpers
 
 
-def timed(call, repeats: int) -> tuple[float, list[float], list[object]]:
-    """Median wall time (s) of ``repeats`` calls ``call(r)``, all times, and all results."""
+QUIET = {"limit_s": 0.0}  # set by --wait-quiet
+
+
+def gate() -> None:
+    """With ``--wait-quiet``: before a timed block, wait while another process is busy."""
+    if QUIET["limit_s"] > 0:
+        with OtherLoad() as load:
+            time.sleep(1.0)
+        if load.cores is not None and load.cores >= BUSY_CORES:
+            wait_quiet(QUIET["limit_s"])
+
+
+def timed(call, repeats: int) -> tuple[float, list[float], list[object], float | None]:
+    """Median wall time (s) of ``repeats`` calls ``call(r)``, all times, all results, and the
+    CPU (cores) other processes used meanwhile."""
+    gate()
     seconds, results = [], []
-    for r in range(repeats):
-        start = time.perf_counter()
-        results.append(call(r))
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), seconds, results
+    with OtherLoad() as load:
+        for r in range(repeats):
+            start = time.perf_counter()
+            results.append(call(r))
+            seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), seconds, results, load.cores
 
 
 class OtherLoad:
     """CPU used by other processes while a section runs, in cores (Linux ``/proc/stat``: busy
-    time of all CPUs minus this process's and its waited-for children's CPU time)."""
+    time of all CPUs minus this process's and its waited-for children's CPU time); None for
+    sections under 1 s."""
 
     def __enter__(self):
         self.start = (self._busy(), self._own(), time.perf_counter())
@@ -117,8 +133,8 @@ class OtherLoad:
 
     def __exit__(self, *exc):
         busy, own, wall = self._busy(), self._own(), time.perf_counter()
-        self.cores = None
-        if busy is not None and self.start[0] is not None:
+        self.cores = None  # also for sections too short for /proc/stat's 10 ms ticks
+        if busy is not None and self.start[0] is not None and wall - self.start[2] >= 1.0:
             other = (busy - self.start[0]) - (own - self.start[1])
             self.cores = max(0.0, other) / (wall - self.start[2])
         return False
@@ -320,7 +336,7 @@ def ssa_1e4(args) -> dict[str, object]:
     for threads in thread_counts():
         numba.set_num_threads(threads)
         # the same seeds for every thread count: identical paths, identical work
-        wall, walls, dss = timed(lambda r: run(SEED + r), args.ssa_repeats)
+        wall, walls, dss, other = timed(lambda r: run(SEED + r), args.ssa_repeats)
         per_repeat = [int(ds.n_events.sum()) for ds in dss]
         rates = [n / s for n, s in zip(per_repeat, walls, strict=True)]
         rows.append(
@@ -333,6 +349,7 @@ def ssa_1e4(args) -> dict[str, object]:
                 "wall_s_all": walls,
                 "events_per_s_median": statistics.median(rates),
                 "events_per_s_all": rates,
+                "other_processes_cores": other,
             }
         )
         if finals is None:
@@ -340,7 +357,7 @@ def ssa_1e4(args) -> dict[str, object]:
                 [np.stack([ds.S.values[:, -1], ds.T.values[:, -1]], axis=1) for ds in dss]
             )
             events = np.concatenate([ds.n_events.values for ds in dss])
-        kwall, kwalls, kevents = timed(lambda r: kernel(SEED + r), args.ssa_repeats)
+        kwall, kwalls, kevents, kother = timed(lambda r: kernel(SEED + r), args.ssa_repeats)
         krates = [int(n.sum()) / s for n, s in zip(kevents, kwalls, strict=True)]
         rows.append(
             {
@@ -352,6 +369,7 @@ def ssa_1e4(args) -> dict[str, object]:
                 "wall_s_all": kwalls,
                 "events_per_s_median": statistics.median(krates),
                 "events_per_s_all": krates,
+                "other_processes_cores": kother,
             }
         )
         print(
@@ -400,7 +418,13 @@ def ssa_1e4(args) -> dict[str, object]:
     if not args.quick:
         builds.append((None, args.gp_ssa_paths_o0))
     for flags, gp_paths in builds:
-        r = gp.scenario_ssa_1e4(paths=gp_paths, repeats=args.gp_repeats, seed=SEED, cxxflags=flags)
+        gp.get_peer("ssa", None, flags)  # build first: the build is not timed
+        gate()
+        with OtherLoad() as load:
+            r = gp.scenario_ssa_1e4(
+                paths=gp_paths, repeats=args.gp_repeats, seed=SEED, cxxflags=flags
+            )
+        r["other_processes_cores"] = load.cores
         r["events_per_s_tolsim_events"] = mean_events * r["trajectories_per_s"]
         r["events_per_s_ode_events"] = ode_events["events"] * r["trajectories_per_s"]
         rest = r["s_per_trajectory_minus_launches"]
@@ -497,7 +521,7 @@ def tumour(args, name: str) -> dict[str, object]:
             numba.set_num_threads(threads)
             for timing in ("simulate", "kernel"):
                 call = (lambda r: run(SEED + r)) if timing == "simulate" else kernel_call(kernel)
-                wall, walls, outs = timed(call, args.tumour_repeats)
+                wall, walls, outs, other = timed(call, args.tumour_repeats)
                 rows.append(
                     {
                         "timing": timing,
@@ -508,6 +532,7 @@ def tumour(args, name: str) -> dict[str, object]:
                         "wall_s_all": walls,
                         "s_per_path": wall / paths,
                         "trajectories_per_s": paths / wall,
+                        "other_processes_cores": other,
                     }
                 )
                 if timing == "simulate" and pooled is None:
@@ -518,7 +543,7 @@ def tumour(args, name: str) -> dict[str, object]:
                 ("simulate", lambda r: run(SEED + r, 1)),
                 ("kernel", kernel_call(single)),
             ):
-                wall, walls, _ = timed(call, args.single_repeats)
+                wall, walls, _, other = timed(call, args.single_repeats)
                 rows.append(
                     {
                         "timing": f"{timing} (1 path)",
@@ -529,6 +554,7 @@ def tumour(args, name: str) -> dict[str, object]:
                         "wall_s_min": min(walls),
                         "s_per_path": wall,
                         "trajectories_per_s": 1.0 / wall,
+                        "other_processes_cores": other,
                     }
                 )
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
@@ -567,18 +593,22 @@ def tumour(args, name: str) -> dict[str, object]:
         return result
     phases = peer_phases(case["phase_days"])
     for solver, mode in (("tau", None), ("hybrid", "discrete")):
-        r = gp.scenario_tau_1e9(
-            solver,
-            mode,
-            paths=args.gp_tumour_paths,
-            repeats=args.gp_repeats,
-            seed=SEED,
-            tau_tol=TAU_TOL,
-            S0=case["S0"],
-            T0=case["T0"],
-            K=case["K"],
-            name=name,
-        )
+        gp.get_peer(solver, mode, gp.PEER_CXXFLAGS)  # build first: the build is not timed
+        gate()
+        with OtherLoad() as load:
+            r = gp.scenario_tau_1e9(
+                solver,
+                mode,
+                paths=args.gp_tumour_paths,
+                repeats=args.gp_repeats,
+                seed=SEED,
+                tau_tol=TAU_TOL,
+                S0=case["S0"],
+                T0=case["T0"],
+                K=case["K"],
+                name=name,
+            )
+        r["other_processes_cores"] = load.cores
         if r["feasible"]:
             # GillesPy2's peer only returns the final state: the state at withdrawal from a
             # separate one-phase run (one launch, independent seeds), for the agreement check.
@@ -710,11 +740,23 @@ def _revision(source) -> str:
     return f" (commit {source['commit'][:7]}{dirty})"
 
 
+BUSY_CORES = 0.2
+
+
+def _busy(row) -> str:
+    """A mark on timings taken while other processes used the CPU."""
+    cores = row.get("other_processes_cores")
+    return " †" if cores is not None and cores >= BUSY_CORES else ""
+
+
 def _other(section) -> str:
     cores = section.get("other_processes_cores")
     if cores is None:
         return "(CPU use of other processes during this section: not measured.)"
-    return f"(Other processes used {cores:.2f} cores on average during this section.)"
+    return (
+        f"(Other processes used {cores:.2f} cores on average during this section; † marks "
+        f"timings taken while they used >= {BUSY_CORES:g} cores.)"
+    )
 
 
 def _pct(x: float) -> str:
@@ -765,12 +807,14 @@ def report(results: dict[str, object]) -> str:
     tolsim_one = _row(t["rows"], "simulate", 1)["events_per_s_median"]
     for r in t["rows"]:
         lines.append(
-            f"| tolsim SSA, {r['timing']} | {r['threads']} | {r['events_per_s_median']:.3g} | | |"
+            f"| tolsim SSA, {r['timing']} | {r['threads']} | {r['events_per_s_median']:.3g}"
+            f"{_busy(r)} | | |"
         )
     for g in s["gillespy2"]:
         lines.append(
             f"| GillesPy2 {g['solver']} ({g['paths']} × {g['repeats']}) | 1 | "
-            f"{g['events_per_s_tolsim_events']:.3g} ({g['events_per_s_ode_events']:.3g}) | "
+            f"{g['events_per_s_tolsim_events']:.3g} ({g['events_per_s_ode_events']:.3g})"
+            f"{_busy(g)} | "
             f"{g['events_per_s_minus_launches']:.3g} | "
             f"{tolsim_all / g['events_per_s_tolsim_events']:.1f}× ({all_threads} threads), "
             f"{tolsim_one / g['events_per_s_tolsim_events']:.1f}× (1 thread) |"
@@ -828,22 +872,23 @@ def report(results: dict[str, object]) -> str:
             for r in m["rows"]:
                 lines.append(
                     f"| tolsim {method} | {r['timing']} | {r['threads']} | {r['paths']} × "
-                    f"{r['repeats']} | {r['s_per_path'] * 1e3:.3g} | "
+                    f"{r['repeats']} | {r['s_per_path'] * 1e3:.3g}{_busy(r)} | "
                     f"{r['trajectories_per_s']:,.0f} | |"
                 )
         for g in tu["gillespy2"]:
             if not g.get("feasible"):
                 lines.append(f"| GillesPy2 {g['solver']} | infeasible: {g['reason']} | | | | | |")
                 continue
-            ratios = ", ".join(
-                f"{method} {g['s_per_trajectory'] / _row(m['rows'], 'simulate', th)['s_per_path']:,.0f}× ({th} thr)"  # noqa: E501
+            speedups = [
+                (method, th, g["s_per_trajectory"] / _row(m["rows"], "simulate", th)["s_per_path"])
                 for method, m in tu["tolsim"].items()
                 for th in thread_counts_of(m["rows"])
-            )
+            ]
+            ratios = ", ".join(f"{k} {x:,.0f}× ({th} thr)" for k, th, x in speedups)
             lines.append(
                 f"| GillesPy2 {g['solver']} | run (w/o launches "
                 f"{g['s_per_trajectory_minus_launches'] * 1e3:.3g} ms) | 1 | {g['paths']} × "
-                f"{g['repeats']} | {g['s_per_trajectory'] * 1e3:.3g} | "
+                f"{g['repeats']} | {g['s_per_trajectory'] * 1e3:.3g}{_busy(g)} | "
                 f"{g['trajectories_per_s']:,.0f} | {ratios} |"
             )
         lines.append("")
@@ -864,7 +909,8 @@ def report(results: dict[str, object]) -> str:
             lines.append(
                 f"Target: one hybrid path < {target * 1e3:.0f} ms: "
                 + ("met" if max(batch, min(alone.values())) < target else "NOT met")
-                + f" ({batch * 1e3:.3g} ms per path in a batch of {_row(hybrid_rows, 'simulate', 1)['paths']}; "  # noqa: E501
+                + f" ({batch * 1e3:.3g} ms per path in a batch of "
+                f"{_row(hybrid_rows, 'simulate', 1)['paths']}; "
                 "one path alone through simulate(): "
                 + ", ".join(f"{v * 1e3:.3g} ms on {th} thread(s)" for th, v in alone.items())
                 + ")."
@@ -960,6 +1006,7 @@ def main(argv=None) -> None:
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON file to write")
     args = parser.parse_args(argv)
     quick = args.quick
+    QUIET["limit_s"] = args.wait_quiet
     args.ssa_paths = 4 if quick else 16
     args.ssa_repeats = 3 if quick else 5
     args.gp_ssa_paths = 4 if quick else 16
@@ -967,7 +1014,7 @@ def main(argv=None) -> None:
     args.gp_repeats = 2 if quick else 3
     args.tumour_paths = 20 if quick else 100
     args.tumour_repeats = 3 if quick else 5
-    args.single_repeats = 5 if quick else 20
+    args.single_repeats = 5 if quick else 100
     args.gp_tumour_paths = 10 if quick else 50
     cold = not (quick or args.no_cold)
     logging.getLogger("GillesPy2").setLevel(logging.ERROR)
