@@ -7,7 +7,17 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "name", ["tolsim.simulate", "tolsim.recurrence", "tolsim.models.tolerance", "tolsim.datasets"]
+    "name",
+    [
+        "tolsim.simulate",
+        "tolsim.recurrence",
+        "tolsim.models.tolerance",
+        "tolsim.datasets",
+        "tolsim.stochastic",
+        "tolsim.branching",
+        "tolsim.data",
+        "tolsim.observe",
+    ],
 )
 def test_docstring_examples(name):
     module = importlib.import_module(name)

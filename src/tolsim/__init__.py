@@ -7,13 +7,17 @@ numba kernels in :mod:`tolsim.kernels`, and analyses such as :func:`time_to_recu
 
 __version__ = "0.1.0"
 
-from tolsim import datasets, models
+from tolsim import data, datasets, models, observe
+from tolsim.data import Measurements, read_measurements
+from tolsim.fit import FitResult, fit, likelihood_ratio_test
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
 from tolsim.simulate import SolverError, simulate
 from tolsim.stochastic import extinction_probability, recurrence_probability
 
 __all__ = [
+    "FitResult",
+    "Measurements",
     "PK",
     "OralDoses",
     "Pellet",
@@ -21,9 +25,14 @@ __all__ = [
     "Schedule",
     "SolverError",
     "__version__",
+    "data",
     "datasets",
     "extinction_probability",
+    "fit",
+    "likelihood_ratio_test",
     "models",
+    "observe",
+    "read_measurements",
     "recurrence_probability",
     "simulate",
     "time_to_recurrence",

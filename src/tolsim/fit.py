@@ -1,0 +1,779 @@
+"""Fitting models to measurements: likelihood, multi-start estimation, profile likelihood,
+posterior sampling and model comparison.
+
+The pieces (:mod:`tolsim.data` for measurement tables, :mod:`tolsim.observe` for observables
+and noise models) are composed here into one negative log-likelihood of the free parameters,
+evaluated by calling the ODE kernels directly (one call per condition, no Dataset in the hot
+path). Parameters are estimated on a log10 scale inside their bounds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+from scipy import optimize, stats
+from scipy.stats import qmc
+
+import tolsim
+from tolsim.data import Measurements, read_measurements
+from tolsim.kernels.specialise import specialised
+from tolsim.models.base import Model, Parameter
+from tolsim.observe import (
+    Normal,
+    Observable,
+    Trajectory,
+    fold_expansion,
+    luminescence,
+    time_to_recurrence,
+    tolerant_fraction,
+    total_cells,
+    tumour_volume,
+)
+from tolsim.schedule import Schedule
+
+__all__ = ["FitResult", "NonConvergenceWarning", "fit", "likelihood_ratio_test"]
+
+BUILTIN_OBSERVABLES = {
+    "total_cells": total_cells,
+    "tumour_volume": tumour_volume,
+    "luminescence": luminescence,
+    "tolerant_fraction": tolerant_fraction,
+    "fold_expansion": fold_expansion,
+    "time_to_recurrence": time_to_recurrence,
+}
+_RTOL = 1e-8
+_ATOL = 1e-8
+_CONVERGED_WITHIN = 0.1  # nllh units: starts this close to the best count as reaching it
+
+
+class NonConvergenceWarning(UserWarning):
+    """A fit or profile that did not converge, or a parameter the data cannot identify."""
+
+
+# -- the objective ---------------------------------------------------------------------------
+class _Objective:
+    """Negative log-likelihood of the free parameters (log10 scale), from measurements."""
+
+    def __init__(
+        self,
+        model: Model,
+        data: Measurements,
+        schedules: Mapping[str, Schedule],
+        observables: Mapping[str, Observable],
+        noise: Mapping[str, object],
+        free: Sequence[str],
+        values: Mapping[str, float],
+        bounds: Mapping[str, tuple[float, float]],
+        condition_params: Mapping[str, Mapping[str, float]],
+    ):
+        self.model = model
+        self.data = data
+        self.observables = observables
+        self.noise = noise
+        self.free = tuple(free)
+        self.values = dict(values)
+        self.bounds = bounds
+        self.kernels = specialised("ode_template", model.rates)
+        self.stoich = model.stoichiometry.astype(np.float64)
+        self.model_names = model.parameter_names
+        table = data.table
+        self.conditions = []
+        for name in data.conditions:
+            rows = table.index[table["condition"] == name].to_numpy()
+            schedule = schedules[name]
+            overrides = dict(condition_params.get(name, {}))
+            groups = []
+            days = [np.asarray(table.loc[rows, "time"], dtype=float)]
+            for obs_name in dict.fromkeys(table.loc[rows, "observable"]):
+                obs_rows = rows[(table.loc[rows, "observable"] == obs_name).to_numpy()]
+                observable = observables[obs_name]
+                obs_days = np.asarray(table.loc[obs_rows, "time"], dtype=float)
+                if observable.kind == "event":
+                    grid = np.union1d(
+                        np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints()
+                    )
+                    days.append(grid[grid <= schedule.duration_days])
+                else:
+                    days.append(observable.required_days(obs_days))
+                groups.append(
+                    (
+                        observable,
+                        noise[obs_name],
+                        obs_rows,
+                        obs_days,
+                        np.asarray(table.loc[obs_rows, "value"], dtype=float),
+                        np.asarray(table.loc[obs_rows, "censored"], dtype=bool),
+                        np.asarray(table.loc[obs_rows, "sigma"], dtype=float),
+                    )
+                )
+            t_out = np.unique(np.concatenate(days))
+            if t_out[-1] > schedule.duration_days:
+                raise ValueError(
+                    f"condition {name!r} has measurements up to day {t_out[-1]:g}, after its "
+                    f"schedule's end (day {schedule.duration_days:g})"
+                )
+            try:
+                withdrawal = schedule.withdrawal_day("tamoxifen")
+            except ValueError:
+                withdrawal = None
+            self.conditions.append(
+                {
+                    "name": name,
+                    "overrides": overrides,
+                    "schedule": tuple(schedule.compile(model.drugs)),
+                    "t_out": np.ascontiguousarray(t_out),
+                    "groups": groups,
+                    "withdrawal": withdrawal,
+                }
+            )
+        self.n_data = len(table)
+        self.evaluations = 0
+        self._gaussian = None
+
+    # parameters ---------------------------------------------------------------------------
+    def full_params(self, theta: np.ndarray) -> dict[str, float]:
+        params = dict(self.values)
+        for name, value in zip(self.free, theta, strict=True):
+            params[name] = 10.0**value
+        return params
+
+    def _packed(self, params: Mapping[str, float], overrides: Mapping[str, float]) -> np.ndarray:
+        merged = {k: v for k, v in params.items() if k in self.model_names}
+        merged.update(overrides)
+        return self.model.pack(merged)
+
+    # simulation ---------------------------------------------------------------------------
+    def trajectories(self, params: Mapping[str, float]):
+        """One Trajectory per condition, or None for a failed solve."""
+        out = []
+        for cond in self.conditions:
+            try:
+                packed = self._packed(params, cond["overrides"])[None, :]
+            except ValueError:
+                out.append(None)  # outside a model constraint: infinitely unlikely
+                continue
+            n_times = cond["t_out"].size
+            n_states = len(self.model.states)
+            out_x = np.empty((1, n_times, n_states))
+            out_dn = np.empty((1, n_times))
+            stats_ = np.zeros((1, self.kernels.N_STATS), dtype=np.int64)
+            self.kernels.solve_batch(
+                packed,
+                self.model.initial_state(packed),
+                cond["schedule"],
+                self.stoich,
+                cond["t_out"],
+                _RTOL,
+                _ATOL,
+                100_000,
+                1,  # auto: DOPRI5 switching to Rosenbrock when stiff
+                out_x,
+                out_dn,
+                stats_,
+            )
+            self.evaluations += 1
+            if stats_[0, 0] != 0:
+                out.append(None)
+                continue
+            values = {s: out_x[0, :, i] for i, s in enumerate(self.model.states)}
+            total = out_x[0].sum(axis=1)
+            tolerant = sum(values[s] for s in self.model.tolerant_states)
+            values["N"] = total
+            with np.errstate(invalid="ignore", divide="ignore"):
+                values["tolerant_fraction"] = np.where(total > 0, tolerant / total, np.nan)
+            values["dN_dt"] = out_dn[0]
+            out.append(Trajectory(cond["t_out"], values, cond["withdrawal"]))
+        return out
+
+    def predictions(self, params: Mapping[str, float]) -> np.ndarray:
+        predicted = np.full(self.n_data, np.nan)
+        for cond, traj in zip(self.conditions, self.trajectories(params), strict=True):
+            if traj is None:
+                continue
+            for observable, noise, rows, days, *_ in cond["groups"]:
+                local, _ = observable.local_params(params, noise)
+                predicted[rows] = observable.formula(traj, days, local)
+        return predicted
+
+    # likelihood ---------------------------------------------------------------------------
+    def nllh(self, theta: np.ndarray) -> float:
+        params = self.full_params(theta)
+        total = 0.0
+        for cond, traj in zip(self.conditions, self.trajectories(params), strict=True):
+            if traj is None:
+                return np.inf
+            for observable, noise, _, days, observed, censored, sigma in cond["groups"]:
+                local, noise_local = observable.local_params(params, noise)
+                predicted = observable.formula(traj, days, local)
+                total += noise.nllh(observed, predicted, censored, sigma, noise_local)
+                if not np.isfinite(total):
+                    return np.inf
+        return float(total)
+
+    def residuals(self, theta: np.ndarray) -> np.ndarray:
+        params = self.full_params(theta)
+        parts = []
+        for cond, traj in zip(self.conditions, self.trajectories(params), strict=True):
+            for observable, noise, _, days, observed, censored, sigma in cond["groups"]:
+                if traj is None:
+                    parts.append(np.full(observed.size, 1e10))
+                    continue
+                local, noise_local = observable.local_params(params, noise)
+                predicted = observable.formula(traj, days, local)
+                r = noise.residuals(observed, predicted, sigma, noise_local, censored=censored)
+                parts.append(np.where(np.isfinite(r), r, 1e10))
+        return np.concatenate(parts)
+
+    def gaussian(self) -> bool:
+        """Residual form available: every row's noise is Gaussian-type, no row censored and
+        no noise parameter free (their normalising terms would depend on the parameters)."""
+        if self._gaussian is not None:
+            return self._gaussian
+        params = self.full_params(np.zeros(len(self.free)))
+        self._gaussian = True
+        for cond in self.conditions:
+            for observable, noise, _, _, observed, censored, sigma in cond["groups"]:
+                noise_names = [p.name for p in observable.fit_parameters(noise)]
+                noise_names = noise_names[len(noise_names) - len(noise.parameters) :]
+                _, noise_local = observable.local_params(params, noise)
+                residual = noise.residuals(
+                    observed, np.abs(observed) + 1.0, sigma, noise_local, censored=censored
+                )
+                if set(noise_names) & set(self.free) or residual is None:
+                    self._gaussian = False
+        return self._gaussian
+
+
+# -- results ---------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """What :func:`fit` found.
+
+    Attributes
+    ----------
+    params : dict
+        Best value of each free parameter.
+    nllh : float
+        Negative log-likelihood at the best fit.
+    all_params : dict
+        Every parameter (free, fixed and defaults) at the best fit.
+    starts : xarray.Dataset
+        Every start: ``initial`` and ``final`` log10 values, ``nllh``, ``converged``,
+        ``n_evaluations``, sorted by ``nllh`` (the waterfall plot's data).
+    predictions : xarray.Dataset
+        Per measurement row: ``condition``, ``observable``, ``time``, ``observed``,
+        ``predicted``, ``residual`` (observed - predicted).
+    converged : bool
+        The best start converged and was reached by at least two starts (or there was one).
+    ci : dict
+        Likelihood-ratio confidence intervals ``name -> (low, high)`` once :meth:`profile`
+        has run (bounds where the profile stays below the threshold).
+    identifiable : dict
+        ``name -> bool`` from the profiles.
+    """
+
+    params: dict
+    nllh: float
+    all_params: dict
+    starts: xr.Dataset
+    predictions: xr.Dataset
+    converged: bool
+    n_data: int
+    free: tuple
+    objective: _Objective = field(repr=False)
+    ci: dict = field(default_factory=dict)
+    identifiable: dict = field(default_factory=dict)
+    profiles: xr.Dataset | None = None
+    n_evaluations: int = 0
+    method: str = ""
+
+    # information criteria ---------------------------------------------------------------
+    @property
+    def n_free(self) -> int:
+        return len(self.free)
+
+    @property
+    def aic(self) -> float:
+        return 2.0 * self.nllh + 2.0 * self.n_free
+
+    @property
+    def aicc(self) -> float:
+        k, n = self.n_free, self.n_data
+        if n - k - 1 <= 0:
+            return np.inf
+        return self.aic + 2.0 * k * (k + 1) / (n - k - 1)
+
+    @property
+    def bic(self) -> float:
+        return 2.0 * self.nllh + self.n_free * math.log(self.n_data)
+
+    # profiles ---------------------------------------------------------------------------
+    def profile(
+        self, names: Sequence[str] | None = None, *, level: float = 0.95, points: int = 20
+    ) -> xr.Dataset:
+        """Profile likelihood of each free parameter, with likelihood-ratio intervals.
+
+        For each parameter, steps away from the optimum on its log10 scale in both
+        directions, re-optimising the other free parameters at every step, until
+        ``2 (nllh - nllh_best)`` exceeds the chi-square quantile at ``level`` (1 degree of
+        freedom) or the bound is reached. A profile that stays below the threshold on a side
+        leaves the interval open there (the bound is reported) and marks the parameter
+        *practically non-identifiable*, with a warning.
+
+        Returns
+        -------
+        xarray.Dataset
+            ``log10_value`` and ``nllh`` (parameter, step), with ``ci_low``, ``ci_high``,
+            ``identifiable`` per parameter; also stored on the result (``profiles``, ``ci``,
+            ``identifiable``).
+        """
+        names = list(self.free if names is None else names)
+        unknown = [n for n in names if n not in self.free]
+        if unknown:
+            raise ValueError(f"`names` = {unknown}: expected free parameters {list(self.free)}")
+        if not 0 < level < 1:
+            raise ValueError(f"`level` = {level!r}: expected a confidence level in (0, 1)")
+        threshold = stats.chi2.ppf(level, 1) / 2.0  # in nllh units
+        best = np.log10([self.params[n] for n in self.free])
+        obj = self.objective
+        n_steps = 2 * points + 1
+        values = np.full((len(names), n_steps), np.nan)
+        profile_nllh = np.full((len(names), n_steps), np.nan)
+        for row, name in enumerate(names):
+            k = self.free.index(name)
+            low, high = np.log10(obj.bounds[name])
+            values[row, points] = best[k]
+            profile_nllh[row, points] = self.nllh
+            for direction in (-1, 1):
+                theta = best.copy()
+                step = 0.02
+                last_rise = 0.0
+                accepted = 0
+                while accepted < points:
+                    target = min(max(theta[k] + direction * step, low), high)
+                    trial = theta.copy()
+                    trial[k] = target
+                    trial = _optimise_others(obj, trial, k)
+                    rise = obj.nllh(trial) - self.nllh
+                    # keep successive points within half the threshold of each other, so
+                    # that interpolating the crossing between two of them is accurate
+                    if rise - last_rise > threshold / 2 and step > 1e-4:
+                        step /= 3.0
+                        continue
+                    accepted += 1
+                    column = points + direction * accepted
+                    values[row, column] = target
+                    profile_nllh[row, column] = self.nllh + rise
+                    if rise > threshold or target in (low, high):
+                        break
+                    if rise - last_rise < threshold / 8:  # flat: take longer steps
+                        step = min(step * 2.0, 1.0)
+                    theta = trial
+                    last_rise = max(rise, last_rise)
+        ci, identifiable = {}, {}
+        for row, name in enumerate(names):
+            grid, curve = values[row], profile_nllh[row]
+            ok = np.isfinite(grid) & np.isfinite(curve)
+            grid, curve = grid[ok], curve[ok]
+            order = np.argsort(grid)
+            grid, curve = grid[order], curve[order] - self.nllh
+            centre = int(np.argmin(np.abs(grid - np.log10(self.params[name]))))
+            low_end = _crossing(grid[: centre + 1][::-1], curve[: centre + 1][::-1], threshold)
+            high_end = _crossing(grid[centre:], curve[centre:], threshold)
+            identifiable[name] = low_end is not None and high_end is not None
+            bounds = np.log10(obj.bounds[name])
+            ci[name] = (
+                10.0 ** (bounds[0] if low_end is None else low_end),
+                10.0 ** (bounds[1] if high_end is None else high_end),
+            )
+            if not identifiable[name]:
+                warnings.warn(
+                    f"parameter {name!r} is practically non-identifiable: its profile "
+                    "likelihood stays below the "
+                    f"{level:.0%} threshold up to its bound on the "
+                    f"{'lower' if low_end is None else 'upper'} side; the data do not "
+                    "determine it",
+                    NonConvergenceWarning,
+                    stacklevel=2,
+                )
+        self.ci.update(ci)
+        self.identifiable.update(identifiable)
+        self.profiles = xr.Dataset(
+            {
+                "log10_value": (("parameter", "step"), values),
+                "nllh": (("parameter", "step"), profile_nllh, {"long_name": "profile nllh"}),
+                "ci_low": ("parameter", [ci[n][0] for n in names]),
+                "ci_high": ("parameter", [ci[n][1] for n in names]),
+                "identifiable": ("parameter", [identifiable[n] for n in names]),
+                "best_nllh": ((), self.nllh),
+            },
+            coords={"parameter": names, "step": np.arange(-points, points + 1)},
+            attrs={"level": level, "threshold_nllh": threshold},
+        )
+        return self.profiles
+
+    # posterior --------------------------------------------------------------------------
+    def sample(
+        self,
+        *,
+        steps: int = 2000,
+        walkers: int | None = None,
+        seed: int = 0,
+        burn: int | None = None,
+    ) -> xr.Dataset:
+        """Posterior samples (emcee's affine-invariant ensemble) with flat priors on the
+        log10 parameters within their bounds, walkers started in a small ball around the
+        best fit. Returns ``log10_value`` (draw, parameter) after discarding ``burn`` steps
+        (default: half), with the acceptance fraction and autocorrelation time in attrs."""
+        import emcee
+
+        n = self.n_free
+        walkers = max(2 * n + 2, 16) if walkers is None else walkers
+        burn = steps // 2 if burn is None else burn
+        obj = self.objective
+        lower = np.log10([obj.bounds[name][0] for name in self.free])
+        upper = np.log10([obj.bounds[name][1] for name in self.free])
+
+        def log_probability(theta):
+            if np.any(theta < lower) or np.any(theta > upper):
+                return -np.inf
+            return -obj.nllh(theta)
+
+        rng = np.random.default_rng(seed)
+        best = np.log10([self.params[name] for name in self.free])
+        start = best + 1e-3 * rng.standard_normal((walkers, n))
+        start = np.clip(start, lower, upper)
+        sampler = emcee.EnsembleSampler(walkers, n, log_probability)
+        sampler.random_state = np.random.RandomState(seed).get_state()  # reproducible moves
+        sampler.run_mcmc(start, steps, progress=False)
+        chain = sampler.get_chain(discard=burn, flat=True)
+        try:
+            tau = sampler.get_autocorr_time(discard=burn, quiet=True)
+        except emcee.autocorr.AutocorrError:  # pragma: no cover - quiet=True returns instead
+            tau = np.full(n, np.nan)
+        return xr.Dataset(
+            {"log10_value": (("draw", "parameter"), chain)},
+            coords={"parameter": list(self.free)},
+            attrs={
+                "sampler": f"emcee {emcee.__version__} EnsembleSampler",
+                "walkers": walkers,
+                "steps": steps,
+                "burn": burn,
+                "acceptance_fraction": float(np.mean(sampler.acceptance_fraction)),
+                "autocorrelation_time_steps": json.dumps(np.asarray(tau).tolist()),
+                "prior": "flat in log10 within bounds",
+            },
+        )
+
+    def summary(self) -> str:
+        lines = [
+            f"tolsim fit: nllh {self.nllh:.4g}, {self.n_free} free parameters, "
+            f"{self.n_data} data, AIC {self.aic:.4g}, BIC {self.bic:.4g}, "
+            f"converged: {self.converged}"
+        ]
+        for name in self.free:
+            text = f"  {name} = {self.params[name]:.4g}"
+            if name in self.ci:
+                low, high = self.ci[name]
+                text += f"  [{low:.3g}, {high:.3g}]"
+                if not self.identifiable[name]:
+                    text += "  (practically non-identifiable)"
+            lines.append(text)
+        return "\n".join(lines)
+
+
+def _crossing(grid, curve, threshold):
+    """First log10 value along ``grid`` (moving away from the optimum) where ``curve`` rises
+    through ``threshold`` (linear interpolation), or None."""
+    for i in range(1, grid.size):
+        if curve[i] >= threshold > curve[i - 1]:
+            w = (threshold - curve[i - 1]) / (curve[i] - curve[i - 1])
+            return grid[i - 1] + w * (grid[i] - grid[i - 1])
+    return None
+
+
+def _optimise_others(obj: _Objective, theta: np.ndarray, k: int) -> np.ndarray:
+    """Re-optimise every free parameter but ``k`` (held at ``theta[k]``)."""
+    others = [i for i in range(theta.size) if i != k]
+    if not others:
+        return theta
+    lower = np.log10([obj.bounds[obj.free[i]][0] for i in others])
+    upper = np.log10([obj.bounds[obj.free[i]][1] for i in others])
+
+    def full(sub):
+        t = theta.copy()
+        t[others] = sub
+        return t
+
+    x0 = np.clip(theta[others], lower, upper)
+    if obj.gaussian():
+        result = optimize.least_squares(
+            lambda sub: obj.residuals(full(sub)),
+            x0,
+            bounds=(lower, upper),
+            method="trf",
+            x_scale=1.0,
+        )
+    else:
+        result = optimize.minimize(
+            lambda sub: obj.nllh(full(sub)),
+            x0,
+            bounds=list(zip(lower, upper, strict=True)),
+            method="L-BFGS-B",
+        )
+    return full(result.x)
+
+
+# -- the front door --------------------------------------------------------------------------
+def fit(
+    model: Model,
+    data,
+    schedules: Mapping[str, Schedule],
+    *,
+    free: Sequence[str],
+    fixed: Mapping[str, float] | None = None,
+    bounds: Mapping[str, tuple[float, float]] | None = None,
+    observables: Mapping[str, Observable] | None = None,
+    noise=None,
+    condition_params: Mapping[str, Mapping[str, float]] | None = None,
+    starts: int = 20,
+    seed: int = 0,
+    workers: int | None = None,
+) -> FitResult:
+    """Maximum-likelihood fit of model, observable and noise parameters to measurements.
+
+    Parameters
+    ----------
+    model : Model
+    data : Measurements, path or DataFrame
+        Measurement table (see :func:`tolsim.read_measurements`).
+    schedules : mapping condition -> Schedule
+        The schedule of every condition in the data.
+    free : sequence of str
+        Parameters to estimate: the model's (``"lambda_S"``), the observables' and the noise
+        models', named after the observable they belong to (``"tumour_volume.v_cell"``,
+        ``"total_cells.sigma"``). Each is estimated on a log10 scale within its bounds.
+    fixed : mapping, optional
+        Values of parameters that are not estimated (others keep their defaults); also the
+        starting point of the first start for free ones.
+    bounds : mapping name -> (low, high), optional
+        Search box; default the parameter's bounds, with a lower bound of 0 replaced by
+        1e-3 x the default (a log scale needs a positive lower bound).
+    observables : mapping name -> Observable, optional
+        Observables by the names used in the data; built-ins (``total_cells``,
+        ``tumour_volume``, ``luminescence``, ``tolerant_fraction``, ``fold_expansion``,
+        ``time_to_recurrence``) are found by name.
+    noise : noise model or mapping observable -> noise model, optional
+        Default :class:`tolsim.observe.Normal` for every observable.
+    condition_params : mapping condition -> mapping, optional
+        Per-condition fixed overrides, e.g. ``{"knockout": {"kappa_T": 5.0}}``.
+    starts : int
+        Number of local optimisations: the first from ``fixed``/defaults, the rest from a
+        scrambled Sobol sequence over the log-scaled box (``seed``).
+    workers : int, optional
+        Threads running starts in parallel (the ODE kernels release the GIL); default the
+        number of numba threads.
+
+    Returns
+    -------
+    FitResult
+        With ``params``, ``nllh``, every start, predictions; call ``.profile()`` for
+        intervals and identifiability, ``.sample()`` for posterior draws.
+
+    Uses ``scipy.optimize.least_squares`` (trust region reflective) when every residual is
+    Gaussian with known scale, ``scipy.optimize.minimize`` (L-BFGS-B) otherwise. A fit whose
+    best start did not converge, or whose best optimum was reached by a single start, warns
+    with :class:`NonConvergenceWarning` and says so in ``converged``.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
+    data = data if isinstance(data, Measurements) else read_measurements(data)
+    if not isinstance(schedules, Mapping):
+        raise TypeError("`schedules` must map each condition name to a tolsim.Schedule")
+    data.check(conditions=list(schedules))
+    for name, schedule in schedules.items():
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"`schedules[{name!r}]` = {schedule!r}: expected a tolsim.Schedule")
+    observables = dict(observables or {})
+    for name in data.observables:
+        if name not in observables and name in BUILTIN_OBSERVABLES:
+            observables[name] = BUILTIN_OBSERVABLES[name]()
+    data.check(observables=list(observables))
+    if noise is None:
+        noise = {name: Normal() for name in data.observables}
+    elif not isinstance(noise, Mapping):
+        noise = {name: noise for name in data.observables}
+    missing = [name for name in data.observables if name not in noise]
+    if missing:
+        raise ValueError(f"`noise` has no noise model for observable(s) {missing}")
+    condition_params = dict(condition_params or {})
+    for condition, overrides in condition_params.items():
+        if condition not in schedules:
+            raise ValueError(
+                f"`condition_params` names condition {condition!r}, which has no schedule"
+            )
+        model._check_names(overrides, f"condition_params[{condition!r}]")
+
+    catalogue: dict[str, Parameter] = {p.name: p for p in model.parameters}
+    for name in data.observables:  # qualified names, e.g. "luminescence.alpha"
+        for p in observables[name].fit_parameters(noise[name]):
+            catalogue[p.name] = p
+    free = list(free)
+    if not free:
+        raise ValueError("`free` is empty: name at least one parameter to estimate")
+    unknown = [n for n in free if n not in catalogue]
+    if unknown:
+        raise ValueError(f"`free` has unknown parameter(s) {unknown}; known: {sorted(catalogue)}")
+    if len(set(free)) != len(free):
+        raise ValueError(f"`free` = {free}: names must be distinct")
+    fixed = dict(fixed or {})
+    unknown = [n for n in fixed if n not in catalogue]
+    if unknown:
+        raise ValueError(f"`fixed` has unknown parameter(s) {unknown}")
+    values = {name: p.default for name, p in catalogue.items()}
+    values.update(fixed)
+    box = {}
+    for name in free:
+        p = catalogue[name]
+        low, high = (bounds or {}).get(name, p.bounds)
+        if low <= 0:
+            low = p.default * 1e-3 if p.default > 0 else 0.0
+        if not (0 < low < high and np.isfinite(high)):
+            raise ValueError(
+                f"`bounds[{name!r}]` = ({low}, {high}) {p.unit}: a log10 search needs "
+                "0 < low < high < inf; pass bounds={...}"
+            )
+        if not p.bounds[0] <= low and high <= p.bounds[1]:
+            raise ValueError(
+                f"`bounds[{name!r}]` = ({low}, {high}): outside the parameter's admissible "
+                f"range {p.bounds}"
+            )
+        box[name] = (float(low), float(high))
+    if not isinstance(starts, int | np.integer) or starts < 1:
+        raise ValueError(f"`starts` = {starts!r}: expected an integer >= 1")
+
+    objective = _Objective(
+        model, data, schedules, observables, noise, free, values, box, condition_params
+    )
+    lower = np.log10([box[n][0] for n in free])
+    upper = np.log10([box[n][1] for n in free])
+    first = np.clip(np.log10(np.maximum([values[n] for n in free], 1e-300)), lower, upper)
+    initial = [first]
+    if starts > 1:
+        m = max(0, math.ceil(math.log2(starts - 1)))  # draw a balanced 2**m set, use a prefix
+        sobol = qmc.Sobol(len(free), scramble=True, seed=seed).random_base2(m)[: starts - 1]
+        initial.extend(qmc.scale(sobol, lower, upper))
+    gaussian = objective.gaussian()
+    method = "least_squares (trf)" if gaussian else "minimize (L-BFGS-B)"
+
+    def run(theta0):
+        if gaussian:
+            result = optimize.least_squares(
+                objective.residuals, theta0, bounds=(lower, upper), method="trf"
+            )
+            value = objective.nllh(result.x)
+            return result.x, value, bool(result.success), int(result.nfev), result.message
+        result = optimize.minimize(
+            objective.nllh,
+            theta0,
+            bounds=list(zip(lower, upper, strict=True)),
+            method="L-BFGS-B",
+        )
+        return result.x, float(result.fun), bool(result.success), int(result.nfev), result.message
+
+    import numba
+
+    workers = numba.get_num_threads() if workers is None else int(workers)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        outcomes = list(pool.map(run, initial))
+    finals = np.array([o[0] for o in outcomes])
+    nllhs = np.array([o[1] for o in outcomes])
+    success = np.array([o[2] for o in outcomes])
+    nfev = np.array([o[3] for o in outcomes])
+    order = np.argsort(nllhs)
+    best = int(order[0])
+    if not np.isfinite(nllhs[best]):
+        raise RuntimeError("every start failed: the likelihood is infinite everywhere tried")
+    reached = int(np.sum(nllhs <= nllhs[best] + _CONVERGED_WITHIN))
+    converged = bool(success[best]) and (reached >= 2 or starts == 1)
+    if not converged:
+        why = (
+            f"the best start did not converge ({outcomes[best][4]})"
+            if not success[best]
+            else f"only 1 of {starts} starts reached the best optimum (it may not be global)"
+        )
+        warnings.warn(f"fit not converged: {why}", NonConvergenceWarning, stacklevel=2)
+    theta = finals[best]
+    all_params = objective.full_params(theta)
+    params = {name: all_params[name] for name in free}
+    predicted = objective.predictions(all_params)
+    table = data.table
+    predictions = xr.Dataset(
+        {
+            "condition": ("row", table["condition"].to_numpy(dtype=str)),
+            "observable": ("row", table["observable"].to_numpy(dtype=str)),
+            "time": ("row", table["time"].to_numpy(dtype=float), {"units": "days"}),
+            "observed": ("row", table["value"].to_numpy(dtype=float)),
+            "predicted": ("row", predicted),
+            "residual": ("row", table["value"].to_numpy(dtype=float) - predicted),
+            "censored": ("row", table["censored"].to_numpy(dtype=bool)),
+        },
+        attrs={"model": json.dumps(model.describe()), "tolsim_version": tolsim.__version__},
+    )
+    starts_ds = xr.Dataset(
+        {
+            "initial": (("start", "parameter"), np.array(initial)[order]),
+            "final": (("start", "parameter"), finals[order]),
+            "nllh": ("start", nllhs[order]),
+            "converged": ("start", success[order]),
+            "n_evaluations": ("start", nfev[order]),
+        },
+        coords={"start": np.arange(starts), "parameter": list(free)},
+        attrs={"scale": "log10", "method": method, "seed": seed},
+    )
+    return FitResult(
+        params=params,
+        nllh=float(nllhs[best]),
+        all_params=all_params,
+        starts=starts_ds,
+        predictions=predictions,
+        converged=converged,
+        n_data=objective.n_data,
+        free=tuple(free),
+        objective=objective,
+        n_evaluations=objective.evaluations,
+        method=method,
+    )
+
+
+def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
+    """Likelihood-ratio test of a nested (restricted) model against the full one, e.g.
+    selection (``mu_E = 0``, fixed) against induction (``mu_E`` free).
+
+    Returns ``statistic`` = 2 (nllh_restricted - nllh_full), ``df`` (difference in free
+    parameters), ``p_value`` (chi-square), and both models' AIC, AICc and BIC.
+    """
+    df = full.n_free - restricted.n_free
+    if df <= 0:
+        raise ValueError(
+            f"`full` has {full.n_free} free parameters and `restricted` {restricted.n_free}: "
+            "the full model must have more"
+        )
+    if restricted.n_data != full.n_data:
+        raise ValueError("both fits must use the same data")
+    statistic = max(2.0 * (restricted.nllh - full.nllh), 0.0)
+    return {
+        "statistic": statistic,
+        "df": df,
+        "p_value": float(stats.chi2.sf(statistic, df)),
+        "aic": (restricted.aic, full.aic),
+        "aicc": (restricted.aicc, full.aicc),
+        "bic": (restricted.bic, full.bic),
+    }

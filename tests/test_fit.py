@@ -1,0 +1,300 @@
+"""Fitting: parameter recovery with profile intervals, identifiability, censoring, model
+comparison, posterior sampling and input errors."""
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import tolsim
+from tolsim.fit import NonConvergenceWarning, fit, likelihood_ratio_test
+from tolsim.observe import LogNormal, Normal
+
+MODEL = tolsim.models.TwoState(crowding="none")
+TRUE = {"lambda_S": 0.25, "eps_S": 0.7, "mu_E": 2e-2}
+SCHEDULES = {
+    "control": tolsim.Schedule.from_phases([{"days": 30}]),
+    "tamoxifen": tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}]),
+}
+DAYS = np.arange(3.0, 31.0, 3.0)
+SIGMA = 0.1  # log-normal noise of cell counts
+
+
+def synthetic(rng, params=TRUE, replicates=2, schedules=SCHEDULES, days=DAYS):
+    """Tidy measurement table of total cells with log-normal noise from known parameters."""
+    rows = []
+    for condition, schedule in schedules.items():
+        ds = tolsim.simulate(MODEL, MODEL.default_params(**params), schedule, days)
+        for r in range(replicates):
+            noisy = ds.N.values * np.exp(SIGMA * rng.standard_normal(days.size))
+            rows += [
+                {
+                    "condition": condition,
+                    "observable": "total_cells",
+                    "time": t,
+                    "value": v,
+                    "replicate": str(r),
+                }
+                for t, v in zip(days, noisy, strict=True)
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_recovers_known_parameters_within_profile_intervals():
+    """True values inside the 95% profile intervals in >= 17 of 20 replicate data sets
+    (expected 19 of 20; fewer than 17 has probability 1.6% for a correct 95% interval)."""
+    rng = np.random.default_rng(2026)
+    covered = {name: 0 for name in TRUE}
+    for _ in range(20):
+        result = fit(
+            MODEL,
+            synthetic(rng),
+            SCHEDULES,
+            free=list(TRUE),
+            noise=LogNormal(),
+            fixed={"total_cells.sigma": SIGMA},
+            starts=3,
+            seed=1,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every parameter must be identifiable here
+            result.profile()
+        for name, value in TRUE.items():
+            low, high = result.ci[name]
+            covered[name] += low <= value <= high
+    assert all(count >= 17 for count in covered.values()), covered
+
+
+def test_best_fit_is_the_least_squares_optimum_and_reports_starts():
+    rng = np.random.default_rng(7)
+    data = synthetic(rng)
+    result = fit(
+        MODEL,
+        data,
+        SCHEDULES,
+        free=list(TRUE),
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=6,
+        seed=3,
+    )
+    assert result.converged and result.method.startswith("least_squares")
+    assert result.starts.sizes["start"] == 6
+    assert np.all(np.diff(result.starts.nllh.values) >= 0)  # sorted: the waterfall
+    # nllh equals the log-normal likelihood of the predictions, computed independently
+    predicted = result.predictions.predicted.values
+    observed = data["value"].to_numpy()
+    expected = -stats.norm.logpdf(np.log(observed), np.log(predicted), SIGMA).sum()
+    expected += np.log(observed).sum()  # density of y, not of log y
+    assert result.nllh == pytest.approx(expected, rel=1e-9)
+    # and it is a minimum: nudging any parameter raises it
+    for name in TRUE:
+        for factor in (0.98, 1.02):
+            nudged = dict(result.all_params, **{name: result.params[name] * factor})
+            theta = np.log10([nudged[n] for n in result.free])
+            assert result.objective.nllh(theta) > result.nllh
+    assert result.aic == pytest.approx(2 * result.nllh + 6)
+    assert result.bic == pytest.approx(2 * result.nllh + 3 * math.log(len(data)))
+    k, n = 3, len(data)
+    assert result.aicc == pytest.approx(result.aic + 2 * k * (k + 1) / (n - k - 1))
+
+
+def test_parameter_the_data_cannot_see_has_a_flat_profile():
+    """kappa_T acts only through an NF-κB inhibitor, which no condition gives."""
+    rng = np.random.default_rng(11)
+    result = fit(
+        MODEL,
+        synthetic(rng),
+        SCHEDULES,
+        free=["lambda_S", "kappa_T"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA, **TRUE},
+        starts=3,
+    )
+    with pytest.warns(NonConvergenceWarning, match="'kappa_T' is practically non-identifiable"):
+        profiles = result.profile()
+    assert not result.identifiable["kappa_T"] and result.identifiable["lambda_S"]
+    flat = profiles.nllh.sel(parameter="kappa_T").dropna("step").values
+    assert flat.size > 2 and np.ptp(flat) < 1e-6
+    assert "practically non-identifiable" in result.summary()
+
+
+def test_noise_parameter_is_estimated_with_minimize():
+    rng = np.random.default_rng(5)
+    result = fit(
+        MODEL,
+        synthetic(rng, replicates=4),
+        SCHEDULES,
+        free=["lambda_S", "total_cells.sigma"],
+        noise=LogNormal(),
+        fixed=TRUE,
+        starts=4,
+    )
+    assert result.method.startswith("minimize")
+    assert result.params["total_cells.sigma"] == pytest.approx(SIGMA, rel=0.25)
+    assert result.params["lambda_S"] == pytest.approx(TRUE["lambda_S"], rel=0.05)
+
+
+def test_selection_against_induction_by_likelihood_ratio():
+    """Data generated with induction (mu_E > 0): the test rejects selection (mu_E = 0)."""
+    rng = np.random.default_rng(3)
+    truth = dict(TRUE, mu_E=2e-2, mu_0=1e-4)
+    data = synthetic(rng, params=truth, replicates=3)
+    common = dict(noise=LogNormal(), starts=3)
+    selection = fit(
+        MODEL,
+        data,
+        SCHEDULES,
+        free=["lambda_S", "eps_S", "T0"],
+        fixed={"total_cells.sigma": SIGMA, "mu_E": 0.0, "mu_0": 1e-4},
+        **common,
+    )
+    induction = fit(
+        MODEL,
+        data,
+        SCHEDULES,
+        free=["lambda_S", "eps_S", "T0", "mu_E"],
+        fixed={"total_cells.sigma": SIGMA, "mu_0": 1e-4},
+        **common,
+    )
+    test = likelihood_ratio_test(selection, induction)
+    assert test["df"] == 1
+    assert test["statistic"] == pytest.approx(2 * (selection.nllh - induction.nllh))
+    assert test["p_value"] < 1e-3
+    assert induction.aic < selection.aic
+
+
+def test_censored_event_times_enter_through_the_survival_function():
+    """Time to recurrence after withdrawal, one observed and one right-censored row."""
+    schedules = {
+        "short": tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 60}]),
+        "long": tolsim.Schedule.from_phases([{"days": 40, "tamoxifen": 1.0}, {"days": 60}]),
+    }
+    data = pd.DataFrame(
+        {
+            "condition": ["short", "long"],
+            "observable": ["time_to_recurrence", "time_to_recurrence"],
+            "time": [80.0, 100.0],
+            "value": [12.0, 30.0],
+            "censored": [False, True],
+        }
+    )
+    model = tolsim.models.TwoState()
+    observables = {"time_to_recurrence": tolsim.observe.time_to_recurrence(threshold=2e5)}
+    result = fit(
+        model,
+        data,
+        schedules,
+        free=["lambda_S"],
+        observables=observables,
+        noise=Normal(),
+        fixed={"time_to_recurrence.sigma": 3.0},
+        starts=3,
+        bounds={"lambda_S": (0.1, 0.4)},
+    )
+    predicted = result.predictions.predicted.values
+    expected = -stats.norm.logpdf(12.0, predicted[0], 3.0) - stats.norm.logsf(
+        30.0, predicted[1], 3.0
+    )
+    assert result.nllh == pytest.approx(expected, rel=1e-9)
+    assert result.method.startswith("minimize")
+
+
+def test_posterior_draws_centre_on_the_best_fit():
+    rng = np.random.default_rng(13)
+    result = fit(
+        MODEL,
+        synthetic(rng),
+        SCHEDULES,
+        free=["lambda_S", "eps_S"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA, "mu_E": TRUE["mu_E"]},
+        starts=2,
+    )
+    draws = result.sample(steps=300, walkers=8, seed=1)
+    assert draws.log10_value.shape == (150 * 8, 2)
+    centre = draws.log10_value.mean("draw").values
+    spread = draws.log10_value.std("draw").values
+    best = np.log10([result.params["lambda_S"], result.params["eps_S"]])
+    assert np.all(np.abs(centre - best) < 3 * spread)
+    assert 0.1 < draws.attrs["acceptance_fraction"] < 0.9
+
+
+def test_condition_overrides_model_a_knockout():
+    """A knockout arm with its own kappa_T, fixed: the fit uses it for that condition only."""
+    schedules = dict(SCHEDULES, knockout=SCHEDULES["tamoxifen"])
+    rng = np.random.default_rng(17)
+    data = synthetic(rng, schedules=SCHEDULES)
+    ko = tolsim.simulate(
+        MODEL, MODEL.default_params(**TRUE, kappa_T=3.0), SCHEDULES["tamoxifen"], DAYS
+    )
+    extra = pd.DataFrame(
+        {
+            "condition": "knockout",
+            "observable": "total_cells",
+            "time": DAYS,
+            "value": ko.N.values,
+            "replicate": "0",
+        }
+    )
+    data = pd.concat([data, extra], ignore_index=True)
+    result = fit(
+        MODEL,
+        data,
+        schedules,
+        free=list(TRUE),
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        condition_params={"knockout": {"kappa_T": 3.0}},
+        starts=2,
+    )
+    rows = result.predictions.condition.values == "knockout"
+    np.testing.assert_allclose(
+        result.predictions.predicted.values[rows],
+        tolsim.simulate(
+            MODEL, MODEL.default_params(**result.params, kappa_T=3.0), SCHEDULES["tamoxifen"], DAYS
+        ).N.values,
+        rtol=1e-6,
+    )
+
+
+# -- errors ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_data():
+    return synthetic(np.random.default_rng(0), replicates=1)
+
+
+def test_unknown_free_parameter(small_data):
+    with pytest.raises(ValueError, match=r"`free` has unknown parameter\(s\) \['lambda'\]"):
+        fit(MODEL, small_data, SCHEDULES, free=["lambda"])
+
+
+def test_condition_without_schedule(small_data):
+    with pytest.raises(ValueError, match="tamoxifen"):
+        fit(MODEL, small_data, {"control": SCHEDULES["control"]}, free=["lambda_S"])
+
+
+def test_bad_bounds_and_starts(small_data):
+    with pytest.raises(ValueError, match=r"`bounds\['lambda_S'\]` = \(0.5, 0.1\)"):
+        fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], bounds={"lambda_S": (0.5, 0.1)})
+    with pytest.raises(ValueError, match=r"`starts` = 0: expected an integer >= 1"):
+        fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], starts=0)
+    with pytest.raises(ValueError, match="`free` is empty"):
+        fit(MODEL, small_data, SCHEDULES, free=[])
+
+
+def test_lrt_needs_nested_fits(small_data):
+    one = fit(
+        MODEL,
+        small_data,
+        SCHEDULES,
+        free=["lambda_S"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=1,
+    )
+    with pytest.raises(ValueError, match="the full model must have more"):
+        likelihood_ratio_test(one, one)
