@@ -21,6 +21,7 @@ SCHEDULES = {
 }
 DAYS = np.arange(3.0, 31.0, 3.0)
 SIGMA = 0.1  # log-normal noise of cell counts
+BOUNDS = {"mu_E": (1e-5, 1.0)}  # the default box (two decades around 1e-4) excludes 2e-2
 
 
 def synthetic(rng, params=TRUE, replicates=2, schedules=SCHEDULES, days=DAYS):
@@ -54,6 +55,7 @@ def test_recovers_known_parameters_within_profile_intervals():
             synthetic(rng),
             SCHEDULES,
             free=list(TRUE),
+            bounds=BOUNDS,
             noise=LogNormal(),
             fixed={"total_cells.sigma": SIGMA},
             starts=3,
@@ -76,6 +78,7 @@ def test_best_fit_is_the_least_squares_optimum_and_reports_starts():
         data,
         SCHEDULES,
         free=list(TRUE),
+        bounds=BOUNDS,
         noise=LogNormal(),
         fixed={"total_cells.sigma": SIGMA},
         starts=6,
@@ -157,6 +160,7 @@ def test_selection_against_induction_by_likelihood_ratio():
         data,
         SCHEDULES,
         free=["lambda_S", "eps_S", "T0", "mu_E"],
+        bounds=BOUNDS,
         fixed={"total_cells.sigma": SIGMA, "mu_0": 1e-4},
         **common,
     )
@@ -246,6 +250,7 @@ def test_condition_overrides_model_a_knockout():
         data,
         schedules,
         free=list(TRUE),
+        bounds=BOUNDS,
         noise=LogNormal(),
         fixed={"total_cells.sigma": SIGMA},
         condition_params={"knockout": {"kappa_T": 3.0}},

@@ -217,6 +217,11 @@ class _Objective:
                     return np.inf
         return float(total)
 
+    def bounded_nllh(self, theta: np.ndarray) -> float:
+        """:meth:`nllh` capped at 1e100, for optimisers whose finite differences would turn
+        an infinite value into NaN."""
+        return min(self.nllh(theta), 1e100)
+
     def residuals(self, theta: np.ndarray) -> np.ndarray:
         params = self.full_params(theta)
         parts = []
@@ -522,13 +527,25 @@ def _optimise_others(obj: _Objective, theta: np.ndarray, k: int) -> np.ndarray:
             x_scale=1.0,
         )
     else:
-        result = optimize.minimize(
-            lambda sub: obj.nllh(full(sub)),
-            x0,
-            bounds=list(zip(lower, upper, strict=True)),
-            method="L-BFGS-B",
-        )
+        result = _minimize(lambda sub: obj.bounded_nllh(full(sub)), x0, lower, upper)
     return full(result.x)
+
+
+def _minimize(function, x0, lower, upper):
+    """L-BFGS-B with finite-difference gradients; where it makes no progress from a start
+    (far from the optimum the likelihood is steep and badly scaled, and its line search can
+    stall at once), Powell's derivative-free method takes over and L-BFGS-B polishes."""
+    box = list(zip(lower, upper, strict=True))
+    result = optimize.minimize(function, x0, bounds=box, method="L-BFGS-B")
+    if result.nit > 1:
+        return result
+    rough = optimize.minimize(function, x0, bounds=box, method="Powell")
+    polished = optimize.minimize(function, rough.x, bounds=box, method="L-BFGS-B")
+    polished.nfev += result.nfev + rough.nfev
+    if rough.fun < polished.fun:  # pragma: no cover - polishing never makes it worse in practice
+        rough.nfev = polished.nfev
+        return rough
+    return polished
 
 
 # -- the front door --------------------------------------------------------------------------
@@ -564,8 +581,9 @@ def fit(
         Values of parameters that are not estimated (others keep their defaults); also the
         starting point of the first start for free ones.
     bounds : mapping name -> (low, high), optional
-        Search box; default the parameter's bounds, with a lower bound of 0 replaced by
-        1e-3 x the default (a log scale needs a positive lower bound).
+        Search box (the Sobol starts fill it; profiles end at it). Default: two decades either
+        side of the parameter's default (``fixed`` does not move it), within the parameter's
+        admissible range.
     observables : mapping name -> Observable, optional
         Observables by the names used in the data; built-ins (``total_cells``,
         ``tumour_volume``, ``luminescence``, ``tolerant_fraction``, ``fold_expansion``,
@@ -642,15 +660,17 @@ def fit(
     box = {}
     for name in free:
         p = catalogue[name]
-        low, high = (bounds or {}).get(name, p.bounds)
-        if low <= 0:
-            low = p.default * 1e-3 if p.default > 0 else 0.0
+        if name in (bounds or {}):
+            low, high = bounds[name]
+        else:  # two decades either side of the default, within the admissible range
+            low = max(p.bounds[0], p.default * 1e-2)
+            high = min(p.bounds[1], p.default * 1e2)
         if not (0 < low < high and np.isfinite(high)):
             raise ValueError(
                 f"`bounds[{name!r}]` = ({low}, {high}) {p.unit}: a log10 search needs "
                 "0 < low < high < inf; pass bounds={...}"
             )
-        if not p.bounds[0] <= low and high <= p.bounds[1]:
+        if not (p.bounds[0] <= low and high <= p.bounds[1]):
             raise ValueError(
                 f"`bounds[{name!r}]` = ({low}, {high}): outside the parameter's admissible "
                 f"range {p.bounds}"
@@ -680,12 +700,7 @@ def fit(
             )
             value = objective.nllh(result.x)
             return result.x, value, bool(result.success), int(result.nfev), result.message
-        result = optimize.minimize(
-            objective.nllh,
-            theta0,
-            bounds=list(zip(lower, upper, strict=True)),
-            method="L-BFGS-B",
-        )
+        result = _minimize(objective.bounded_nllh, theta0, lower, upper)
         return result.x, float(result.fun), bool(result.success), int(result.nfev), result.message
 
     import numba
