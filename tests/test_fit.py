@@ -303,3 +303,10 @@ def test_lrt_needs_nested_fits(small_data):
     )
     with pytest.raises(ValueError, match="the full model must have more"):
         likelihood_ratio_test(one, one)
+
+
+def test_unknown_observable_names_its_rows(small_data):
+    data = small_data.copy()
+    data.loc[3, "observable"] = "reporter"
+    with pytest.raises(ValueError, match=r"reporter.*row 3"):
+        fit(MODEL, data, SCHEDULES, free=["lambda_S"])
