@@ -123,11 +123,18 @@ class _Objective:
                 withdrawal = schedule.withdrawal_day("tamoxifen")
             except ValueError:
                 withdrawal = None
+            model_values = {k: v for k, v in values.items() if k in self.model_names}
+            base = model.pack({**model_values, **overrides}, f"conditions[{name!r}]")
             self.conditions.append(
                 {
                     "name": name,
-                    "overrides": overrides,
-                    "schedule": tuple(schedule.compile(model.drugs)),
+                    "base": base,
+                    "free_model": [
+                        (n, self.model_names.index(n))
+                        for n in free
+                        if n in self.model_names and n not in overrides
+                    ],
+                    "schedule": schedule.compile(model.drugs),
                     "t_out": np.ascontiguousarray(t_out),
                     "groups": groups,
                     "withdrawal": withdrawal,
@@ -144,29 +151,39 @@ class _Objective:
             params[name] = 10.0**value
         return params
 
-    def _packed(self, params: Mapping[str, float], overrides: Mapping[str, float]) -> np.ndarray:
-        merged = {k: v for k, v in params.items() if k in self.model_names}
-        merged.update(overrides)
-        return self.model.pack(merged)
+    def _packed(self, params: Mapping[str, float], cond) -> np.ndarray | None:
+        """The condition's packed vector with the free model parameters set (validated once
+        at construction; free values stay inside their admissible box); None if a
+        cross-parameter constraint fails (the likelihood is then zero)."""
+        packed = cond["base"].copy()
+        for name, index in cond["free_model"]:
+            packed[index] = params[name]
+        if self.model.constraints:
+            try:
+                self.model._check_constraints(packed[None, :], "params", table=False)
+            except ValueError:
+                return None
+        return packed
 
     # simulation ---------------------------------------------------------------------------
     def trajectories(self, params: Mapping[str, float]):
         """One Trajectory per condition, or None for a failed solve."""
         out = []
         for cond in self.conditions:
-            try:
-                packed = self._packed(params, cond["overrides"])[None, :]
-            except ValueError:
-                out.append(None)  # outside a model constraint: infinitely unlikely
+            packed = self._packed(params, cond)
+            if packed is None:
+                out.append(None)
                 continue
             n_times = cond["t_out"].size
             n_states = len(self.model.states)
-            out_x = np.empty((1, n_times, n_states))
-            out_dn = np.empty((1, n_times))
-            stats_ = np.zeros((1, self.kernels.N_STATS), dtype=np.int64)
-            self.kernels.solve_batch(
-                packed,
+            out_x = np.empty((n_times, n_states))
+            out_dn = np.empty(n_times)
+            stats_ = np.zeros(self.kernels.N_STATS, dtype=np.int64)
+            # the serial single-sample entry: a parallel call for one sample would wait for
+            # a second thread, which a loaded machine may not schedule for milliseconds
+            status = self.kernels.solve_one(
                 self.model.initial_state(packed),
+                packed,
                 cond["schedule"],
                 self.stoich,
                 cond["t_out"],
@@ -179,16 +196,16 @@ class _Objective:
                 stats_,
             )
             self.evaluations += 1
-            if stats_[0, 0] != 0:
+            if status != 0:
                 out.append(None)
                 continue
-            values = {s: out_x[0, :, i] for i, s in enumerate(self.model.states)}
-            total = out_x[0].sum(axis=1)
-            tolerant = sum(values[s] for s in self.model.tolerant_states)
+            values = {st: out_x[:, i] for i, st in enumerate(self.model.states)}
+            total = out_x.sum(axis=1)
+            tolerant = sum(values[st] for st in self.model.tolerant_states)
             values["N"] = total
             with np.errstate(invalid="ignore", divide="ignore"):
                 values["tolerant_fraction"] = np.where(total > 0, tolerant / total, np.nan)
-            values["dN_dt"] = out_dn[0]
+            values["dN_dt"] = out_dn
             out.append(Trajectory(cond["t_out"], values, cond["withdrawal"]))
         return out
 

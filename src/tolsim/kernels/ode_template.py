@@ -631,7 +631,7 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     return y
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats):
     """Solve one parameter set; returns the status code. Outputs a failed solve did not
     reach stay NaN."""
