@@ -17,6 +17,7 @@ import pytest
         "tolsim.branching",
         "tolsim.data",
         "tolsim.observe",
+        "tolsim.fit",
     ],
 )
 def test_docstring_examples(name):

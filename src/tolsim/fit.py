@@ -148,7 +148,7 @@ class _Objective:
     def full_params(self, theta: np.ndarray) -> dict[str, float]:
         params = dict(self.values)
         for name, value in zip(self.free, theta, strict=True):
-            params[name] = 10.0**value
+            params[name] = float(10.0**value)
         return params
 
     def _packed(self, params: Mapping[str, float], cond) -> np.ndarray | None:
@@ -626,6 +626,20 @@ def fit(
     Gaussian with known scale, ``scipy.optimize.minimize`` (L-BFGS-B) otherwise. A fit whose
     best start did not converge, or whose best optimum was reached by a single start, warns
     with :class:`NonConvergenceWarning` and says so in ``converged``.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, tolsim
+    >>> model = tolsim.models.TwoState(crowding="none")
+    >>> schedule = tolsim.Schedule.from_phases([{"days": 20}])
+    >>> days = np.arange(2.0, 21.0, 2.0)
+    >>> cells = tolsim.simulate(model, model.default_params(lambda_S=0.3), schedule, days).N
+    >>> data = pd.DataFrame({"condition": "control", "observable": "total_cells",
+    ...                      "time": days, "value": cells.values})
+    >>> result = fit(model, data, {"control": schedule}, free=["lambda_S"],
+    ...              noise=tolsim.observe.LogNormal(), starts=3)
+    >>> round(result.params["lambda_S"], 6)
+    0.3
     """
     if not isinstance(model, Model):
         raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
