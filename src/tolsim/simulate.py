@@ -117,6 +117,12 @@ def simulate(
         ``n_steps``, ``n_rejected_steps``, ``n_rhs_evaluations``, ``switched_to_stiff``, and
         ``parameters``; dims ``time`` (days) and, for a table, ``sample``. Attributes record
         the model, schedule, method, tolerances, tolsim version and ``withdrawal_day``.
+        Stochastic methods add a ``path`` dim (coordinate ``path_start ...``) and give int64
+        counts (-1 where a failed path did not reach), no ``dN_dt``; per path ``status``,
+        ``message``, ``n_events``, ``n_steps``, ``extinction_day_<state>``,
+        ``extinction_day`` and ``time_to_recurrence`` (days after withdrawal; ``inf`` when
+        not within the simulated days); attrs add ``seed`` and ``max_events``. Hybrid
+        results round mean-field states to whole cells stochastically (unbiased).
 
     Examples
     --------
