@@ -39,9 +39,9 @@ PETAB_HEADER = (
     "censored",
 )
 PETAB_ROWS = (
-    ("cells", "", "control", "1.0", "0", "scale", "0.1", "d1", "r1", "false"),
-    ("cells", "", "control", "2.1", "7", "scale", "0.2", "d1", "r1", "false"),
-    ("cells", "", "tamoxifen", "1.2", "7", "scale", "", "d2", "r2", "false"),
+    ("cells", "", "control", "1.0", "0", "", "0.1", "d1", "r1", "false"),
+    ("cells", "", "control", "2.1", "7", "", "0.2", "d1", "r1", "false"),
+    ("cells", "", "tamoxifen", "1.2", "7", "", "", "d2", "r2", "false"),
     ("recurrence", "", "tamoxifen", "45", "30", "", "", "d2", "r2", "true"),
 )
 
@@ -324,6 +324,16 @@ def test_non_numeric_noise_parameters_are_not_supported(tmp_path):
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         read_measurements(write(tmp_path, "m.tsv", text))
+
+
+def test_observable_parameters_per_row_are_refused(tmp_path):
+    text = petab_text(",").replace("2.1,7,,0.2", "2.1,7,scale,0.2")
+    message = (
+        "column `observableParameters` is set at row 1 (file line 3); observable parameters "
+        "are fitted by name"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_measurements(write(tmp_path, "m.csv", text))
 
 
 def test_preequilibration_is_not_supported(tmp_path):

@@ -161,8 +161,9 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
         - ``censored``: optional, ``true/false``, ``yes/no`` or ``1/0`` in any case; empty
           or absent means False.
 
-        ``observableParameters`` and ``datasetId`` are ignored, ``preequilibrationConditionId``
-        must be empty, and other columns are ignored and listed in ``extra_columns``. In a
+        ``datasetId`` is ignored, ``preequilibrationConditionId`` and
+        ``observableParameters`` must be empty (a silently dropped value could mislead), and
+        other columns are ignored and listed in ``extra_columns``. In a
         file, blank lines (and lines of empty fields) are skipped and cells are stripped of
         surrounding whitespace; names in a data frame are stripped too.
 
@@ -230,14 +231,20 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
         raise ValueError(f"{_prefix(source)}: the table has no rows; expected measurements")
 
     problems: list[str] = []
-    if "preequilibrationConditionId" in ignored:
-        column = cells[ignored["preequilibrationConditionId"]]
-        rows = [row for row, cell in enumerate(column) if not _is_empty(cell)]
-        if rows:
-            problems.append(
-                f"column `preequilibrationConditionId` is set at {_where(rows, lines)}; "
-                f"pre-equilibration is not supported (leave the column empty)"
-            )
+    unsupported = {
+        "preequilibrationConditionId": "pre-equilibration is not supported",
+        "observableParameters": "observable parameters are fitted by name in tolsim (e.g. "
+        "`luminescence.alpha`), not set per row",
+    }
+    for name, why in unsupported.items():
+        if name in ignored:
+            column = cells[ignored[name]]
+            rows = [row for row, cell in enumerate(column) if not _is_empty(cell)]
+            if rows:
+                problems.append(
+                    f"column `{name}` is set at {_where(rows, lines)}; {why} (leave the "
+                    "column empty)"
+                )
 
     def column_of(name: str) -> tuple[str, list | None]:
         if name not in where_column:
