@@ -7,13 +7,14 @@ numba kernels in :mod:`tolsim.kernels`, and analyses such as :func:`time_to_recu
 
 __version__ = "0.1.0"
 
-from tolsim import data, datasets, models, observe
+from tolsim import data, datasets, design, models, observe
 from tolsim.data import Measurements, read_measurements
 from tolsim.fit import FitResult, fit, likelihood_ratio_test
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
 from tolsim.simulate import SolverError, simulate
 from tolsim.stochastic import extinction_probability, recurrence_probability
+from tolsim.sweep import sweep
 
 __all__ = [
     "FitResult",
@@ -27,6 +28,7 @@ __all__ = [
     "__version__",
     "data",
     "datasets",
+    "design",
     "extinction_probability",
     "fit",
     "likelihood_ratio_test",
@@ -35,5 +37,6 @@ __all__ = [
     "read_measurements",
     "recurrence_probability",
     "simulate",
+    "sweep",
     "time_to_recurrence",
 ]

@@ -1,0 +1,397 @@
+"""Parameter and schedule sweeps on Dask, written chunk by chunk to a Zarr store.
+
+A sweep evaluates a :class:`~tolsim.design.Design` (rows = samples) in chunks. Each chunk is
+one Dask task that calls the batched numba kernel on its samples (no per-sample Python),
+reduces the trajectories to the requested outputs, and writes its region of the store; it
+then sets its entry of ``chunk_done``. Rerunning on the same store skips finished chunks and
+redoes a chunk whose marker is unset (it may be half-written), so an interrupted sweep loses
+nothing and computes nothing twice. Each sample's result depends only on its own row, so the
+store is bit-identical whatever the chunk size or number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+import tolsim
+from tolsim.kernels.events import recurrence_days
+from tolsim.kernels.specialise import specialised
+from tolsim.models.base import Model
+from tolsim.schedule import Schedule
+
+__all__ = ["METRICS", "StoreMismatchError", "sweep"]
+
+METRICS = (
+    "time_to_recurrence",
+    "burden_at_withdrawal",
+    "tolerant_fraction_at_withdrawal",
+    "nadir_cells",
+    "nadir_day",
+    "status",
+)
+_METHOD_CODES = {"dopri5": 0, "auto": 1, "rosenbrock": 2, "exact": 3}
+
+
+class StoreMismatchError(ValueError):
+    """The store holds a different sweep (model, schedule, design or outputs)."""
+
+
+def _metric_grid(schedule: Schedule, times: np.ndarray | None) -> np.ndarray:
+    grid = np.union1d(np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints())
+    grid = np.union1d(grid, [schedule.duration_days])
+    if times is not None:
+        grid = np.union1d(grid, times)
+    return grid[grid <= schedule.duration_days]
+
+
+def _chunk_task(spec: dict, start: int, stop: int) -> int:
+    """Compute samples ``[start, stop)`` and write them into the store (runs on a worker)."""
+    _match_numba_threads_to_worker()
+    model: Model = spec["model"]
+    schedule: Schedule = spec["schedule"]
+    table = {name: np.asarray(column[start:stop]) for name, column in spec["columns"].items()}
+    packed = model.pack_table(table, "design")
+    grid = spec["grid"]
+    compiled = schedule.compile(model.drugs)
+    kernels = specialised("ode_template", model.rates)
+    n, n_states = packed.shape[0], len(model.states)
+    out_x = np.empty((n, grid.size, n_states))
+    out_dn = np.empty((n, grid.size))
+    stats = np.zeros((n, kernels.N_STATS), dtype=np.int64)
+    kernels.solve_batch(
+        packed,
+        model.initial_state(packed),
+        tuple(compiled),
+        model.stoichiometry.astype(np.float64),
+        grid,
+        spec["rtol"],
+        spec["atol"],
+        spec["max_steps"],
+        _METHOD_CODES[spec["method"]],
+        out_x,
+        out_dn,
+        stats,
+    )
+    total = out_x.sum(axis=2)
+    tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
+    data = {}
+    if spec["outputs"] in ("metrics", "both"):
+        w = spec["withdrawal_day"]
+        if w is not None:
+            k = int(np.searchsorted(grid, w))
+            level = spec["recurrence_threshold"]
+            levels = np.full(n, np.nan if level is None else level)
+            data["time_to_recurrence"] = recurrence_days(
+                grid, np.ascontiguousarray(total), np.ascontiguousarray(out_dn), w, levels
+            )
+            data["burden_at_withdrawal"] = total[:, k]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                data["tolerant_fraction_at_withdrawal"] = tolerant[:, k] / total[:, k]
+        else:
+            for name in ("time_to_recurrence", "burden_at_withdrawal"):
+                data[name] = np.full(n, np.nan)
+            data["tolerant_fraction_at_withdrawal"] = np.full(n, np.nan)
+        safe = np.where(np.isnan(total), np.inf, total)
+        lowest = np.argmin(safe, axis=1)
+        data["nadir_cells"] = total[np.arange(n), lowest]
+        data["nadir_day"] = grid[lowest]
+        data["status"] = stats[:, 0].astype(np.int32)
+    if spec["outputs"] in ("trajectories", "both"):
+        index = np.searchsorted(grid, spec["times"])
+        for i, state in enumerate(model.states):
+            data[state] = out_x[:, index, i]
+        data["N"] = total[:, index]
+        data["status"] = stats[:, 0].astype(np.int32)
+    region = {"sample": slice(start, stop)}
+    dims = {
+        name: ("sample",) if values.ndim == 1 else ("sample", "time")
+        for name, values in data.items()
+    }
+    chunk = xr.Dataset({name: (dims[name], values) for name, values in data.items()})
+    chunk.to_zarr(spec["store"], region=region, mode="r+", consolidated=False)
+    marker = xr.Dataset({"chunk_done": ("chunk", np.array([True]))})
+    index_ = start // spec["chunk_size"]
+    marker.to_zarr(
+        spec["store"], region={"chunk": slice(index_, index_ + 1)}, mode="r+", consolidated=False
+    )
+    return stop - start
+
+
+def _match_numba_threads_to_worker() -> None:
+    """Give the kernel as many numba threads as the Dask worker has threads: every worker
+    running a parallel kernel on all cores would oversubscribe the machine."""
+    import numba
+
+    try:
+        from distributed import get_worker
+
+        threads = get_worker().state.nthreads
+    except (ImportError, ValueError, AttributeError):
+        return  # not on a Dask worker
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+
+
+def _fingerprint(model, schedule, design, outputs, times, settings) -> str:
+    text = json.dumps(
+        {
+            "model": model.describe(),
+            "schedule": schedule.to_dict(),
+            "design": design.to_dict(),
+            "outputs": outputs,
+            "times": None if times is None else np.asarray(times).tolist(),
+            "settings": settings,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sweep(
+    model: Model,
+    design,
+    schedule: Schedule,
+    *,
+    store: str | os.PathLike,
+    outputs: str = "metrics",
+    times: Sequence[float] | None = None,
+    client=None,
+    chunk_size: int = 10_000,
+    method: str = "auto",
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    max_steps: int = 100_000,
+    recurrence_threshold: str | float = "size_at_withdrawal",
+    max_chunks: int | None = None,
+) -> xr.Dataset:
+    """Evaluate a design of parameter sets on Dask, chunk by chunk into a Zarr store.
+
+    Parameters
+    ----------
+    model : Model
+    design : tolsim.design.Design
+        Rows are samples; every column must be a model parameter.
+    schedule : Schedule
+    store : path
+        Zarr store. A new path is created; an existing store of the *same* sweep (same model,
+        schedule, design, outputs and settings, recorded as a fingerprint in its attrs) is
+        resumed: finished chunks are skipped, unfinished ones (marker unset) are redone. A
+        store of a different sweep is refused (:class:`StoreMismatchError`), never overwritten.
+    outputs : {"metrics", "trajectories", "both"}
+        ``metrics``: per sample ``time_to_recurrence`` (days after tamoxifen withdrawal,
+        ``inf`` if not within the schedule), ``burden_at_withdrawal``,
+        ``tolerant_fraction_at_withdrawal``, ``nadir_cells`` and ``nadir_day`` (lowest burden
+        on the daily grid with breakpoints) and ``status``; memory and disk per sample are
+        constant. ``trajectories``: states and ``N`` at ``times``.
+    client : distributed.Client, scheduler address, or None
+        Where to run. None starts a local cluster sized to the machine (one single-threaded
+        worker per core) and closes it afterwards; an address (``"tcp://host:8786"``) or a
+        client of any cluster (e.g. ``dask_jobqueue.SLURMCluster``) runs there unchanged.
+    chunk_size : int
+        Samples per task (and per Zarr chunk).
+    max_chunks : int, optional
+        Compute at most this many pending chunks, then return (the rest stay pending for a
+        later call on the same store).
+
+    Returns
+    -------
+    xarray.Dataset
+        The store opened lazily, dims ``sample`` (and ``time``), with the design's columns as
+        variables and attrs recording the model, schedule, design, outputs and tolsim version.
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    if not isinstance(model, Model):
+        raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` = {schedule!r}: expected a tolsim.Schedule")
+    if outputs not in ("metrics", "trajectories", "both"):
+        raise ValueError(f"`outputs` = {outputs!r}: expected 'metrics', 'trajectories' or 'both'")
+    if method not in _METHOD_CODES:
+        raise ValueError(f"`method` = {method!r}: expected one of {list(_METHOD_CODES)}")
+    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+        raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
+    t_out = None
+    if outputs != "metrics":
+        if times is None:
+            raise ValueError("`times` is required when `outputs` includes trajectories")
+        t_out = np.asarray(times, dtype=float)
+        if (
+            t_out.ndim != 1
+            or np.any(np.diff(t_out) <= 0)
+            or t_out[0] < 0
+            or (t_out[-1] > schedule.duration_days)
+        ):
+            raise ValueError(
+                f"`times` must be increasing days within [0, {schedule.duration_days:g}]"
+            )
+    columns = {name: np.asarray(values, dtype=float) for name, values in design.columns.items()}
+    model.pack_table({k: v[:1] for k, v in columns.items()}, "design")  # names, first row
+    n_samples = len(design)
+    n_chunks = -(-n_samples // chunk_size)
+    try:
+        withdrawal = schedule.withdrawal_day("tamoxifen")
+    except ValueError:
+        withdrawal = None
+    settings = {
+        "method": method,
+        "rtol": rtol,
+        "atol": atol,
+        "max_steps": max_steps,
+        "recurrence_threshold": recurrence_threshold,
+        "chunk_size_is_free": True,
+    }
+    fingerprint = _fingerprint(model, schedule, design, outputs, t_out, settings)
+    store = Path(store)
+    if store.exists():
+        existing = xr.open_zarr(store, consolidated=False)
+        found = existing.attrs.get("tolsim_sweep_fingerprint")
+        if found != fingerprint:
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} holds a different sweep (fingerprint {found!r}; "
+                f"this one is {fingerprint!r}: model, schedule, design, outputs or settings "
+                "differ); choose a new store path"
+            )
+        if existing.sizes["chunk"] != n_chunks:
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} was written with {existing.sizes['chunk']} chunks; "
+                f"pass the same `chunk_size` as before to resume it"
+            )
+        done = existing["chunk_done"].values.copy()
+    else:
+        _create_store(
+            store,
+            model,
+            schedule,
+            design,
+            columns,
+            outputs,
+            t_out,
+            chunk_size,
+            n_chunks,
+            fingerprint,
+            settings,
+        )
+        done = np.zeros(n_chunks, dtype=bool)
+    pending = [int(i) for i in np.flatnonzero(~done)]
+    if max_chunks is not None:
+        pending = pending[:max_chunks]
+    if pending:
+        spec = {
+            "model": model,
+            "schedule": schedule,
+            "columns": columns,
+            "grid": _metric_grid(schedule, t_out),
+            "times": t_out,
+            "outputs": outputs,
+            "method": method,
+            "rtol": float(rtol),
+            "atol": float(atol),
+            "max_steps": int(max_steps),
+            "withdrawal_day": withdrawal,
+            "recurrence_threshold": (
+                None if isinstance(recurrence_threshold, str) else float(recurrence_threshold)
+            ),
+            "store": str(store),
+            "chunk_size": chunk_size,
+        }
+        own_cluster = None
+        if client is None:
+            own_cluster = LocalCluster(
+                n_workers=os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+            )
+            client = Client(own_cluster)
+        elif isinstance(client, str):
+            client = Client(client)
+        try:
+            shared = client.scatter(spec, broadcast=True)
+            futures = [
+                client.submit(
+                    _chunk_task,
+                    shared,
+                    i * chunk_size,
+                    min((i + 1) * chunk_size, n_samples),
+                    retries=3,
+                    pure=False,
+                )
+                for i in pending
+            ]
+            for future in as_completed(futures):
+                future.result()
+        finally:
+            if own_cluster is not None:
+                client.close()
+                own_cluster.close()
+    return xr.open_zarr(store, consolidated=False)
+
+
+def _create_store(
+    store,
+    model,
+    schedule,
+    design,
+    columns,
+    outputs,
+    t_out,
+    chunk_size,
+    n_chunks,
+    fingerprint,
+    settings,
+):
+    import dask.array as da
+
+    n = len(design)
+    chunks = (min(chunk_size, n),)
+    data_vars = {}
+
+    def empty(shape, dtype, fill):
+        chunking = chunks + tuple(shape[1:])
+        return da.full(shape, fill, dtype=dtype, chunks=chunking)
+
+    if outputs in ("metrics", "both"):
+        for name in METRICS[:-1]:
+            data_vars[name] = (("sample",), empty((n,), np.float64, np.nan))
+    data_vars["status"] = (("sample",), empty((n,), np.int32, -99))
+    if outputs in ("trajectories", "both"):
+        for name in (*model.states, "N"):
+            data_vars[name] = (("sample", "time"), empty((n, t_out.size), np.float64, np.nan))
+    for name, values in columns.items():
+        data_vars[name] = (("sample",), da.from_array(values, chunks=chunks))
+    data_vars["chunk_done"] = (("chunk",), da.zeros(n_chunks, dtype=bool, chunks=1))
+    coords = {"sample": np.arange(n)}
+    if t_out is not None:
+        coords["time"] = ("time", t_out, {"units": "days"})
+    ds = xr.Dataset(data_vars, coords=coords)
+    units = {
+        "time_to_recurrence": "days",
+        "burden_at_withdrawal": "cells",
+        "tolerant_fraction_at_withdrawal": "1",
+        "nadir_cells": "cells",
+        "nadir_day": "days",
+    }
+    for name, unit in units.items():
+        if name in ds:
+            ds[name].attrs["units"] = unit
+    ds["status"].attrs["flag_meanings"] = "0 success; < 0 solver failure; -99 not computed"
+    ds.attrs.update(
+        title=f"tolsim sweep of {model.name}",
+        model=json.dumps(model.describe()),
+        schedule=json.dumps(schedule.to_dict()),
+        design=json.dumps(design.to_dict(), default=str),
+        outputs=outputs,
+        settings=json.dumps(settings),
+        chunk_size=chunk_size,
+        tolsim_version=tolsim.__version__,
+        tolsim_sweep_fingerprint=fingerprint,
+    )
+    ds.to_zarr(store, compute=True, mode="w-", consolidated=False)

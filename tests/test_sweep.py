@@ -1,0 +1,104 @@
+"""Sweeps on a real Dask cluster into Zarr: metrics equal simulate(), chunk and worker
+invariance, resuming an interrupted sweep, refusing a different sweep's store."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import tolsim
+from tolsim.design import grid, lhs
+from tolsim.sweep import StoreMismatchError, sweep
+
+MODEL = tolsim.models.TwoState()
+SCHEDULE = tolsim.Schedule.from_phases([{"days": 56, "tamoxifen": 1.0}, {"days": 60}])
+DESIGN = lhs(40, seed=3, kappa_T=(0.0, 0.6), mu_E=(1e-5, 1e-2, "log"), lambda_T=(0.1, 0.3))
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def test_metrics_equal_direct_simulation(client, tmp_path):
+    ds = sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "s.zarr", client=client, chunk_size=16)
+    assert ds.sizes["sample"] == 40 and bool(ds.chunk_done.all())
+    grid_days = np.union1d(np.arange(0.0, 116.0), [116.0])
+    direct = tolsim.simulate(MODEL, dict(DESIGN.columns), SCHEDULE, grid_days)
+    expected = tolsim.time_to_recurrence(direct)
+    np.testing.assert_array_equal(ds.time_to_recurrence.values, expected.values)
+    np.testing.assert_array_equal(ds.burden_at_withdrawal.values, direct.N.sel(time=56.0).values)
+    np.testing.assert_array_equal(ds.nadir_cells.values, direct.N.min("time").values)
+    assert np.all(ds.status.values == 0)
+    assert ds.attrs["tolsim_version"] == tolsim.__version__
+    np.testing.assert_array_equal(ds.kappa_T.values, DESIGN.columns["kappa_T"])
+
+
+def test_bit_identical_whatever_chunks_and_workers(client, tmp_path):
+    a = sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "a.zarr", client=client, chunk_size=7)
+    b = sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "b.zarr", client=client, chunk_size=40)
+    for name in ("time_to_recurrence", "burden_at_withdrawal", "nadir_cells", "nadir_day"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_interrupted_sweep_resumes_to_the_same_store(client, tmp_path):
+    full = sweep(
+        MODEL, DESIGN, SCHEDULE, store=tmp_path / "full.zarr", client=client, chunk_size=8
+    )
+    store = tmp_path / "part.zarr"
+    part = sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=8, max_chunks=2)
+    assert int(part.chunk_done.sum()) == 2
+    assert np.isnan(part.time_to_recurrence.values[-1])  # not computed yet
+    # a half-written chunk: data present but the marker unset -> it is redone
+    done = xr.open_zarr(store, consolidated=False)
+    assert not bool(done.chunk_done.values[2])
+    resumed = sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=8)
+    assert bool(resumed.chunk_done.all())
+    for name in ("time_to_recurrence", "burden_at_withdrawal", "nadir_cells", "status"):
+        np.testing.assert_array_equal(resumed[name].values, full[name].values)
+
+
+def test_store_of_another_sweep_is_refused(client, tmp_path):
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=20, max_chunks=1)
+    other = grid(kappa_T=[0.1, 0.2])
+    with pytest.raises(StoreMismatchError, match="holds a different sweep"):
+        sweep(MODEL, other, SCHEDULE, store=store, client=client, chunk_size=20)
+    with pytest.raises(StoreMismatchError, match="pass the same `chunk_size`"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=10)
+    before = xr.open_zarr(store, consolidated=False).chunk_done.values
+    assert before.sum() == 1  # nothing was overwritten
+
+
+def test_trajectories_at_chosen_times(client, tmp_path):
+    times = [0.0, 28.0, 56.0, 100.0]
+    ds = sweep(
+        MODEL,
+        DESIGN,
+        SCHEDULE,
+        store=tmp_path / "t.zarr",
+        client=client,
+        outputs="trajectories",
+        times=times,
+        chunk_size=25,
+    )
+    direct = tolsim.simulate(MODEL, dict(DESIGN.columns), SCHEDULE, times)
+    np.testing.assert_allclose(ds.N.values, direct.N.values, rtol=1e-12)
+    assert "time_to_recurrence" not in ds
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(ValueError, match="`outputs` = 'all'"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "x.zarr", outputs="all")
+    with pytest.raises(ValueError, match="`chunk_size` = 0"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "x.zarr", chunk_size=0)
+    with pytest.raises(ValueError, match="`times` is required"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "x.zarr", outputs="trajectories")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        sweep(MODEL, grid(kappa=[0.1]), SCHEDULE, store=tmp_path / "x.zarr")
