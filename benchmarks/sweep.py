@@ -87,7 +87,7 @@ def direct(d):
 def swept(d, workers, store):
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as client:
             # warm the workers (kernel cache load) outside the timing
             warm = design(8)

@@ -19,7 +19,7 @@ def client():
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     with Client(cluster) as c:
         yield c
@@ -102,3 +102,63 @@ def test_bad_arguments(tmp_path):
         sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "x.zarr", outputs="trajectories")
     with pytest.raises(ValueError, match="unknown parameter"):
         sweep(MODEL, grid(kappa=[0.1]), SCHEDULE, store=tmp_path / "x.zarr")
+
+
+def test_schedule_slots_are_sweep_dimensions(client, tmp_path):
+    from tolsim.design import inhibitor_course
+
+    template = inhibitor_course(tamoxifen_days=56.0, follow_up_days=60.0, inhibitor_days=14.0)
+    design = grid(inhibitor_start_day=[0.0, 28.0, 42.0], kappa_T=[0.1, 0.5])
+    ds = sweep(MODEL, design, template, store=tmp_path / "slots.zarr", client=client, chunk_size=4)
+    for i in range(len(design)):
+        row = design.row(i)
+        schedule = template(inhibitor_start_day=row["inhibitor_start_day"])
+        days = np.union1d(np.arange(0.0, 116.0), np.append(schedule.breakpoints(), 116.0))
+        direct = tolsim.simulate(MODEL, {"kappa_T": row["kappa_T"]}, schedule, days)
+        assert ds.time_to_recurrence.values[i] == float(tolsim.time_to_recurrence(direct))
+        assert ds.burden_at_withdrawal.values[i] == float(direct.N.sel(time=56.0))
+    assert len(set(ds.burden_at_withdrawal.values.tolist())) == len(design)  # all differ
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_killed_worker_is_recovered(tmp_path):
+    """One of two worker processes is killed (SIGKILL) mid-sweep: the nanny restarts it, Dask
+    reruns its lost chunk, and every sample is there exactly once, equal to an undisturbed
+    sweep."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client, LocalCluster
+
+    big = lhs(20_000, seed=5, kappa_T=(0.0, 0.6), mu_E=(1e-5, 1e-2, "log"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
+        with Client(cluster) as c:
+            reference = sweep(
+                MODEL, big, SCHEDULE, store=tmp_path / "ref.zarr", client=c, chunk_size=500
+            )
+            victim = next(iter(c.run(os.getpid).values()))
+            store = tmp_path / "killed.zarr"
+            progress = {}
+
+            def kill_when_started():
+                while not (store / "chunk_done").exists():
+                    time.sleep(0.01)
+                time.sleep(0.2)
+                progress["done_at_kill"] = int(
+                    xr.open_zarr(store, consolidated=False).chunk_done.sum()
+                )
+                os.kill(victim, signal.SIGKILL)
+
+            killer = threading.Thread(target=kill_when_started)
+            killer.start()
+            ds = sweep(MODEL, big, SCHEDULE, store=store, client=c, chunk_size=500)
+            killer.join()
+            survivors = set(c.run(os.getpid).values())
+    assert victim not in survivors  # the kill happened (a new worker process replaced it)
+    assert progress["done_at_kill"] < 40  # ... before the sweep had finished
+    assert bool(ds.chunk_done.all())
+    for name in ("time_to_recurrence", "burden_at_withdrawal", "nadir_cells", "status"):
+        np.testing.assert_array_equal(ds[name].values, reference[name].values)

@@ -51,15 +51,9 @@ def _metric_grid(schedule: Schedule, times: np.ndarray | None) -> np.ndarray:
     return grid[grid <= schedule.duration_days]
 
 
-def _chunk_task(spec: dict, start: int, stop: int) -> int:
-    """Compute samples ``[start, stop)`` and write them into the store (runs on a worker)."""
-    _match_numba_threads_to_worker()
-    model: Model = spec["model"]
-    schedule: Schedule = spec["schedule"]
-    table = {name: np.asarray(column[start:stop]) for name, column in spec["columns"].items()}
-    packed = model.pack_table(table, "design")
-    grid = spec["grid"]
-    compiled = schedule.compile(model.drugs)
+def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) -> dict:
+    """Outputs of the samples ``packed`` under one schedule (batched kernel, then reduced)."""
+    grid = _metric_grid(schedule, spec["times"])
     kernels = specialised("ode_template", model.rates)
     n, n_states = packed.shape[0], len(model.states)
     out_x = np.empty((n, grid.size, n_states))
@@ -68,7 +62,7 @@ def _chunk_task(spec: dict, start: int, stop: int) -> int:
     kernels.solve_batch(
         packed,
         model.initial_state(packed),
-        tuple(compiled),
+        tuple(schedule.compile(model.drugs)),
         model.stoichiometry.astype(np.float64),
         grid,
         spec["rtol"],
@@ -81,9 +75,12 @@ def _chunk_task(spec: dict, start: int, stop: int) -> int:
     )
     total = out_x.sum(axis=2)
     tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
-    data = {}
+    data = {"status": stats[:, 0].astype(np.int32)}
     if spec["outputs"] in ("metrics", "both"):
-        w = spec["withdrawal_day"]
+        try:
+            w = schedule.withdrawal_day("tamoxifen")
+        except ValueError:
+            w = None
         if w is not None:
             k = int(np.searchsorted(grid, w))
             level = spec["recurrence_threshold"]
@@ -102,13 +99,41 @@ def _chunk_task(spec: dict, start: int, stop: int) -> int:
         lowest = np.argmin(safe, axis=1)
         data["nadir_cells"] = total[np.arange(n), lowest]
         data["nadir_day"] = grid[lowest]
-        data["status"] = stats[:, 0].astype(np.int32)
     if spec["outputs"] in ("trajectories", "both"):
         index = np.searchsorted(grid, spec["times"])
         for i, state in enumerate(model.states):
             data[state] = out_x[:, index, i]
         data["N"] = total[:, index]
-        data["status"] = stats[:, 0].astype(np.int32)
+    return data
+
+
+def _chunk_task(spec: dict, start: int, stop: int) -> int:
+    """Compute samples ``[start, stop)`` and write them into the store (runs on a worker).
+
+    With a schedule template, the chunk's rows are grouped by their slot values and each
+    group runs as one batched kernel call under its own schedule.
+    """
+    _match_numba_threads_to_worker()
+    model: Model = spec["model"]
+    columns = {name: np.asarray(column[start:stop]) for name, column in spec["columns"].items()}
+    slots = spec["slots"]
+    table = {name: values for name, values in columns.items() if name not in slots}
+    n = stop - start
+    packed = model.pack_table(table, "design") if table else model.pack({})[None].repeat(n, 0)
+    if not slots:
+        data = _evaluate(model, packed, spec["schedule"], spec)
+    else:
+        keys = np.stack([columns[name] for name in slots], axis=1)
+        unique, group = np.unique(keys, axis=0, return_inverse=True)
+        data = {}
+        for g, values in enumerate(unique):
+            rows = np.flatnonzero(group.ravel() == g)
+            schedule = spec["schedule"](**dict(zip(slots, values.tolist(), strict=True)))
+            part = _evaluate(model, packed[rows], schedule, spec)
+            for name, value in part.items():
+                if name not in data:
+                    data[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
+                data[name][rows] = value
     region = {"sample": slice(start, stop)}
     dims = {
         name: ("sample",) if values.ndim == 1 else ("sample", "time")
@@ -177,8 +202,11 @@ def sweep(
     ----------
     model : Model
     design : tolsim.design.Design
-        Rows are samples; every column must be a model parameter.
-    schedule : Schedule
+        Rows are samples; every column is a model parameter or a slot of ``schedule``.
+    schedule : Schedule or tolsim.design.ScheduleTemplate
+        With a template, design columns named after its slots (e.g. ``inhibitor_start_day``)
+        are schedule parameters: each distinct combination builds its schedule, and the
+        chunk's samples that share it run as one batched kernel call.
     store : path
         Zarr store. A new path is created; an existing store of the *same* sweep (same model,
         schedule, design, outputs and settings, recorded as a fingerprint in its attrs) is
@@ -190,10 +218,12 @@ def sweep(
         ``tolerant_fraction_at_withdrawal``, ``nadir_cells`` and ``nadir_day`` (lowest burden
         on the daily grid with breakpoints) and ``status``; memory and disk per sample are
         constant. ``trajectories``: states and ``N`` at ``times``.
-    client : distributed.Client, scheduler address, or None
+    client : distributed.Client, cluster, scheduler address, or None
         Where to run. None starts a local cluster sized to the machine (one single-threaded
-        worker per core) and closes it afterwards; an address (``"tcp://host:8786"``) or a
-        client of any cluster (e.g. ``dask_jobqueue.SLURMCluster``) runs there unchanged.
+        worker per core) and closes it afterwards; a scheduler address
+        (``"tcp://host:8786"``), a cluster object (e.g. ``dask_jobqueue.SLURMCluster``) or a
+        client of any cluster runs there unchanged. Each task sets its kernel's numba threads
+        to its worker's thread count.
     chunk_size : int
         Samples per task (and per Zarr chunk).
     max_chunks : int, optional
@@ -210,8 +240,16 @@ def sweep(
 
     if not isinstance(model, Model):
         raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"`schedule` = {schedule!r}: expected a tolsim.Schedule")
+    from tolsim.design import ScheduleTemplate
+
+    if not isinstance(schedule, Schedule | ScheduleTemplate):
+        raise TypeError(
+            f"`schedule` = {schedule!r}: expected a tolsim.Schedule or a "
+            "tolsim.design.ScheduleTemplate"
+        )
+    template = schedule if isinstance(schedule, ScheduleTemplate) else None
+    slots = tuple(n for n in design.names if template is not None and n in template.slots)
+    reference = template() if template is not None else schedule  # defaults: checks, times
     if outputs not in ("metrics", "trajectories", "both"):
         raise ValueError(f"`outputs` = {outputs!r}: expected 'metrics', 'trajectories' or 'both'")
     if method not in _METHOD_CODES:
@@ -227,19 +265,17 @@ def sweep(
             t_out.ndim != 1
             or np.any(np.diff(t_out) <= 0)
             or t_out[0] < 0
-            or (t_out[-1] > schedule.duration_days)
+            or (t_out[-1] > reference.duration_days)
         ):
             raise ValueError(
-                f"`times` must be increasing days within [0, {schedule.duration_days:g}]"
+                f"`times` must be increasing days within [0, {reference.duration_days:g}]"
             )
     columns = {name: np.asarray(values, dtype=float) for name, values in design.columns.items()}
-    model.pack_table({k: v[:1] for k, v in columns.items()}, "design")  # names, first row
+    parameter_columns = {k: v[:1] for k, v in columns.items() if k not in slots}
+    if parameter_columns:
+        model.pack_table(parameter_columns, "design")  # names, and the first row's values
     n_samples = len(design)
     n_chunks = -(-n_samples // chunk_size)
-    try:
-        withdrawal = schedule.withdrawal_day("tamoxifen")
-    except ValueError:
-        withdrawal = None
     settings = {
         "method": method,
         "rtol": rtol,
@@ -287,15 +323,14 @@ def sweep(
         spec = {
             "model": model,
             "schedule": schedule,
+            "slots": slots,
             "columns": columns,
-            "grid": _metric_grid(schedule, t_out),
             "times": t_out,
             "outputs": outputs,
             "method": method,
             "rtol": float(rtol),
             "atol": float(atol),
             "max_steps": int(max_steps),
-            "withdrawal_day": withdrawal,
             "recurrence_threshold": (
                 None if isinstance(recurrence_threshold, str) else float(recurrence_threshold)
             ),
@@ -303,16 +338,18 @@ def sweep(
             "chunk_size": chunk_size,
         }
         own_cluster = None
+        own_client = False
         if client is None:
             own_cluster = LocalCluster(
                 n_workers=os.cpu_count() or 1,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",
             )
             client = Client(own_cluster)
-        elif isinstance(client, str):
-            client = Client(client)
+        elif isinstance(client, str) or not isinstance(client, Client):
+            client = Client(client)  # an address, or a cluster object (dask_jobqueue, ...)
+            own_client = True
         try:
             shared = client.scatter(spec, broadcast=True)
             futures = [
@@ -329,8 +366,9 @@ def sweep(
             for future in as_completed(futures):
                 future.result()
         finally:
-            if own_cluster is not None:
+            if own_cluster is not None or own_client:
                 client.close()
+            if own_cluster is not None:
                 own_cluster.close()
     return xr.open_zarr(store, consolidated=False)
 
