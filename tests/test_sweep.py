@@ -162,3 +162,32 @@ def test_a_killed_worker_is_recovered(tmp_path):
     assert bool(ds.chunk_done.all())
     for name in ("time_to_recurrence", "burden_at_withdrawal", "nadir_cells", "status"):
         np.testing.assert_array_equal(ds[name].values, reference[name].values)
+
+
+def test_stochastic_sweep_matches_simulate_and_ignores_chunking(client, tmp_path):
+    linear = tolsim.models.TwoState(crowding="none")
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 20, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 20}]
+    )
+    design = grid(S0=[0.0], T0=[3.0, 6.0], kappa_T=[0.2, 0.4, 0.6])
+    run = dict(method="ssa", paths=64, seed=7, client=client, recurrence_threshold=50.0)
+    a = sweep(linear, design, schedule, store=tmp_path / "a.zarr", chunk_size=2, **run)
+    b = sweep(linear, design, schedule, store=tmp_path / "b.zarr", chunk_size=6, **run)
+    table = {name: np.asarray(values) for name, values in design.columns.items()}
+    direct = tolsim.simulate(
+        linear,
+        table,
+        schedule,
+        [20.0, 40.0],
+        method="ssa",
+        paths=64,
+        seed=7,
+        recurrence_threshold=50.0,
+    )
+    extinct = (direct.N.sel(time=40.0) == 0).mean("path").values
+    for name in ("extinction_probability", "recurrence_probability", "time_to_recurrence"):
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+    np.testing.assert_array_equal(a.extinction_probability.values, extinct)
+    assert 0 < a.tolerant_extinction_probability.values.mean() < 1
+    with pytest.raises(ValueError, match="`seed` = None"):
+        sweep(linear, design, schedule, store=tmp_path / "c.zarr", method="tau", client=client)

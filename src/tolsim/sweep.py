@@ -51,6 +51,75 @@ def _metric_grid(schedule: Schedule, times: np.ndarray | None) -> np.ndarray:
     return grid[grid <= schedule.duration_days]
 
 
+STOCHASTIC_METRICS = (
+    "extinction_probability",
+    "tolerant_extinction_probability",
+    "recurrence_probability",
+    "time_to_recurrence",
+    "burden_at_withdrawal",
+    "status",
+)
+_STOCHASTIC_CODES = {"ssa": 0, "tau": 1, "hybrid": 2}
+
+
+def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
+    """Stochastic metrics per sample over ``spec["paths"]`` paths; sample ``i`` draws from the
+    streams of its global index ``sample_ids[i]`` (so chunking does not change them)."""
+    from tolsim.stochastic import _check_initial_counts
+
+    kernels = specialised("stochastic_template", model.rates)
+    try:
+        w = schedule.withdrawal_day("tamoxifen")
+    except ValueError:
+        w = None
+    end = schedule.duration_days
+    t_out = np.array([end] if w is None or w >= end else [w, end])
+    compiled = schedule.compile(model.drugs)
+    arm_piece = -1 if w is None else int(np.searchsorted(compiled.breakpoints_days, w))
+    level = spec["recurrence_threshold"]
+    n, paths, n_states = packed.shape[0], spec["paths"], len(model.states)
+    out = np.empty((n, paths, t_out.size, n_states), dtype=np.int64)
+    summary = np.empty((n, paths, n_states + 2))
+    stats = np.zeros((n, paths, kernels.N_STATS), dtype=np.int64)
+    x0 = _check_initial_counts(model, packed)
+    stoich = model.stoichiometry.astype(np.float64)
+    for i in range(n):  # one call per sample: its streams follow its global index
+        kernels.simulate_batch(
+            _STOCHASTIC_CODES[spec["method"]],
+            packed[i : i + 1],
+            x0[i : i + 1],
+            tuple(compiled),
+            stoich,
+            t_out,
+            spec["seed"],
+            int(sample_ids[i]),
+            0,
+            spec["max_events"],
+            arm_piece,
+            np.full(1, np.nan if level is None else level),
+            spec["threshold"],
+            out[i : i + 1],
+            summary[i : i + 1],
+            stats[i : i + 1],
+        )
+    final = out[:, :, -1, :]
+    tolerant = [model.states.index(s) for s in model.tolerant_states]
+    recurrence = summary[:, :, n_states + 1]
+    if w is not None:
+        recurrence = np.where(np.isnan(recurrence), np.inf, recurrence)
+    data = {
+        "status": stats[:, :, 0].min(axis=1).astype(np.int32),
+        "extinction_probability": (final.sum(axis=2) == 0).mean(axis=1),
+        "tolerant_extinction_probability": (final[:, :, tolerant].sum(axis=2) == 0).mean(axis=1),
+        "recurrence_probability": np.isfinite(recurrence).mean(axis=1),
+        "time_to_recurrence": np.median(recurrence, axis=1),
+        "burden_at_withdrawal": (
+            out[:, :, 0, :].sum(axis=2).mean(axis=1) if t_out.size == 2 else np.full(n, np.nan)
+        ),
+    }
+    return data
+
+
 def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) -> dict:
     """Outputs of the samples ``packed`` under one schedule (batched kernel, then reduced)."""
     grid = _metric_grid(schedule, spec["times"])
@@ -120,8 +189,15 @@ def _chunk_task(spec: dict, start: int, stop: int) -> int:
     table = {name: values for name, values in columns.items() if name not in slots}
     n = stop - start
     packed = model.pack_table(table, "design") if table else model.pack({})[None].repeat(n, 0)
+    stochastic = spec["method"] in _STOCHASTIC_CODES
+
+    def evaluate(packed_rows, schedule, rows):
+        if stochastic:
+            return _evaluate_paths(model, packed_rows, schedule, spec, start + rows)
+        return _evaluate(model, packed_rows, schedule, spec)
+
     if not slots:
-        data = _evaluate(model, packed, spec["schedule"], spec)
+        data = evaluate(packed, spec["schedule"], np.arange(n))
     else:
         keys = np.stack([columns[name] for name in slots], axis=1)
         unique, group = np.unique(keys, axis=0, return_inverse=True)
@@ -129,7 +205,7 @@ def _chunk_task(spec: dict, start: int, stop: int) -> int:
         for g, values in enumerate(unique):
             rows = np.flatnonzero(group.ravel() == g)
             schedule = spec["schedule"](**dict(zip(slots, values.tolist(), strict=True)))
-            part = _evaluate(model, packed[rows], schedule, spec)
+            part = evaluate(packed[rows], schedule, rows)
             for name, value in part.items():
                 if name not in data:
                     data[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
@@ -195,6 +271,10 @@ def sweep(
     max_steps: int = 100_000,
     recurrence_threshold: str | float = "size_at_withdrawal",
     max_chunks: int | None = None,
+    paths: int = 100,
+    seed: int | None = None,
+    max_events: int = 10**8,
+    threshold: float = 1000.0,
 ) -> xr.Dataset:
     """Evaluate a design of parameter sets on Dask, chunk by chunk into a Zarr store.
 
@@ -229,6 +309,15 @@ def sweep(
     max_chunks : int, optional
         Compute at most this many pending chunks, then return (the rest stay pending for a
         later call on the same store).
+    method : str
+        ODE methods as in :func:`tolsim.simulate`, or ``"ssa"``, ``"tau"``, ``"hybrid"``:
+        each sample then runs ``paths`` stochastic paths (streams from ``(seed, sample
+        index, path)``, so the store does not depend on chunking) and stores
+        ``extinction_probability`` and ``tolerant_extinction_probability`` (no cell, no
+        tolerant cell at the schedule's end), ``recurrence_probability``, the median
+        ``time_to_recurrence`` over paths, the mean ``burden_at_withdrawal`` and the worst
+        path ``status``. ``seed`` is required; ``max_events`` and ``threshold`` as in
+        :func:`tolsim.simulate`.
 
     Returns
     -------
@@ -252,8 +341,22 @@ def sweep(
     reference = template() if template is not None else schedule  # defaults: checks, times
     if outputs not in ("metrics", "trajectories", "both"):
         raise ValueError(f"`outputs` = {outputs!r}: expected 'metrics', 'trajectories' or 'both'")
-    if method not in _METHOD_CODES:
-        raise ValueError(f"`method` = {method!r}: expected one of {list(_METHOD_CODES)}")
+    if method not in _METHOD_CODES and method not in _STOCHASTIC_CODES:
+        raise ValueError(
+            f"`method` = {method!r}: expected one of "
+            f"{list(_METHOD_CODES) + list(_STOCHASTIC_CODES)}"
+        )
+    stochastic = method in _STOCHASTIC_CODES
+    if stochastic:
+        from tolsim.stochastic import _check_count, check_seed
+
+        seed = check_seed(seed)
+        paths = _check_count(paths, "paths", 1)
+        if outputs != "metrics":
+            raise ValueError(
+                f"`outputs` = {outputs!r}: stochastic sweeps store metrics only (per-sample "
+                "probabilities over paths); use tolsim.simulate for paths"
+            )
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
     t_out = None
@@ -284,6 +387,8 @@ def sweep(
         "recurrence_threshold": recurrence_threshold,
         "chunk_size_is_free": True,
     }
+    if stochastic:
+        settings.update(paths=paths, seed=seed, max_events=max_events, threshold=threshold)
     fingerprint = _fingerprint(model, schedule, design, outputs, t_out, settings)
     store = Path(store)
     if store.exists():
@@ -305,6 +410,7 @@ def sweep(
         _create_store(
             store,
             model,
+            stochastic,
             schedule,
             design,
             columns,
@@ -336,6 +442,10 @@ def sweep(
             ),
             "store": str(store),
             "chunk_size": chunk_size,
+            "paths": paths,
+            "seed": seed,
+            "max_events": int(max_events),
+            "threshold": float(threshold),
         }
         own_cluster = None
         own_client = False
@@ -376,6 +486,7 @@ def sweep(
 def _create_store(
     store,
     model,
+    stochastic,
     schedule,
     design,
     columns,
@@ -397,7 +508,7 @@ def _create_store(
         return da.full(shape, fill, dtype=dtype, chunks=chunking)
 
     if outputs in ("metrics", "both"):
-        for name in METRICS[:-1]:
+        for name in (STOCHASTIC_METRICS if stochastic else METRICS)[:-1]:
             data_vars[name] = (("sample",), empty((n,), np.float64, np.nan))
     data_vars["status"] = (("sample",), empty((n,), np.int32, -99))
     if outputs in ("trajectories", "both"):
@@ -411,6 +522,9 @@ def _create_store(
         coords["time"] = ("time", t_out, {"units": "days"})
     ds = xr.Dataset(data_vars, coords=coords)
     units = {
+        "extinction_probability": "1",
+        "tolerant_extinction_probability": "1",
+        "recurrence_probability": "1",
         "time_to_recurrence": "days",
         "burden_at_withdrawal": "cells",
         "tolerant_fraction_at_withdrawal": "1",
