@@ -176,7 +176,7 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
     return data
 
 
-def _chunk_task(spec: dict, start: int, stop: int) -> int:
+def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
     """Compute samples ``[start, stop)`` and write them into the store (runs on a worker).
 
     With a schedule template, the chunk's rows are grouped by their slot values and each
@@ -184,7 +184,7 @@ def _chunk_task(spec: dict, start: int, stop: int) -> int:
     """
     _match_numba_threads_to_worker()
     model: Model = spec["model"]
-    columns = {name: np.asarray(column[start:stop]) for name, column in spec["columns"].items()}
+    columns = {name: np.asarray(column) for name, column in columns.items()}
     slots = spec["slots"]
     table = {name: values for name, values in columns.items() if name not in slots}
     n = stop - start
@@ -430,7 +430,6 @@ def sweep(
             "model": model,
             "schedule": schedule,
             "slots": slots,
-            "columns": columns,
             "times": t_out,
             "outputs": outputs,
             "method": method,
@@ -462,17 +461,13 @@ def sweep(
             own_client = True
         try:
             shared = client.scatter(spec, broadcast=True)
-            futures = [
-                client.submit(
-                    _chunk_task,
-                    shared,
-                    i * chunk_size,
-                    min((i + 1) * chunk_size, n_samples),
-                    retries=3,
-                    pure=False,
+            futures = []
+            for i in pending:  # each task carries only its own rows: worker memory per chunk
+                lo, hi = i * chunk_size, min((i + 1) * chunk_size, n_samples)
+                rows = {name: values[lo:hi] for name, values in columns.items()}
+                futures.append(
+                    client.submit(_chunk_task, shared, lo, hi, rows, retries=3, pure=False)
                 )
-                for i in pending
-            ]
             for future in as_completed(futures):
                 future.result()
         finally:
