@@ -191,3 +191,22 @@ def test_stochastic_sweep_matches_simulate_and_ignores_chunking(client, tmp_path
     assert 0 < a.tolerant_extinction_probability.values.mean() < 1
     with pytest.raises(ValueError, match="`seed` = None"):
         sweep(linear, design, schedule, store=tmp_path / "c.zarr", method="tau", client=client)
+
+
+def test_failing_samples_are_marked_and_the_sweep_goes_on(client, tmp_path):
+    """A step budget too small for fast-growing samples: those fail, the rest succeed, and
+    the failures are marked in `status` with NaN metrics."""
+    design = grid(lambda_S=[0.05, 3.0], lambda_T=[0.1])
+    ds = sweep(
+        MODEL,
+        design,
+        SCHEDULE,
+        store=tmp_path / "f.zarr",
+        client=client,
+        chunk_size=1,
+        max_steps=60,
+    )
+    status = ds.status.values
+    assert status[0] == 0 and status[1] == -2  # max steps reached
+    assert bool(ds.chunk_done.all())
+    assert np.isfinite(ds.nadir_cells.values[0]) and np.isnan(ds.nadir_cells.values[1])

@@ -168,6 +168,10 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
         lowest = np.argmin(safe, axis=1)
         data["nadir_cells"] = total[np.arange(n), lowest]
         data["nadir_day"] = grid[lowest]
+        failed = stats[:, 0] != 0  # partial trajectories: no metric is trustworthy
+        for name, values in data.items():
+            if name != "status":
+                values[failed] = np.nan
     if spec["outputs"] in ("trajectories", "both"):
         index = np.searchsorted(grid, spec["times"])
         for i, state in enumerate(model.states):
