@@ -328,6 +328,15 @@ def arm_recurrence(t, x, level, recurrence, summary):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def finish(stats, events, steps, rejected, status):
+    """Record a path's counters and return its status (every exit of a path goes here)."""
+    stats[STAT_EVENTS] = events
+    stats[STAT_STEPS] = steps
+    stats[STAT_REJECTED] = rejected
+    return status
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def fire(j, x, stoich, times=1.0):
     for i in range(x.shape[0]):
         x[i] += times * stoich[j, i]
@@ -404,9 +413,7 @@ def ssa_path(
                         break
                     a0 += a[j]
                 if a0 < 0.0:
-                    stats[STAT_EVENTS] = events
-                    stats[STAT_STEPS] = events
-                    return BAD_PROPENSITY
+                    return finish(stats, events, events, 0, BAD_PROPENSITY)
                 if a0 == 0.0:
                     break
                 t_next = t + exponential(rng) / a0
@@ -429,18 +436,14 @@ def ssa_path(
                     if np.isnan(summary[x.shape[0] + 1]):
                         summary[x.shape[0] + 1] = t - recurrence[1]
                 if events >= max_events:
-                    stats[STAT_EVENTS] = events
-                    stats[STAT_STEPS] = events
-                    return EVENT_BUDGET_REACHED
+                    return finish(stats, events, events, 0, EVENT_BUDGET_REACHED)
             continue
         while True:
             t_next, j = ssa_event(
                 t, t1, substep, t0, level, pk, x, p, stoich, conc, a, acc, no_mask, rng
             )
             if j == -2:
-                stats[STAT_EVENTS] = events
-                stats[STAT_STEPS] = events
-                return BAD_PROPENSITY
+                return finish(stats, events, events, 0, BAD_PROPENSITY)
             if j == -1:
                 t = t1
                 break
@@ -450,13 +453,9 @@ def ssa_path(
             events += 1
             update_summary(t, x, stoich, j, summary, recurrence)
             if events >= max_events:
-                stats[STAT_EVENTS] = events
-                stats[STAT_STEPS] = events
-                return EVENT_BUDGET_REACHED
+                return finish(stats, events, events, 0, EVENT_BUDGET_REACHED)
     record(np.inf, x, t_out, next_out, out)
-    stats[STAT_EVENTS] = events
-    stats[STAT_STEPS] = events
-    return SUCCESS
+    return finish(stats, events, events, 0, SUCCESS)
 
 
 # -- tau-leaping -----------------------------------------------------------------------------
@@ -538,12 +537,7 @@ def tau_path(
                 t_stop = t_out[next_out]
             a0 = total_rates(t, t0, level, pk, x, p, conc, a)
             if a0 < 0.0:
-                stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = (
-                    events,
-                    steps,
-                    rejected,
-                )
-                return BAD_PROPENSITY
+                return finish(stats, events, steps, rejected, BAD_PROPENSITY)
             if a0 == 0.0:
                 t = t_stop
                 continue
@@ -555,12 +549,7 @@ def tau_path(
                     )
                     steps += 1
                     if j == -2:
-                        stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = (
-                            events,
-                            steps,
-                            rejected,
-                        )
-                        return BAD_PROPENSITY
+                        return finish(stats, events, steps, rejected, BAD_PROPENSITY)
                     t = t_next
                     if j == -1:
                         break
@@ -568,12 +557,7 @@ def tau_path(
                     events += 1
                     update_summary(t, x, stoich, j, summary, recurrence)
                 if steps >= max_events:
-                    stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = (
-                        events,
-                        steps,
-                        rejected,
-                    )
-                    return EVENT_BUDGET_REACHED
+                    return finish(stats, events, steps, rejected, EVENT_BUDGET_REACHED)
                 continue
             while True:  # draw a leap; halve it while it would make a count negative
                 tau = min(tau_bound, t_stop - t, substep)
@@ -653,18 +637,12 @@ def tau_path(
             if fired > 0.0:
                 update_summary(t, x, stoich, -1, summary, recurrence)
             if steps >= max_events:
-                stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = (
-                    events,
-                    steps,
-                    rejected,
-                )
-                return EVENT_BUDGET_REACHED
+                return finish(stats, events, steps, rejected, EVENT_BUDGET_REACHED)
     while next_out < n_out:
         for i in range(n):
             out[next_out, i] = round(x[i])
         next_out += 1
-    stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = events, steps, rejected
-    return SUCCESS
+    return finish(stats, events, steps, rejected, SUCCESS)
 
 
 # -- hybrid: exact jumps of small states, mean-field ODE of large ones ------------------------
@@ -958,8 +936,7 @@ def hybrid_path(
         while next_out < n_out:
             record_rounded(x, out[next_out], rng)
             next_out += 1
-    stats[STAT_EVENTS], stats[STAT_STEPS], stats[STAT_REJECTED] = events, steps, rejected
-    return status
+    return finish(stats, events, steps, rejected, status)
 
 
 @njit(cache=True, error_model="numpy")
