@@ -313,6 +313,27 @@ def _pack_params(model: Model, params) -> tuple[np.ndarray, bool]:
     return model.pack_table(table), False
 
 
+def drug_variables(model, packed, compiled, t_out, sample_dims, index) -> dict:
+    """Concentrations (``<drug>_um``, per time) and Hill exposures (per sample and time) at
+    the output days, as Dataset variables; shared by the ODE and stochastic results."""
+    variables = {}
+    conc = concentrations_at(t_out, compiled, len(model.drugs))
+    for d, drug in enumerate(model.drugs):
+        variables[f"{drug}_um"] = (
+            ("time",),
+            conc[:, d],
+            {"units": "µM", "long_name": f"{drug} concentration"},
+        )
+    for name, values in model.exposure_values(conc, packed).items():
+        exp = next(e for e in model.exposures if e.name == name)
+        variables[name] = (
+            (*sample_dims, "time"),
+            values[index],
+            {"units": "1", "long_name": f"{exp.drug} exposure (Hill, {exp.ec50}, {exp.hill})"},
+        )
+    return variables
+
+
 def _to_dataset(
     model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
 ):
@@ -339,20 +360,7 @@ def _to_dataset(
         out_dn[index],
         {"units": "cells/day", "long_name": "rate of change of total cells"},
     )
-    conc = concentrations_at(t_out, compiled, len(model.drugs))
-    for d, drug in enumerate(model.drugs):
-        data_vars[f"{drug}_um"] = (
-            ("time",),
-            conc[:, d],
-            {"units": "µM", "long_name": f"{drug} concentration"},
-        )
-    for name, values in model.exposure_values(conc, packed).items():
-        exp = next(e for e in model.exposures if e.name == name)
-        data_vars[name] = (
-            dims,
-            values[index],
-            {"units": "1", "long_name": f"{exp.drug} exposure (Hill, {exp.ec50}, {exp.hill})"},
-        )
+    data_vars.update(drug_variables(model, packed, compiled, t_out, sample_dims, index))
     status = stats[:, 0]
     data_vars["status"] = (
         sample_dims,

@@ -16,9 +16,9 @@ from scipy import stats
 
 import tolsim
 from tolsim.branching import branching_extinction
-from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
+from tolsim.simulate import drug_variables
 
 __all__ = [
     "STOCHASTIC_METHODS",
@@ -258,20 +258,7 @@ def _to_dataset(
         fraction[index],
         {"units": "1", "long_name": f"fraction of cells in {'+'.join(model.tolerant_states)}"},
     )
-    conc = concentrations_at(t_out, compiled, len(model.drugs))
-    for d, drug in enumerate(model.drugs):
-        data_vars[f"{drug}_um"] = (
-            ("time",),
-            conc[:, d],
-            {"units": "µM", "long_name": f"{drug} concentration"},
-        )
-    for name, values in model.exposure_values(conc, packed).items():
-        exp = next(e for e in model.exposures if e.name == name)
-        data_vars[name] = (
-            (*sample_dims, "time"),
-            values[index],
-            {"units": "1", "long_name": f"{exp.drug} exposure (Hill, {exp.ec50}, {exp.hill})"},
-        )
+    data_vars.update(drug_variables(model, packed, compiled, t_out, sample_dims, index))
     status = path_stats[..., 0]
     data_vars["status"] = (
         path_dims,
