@@ -545,4 +545,13 @@ def _create_store(
         tolsim_version=tolsim.__version__,
         tolsim_sweep_fingerprint=fingerprint,
     )
-    ds.to_zarr(store, compute=True, mode="w-", consolidated=False)
+    # Metadata only: outputs nobody has computed yet read as their fill value (NaN) without
+    # writing n NaNs first; then the small arrays that must hold real values are written.
+    ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
+    known = ["status", *columns]
+    xr.Dataset({name: ds[name].compute() for name in known}).drop_vars("sample").to_zarr(
+        store, region={"sample": slice(0, n)}, mode="r+", consolidated=False
+    )
+    xr.Dataset({"chunk_done": ds["chunk_done"].compute()}).to_zarr(
+        store, region={"chunk": slice(0, n_chunks)}, mode="r+", consolidated=False
+    )
