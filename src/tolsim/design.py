@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy.stats import qmc
 
 from tolsim.schedule import Schedule
 
@@ -377,6 +376,8 @@ def lhs(n: int, *, seed: int, **ranges: Any) -> Design:
     n = _check_n(n)
     seed = _check_seed(seed)
     parsed = _parse_ranges(ranges)
+    from scipy.stats import qmc  # here, not at import: scipy.stats takes ~0.6 s to load
+
     unit = qmc.LatinHypercube(len(parsed), rng=seed).random(n)
     spec = {"n": n, "seed": seed, "ranges": _ranges_spec(parsed), "method": "LatinHypercube"}
     return Design(_scale(unit, parsed), "lhs", spec)
@@ -398,6 +399,8 @@ def sobol(n: int, *, seed: int, **ranges: Any) -> Design:
     seed = _check_seed(seed)
     m = _check_power_of_two(n)
     parsed = _parse_ranges(ranges)
+    from scipy.stats import qmc
+
     unit = qmc.Sobol(len(parsed), scramble=True, rng=seed).random_base2(m)
     spec = {"n": n, "seed": seed, "ranges": _ranges_spec(parsed), "method": "Sobol scrambled"}
     return Design(_scale(unit, parsed), "sobol", spec)
@@ -424,6 +427,8 @@ def saltelli(n: int, *, seed: int, **ranges: Any) -> Design:
     m = _check_power_of_two(n)
     parsed = _parse_ranges(ranges)
     d = len(parsed)
+    from scipy.stats import qmc
+
     base = qmc.Sobol(2 * d, scramble=True, rng=seed).random_base2(m)
     a, b = base[:, :d], base[:, d:]
     blocks = [a, b]

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import xarray as xr
-from scipy import optimize, stats
-from scipy.stats import qmc
+from scipy import optimize
+from scipy.special import chdtrc, chdtri
 
 import tolsim
 from tolsim.data import Measurements, read_measurements
@@ -362,7 +362,7 @@ class FitResult:
             raise ValueError(f"`names` = {unknown}: expected free parameters {list(self.free)}")
         if not 0 < level < 1:
             raise ValueError(f"`level` = {level!r}: expected a confidence level in (0, 1)")
-        threshold = stats.chi2.ppf(level, 1) / 2.0  # in nllh units
+        threshold = chdtri(1, 1.0 - level) / 2.0  # chi-square quantile, in nllh units
         best = np.log10([self.params[n] for n in self.free])
         obj = self.objective
         n_steps = 2 * points + 1
@@ -719,6 +719,8 @@ def fit(
     initial = [first]
     if starts > 1:
         m = max(0, math.ceil(math.log2(starts - 1)))  # draw a balanced 2**m set, use a prefix
+        from scipy.stats import qmc  # here, not at import: scipy.stats loads slowly
+
         sobol = qmc.Sobol(len(free), scramble=True, seed=seed).random_base2(m)[: starts - 1]
         initial.extend(qmc.scale(sobol, lower, upper))
     gaussian = objective.gaussian()
@@ -818,7 +820,7 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
     return {
         "statistic": statistic,
         "df": df,
-        "p_value": float(stats.chi2.sf(statistic, df)),
+        "p_value": float(chdtrc(df, statistic)),  # chi-square survival function
         "aic": (restricted.aic, full.aic),
         "aicc": (restricted.aicc, full.aicc),
         "bic": (restricted.bic, full.bic),

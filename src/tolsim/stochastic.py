@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import xarray as xr
-from scipy import stats
+from scipy.special import betaincinv
 
 import tolsim
 from tolsim.branching import branching_extinction
@@ -352,11 +352,11 @@ def _binomial_interval(successes, trials, level):
     trials = np.asarray(trials, dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         low = np.where(
-            successes > 0, stats.beta.ppf(alpha / 2, successes, trials - successes + 1), 0.0
+            successes > 0, betaincinv(successes, trials - successes + 1, alpha / 2), 0.0
         )
         high = np.where(
             successes < trials,
-            stats.beta.ppf(1 - alpha / 2, successes + 1, trials - successes),
+            betaincinv(successes + 1, trials - successes, 1 - alpha / 2),
             1.0,
         )
     return low, high
