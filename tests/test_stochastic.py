@@ -513,6 +513,10 @@ def test_stochastic_options_are_refused_for_ode_methods(linear):
         tolsim.simulate(linear, {}, DRUG_FREE, [20.0], paths=10)
     with pytest.raises(ValueError, match=r"`seed` applies to stochastic methods"):
         tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="dopri5", seed=1)
+    with pytest.raises(ValueError, match=r"`recurrence_threshold` applies to stochastic"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], recurrence_threshold=1e6)
+    with pytest.raises(ValueError, match=r"`threshold` applies to stochastic methods"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], method="exact", threshold=100.0)
 
 
 def test_bad_thresholds_are_refused(linear):

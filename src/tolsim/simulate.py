@@ -56,8 +56,8 @@ def simulate(
     seed=None,
     path_start: int = 0,
     max_events: int | None = None,
-    threshold: float = 1000.0,
-    recurrence_threshold: str | float = "size_at_withdrawal",
+    threshold: float | None = None,
+    recurrence_threshold: str | float | None = None,
 ) -> xr.Dataset:
     """Solve the model under a dosing schedule: the mean-field ODE, or stochastic paths.
 
@@ -107,7 +107,9 @@ def simulate(
         Hybrid method: states below this many cells are simulated exactly (default 1000).
     recurrence_threshold : "size_at_withdrawal" or float
         Stochastic methods: burden (cells) whose first exceedance after tamoxifen withdrawal
-        gives each path's ``time_to_recurrence``, computed exactly in the kernel.
+        gives each path's ``time_to_recurrence``, computed exactly in the kernel (default
+        ``"size_at_withdrawal"``; for ODE results use :func:`tolsim.time_to_recurrence`).
+        Stochastic options given to an ODE method are an error, not silently ignored.
 
     Returns
     -------
@@ -143,7 +145,13 @@ def simulate(
     if not stochastic:
         given = [
             name
-            for name, value in (("paths", paths), ("seed", seed), ("max_events", max_events))
+            for name, value in (
+                ("paths", paths),
+                ("seed", seed),
+                ("max_events", max_events),
+                ("threshold", threshold),
+                ("recurrence_threshold", recurrence_threshold),
+            )
             if value is not None
         ]
         if given:
@@ -173,8 +181,10 @@ def simulate(
             seed=seed,
             path_start=path_start,
             max_events=DEFAULT_MAX_EVENTS if max_events is None else max_events,
-            threshold=threshold,
-            recurrence_threshold=recurrence_threshold,
+            threshold=1000.0 if threshold is None else threshold,
+            recurrence_threshold=(
+                "size_at_withdrawal" if recurrence_threshold is None else recurrence_threshold
+            ),
             throw=throw,
         )
     compiled = schedule.compile(model.drugs)

@@ -389,7 +389,6 @@ def sweep(
         "atol": atol,
         "max_steps": max_steps,
         "recurrence_threshold": recurrence_threshold,
-        "chunk_size_is_free": True,
     }
     if stochastic:
         settings.update(paths=paths, seed=seed, max_events=max_events, threshold=threshold)
