@@ -1,5 +1,10 @@
 import os
 
+# The CUDA kernels are tested under numba's CUDA simulator, which must be chosen before numba
+# is imported. TOLSIM_TEST_CUDA=device runs the same tests on a real GPU instead.
+if os.environ.get("TOLSIM_TEST_CUDA") != "device":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
 import numpy as np
 import pytest
 from hypothesis import settings

@@ -58,6 +58,7 @@ def simulate(
     max_events: int | None = None,
     threshold: float | None = None,
     recurrence_threshold: str | float | None = None,
+    device: str = "cpu",
 ) -> xr.Dataset:
     """Solve the model under a dosing schedule: the mean-field ODE, or stochastic paths.
 
@@ -110,6 +111,12 @@ def simulate(
         gives each path's ``time_to_recurrence``, computed exactly in the kernel (default
         ``"size_at_withdrawal"``; for ODE results use :func:`tolsim.time_to_recurrence`).
         Stochastic options given to an ODE method are an error, not silently ignored.
+    device : {"cpu", "cuda"}
+        ``"cuda"`` solves the ODE on an NVIDIA GPU (:mod:`tolsim.cuda`; needs numba-cuda),
+        one thread per parameter set, with the CPU kernel's Dormand–Prince method step for
+        step: ``method`` ``"dopri5"`` or ``"auto"`` (DOPRI5 with stiffness detection; a
+        sample found stiff is redone on the CPU with the Rosenbrock switch, as the CPU's
+        ``"auto"`` would; a linear model is integrated, not solved exactly).
 
     Returns
     -------
@@ -159,6 +166,13 @@ def simulate(
                 f"`{given[0]}` applies to stochastic methods ('ssa', 'tau', 'hybrid'), not "
                 f"`method` = {method!r}"
             )
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
+    if device == "cuda" and method not in ("auto", "dopri5"):
+        raise ValueError(
+            f"`method` = {method!r} with `device` = 'cuda': the GPU kernel runs 'dopri5' and "
+            "'auto' (DOPRI5 with stiffness detection); use device='cpu' for other methods"
+        )
     rtol = _positive_float(rtol, "rtol")
     atol = _positive_float(atol, "atol")
     if rtol < 1e-13:
@@ -188,6 +202,10 @@ def simulate(
             throw=throw,
         )
     compiled = schedule.compile(model.drugs)
+    if device == "cuda":
+        return _simulate_cuda(
+            model, packed, single, schedule, t_out, compiled, method, rtol, atol, max_steps, throw
+        )
 
     constant_exposure = compiled.channel_drug.shape[0] == 0
     if method == "exact" and not (model.linear and constant_exposure):
@@ -225,6 +243,86 @@ def simulate(
         model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
     )
     failed = np.flatnonzero(stats[:, 0] != 0)
+    if failed.size and throw:
+        first = int(failed[0])
+        raise SolverError(
+            f"{failed.size} of {n_samples} sample(s) failed, first sample {first}: "
+            f"{STATUS_MESSAGES[int(stats[first, 0])]}. The partial result is in "
+            "`error.dataset`; pass throw=False to get it returned.",
+            ds,
+        )
+    return ds
+
+
+def _simulate_cuda(
+    model, packed, single, schedule, t_out, compiled, method, rtol, atol, max_steps, throw
+):
+    """:func:`simulate` on the GPU: trajectories at ``t_out``, per-sample step counts; samples
+    the kernel finds stiff (method "auto") are redone on the CPU."""
+    from tolsim import cuda
+
+    cuda.require()  # a clear error before any work
+    n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
+    _check_memory(n_samples, n_times, n_states, len(model.exposures))
+    table = cuda.schedule_table(model, [schedule], [t_out], traj_times=t_out)
+    result = cuda.solve(
+        model,
+        packed,
+        table,
+        np.zeros(n_samples, dtype=np.int32),
+        metrics=False,
+        stats=True,
+        n_traj=n_times,
+        rtol=rtol,
+        atol=atol,
+        max_steps=int(max_steps),
+        method=method,
+    )
+    out_x, out_dn = result.out_x, result.out_dn
+    stats = np.zeros((n_samples, 5), dtype=np.int64)
+    stats[:, 0] = result.status
+    stats[:, 1:4] = result.stats
+    stiff = np.flatnonzero(result.status == cuda.STIFF_DETECTED)
+    if stiff.size:
+        kernels = specialised("ode_template", model.rates)
+        cpu_x = np.empty((stiff.size, n_times, n_states))
+        cpu_dn = np.empty((stiff.size, n_times))
+        cpu_stats = np.zeros((stiff.size, kernels.N_STATS), dtype=np.int64)
+        rows = packed[stiff]
+        kernels.solve_batch(
+            rows,
+            model.initial_state(rows),
+            tuple(compiled),
+            model.stoichiometry.astype(np.float64),
+            t_out,
+            rtol,
+            atol,
+            int(max_steps),
+            _METHOD_CODES["auto"],
+            cpu_x,
+            cpu_dn,
+            cpu_stats,
+        )
+        out_x[stiff], out_dn[stiff], stats[stiff] = cpu_x, cpu_dn, cpu_stats
+    failed = np.flatnonzero(stats[:, 0] != 0)
+    ds = _to_dataset(
+        model,
+        packed,
+        single,
+        schedule,
+        t_out,
+        compiled,
+        out_x,
+        out_dn,
+        stats,
+        _METHOD_CODES[method],
+        rtol,
+        atol,
+    )
+    ds.attrs["device"] = "cuda"
+    ds["switched_to_stiff"].attrs["long_name"] = (
+        "stiffness detected on the GPU: solved on the CPU, Rosenbrock method from then on"
+    )
     if failed.size and throw:
         first = int(failed[0])
         raise SolverError(

@@ -180,6 +180,48 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
     return data
 
 
+def _evaluate_cuda(model: Model, packed: np.ndarray, schedules, schedule_of, spec: dict) -> dict:
+    """The outputs of :func:`_evaluate` from one GPU launch over all of a chunk's schedules:
+    metrics reduced on the device; samples found stiff are redone on the CPU."""
+    from tolsim import cuda
+
+    module = cuda.require()
+    grids = [_metric_grid(schedule, spec["times"]) for schedule in schedules]
+    want_metrics = spec["outputs"] in ("metrics", "both")
+    traj = spec["times"] if spec["outputs"] != "metrics" else None
+    table = cuda.schedule_table(model, schedules, grids, traj_times=traj)
+    level = spec["recurrence_threshold"]
+    with module.gpus[cuda.worker_device_index(len(module.gpus))]:
+        result = cuda.solve(
+            model,
+            packed,
+            table,
+            schedule_of,
+            metrics=want_metrics,
+            n_traj=0 if traj is None else traj.size,
+            threshold=np.nan if level is None else level,
+            rtol=spec["rtol"],
+            atol=spec["atol"],
+            max_steps=spec["max_steps"],
+            method=spec["method"],
+            chunk_size=spec["gpu_chunk_size"],
+        )
+    data = {"status": result.status}
+    if want_metrics:
+        for i, name in enumerate(cuda.METRIC_NAMES):
+            data[name] = result.metrics[:, i]
+    if traj is not None:
+        for i, state in enumerate(model.states):
+            data[state] = result.out_x[:, :, i]
+        data["N"] = result.out_x.sum(axis=2)
+    stiff = result.status == cuda.STIFF_DETECTED
+    for g in np.unique(schedule_of[stiff]):
+        rows = np.flatnonzero(stiff & (schedule_of == g))
+        for name, values in _evaluate(model, packed[rows], schedules[g], spec).items():
+            data[name][rows] = values
+    return data
+
+
 def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
     """Compute samples ``[start, stop)`` and write them into the store (runs on a worker).
 
@@ -200,7 +242,18 @@ def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
             return _evaluate_paths(model, packed_rows, schedule, spec, start + rows)
         return _evaluate(model, packed_rows, schedule, spec)
 
-    if not slots:
+    if spec["device"] == "cuda":
+        if slots:
+            keys = np.stack([columns[name] for name in slots], axis=1)
+            unique, group = np.unique(keys, axis=0, return_inverse=True)
+            schedules = [
+                spec["schedule"](**dict(zip(slots, values.tolist(), strict=True)))
+                for values in unique
+            ]
+        else:
+            schedules, group = [spec["schedule"]], np.zeros(n, dtype=np.int32)
+        data = _evaluate_cuda(model, packed, schedules, group.ravel(), spec)
+    elif not slots:
         data = evaluate(packed, spec["schedule"], np.arange(n))
     else:
         keys = np.stack([columns[name] for name in slots], axis=1)
@@ -279,6 +332,8 @@ def sweep(
     seed: int | None = None,
     max_events: int = 10**8,
     threshold: float = 1000.0,
+    device: str = "cpu",
+    gpu_chunk_size: int | None = None,
 ) -> xr.Dataset:
     """Evaluate a design of parameter sets on Dask, chunk by chunk into a Zarr store.
 
@@ -351,6 +406,21 @@ def sweep(
             f"{list(_METHOD_CODES) + list(_STOCHASTIC_CODES)}"
         )
     stochastic = method in _STOCHASTIC_CODES
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
+    if device == "cuda":
+        from tolsim import cuda
+
+        if method not in cuda.METHODS:
+            raise ValueError(
+                f"`method` = {method!r} with `device` = 'cuda': the GPU kernel runs "
+                f"{list(cuda.METHODS)}; use device='cpu' for other methods"
+            )
+        if gpu_chunk_size is not None and (
+            not isinstance(gpu_chunk_size, int | np.integer) or gpu_chunk_size < 1
+        ):
+            raise ValueError(f"`gpu_chunk_size` = {gpu_chunk_size!r}: expected an integer >= 1")
+        n_gpus = cuda.device_count()  # raises CudaUnavailableError here, before any work
     if stochastic:
         from tolsim.stochastic import _check_count, check_seed
 
@@ -423,6 +493,7 @@ def sweep(
             n_chunks,
             fingerprint,
             settings,
+            device,
         )
         done = np.zeros(n_chunks, dtype=bool)
     pending = [int(i) for i in np.flatnonzero(~done)]
@@ -448,12 +519,14 @@ def sweep(
             "seed": seed,
             "max_events": int(max_events),
             "threshold": float(threshold),
+            "device": device,
+            "gpu_chunk_size": None if gpu_chunk_size is None else int(gpu_chunk_size),
         }
         own_cluster = None
         own_client = False
         if client is None:
             own_cluster = LocalCluster(
-                n_workers=os.cpu_count() or 1,
+                n_workers=n_gpus if device == "cuda" else (os.cpu_count() or 1),
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=":0",
@@ -494,6 +567,7 @@ def _create_store(
     n_chunks,
     fingerprint,
     settings,
+    device="cpu",
 ):
     import dask.array as da
 
@@ -541,6 +615,7 @@ def _create_store(
         outputs=outputs,
         settings=json.dumps(settings),
         chunk_size=chunk_size,
+        device=device,  # where the store was started (results agree up to rounding)
         tolsim_version=tolsim.__version__,
         tolsim_sweep_fingerprint=fingerprint,
     )

@@ -30,6 +30,7 @@ _KERNEL_DIR = Path(__file__).resolve().parent
 # Modules whose numba functions the templates call: part of every copy's hash.
 _DEPENDENCIES = ("exposure.py", "linalg.py", "random.py")
 _MARKER = re.compile(r"^from \S+ import \S+ as model_rates  # TOLSIM-RATES$", re.M)
+_CONSTANT = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*) = .*  # TOLSIM-CONSTANT$", re.M)
 _LOCK = threading.Lock()
 _LOADED: dict[tuple[str, object], ModuleType] = {}
 _STALE_AFTER_S = 3600.0  # an older copy of the same kernels is deleted once this old
@@ -68,12 +69,17 @@ def _rates_source(rates) -> str:
             return func.__code__.co_code.hex() + repr(func.__code__.co_consts)
 
 
-def specialised(template: str, rates) -> ModuleType:
+def specialised(template: str, rates, constants: dict[str, str] | None = None) -> ModuleType:
     """Import the copy of kernel template ``template`` (e.g. ``"ode_template"``) for ``rates``.
 
     ``rates`` is a top-level ``numba.njit`` function; the result is cached per process.
+    ``constants`` maps names of the template's ``NAME = ...  # TOLSIM-CONSTANT`` lines to the
+    source text of their values in this copy (sizes that CUDA's local arrays need at compile
+    time, for instance); they are part of the copy's name.
     """
-    key = (template, rates)  # the dispatcher itself: holding it keeps its id from being reused
+    constants = dict(sorted((constants or {}).items()))
+    # the dispatcher itself: holding it keeps its id from being reused
+    key = (template, rates, tuple(constants.items()))
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
@@ -84,6 +90,7 @@ def specialised(template: str, rates) -> ModuleType:
             digest.update((_KERNEL_DIR / dep).read_bytes())
         digest.update(f"{func.__module__}.{func.__qualname__}".encode())
         digest.update(_rates_source(rates).encode())
+        digest.update(repr(constants).encode())
         tag = digest.hexdigest()[:16]
         safe = re.sub(r"\W", "_", f"{func.__module__}_{func.__qualname__}")
         name = f"tolsim_{template}_{safe}_{tag}"
@@ -93,6 +100,7 @@ def specialised(template: str, rates) -> ModuleType:
         source, count = _MARKER.subn(import_line, text)
         if count != 1:
             raise RuntimeError(f"kernel template {template!r} lacks its TOLSIM-RATES import")
+        source = _set_constants(template, source, constants)
         path = cache_dir() / f"{name}.py"
         if not path.exists() or path.read_text() != source:
             _remove_stale_copies(path.parent, f"tolsim_{template}_{safe}_")
@@ -106,6 +114,25 @@ def specialised(template: str, rates) -> ModuleType:
         spec.loader.exec_module(module)
         _LOADED[key] = module
         return module
+
+
+def _set_constants(template: str, source: str, constants: dict[str, str]) -> str:
+    found = set()
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        if name not in constants:
+            return match[0]
+        found.add(name)
+        return f"{name} = {constants[name]}  # TOLSIM-CONSTANT"
+
+    source = _CONSTANT.sub(replace, source)
+    missing = set(constants) - found
+    if missing:
+        raise RuntimeError(
+            f"kernel template {template!r} has no TOLSIM-CONSTANT {sorted(missing)}"
+        )
+    return source
 
 
 def _remove_stale_copies(directory: Path, prefix: str) -> None:

@@ -1,0 +1,373 @@
+"""GPU benchmark (issue 7): trajectories per second of the CUDA kernel, alone and end to end.
+
+Scenario: two-state logistic model, tamoxifen by mouth every 10 days, 19 doses from day 0
+(human PK, 200 mg), withdrawn at day 190: 19 schedule pieces, 360 days, adaptive
+Dormand–Prince at rtol = atol = 1e-6, outputs daily (361 times) reduced to the sweep
+metrics (time to recurrence, burden and tolerant fraction at withdrawal, nadir). Parameter
+sets: five parameters jittered by a uniform(0.8, 1.2) factor. Reported, medians of
+``--repeats`` runs in one process:
+
+- ``compile_s``: first call minus a warm call of the same size (numba-cuda compile + load);
+- kernel alone: one launch over ``--samples`` device-resident parameter sets, metrics only;
+- end to end: host packed parameters -> host metrics through :func:`tolsim.cuda.solve`
+  (chunks over two streams, transfers included), and the same with ``pack_table`` from the
+  design columns; with ``--sweep``, ``tolsim.sweep(device="cuda")`` into a Zarr store;
+- CPU ensemble: ``solve_batch`` on all cores plus the same metric reduction (``--cpu-samples``);
+- diffrax ``jit(vmap(diffeqsolve))`` (Dopri5, PID controller at the same tolerances, dose days
+  as jump times, daily SaveAt) on the same GPU when diffrax is importable.
+
+Also checks that the GPU metrics agree with the CPU's on the CPU samples (max relative error).
+
+Run: ``python benchmarks/gpu.py`` (1e6 samples) on a machine with an NVIDIA GPU and
+``pip install "tolsim[cuda]"``. Writes ``benchmarks/results/gpu.json``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave the GPU to numba
+
+import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+import tolsim  # noqa: E402
+from tolsim import cuda  # noqa: E402
+from tolsim.sweep import _evaluate, _metric_grid  # noqa: E402
+
+MODEL = tolsim.models.TwoState()
+PK = tolsim.PK.tamoxifen_human()
+SCHEDULE = tolsim.Schedule.oral(
+    "tamoxifen", dose_mg=200.0, every_days=10.0, stop_day=190.0, pk=PK, duration_days=360.0
+)
+JITTERED = ("lambda_S", "lambda_T", "kappa_T", "mu_E", "T0")
+RTOL = ATOL = 1e-6
+
+
+def table(n: int, seed: int = 2026) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    defaults = MODEL.default_params()
+    return {name: defaults[name] * rng.uniform(0.8, 1.2, n) for name in JITTERED}
+
+
+def median_time(fn, repeats: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _name(device) -> str:
+    name = getattr(device, "name", "numba CUDA simulator")
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def gpu_figures(args, grid) -> dict:
+    module = cuda.require()
+    device = module.get_current_device()
+    tab = cuda.schedule_table(MODEL, [SCHEDULE], [grid])
+    small = MODEL.pack_table(table(min(1024, args.samples), seed=1))
+    zeros_small = np.zeros(small.shape[0], np.int32)
+    start = time.perf_counter()
+    cuda.solve(MODEL, small, tab, zeros_small)
+    first = time.perf_counter() - start
+    warm_small, _ = median_time(lambda: cuda.solve(MODEL, small, tab, zeros_small), 3)
+
+    columns = table(args.samples)
+    packed = MODEL.pack_table(columns)
+    schedule_of = np.zeros(args.samples, np.int32)
+
+    # kernel alone: inputs already on the device, one launch, metrics only
+    kernels = cuda.kernel_module(MODEL, tab.n_channels)
+    base = packed[0].copy()
+    varying = np.flatnonzero((packed != base).any(axis=0)).astype(np.int64)
+    d_in = [module.to_device(a) for a in (base, varying, np.ascontiguousarray(packed[:, varying]))]
+    d_sched = module.to_device(schedule_of)
+    d_tab = [module.to_device(a) for a in tab.arrays()]
+    d_metrics = module.device_array((args.samples, kernels.N_METRICS))
+    d_status = module.device_array(args.samples, dtype=np.int32)
+    d_stats = module.device_array((1, kernels.N_STATS), dtype=np.int64)
+    d_x = module.device_array((1, 1, len(MODEL.states)))
+    d_dn = module.device_array((1, 1))
+    per_block = {}
+
+    def launch(threads):
+        if cuda._simulated():  # (a smoke run under the simulator: one thread per block)
+            threads = 1
+        kernels.solve_kernel[-(-args.samples // threads), threads](
+            *d_in, d_sched, *d_tab, np.nan, RTOL, ATOL, 100_000, 0, True, False,
+            d_metrics, d_status, d_stats, d_x, d_dn,
+        )  # fmt: skip
+        module.synchronize()
+
+    for threads in (64, 128, 256):
+        launch(threads)
+        per_block[threads], _ = median_time(lambda t=threads: launch(t), args.repeats)
+    best_threads = min(per_block, key=per_block.get)
+    kernel_s = per_block[best_threads]
+    status = d_status.copy_to_host()
+
+    def end_to_end():
+        return cuda.solve(
+            MODEL, packed, tab, schedule_of, rtol=RTOL, atol=ATOL, method="dopri5",
+            threads_per_block=best_threads, chunk_size=args.gpu_chunk,
+        )  # fmt: skip
+
+    result = end_to_end()
+    e2e_s, e2e_all = median_time(end_to_end, args.repeats)
+
+    def from_design():
+        rows = MODEL.pack_table(columns, "design")
+        return cuda.solve(
+            MODEL, rows, tab, schedule_of, rtol=RTOL, atol=ATOL, method="dopri5",
+            threads_per_block=best_threads, chunk_size=args.gpu_chunk,
+        )  # fmt: skip
+
+    design_s, _ = median_time(from_design, args.repeats)
+    figures = {
+        "device_name": _name(device),
+        "compute_capability": list(getattr(device, "compute_capability", ())),
+        "compile_s": first - warm_small,
+        "first_call_small_s": first,
+        "warm_call_small_s": warm_small,
+        "small_samples": int(small.shape[0]),
+        "kernel_s_by_threads_per_block": per_block,
+        "threads_per_block": best_threads,
+        "kernel_s": kernel_s,
+        "kernel_trajectories_per_s": args.samples / kernel_s,
+        "end_to_end_s": e2e_s,
+        "end_to_end_all_s": e2e_all,
+        "end_to_end_trajectories_per_s": args.samples / e2e_s,
+        "end_to_end_with_pack_s": design_s,
+        "end_to_end_with_pack_trajectories_per_s": args.samples / design_s,
+        "failed_samples": int(np.count_nonzero(status != 0)),
+    }
+    return figures, result, packed
+
+
+def sweep_figures(args) -> dict:
+    import shutil
+    import tempfile
+
+    from distributed import Client, LocalCluster
+
+    design = tolsim.design.Design(table(args.samples), "table")
+    directory = tempfile.mkdtemp()
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0")
+    try:
+        with Client(cluster) as client:
+            warm = tolsim.design.Design(table(min(4096, args.samples), seed=5), "table")
+            tolsim.sweep(MODEL, warm, SCHEDULE, store=f"{directory}/warm.zarr", client=client,
+                         device="cuda", chunk_size=args.sweep_chunk)  # fmt: skip
+            start = time.perf_counter()
+            tolsim.sweep(MODEL, design, SCHEDULE, store=f"{directory}/s.zarr", client=client,
+                         device="cuda", chunk_size=args.sweep_chunk)  # fmt: skip
+            elapsed = time.perf_counter() - start
+    finally:
+        cluster.close()
+        shutil.rmtree(directory, ignore_errors=True)
+    return {
+        "sweep_s": elapsed,
+        "sweep_trajectories_per_s": args.samples / elapsed,
+        "sweep_chunk_size": args.sweep_chunk,
+    }
+
+
+def cpu_figures(args, gpu_result) -> dict:
+    n = args.cpu_samples
+    columns = table(args.samples)
+    packed = MODEL.pack_table({k: v[:n] for k, v in columns.items()})
+    spec = {
+        "times": None,
+        "rtol": RTOL,
+        "atol": ATOL,
+        "max_steps": 100_000,
+        "method": "dopri5",
+        "outputs": "metrics",
+        "recurrence_threshold": None,
+    }
+    _evaluate(MODEL, packed[:64], SCHEDULE, spec)  # compile / load the cache
+    cpu_s, _ = median_time(lambda: _evaluate(MODEL, packed, SCHEDULE, spec), args.cpu_repeats)
+    expected = _evaluate(MODEL, packed, SCHEDULE, spec)
+    agreement = {}
+    for i, name in enumerate(cuda.METRIC_NAMES):
+        got, want = gpu_result.metrics[:n, i], expected[name]
+        both = np.isfinite(got) & np.isfinite(want)
+        same_nonfinite = bool(np.array_equal(np.isfinite(got), np.isfinite(want)))
+        rel = np.abs(got[both] - want[both]) / np.maximum(np.abs(want[both]), 1e-300)
+        agreement[name] = {
+            "max_relative_error": float(rel.max()) if rel.size else 0.0,
+            "identical_fraction": float(np.mean(got[both] == want[both])) if rel.size else 1.0,
+            "same_finite_pattern": same_nonfinite,
+        }
+    return {
+        "cpu_threads": numba.get_num_threads(),
+        "cpu_samples": n,
+        "cpu_s": cpu_s,
+        "cpu_trajectories_per_s": n / cpu_s,
+        "gpu_vs_cpu_metrics": agreement,
+    }
+
+
+def diffrax_figures(args, grid) -> dict | None:
+    try:
+        import diffrax
+        import jax
+        import jax.numpy as jnp
+    except ImportError as error:
+        return {"skipped": f"diffrax not importable: {error}"}
+    jax.config.update("jax_enable_x64", True)
+    compiled = SCHEDULE.compile(MODEL.drugs)
+    ka = float(compiled.channel_ka_per_day[0])
+    ke = float(compiled.channel_ke_per_day[0])
+    um_per_mg = float(compiled.channel_um_per_mg[0])
+    dose_amount = float(compiled.depot_mg[0, 0])
+    dose_days = jnp.asarray(SCHEDULE.oral_doses[0].dose_days)
+    stoich = MODEL.stoichiometry.astype(float)
+    assert stoich.tolist() == [[1, 0], [-1, 0], [-1, 1], [0, 1], [0, -1], [1, -1]], stoich
+    names = MODEL.parameter_names
+    defaults = MODEL.pack({})
+
+    def concentration(t):
+        tau = t - dose_days
+        bateman = ka / (ka - ke) * (jnp.exp(-ke * tau) - jnp.exp(-ka * tau))
+        return um_per_mg * dose_amount * jnp.sum(jnp.where(tau >= 0.0, bateman, 0.0))
+
+    def field(t, y, p):
+        s, tc = y[0], y[1]
+        c = concentration(t)
+        e_tam = c / (c + p[names.index("EC50_tam")])  # h_tam = 1
+        g = 1.0 - (s + tc) / p[names.index("K")]
+        out0 = p[0] * (1.0 - p[2] * e_tam) * g * s
+        out1 = (p[4] + p[6] * e_tam) * s
+        out2 = (p[8] + p[9] * e_tam) * s
+        out3 = p[1] * (1.0 - p[3] * e_tam) * g * tc  # no inhibitor
+        out4 = p[5] * tc
+        out5 = (p[10] + p[11] * (1.0 - e_tam)) * tc
+        return jnp.stack([out0 - out1 - out2 + out5, out2 + out3 - out4 - out5])
+
+    ts = jnp.asarray(grid)
+    term = diffrax.ODETerm(field)
+    controller = diffrax.PIDController(rtol=RTOL, atol=ATOL, jump_ts=dose_days)
+
+    def solve_one(p):
+        y0 = jnp.stack([p[names.index("S0")], p[names.index("T0")]])
+        sol = diffrax.diffeqsolve(
+            term, diffrax.Dopri5(), 0.0, float(grid[-1]), None, y0, args=p,
+            saveat=diffrax.SaveAt(ts=ts), stepsize_controller=controller, max_steps=16_384,
+        )  # fmt: skip
+        return sol.ys
+
+    solve = jax.jit(jax.vmap(solve_one))
+    n = args.diffrax_samples
+    cols = table(args.samples)
+    packed = np.repeat(defaults[None, :], n, axis=0)
+    for name, values in cols.items():
+        packed[:, names.index(name)] = values[:n]
+    params = jnp.asarray(packed)
+    start = time.perf_counter()
+    ys = solve(params).block_until_ready()
+    first = time.perf_counter() - start
+    warm, _ = median_time(lambda: solve(params).block_until_ready(), max(1, args.repeats // 2))
+    first_rows = {name: values[:8] for name, values in cols.items()}
+    ours = tolsim.simulate(MODEL, first_rows, SCHEDULE, [float(grid[-1])], method="dopri5")
+    theirs = np.asarray(ys[:8, -1, :].sum(axis=1))
+    return {
+        "diffrax_version": diffrax.__version__,
+        "jax_version": jax.__version__,
+        "diffrax_samples": n,
+        "diffrax_compile_s": first - warm,
+        "diffrax_s": warm,
+        "diffrax_trajectories_per_s": n / warm,
+        "final_cells": theirs.tolist(),
+        "final_cells_max_relative_difference_vs_tolsim": float(
+            np.max(np.abs(theirs - ours.N.values[:, -1]) / ours.N.values[:, -1])
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--cpu-samples", type=int, default=20_000)
+    parser.add_argument("--diffrax-samples", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cpu-repeats", type=int, default=3)
+    parser.add_argument("--gpu-chunk", type=int, default=None)
+    parser.add_argument("--sweep", action="store_true", help="also time tolsim.sweep on GPU")
+    parser.add_argument("--sweep-chunk", type=int, default=250_000)
+    parser.add_argument("--no-diffrax", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/gpu.json")
+    args = parser.parse_args()
+
+    grid = _metric_grid(SCHEDULE, None)
+    assert SCHEDULE.compile(MODEL.drugs).breakpoints_days.size - 1 == 19
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "versions": {
+            "tolsim": tolsim.__version__,
+            "numba": numba.__version__,
+            "numpy": np.__version__,
+        },
+        "scenario": {
+            "model": "TwoState (logistic)",
+            "schedule": (
+                "oral tamoxifen 200 mg every 10 days, days 0-180 (19 doses), human PK; "
+                "off to day 360"
+            ),
+            "pieces": 19,
+            "outputs": int(grid.size),
+            "rtol": RTOL,
+            "atol_cells": ATOL,
+            "samples": args.samples,
+            "jittered": list(JITTERED),
+        },
+    }
+    try:
+        from importlib.metadata import version
+
+        report["versions"]["numba_cuda"] = version("numba-cuda")
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    gpu, result, _ = gpu_figures(args, grid)
+    report["gpu"] = gpu
+    print(json.dumps(gpu, indent=1), flush=True)
+    if args.sweep:
+        report["sweep"] = sweep_figures(args)
+        print(json.dumps(report["sweep"], indent=1), flush=True)
+    report["cpu"] = cpu_figures(args, result)
+    print(json.dumps(report["cpu"], indent=1), flush=True)
+    if not args.no_diffrax:
+        report["diffrax"] = diffrax_figures(args, grid)
+        print(json.dumps(report["diffrax"], indent=1), flush=True)
+    ratios = {
+        "kernel_vs_cpu": gpu["kernel_trajectories_per_s"]
+        / report["cpu"]["cpu_trajectories_per_s"],
+        "end_to_end_vs_cpu": gpu["end_to_end_trajectories_per_s"]
+        / report["cpu"]["cpu_trajectories_per_s"],
+    }
+    diffrax_rate = (report.get("diffrax") or {}).get("diffrax_trajectories_per_s")
+    if diffrax_rate:
+        ratios["end_to_end_vs_diffrax"] = gpu["end_to_end_trajectories_per_s"] / diffrax_rate
+        ratios["kernel_vs_diffrax"] = gpu["kernel_trajectories_per_s"] / diffrax_rate
+    report["ratios"] = ratios
+    print(json.dumps(ratios, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""GPU ensembles: the ODE kernel on CUDA (numba-cuda), one thread per trajectory.
+
+``tolsim.simulate(..., device="cuda")`` and ``tolsim.sweep(..., device="cuda")`` run here.
+The kernel (:mod:`tolsim.kernels.cuda_template`) is generated from the same model description
+as the CPU kernels: no per-model CUDA. Samples go to the GPU in chunks that bound its memory,
+alternating between two CUDA streams with pinned host buffers, so one chunk's transfers
+overlap the other's computation; sweep metrics are reduced on the device, so only a few
+numbers per trajectory come back.
+
+Needs numba-cuda and an NVIDIA GPU (``pip install "tolsim[cuda]"``); without a GPU,
+:func:`require` raises :class:`CudaUnavailableError` saying why. With
+``NUMBA_ENABLE_CUDASIM=1`` numba's CUDA simulator runs the same kernel in Python threads
+(slowly): the test suite checks the kernel against the CPU that way.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tolsim.kernels.specialise import specialised
+from tolsim.models.base import Model
+from tolsim.schedule import Schedule
+
+__all__ = [
+    "CudaUnavailableError",
+    "device_count",
+    "is_available",
+    "require",
+    "solve",
+]
+
+METRIC_NAMES = (
+    "time_to_recurrence",
+    "burden_at_withdrawal",
+    "tolerant_fraction_at_withdrawal",
+    "nadir_cells",
+    "nadir_day",
+)
+METHODS = ("auto", "dopri5")
+STIFF_DETECTED = -4  # the kernel's code for "auto found this sample stiff"
+THREADS_PER_BLOCK = 128
+DEFAULT_CHUNK = 2**18
+
+
+class CudaUnavailableError(RuntimeError):
+    """``device="cuda"`` was asked for where it cannot run (no numba-cuda, no GPU)."""
+
+
+def _import_cuda():
+    try:
+        cuda = importlib.import_module("numba.cuda")
+    except ImportError as error:
+        raise CudaUnavailableError(
+            "`device` = 'cuda' needs the numba-cuda package, which is not importable "
+            f"({error}); install it with: pip install 'tolsim[cuda]' (CUDA 13 drivers) or "
+            "'tolsim[cuda12]'"
+        ) from error
+    except AttributeError as error:
+        raise CudaUnavailableError(_numpy_trap_message(error)) from error
+    return cuda
+
+
+def _numpy_trap_message(error: BaseException) -> str:
+    """Explain numba-cuda failing on import under a numpy it does not support."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        numba_cuda = version("numba-cuda")
+    except PackageNotFoundError:
+        numba_cuda = "(unknown version)"
+    if "row_stack" in str(error):
+        why = "it calls np.row_stack, which numpy 2.5 removed"
+    else:
+        why = f"{type(error).__name__}: {error}"
+    return (
+        f"numba-cuda {numba_cuda} fails to import with numpy {np.__version__} ({why}); "
+        "install the versions pinned by tolsim's extra: pip install 'tolsim[cuda]' "
+        "(numpy<2.5)"
+    )
+
+
+def is_available() -> bool:
+    """True if a CUDA GPU (or numba's CUDA simulator) can run the kernels here."""
+    try:
+        cuda = _import_cuda()
+    except CudaUnavailableError:
+        return False
+    return bool(cuda.is_available())
+
+
+def require():
+    """The ``numba.cuda`` module, or :class:`CudaUnavailableError` saying what is missing."""
+    cuda = _import_cuda()
+    if not cuda.is_available():
+        raise CudaUnavailableError(
+            "`device` = 'cuda' but no CUDA GPU is usable here (numba.cuda.is_available() is "
+            "False: no NVIDIA GPU, or its driver is missing); run on a GPU machine, use "
+            "device='cpu', or set NUMBA_ENABLE_CUDASIM=1 before importing tolsim to run "
+            "numba's CUDA simulator (slow; for testing)"
+        )
+    return cuda
+
+
+def _simulated() -> bool:
+    import numba
+
+    return bool(getattr(numba.config, "ENABLE_CUDASIM", False))
+
+
+def device_count() -> int:
+    """Number of CUDA GPUs visible to this process (1 under the simulator)."""
+    return len(require().gpus)
+
+
+def worker_device_index(n_devices: int) -> int:
+    """GPU a Dask worker should use: ``$TOLSIM_CUDA_DEVICE`` if set, else the worker's
+    number (the names a ``LocalCluster`` gives) modulo the GPUs, else 0. One worker per GPU
+    (as ``tolsim.sweep`` starts, or ``dask_cuda.LocalCUDACluster``) then owns one GPU each."""
+    chosen = os.environ.get("TOLSIM_CUDA_DEVICE")
+    if chosen is not None:
+        try:
+            index = int(chosen)
+        except ValueError:
+            raise ValueError(
+                f"TOLSIM_CUDA_DEVICE = {chosen!r}: expected a GPU index (0, 1, ...)"
+            ) from None
+        if not 0 <= index < n_devices:
+            raise ValueError(
+                f"TOLSIM_CUDA_DEVICE = {index}: expected an index below the {n_devices} "
+                "visible GPU(s)"
+            )
+        return index
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return 0
+    if isinstance(name, int | np.integer) or (isinstance(name, str) and name.isdigit()):
+        return int(name) % n_devices
+    return 0
+
+
+def kernel_module(model: Model, n_channels: int):
+    """The model's CUDA kernel module (specialised copy of ``cuda_template``)."""
+    require()
+    tolerant = np.array([float(s in model.tolerant_states) for s in model.states])
+    names = model.parameter_names
+    initial = [names.index(dict(model.initial)[s]) for s in model.states]
+    stoich = model.stoichiometry.astype(np.float64)
+    constants = {
+        "N_STATES": str(len(model.states)),
+        "N_TRANSITIONS": str(stoich.shape[0]),
+        "N_PACKED": str(model.pack({}).size),
+        "N_DRUGS": str(len(model.drugs)),
+        "N_CHANNELS": str(int(n_channels)),
+        "STOICH": f"np.array({stoich.tolist()!r})",
+        "TOLERANT": f"np.array({tolerant.tolist()!r})",
+        "INITIAL": f"np.array({initial!r}, dtype=np.int64)",
+    }
+    return specialised("cuda_template", model.rates, constants)
+
+
+@dataclass
+class ScheduleTable:
+    """Padded per-schedule arrays the kernel reads (one row per distinct schedule)."""
+
+    breakpoints: np.ndarray  # (S, P + 1) days
+    n_pieces: np.ndarray  # (S,) int64
+    level: np.ndarray  # (S, P, n_drugs) µM
+    pk: np.ndarray  # (S, P, C, 7): rows of tolsim.kernels.exposure.load_piece's PK table
+    grid: np.ndarray  # (S, G) output days (padded with inf)
+    n_grid: np.ndarray  # (S,) int64
+    w_index: np.ndarray  # (S,) int64, grid index of tamoxifen withdrawal, -1 if none
+    w_day: np.ndarray  # (S,) days
+    traj_slot: np.ndarray  # (S, G) int32, trajectory slot of each output, -1 if none
+    n_channels: int  # PK channels (the padded arrays hold at least one)
+
+    def arrays(self) -> tuple:
+        return (
+            self.breakpoints,
+            self.n_pieces,
+            self.level,
+            self.pk,
+            self.grid,
+            self.n_grid,
+            self.w_index,
+            self.w_day,
+            self.traj_slot,
+        )
+
+
+def schedule_table(
+    model: Model,
+    schedules: Sequence[Schedule],
+    grids: Sequence[np.ndarray],
+    traj_times: np.ndarray | None = None,
+) -> ScheduleTable:
+    """Pack schedules (compiled for ``model``'s drugs) and their output grids into padded
+    arrays. ``traj_times`` (each on every grid) are the outputs stored as trajectories."""
+    from tolsim.kernels.exposure import PK_COLUMNS, load_piece
+
+    compiled = [s.compile(model.drugs) for s in schedules]
+    n_s = len(compiled)
+    n_drugs = len(model.drugs)
+    pieces = [c.breakpoints_days.size - 1 for c in compiled]
+    n_p = max(pieces)
+    n_c = max(c.channel_drug.size for c in compiled)
+    n_g = max(g.size for g in grids)
+    table = ScheduleTable(
+        breakpoints=np.zeros((n_s, n_p + 1)),
+        n_pieces=np.array(pieces, dtype=np.int64),
+        level=np.zeros((n_s, n_p, n_drugs)),
+        pk=np.zeros((n_s, n_p, max(n_c, 1), PK_COLUMNS)),  # padding channels add nothing
+        grid=np.full((n_s, n_g), np.inf),
+        n_grid=np.array([g.size for g in grids], dtype=np.int64),
+        w_index=np.full(n_s, -1, dtype=np.int64),
+        w_day=np.full(n_s, np.nan),
+        traj_slot=np.full((n_s, n_g), -1, dtype=np.int32),
+        n_channels=n_c,
+    )
+    for i, (schedule, c, grid) in enumerate(zip(schedules, compiled, grids, strict=True)):
+        ch = c.channel_drug.size
+        table.breakpoints[i, : pieces[i] + 1] = c.breakpoints_days
+        for piece in range(pieces[i]):
+            load_piece(c, piece, table.level[i, piece], table.pk[i, piece, :ch])
+        table.grid[i, : grid.size] = grid
+        try:
+            w = schedule.withdrawal_day("tamoxifen")
+        except ValueError:
+            w = None
+        if w is not None:
+            table.w_index[i] = int(np.searchsorted(grid, w))
+            table.w_day[i] = w
+        if traj_times is not None:
+            table.traj_slot[i, np.searchsorted(grid, traj_times)] = np.arange(
+                traj_times.size, dtype=np.int32
+            )
+    return table
+
+
+@dataclass
+class Result:
+    """What :func:`solve` returns (host arrays, one row per sample)."""
+
+    status: np.ndarray  # (n,) int32; STIFF_DETECTED for samples the CPU must redo
+    metrics: np.ndarray | None  # (n, 5) float64 in METRIC_NAMES order
+    stats: np.ndarray | None  # (n, 3) int64: accepted steps, rejected steps, rhs evaluations
+    out_x: np.ndarray | None  # (n, n_traj, n_states)
+    out_dn: np.ndarray | None  # (n, n_traj)
+
+
+def solve(
+    model: Model,
+    packed: np.ndarray,
+    table: ScheduleTable,
+    schedule_of: np.ndarray,
+    *,
+    metrics: bool = True,
+    stats: bool = False,
+    n_traj: int = 0,
+    threshold: float = math.nan,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    max_steps: int = 100_000,
+    method: str = "dopri5",
+    chunk_size: int | None = None,
+    threads_per_block: int = THREADS_PER_BLOCK,
+) -> Result:
+    """Solve every row of ``packed`` under schedule ``schedule_of[row]`` of ``table`` on
+    the current GPU, in chunks of ``chunk_size`` samples over two streams.
+
+    Only parameter columns that differ between rows are sent; each thread rebuilds its full
+    parameter vector from the first row. ``chunk_size`` defaults to a size that keeps the two
+    streams' buffers within a quarter of the GPU's free memory (at most 2**18 samples).
+    """
+    cuda = require()
+    simulated = _simulated()
+    if method not in METHODS:
+        raise ValueError(f"`method` = {method!r}: the CUDA kernel runs {list(METHODS)}")
+    kernels = kernel_module(model, table.n_channels)
+    packed = np.ascontiguousarray(packed, dtype=np.float64)
+    n, n_packed = packed.shape
+    n_states = len(model.states)
+    schedule_of = np.ascontiguousarray(schedule_of, dtype=np.int32)
+    base = packed[0].copy()
+    varying = np.flatnonzero((packed != base).any(axis=0)).astype(np.int64)
+    if varying.size == 0:
+        varying = np.zeros(1, dtype=np.int64)  # one (constant) column: no zero-width arrays
+    values = np.ascontiguousarray(packed[:, varying])
+    per_sample = (
+        8 * varying.size
+        + 4
+        + 4
+        + (8 * kernels.N_METRICS if metrics else 0)
+        + (8 * kernels.N_STATS if stats else 0)
+        + 8 * n_traj * (n_states + 1)
+    )
+    if chunk_size is None:
+        try:
+            free, _ = cuda.current_context().get_memory_info()
+        except Exception:  # the simulator has no memory info
+            free = 2**30
+        chunk_size = int(max(1, min(DEFAULT_CHUNK, free // 4 // (2 * per_sample))))
+    chunk_size = int(min(chunk_size, n))
+    if chunk_size < 1:
+        raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
+
+    result = Result(
+        status=np.empty(n, dtype=np.int32),
+        metrics=np.empty((n, kernels.N_METRICS)) if metrics else None,
+        stats=np.empty((n, kernels.N_STATS), dtype=np.int64) if stats else None,
+        out_x=np.empty((n, n_traj, n_states)) if n_traj else None,
+        out_dn=np.empty((n, n_traj)) if n_traj else None,
+    )
+    shared = [cuda.to_device(a) for a in table.arrays()]
+    d_base = cuda.to_device(base)
+    d_varying = cuda.to_device(varying)
+    m = chunk_size
+    dummy_metrics = cuda.device_array((1, kernels.N_METRICS))
+    dummy_stats = cuda.device_array((1, kernels.N_STATS), dtype=np.int64)
+    dummy_x = cuda.device_array((1, 1, n_states))
+    dummy_dn = cuda.device_array((1, 1))
+
+    def buffers():
+        host_in = {
+            "values": cuda.pinned_array((m, varying.size)),
+            "schedule_of": cuda.pinned_array(m, dtype=np.int32),
+        }
+        host_out = {"status": cuda.pinned_array(m, dtype=np.int32)}
+        dev = {
+            "values": cuda.device_array((m, varying.size)),
+            "schedule_of": cuda.device_array(m, dtype=np.int32),
+            "status": cuda.device_array(m, dtype=np.int32),
+            "metrics": dummy_metrics,
+            "stats": dummy_stats,
+            "out_x": dummy_x,
+            "out_dn": dummy_dn,
+        }
+        if metrics:
+            host_out["metrics"] = cuda.pinned_array((m, kernels.N_METRICS))
+            dev["metrics"] = cuda.device_array((m, kernels.N_METRICS))
+        if stats:
+            host_out["stats"] = cuda.pinned_array((m, kernels.N_STATS), dtype=np.int64)
+            dev["stats"] = cuda.device_array((m, kernels.N_STATS), dtype=np.int64)
+        if n_traj:
+            host_out["out_x"] = cuda.pinned_array((m, n_traj, n_states))
+            host_out["out_dn"] = cuda.pinned_array((m, n_traj))
+            dev["out_x"] = cuda.device_array((m, n_traj, n_states))
+            dev["out_dn"] = cuda.device_array((m, n_traj))
+        return host_in, host_out, dev
+
+    lanes = [(cuda.stream(), *buffers()) for _ in range(2 if n > chunk_size else 1)]
+    pending: list[tuple[int, int] | None] = [None] * len(lanes)
+
+    def collect(lane: int) -> None:
+        stream, _, host_out, _ = lanes[lane]
+        stream.synchronize()
+        lo, hi = pending[lane]
+        rows = hi - lo
+        result.status[lo:hi] = host_out["status"][:rows]
+        for name in ("metrics", "stats", "out_x", "out_dn"):
+            if name in host_out:
+                getattr(result, name)[lo:hi] = host_out[name][:rows]
+        pending[lane] = None
+
+    for c, lo in enumerate(range(0, n, chunk_size)):
+        lane = c % len(lanes)
+        if pending[lane] is not None:
+            collect(lane)
+        stream, host_in, host_out, dev = lanes[lane]
+        hi = min(lo + chunk_size, n)
+        rows = hi - lo
+        host_in["values"][:rows] = values[lo:hi]
+        host_in["schedule_of"][:rows] = schedule_of[lo:hi]
+        d_values = dev["values"][:rows]
+        d_schedule_of = dev["schedule_of"][:rows]
+        d_values.copy_to_device(host_in["values"][:rows], stream=stream)
+        d_schedule_of.copy_to_device(host_in["schedule_of"][:rows], stream=stream)
+        # numba's simulator runs a block's threads concurrently in Python, where they fight
+        # over the GIL: there, blocks of one thread (run one after another) are much faster
+        block = 1 if simulated else min(threads_per_block, rows)
+        kernels.solve_kernel[-(-rows // block), block, stream](
+            d_base,
+            d_varying,
+            d_values,
+            d_schedule_of,
+            *shared,
+            float(threshold),
+            float(rtol),
+            float(atol),
+            int(max_steps),
+            1 if method == "auto" else 0,
+            bool(metrics),
+            bool(stats),
+            dev["metrics"][:rows] if metrics else dev["metrics"],
+            dev["status"][:rows],
+            dev["stats"][:rows] if stats else dev["stats"],
+            dev["out_x"][:rows] if n_traj else dev["out_x"],
+            dev["out_dn"][:rows] if n_traj else dev["out_dn"],
+        )
+        for name, array in host_out.items():
+            dev[name][:rows].copy_to_host(array[:rows], stream=stream)
+        pending[lane] = (lo, hi)
+    for lane in range(len(lanes)):
+        if pending[lane] is not None:
+            collect(lane)
+    return result

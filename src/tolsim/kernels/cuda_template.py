@@ -1,0 +1,562 @@
+"""CUDA kernel for ensembles of ODE solves, one thread per trajectory (numba-cuda).
+
+A *template* like :mod:`tolsim.kernels.ode_template`: :mod:`tolsim.kernels.specialise` writes
+a copy per model with the ``TOLSIM-RATES`` import naming the model's rate function and the
+``TOLSIM-CONSTANT`` lines holding the model's sizes and stoichiometry, which CUDA needs at
+compile time (per-thread arrays live in registers only with constant sizes). Nothing here is
+written per model: the rate function and the numba functions it calls (``hill``, ...) are
+compiled again as CUDA device functions from their Python source (:func:`device_function`).
+
+The solver is the CPU kernel's Dormand–Prince 5(4) step for step: the same tableau, PI
+controller, initial step, breakpoint handling (every piece integrated separately, the step
+after an oral dose shortened below the absorption time), clipping at zero, dense output and
+stiffness detector. Where the CPU method ``"auto"`` would switch to the Rosenbrock method,
+the thread stops with :data:`STIFF_DETECTED` and the host redoes that sample on the CPU.
+
+Each thread reduces its trajectory to sweep metrics as the outputs are produced (time to
+recurrence by the cubic Hermite crossing of :mod:`tolsim.kernels.events`, burden and tolerant
+fraction at withdrawal, nadir), so only a few numbers per trajectory cross the bus; states are
+stored only at the output slots asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+from numba import cuda, float64
+from numba.core.registry import CPUDispatcher
+
+from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
+
+N_STATES = 2  # TOLSIM-CONSTANT
+N_TRANSITIONS = 6  # TOLSIM-CONSTANT
+N_PACKED = 20  # TOLSIM-CONSTANT
+N_DRUGS = 2  # TOLSIM-CONSTANT
+N_CHANNELS = 0  # TOLSIM-CONSTANT
+STOICH = np.zeros((6, 2))  # TOLSIM-CONSTANT
+TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
+# packed column holding each initial state
+INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
+
+NC_ALLOC = max(N_CHANNELS, 1)  # CUDA has no zero-length local arrays
+
+SUCCESS = 0
+STEP_SIZE_TOO_SMALL = -1
+MAX_STEPS_REACHED = -2
+NON_FINITE_STATE = -3
+STIFF_DETECTED = -4  # method "auto" found the problem stiff: the host solves it on the CPU
+
+METHOD_DOPRI5 = 0
+METHOD_AUTO = 1
+
+# metric columns
+M_TIME_TO_RECURRENCE = 0
+M_BURDEN_AT_WITHDRAWAL = 1
+M_TOLERANT_FRACTION_AT_WITHDRAWAL = 2
+M_NADIR_CELLS = 3
+M_NADIR_DAY = 4
+N_METRICS = 5
+
+# stats columns
+S_STEPS = 0
+S_REJECTED = 1
+S_RHS = 2
+N_STATS = 3
+
+SAFETY = 0.9
+PI_BETA = 0.04
+PI_EXPO1 = 0.2 - PI_BETA * 0.75
+FAC_MIN = 0.2
+FAC_MAX = 10.0
+STIFF_LIMIT = 3.25
+STIFF_STEPS = 15
+STIFF_CHECK_EVERY = 10
+EPS = 2.220446049250313e-16
+LOG_1E_4 = math.log(1e-4)
+ABSORPTION_STEP = 0.25
+
+# Dormand-Prince 5(4) as in ode_template: nodes, stage coefficients (row 6 is the solution),
+# error weights.
+DP_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
+DP_A = np.array(
+    [
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [1 / 5, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [3 / 40, 9 / 40, 0.0, 0.0, 0.0, 0.0],
+        [44 / 45, -56 / 15, 32 / 9, 0.0, 0.0, 0.0],
+        [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0.0, 0.0],
+        [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0.0],
+        [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
+    ]
+)
+DP_E = np.array([-71 / 57600, 0.0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
+DENSE_P = np.array(
+    [
+        [1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432],
+        [0.0, 0.0, 0.0, 0.0],
+        [0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799],
+        [0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072],
+        [
+            0.0,
+            127303824393 / 49829197408,
+            -318862633887 / 49829197408,
+            701980252875 / 199316789632,
+        ],
+        [0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844],
+        [0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
+    ]
+)
+
+
+def device_function(dispatcher, _done=None):
+    """A CUDA device function compiled from a ``numba.njit`` function's Python source, with
+    the njit functions it calls (by global name) converted the same way."""
+    done = {} if _done is None else _done
+    if dispatcher in done:
+        return done[dispatcher]
+    func = dispatcher.py_func
+    namespace = dict(func.__globals__)
+    for name in func.__code__.co_names:
+        value = namespace.get(name)
+        if isinstance(value, CPUDispatcher):
+            namespace[name] = device_function(value, done)
+    clone = types.FunctionType(
+        func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__
+    )
+    done[dispatcher] = cuda.jit(device=True)(clone)
+    return done[dispatcher]
+
+
+rates = device_function(model_rates)
+
+
+@cuda.jit(device=True)
+def central_amount(tau, depot0, central0, infusion, ka, ke):
+    """As :func:`tolsim.kernels.exposure.central_amount`."""
+    decay_e = math.exp(-ke * tau)
+    amount = central0 * decay_e
+    if depot0 != 0.0:
+        if abs(ka - ke) <= 1e-9 * ka:
+            amount += depot0 * ka * tau * decay_e
+        else:
+            amount += depot0 * ka / (ka - ke) * (decay_e - math.exp(-ka * tau))
+    if infusion != 0.0:
+        amount += infusion / ke * (1.0 - decay_e)
+    return amount
+
+
+# Columns of the per-piece PK rows (as tolsim.kernels.exposure.load_piece fills them).
+PK_DEPOT, PK_CENTRAL, PK_INFUSION, PK_KA, PK_KE, PK_UM_PER_MG, PK_DRUG = range(7)
+PK_COLUMNS = 7
+
+
+@cuda.jit(device=True)
+def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
+    """``dx = STOICH.T @ rates(t, x, p, c(t))``; the loaded piece started on day ``t0``."""
+    tau = t - t0
+    for d in range(N_DRUGS):
+        conc[d] = level[d]
+    for ch in range(N_CHANNELS):
+        amount = central_amount(
+            tau, pk[ch, PK_DEPOT], pk[ch, PK_CENTRAL], pk[ch, PK_INFUSION], pk[ch, PK_KA],
+            pk[ch, PK_KE],
+        )  # fmt: skip
+        conc[int(pk[ch, PK_DRUG])] += pk[ch, PK_UM_PER_MG] * amount
+    rates(t, x, p, conc, rate_buf)
+    for i in range(N_STATES):
+        acc = 0.0
+        for j in range(N_TRANSITIONS):
+            acc += STOICH[j, i] * rate_buf[j]
+        dx[i] = acc
+
+
+@cuda.jit(device=True)
+def total_rate(t, t0, level, pk, x, p, conc, rate_buf, dx):
+    """dN/dt: the sum of the right-hand side."""
+    rhs(t, t0, level, pk, x, p, conc, rate_buf, dx)
+    total = 0.0
+    for i in range(N_STATES):
+        total += dx[i]
+    return total
+
+
+@cuda.jit(device=True)
+def load_piece(level_tab, pk_tab, s, piece, level, pk):
+    """Copy schedule ``s``'s piece into the thread's ``level`` and ``pk`` arrays."""
+    for d in range(N_DRUGS):
+        level[d] = level_tab[s, piece, d]
+    for ch in range(N_CHANNELS):
+        for col in range(PK_COLUMNS):
+            pk[ch, col] = pk_tab[s, piece, ch, col]
+
+
+@cuda.jit(device=True)
+def cubic_value(c0, c1, c2, c3, s):
+    return c0 + s * (c1 + s * (c2 + s * c3))
+
+
+@cuda.jit(device=True)
+def upcrossing(y0, y1, d0, d1, h, level):
+    """First ``s`` in [0, 1] where the cubic Hermite interpolant of the interval rises
+    through ``level`` (as :func:`tolsim.kernels.events.first_upcrossing`); -1 if none."""
+    c0 = y0
+    c1 = h * d0
+    c2 = -3.0 * y0 - 2.0 * h * d0 + 3.0 * y1 - h * d1
+    c3 = 2.0 * y0 + h * d0 - 2.0 * y1 + h * d1
+    r1 = 2.0  # critical points inside (0, 1), sorted; 2 = none
+    r2 = 2.0
+    a = 3.0 * c3
+    b = 2.0 * c2
+    c = c1
+    if a != 0.0:
+        disc = b * b - 4.0 * a * c
+        if disc > 0.0:
+            r = math.sqrt(disc)
+            q1 = (-b - r) / (2.0 * a)
+            q2 = (-b + r) / (2.0 * a)
+            if q1 > q2:
+                q1, q2 = q2, q1
+            if 0.0 < q1 < 1.0:
+                r1 = q1
+                if 0.0 < q2 < 1.0:
+                    r2 = q2
+            elif 0.0 < q2 < 1.0:
+                r1 = q2
+    elif b != 0.0:
+        q1 = -c / b
+        if 0.0 < q1 < 1.0:
+            r1 = q1
+    lo = 0.0
+    for piece in range(3):
+        if piece == 0:
+            hi = r1 if r1 < 2.0 else 1.0
+        elif piece == 1:
+            if r1 >= 2.0:
+                break
+            hi = r2 if r2 < 2.0 else 1.0
+        else:
+            if r2 >= 2.0:
+                break
+            hi = 1.0
+        f_lo = cubic_value(c0, c1, c2, c3, lo) - level
+        f_hi = cubic_value(c0, c1, c2, c3, hi) - level
+        if f_lo <= 0.0 < f_hi:
+            if f_lo == 0.0:
+                return lo
+            for _ in range(100):
+                mid = 0.5 * (lo + hi)
+                if cubic_value(c0, c1, c2, c3, mid) - level > 0.0:
+                    hi = mid
+                else:
+                    lo = mid
+                if hi - lo <= 1e-15:
+                    break
+            return 0.5 * (lo + hi)
+        lo = hi
+    return -1.0
+
+
+@cuda.jit(device=True)
+def emit(sample, s, j, t_j, x, dn, w_index, w_day, threshold, acc, traj_slot, out_x, out_dn):
+    """Output ``j`` (day ``t_j``, states ``x``, dN/dt ``dn``): store it if it is a trajectory
+    slot, and fold it into the metrics held in ``acc``."""
+    total = 0.0
+    tolerant = 0.0
+    for i in range(N_STATES):
+        total += x[i]
+        tolerant += TOLERANT[i] * x[i]
+    slot = traj_slot[s, j]
+    if slot >= 0:
+        for i in range(N_STATES):
+            out_x[sample, slot, i] = x[i]
+        out_dn[sample, slot] = dn
+    if total < acc[3]:
+        acc[3] = total
+        acc[4] = t_j
+    if w_index >= 0:
+        if j == w_index:
+            acc[1] = total
+            acc[2] = tolerant / total if total > 0.0 else math.nan
+            level = threshold if threshold == threshold else total
+            acc[7] = level
+            if total > level:
+                acc[0] = 0.0
+        elif j > w_index and acc[0] != acc[0]:  # recurrence not yet found (NaN)
+            h = t_j - acc[5]
+            crossing = upcrossing(acc[6], total, acc[8], dn, h, acc[7])
+            if crossing >= 0.0:
+                acc[0] = acc[5] + crossing * h - w_day
+    acc[5] = t_j
+    acc[6] = total
+    acc[8] = dn
+
+
+@cuda.jit(cache=True)
+def solve_kernel(
+    base_params,
+    var_columns,
+    var_values,
+    schedule_of,
+    breakpoints,
+    n_pieces,
+    level_tab,
+    pk_tab,
+    grid,
+    n_grid,
+    w_index,
+    w_day,
+    traj_slot,
+    threshold,
+    rtol,
+    atol,
+    max_steps,
+    method,
+    want_metrics,
+    want_stats,
+    metrics,
+    status,
+    stats,
+    out_x,
+    out_dn,
+):
+    """Solve sample ``cuda.grid(1)``: parameters ``base_params`` with columns
+    ``var_columns`` replaced by its row of ``var_values`` (initial cells are parameters),
+    schedule ``schedule_of`` (index into the padded per-schedule tables), outputs on that
+    schedule's ``grid``; ``threshold`` is the recurrence level in cells (NaN: the burden at
+    withdrawal). Writes ``status``, ``metrics`` (:data:`N_METRICS` columns) if
+    ``want_metrics``, ``stats`` if ``want_stats``, and the trajectory slots (``traj_slot >=
+    0``) of ``out_x``/``out_dn``."""
+    sample = cuda.grid(1)
+    if sample >= schedule_of.shape[0]:
+        return
+    p = cuda.local.array(N_PACKED, float64)
+    for i in range(N_PACKED):
+        p[i] = base_params[i]
+    for c in range(var_columns.shape[0]):
+        p[var_columns[c]] = var_values[sample, c]
+    s = schedule_of[sample]
+    level = cuda.local.array(N_DRUGS, float64)
+    conc = cuda.local.array(N_DRUGS, float64)
+    pk = cuda.local.array((NC_ALLOC, PK_COLUMNS), float64)
+    rate_buf = cuda.local.array(N_TRANSITIONS, float64)
+    y = cuda.local.array(N_STATES, float64)
+    y_new = cuda.local.array(N_STATES, float64)
+    y_stiff = cuda.local.array(N_STATES, float64)
+    work = cuda.local.array(N_STATES, float64)
+    k = cuda.local.array((7, N_STATES), float64)
+    q = cuda.local.array((4, N_STATES), float64)
+    acc = cuda.local.array(9, float64)
+    # acc: 0 time to recurrence (NaN: not found), 1 burden and 2 tolerant fraction at
+    # withdrawal, 3 nadir cells, 4 nadir day, 5-6-8 previous output (day, cells, dN/dt),
+    # 7 recurrence level
+    for m in range(9):
+        acc[m] = math.nan
+    acc[3] = math.inf
+    for i in range(N_STATES):
+        y[i] = p[INITIAL[i]]
+    wi = w_index[s]
+    wd = w_day[s]
+    ng = n_grid[s]
+    n_steps = 0
+    n_rejected = 0
+    n_rhs = 0
+
+    load_piece(level_tab, pk_tab, s, 0, level, pk)
+    t_first = breakpoints[s, 0]
+    j = 0
+    while j < ng and grid[s, j] <= t_first:
+        for i in range(N_STATES):
+            work[i] = max(y[i], 0.0)
+        dn = total_rate(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
+        emit(sample, s, j, grid[s, j], work, dn, wi, wd, threshold, acc, traj_slot, out_x, out_dn)
+        j += 1
+
+    code = SUCCESS
+    h = 0.0
+    overflowing = False
+    log_err_old = LOG_1E_4
+    n_stiff = 0
+    n_nonstiff = 0
+    np_s = n_pieces[s]
+    for piece in range(np_s):
+        t = breakpoints[s, piece]
+        t_end = breakpoints[s, piece + 1]
+        t0 = t
+        load_piece(level_tab, pk_tab, s, piece, level, pk)
+        rhs(t, t0, level, pk, y, p, conc, rate_buf, k[0])
+        n_rhs += 1
+        for ch in range(N_CHANNELS):
+            if pk[ch, PK_DEPOT] > 0.0 and h > 0.0:
+                h = min(h, ABSORPTION_STEP / pk[ch, PK_KA])
+        if h == 0.0:
+            # initial step (Hairer, Norsett & Wanner), as ode_template.initial_step
+            d0 = 0.0
+            d1 = 0.0
+            for i in range(N_STATES):
+                scale = atol + rtol * abs(y[i])
+                d0 += (y[i] / scale) ** 2
+                d1 += (k[0, i] / scale) ** 2
+            d0 = math.sqrt(d0 / N_STATES)
+            d1 = math.sqrt(d1 / N_STATES)
+            h0 = 1e-6 if (d0 < 1e-5 or d1 < 1e-5) else 0.01 * d0 / d1
+            for i in range(N_STATES):
+                y_new[i] = y[i] + h0 * k[0, i]
+            rhs(t + h0, t0, level, pk, y_new, p, conc, rate_buf, k[1])
+            d2 = 0.0
+            for i in range(N_STATES):
+                scale = atol + rtol * abs(y[i])
+                d2 += ((k[1, i] - k[0, i]) / scale) ** 2
+            d2 = math.sqrt(d2 / N_STATES) / h0
+            if max(d1, d2) <= 1e-15:
+                h1 = max(1e-6, h0 * 1e-3)
+            else:
+                h1 = (0.01 / max(d1, d2)) ** (1.0 / 5.0)
+            h = min(100.0 * h0, h1)
+            n_rhs += 1
+        while t < t_end:
+            if n_steps + n_rejected >= max_steps:
+                code = MAX_STEPS_REACHED
+                break
+            h_min = 16.0 * EPS * max(abs(t), 1.0)
+            if h < h_min:
+                code = NON_FINITE_STATE if overflowing else STEP_SIZE_TOO_SMALL
+                break
+            last = False
+            if t + h >= t_end - h_min:
+                h = t_end - t
+                last = True
+            for stage in range(1, 7):  # Dormand-Prince stages, one call site for the rates
+                for i in range(N_STATES):
+                    dot = 0.0
+                    for m in range(stage):
+                        dot += DP_A[stage, m] * k[m, i]
+                    y_new[i] = y[i] + h * dot
+                if stage == 5:
+                    for i in range(N_STATES):
+                        y_stiff[i] = y_new[i]
+                rhs(t + DP_C[stage] * h, t0, level, pk, y_new, p, conc, rate_buf, k[stage])
+            n_rhs += 6
+            err_sq = 0.0
+            negative = False
+            for i in range(N_STATES):
+                dot = 0.0
+                for m in range(7):
+                    dot += DP_E[m] * k[m, i]
+                scale = atol + rtol * max(abs(y[i]), abs(y_new[i]))
+                err_sq += (h * dot / scale) ** 2
+                if y_new[i] < -atol:
+                    negative = True
+            err_norm = math.sqrt(err_sq / N_STATES)
+            overflowing = not math.isfinite(err_norm)
+            if overflowing:
+                for i in range(N_STATES):
+                    if not math.isfinite(y[i]):
+                        code = NON_FINITE_STATE
+                if code != SUCCESS:
+                    break
+                h *= 0.25
+                n_rejected += 1
+                continue
+            if err_norm > 1.0 or negative:
+                fac = 1.0 / min(1.0 / FAC_MIN, err_norm**PI_EXPO1 / SAFETY)
+                if negative:
+                    fac = min(fac, 0.5)
+                h *= fac
+                n_rejected += 1
+                continue
+            n_steps += 1
+            if method == METHOD_AUTO and (n_stiff > 0 or n_steps % STIFF_CHECK_EVERY == 0):
+                num = 0.0
+                den = 0.0
+                for i in range(N_STATES):
+                    num += (k[6, i] - k[5, i]) ** 2
+                    den += (y_new[i] - y_stiff[i]) ** 2
+                if den > 0.0 and h * math.sqrt(num / den) > STIFF_LIMIT:
+                    n_nonstiff = 0
+                    n_stiff += 1
+                    if n_stiff == STIFF_STEPS:
+                        code = STIFF_DETECTED
+                        break
+                else:
+                    n_nonstiff += 1
+                    if n_nonstiff == 6:
+                        n_stiff = 0
+            t_new = t_end if last else t + h
+            if j < ng and grid[s, j] <= t_new:
+                for m in range(4):
+                    for i in range(N_STATES):
+                        dot = 0.0
+                        for stage in range(7):
+                            dot += k[stage, i] * DENSE_P[stage, m]
+                        q[m, i] = h * dot
+                while j < ng and grid[s, j] <= t_new:
+                    t_j = grid[s, j]
+                    sj = (t_j - t) / h
+                    dn = 0.0
+                    for i in range(N_STATES):
+                        poly = q[0, i] + sj * (q[1, i] + sj * (q[2, i] + sj * q[3, i]))
+                        value = y[i] + sj * poly
+                        work[i] = max(value, 0.0)
+                        dn += q[0, i] + sj * (
+                            2.0 * q[1, i] + sj * (3.0 * q[2, i] + sj * 4.0 * q[3, i])
+                        )
+                    dn = dn / h
+                    if t_j >= t_end and piece + 1 < np_s:
+                        # right-hand derivative at a breakpoint: rates of the next piece
+                        load_piece(level_tab, pk_tab, s, piece + 1, level, pk)
+                        dn = total_rate(t_j, t_end, level, pk, work, p, conc, rate_buf, y_stiff)
+                        load_piece(level_tab, pk_tab, s, piece, level, pk)
+                    emit(sample, s, j, t_j, work, dn, wi, wd, threshold, acc, traj_slot, out_x,
+                         out_dn)  # fmt: skip
+                    j += 1
+            clipped = False
+            for i in range(N_STATES):
+                if y_new[i] < 0.0:
+                    y_new[i] = 0.0
+                    clipped = True
+                y[i] = y_new[i]
+            t = t_new
+            log_err = math.log(max(err_norm, 1e-10))
+            fac = math.exp(PI_EXPO1 * log_err - PI_BETA * log_err_old)
+            h /= max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
+            log_err_old = max(log_err, LOG_1E_4)
+            if last:
+                break
+            if clipped:
+                rhs(t, t0, level, pk, y, p, conc, rate_buf, k[0])
+                n_rhs += 1
+            else:
+                for i in range(N_STATES):
+                    k[0, i] = k[6, i]
+        if code != SUCCESS:
+            break
+        for i in range(N_STATES):
+            if not math.isfinite(y[i]):
+                code = NON_FINITE_STATE
+        if code != SUCCESS:
+            break
+
+    if code != SUCCESS:  # outputs a failed solve did not reach are NaN, as on the CPU
+        while j < ng:
+            slot = traj_slot[s, j]
+            if slot >= 0:
+                for i in range(N_STATES):
+                    out_x[sample, slot, i] = math.nan
+                out_dn[sample, slot] = math.nan
+            j += 1
+    status[sample] = code
+    if want_stats:
+        stats[sample, S_STEPS] = n_steps
+        stats[sample, S_REJECTED] = n_rejected
+        stats[sample, S_RHS] = n_rhs
+    if want_metrics:
+        if code != SUCCESS:
+            for m in range(N_METRICS):
+                metrics[sample, m] = math.nan
+        else:
+            if wi >= 0 and acc[0] != acc[0]:
+                acc[0] = math.inf  # never regrows through the level within the schedule
+            for m in range(N_METRICS):
+                metrics[sample, m] = acc[m]

@@ -1,0 +1,273 @@
+"""The CUDA backend against the CPU kernels, under numba's CUDA simulator (conftest chooses it;
+``TOLSIM_TEST_CUDA=device`` runs the same tests on a GPU).
+
+The GPU kernel is the CPU's Dormand–Prince method step for step, so on the same step sequence
+the results agree to rounding: the tests ask for the same step counts and 1e-9 relative
+agreement (the simulator evaluates the same Python arithmetic, and gives more: bit equality).
+"""
+
+import numpy as np
+import pytest
+
+import tolsim
+from tolsim import cuda
+from tolsim.design import grid, inhibitor_course
+from tolsim.schedule import OralDoses, Pellet
+from tolsim.sweep import METRICS, _evaluate, _metric_grid, sweep
+
+MODEL = tolsim.models.TwoState()
+MOUSE = tolsim.PK.tamoxifen_mouse()
+RTOL_AGREE = 1e-9
+
+
+def schedules():
+    """In-vitro phases, oral doses with PK plus an inhibitor pellet, and no tamoxifen."""
+    in_vitro = tolsim.Schedule.from_phases(
+        [
+            {"days": 8, "tamoxifen": 1.0},
+            {"days": 5, "tamoxifen": 1.0, "inhibitor": 2.0},
+            {"days": 12},
+        ]  # fmt: skip
+    )
+    mouse = tolsim.Schedule(
+        25.0,
+        oral_doses=(
+            OralDoses("tamoxifen", dose_mg=0.5, start_day=0, stop_day=7, every_days=1, pk=MOUSE),
+        ),
+        pellets=(Pellet("inhibitor", start_day=9, stop_day=16, release_mg_per_day=0.2, pk=MOUSE),),
+    )
+    untreated = tolsim.Schedule.from_phases([{"days": 25, "inhibitor": 0.5}])
+    return [in_vitro, mouse, untreated]
+
+
+def random_table(n, seed):
+    rng = np.random.default_rng(seed)
+    return {
+        "lambda_S": rng.uniform(0.02, 0.06, n),
+        "lambda_T": rng.uniform(0.005, 0.03, n),
+        "kappa_T": rng.uniform(0.0, 0.5, n),
+        "mu_E": 10 ** rng.uniform(-4, -2, n),
+        "S0": rng.uniform(1e3, 1e5, n),
+    }
+
+
+def cpu_batch(packed, schedule, t_out, method=0):
+    from tolsim.kernels.specialise import specialised
+
+    kernels = specialised("ode_template", MODEL.rates)
+    n = packed.shape[0]
+    out_x = np.empty((n, t_out.size, len(MODEL.states)))
+    out_dn = np.empty((n, t_out.size))
+    stats = np.zeros((n, kernels.N_STATS), dtype=np.int64)
+    kernels.solve_batch(
+        packed,
+        MODEL.initial_state(packed),
+        tuple(schedule.compile(MODEL.drugs)),
+        MODEL.stoichiometry.astype(np.float64),
+        t_out,
+        1e-6,
+        1e-6,
+        100_000,
+        method,
+        out_x,
+        out_dn,
+        stats,
+    )
+    return out_x, out_dn, stats
+
+
+def test_trajectories_and_steps_equal_the_cpu_kernel_on_random_sets_and_schedules():
+    scheds = schedules()
+    packed = MODEL.pack_table(random_table(9, seed=1))
+    schedule_of = np.arange(9) % 3
+    grids = [_metric_grid(s, None) for s in scheds]
+    common = np.array([0.0, 3.5, 8.0, 12.25, 25.0])  # on every grid's schedule
+    grids = [np.union1d(g, common) for g in grids]
+    table = cuda.schedule_table(MODEL, scheds, grids, traj_times=common)
+    result = cuda.solve(
+        MODEL, packed, table, schedule_of, stats=True, n_traj=common.size, method="dopri5"
+    )
+    assert np.all(result.status == 0)
+    for g, schedule in enumerate(scheds):
+        rows = np.flatnonzero(schedule_of == g)
+        out_x, out_dn, stats = cpu_batch(packed[rows], schedule, common)
+        np.testing.assert_array_equal(result.stats[rows], stats[:, 1:4])  # same steps
+        np.testing.assert_allclose(result.out_x[rows], out_x, rtol=RTOL_AGREE, atol=1e-9)
+        np.testing.assert_allclose(result.out_dn[rows], out_dn, rtol=RTOL_AGREE, atol=1e-9)
+
+
+@pytest.mark.parametrize("threshold", [None, 2e4])
+def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
+    scheds = schedules()
+    packed = MODEL.pack_table(random_table(12, seed=2))
+    schedule_of = np.arange(12) % 3
+    grids = [_metric_grid(s, None) for s in scheds]
+    table = cuda.schedule_table(MODEL, scheds, grids)
+    result = cuda.solve(
+        MODEL,
+        packed,
+        table,
+        schedule_of,
+        threshold=np.nan if threshold is None else threshold,
+        method="auto",
+    )
+    spec = {
+        "times": None,
+        "rtol": 1e-6,
+        "atol": 1e-6,
+        "max_steps": 100_000,
+        "method": "auto",
+        "outputs": "metrics",
+        "recurrence_threshold": threshold,
+    }
+    for g, schedule in enumerate(scheds):
+        rows = np.flatnonzero(schedule_of == g)
+        expected = _evaluate(MODEL, packed[rows], schedule, spec)
+        for i, name in enumerate(cuda.METRIC_NAMES):
+            np.testing.assert_allclose(
+                result.metrics[rows, i], expected[name], rtol=RTOL_AGREE, err_msg=name
+            )
+    finite = np.isfinite(result.metrics[:, 0])
+    assert finite.any() and not finite.all()  # some regrow within the schedule, some not
+    assert np.isnan(result.metrics[schedule_of == 2, 1]).all()  # no tamoxifen: no withdrawal
+
+
+def test_chunks_and_streams_do_not_change_results():
+    scheds = schedules()
+    packed = MODEL.pack_table(random_table(7, seed=3))
+    schedule_of = np.array([1, 0, 2, 1, 1, 0, 2])
+    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    whole = cuda.solve(MODEL, packed, table, schedule_of, stats=True)
+    pieces = cuda.solve(MODEL, packed, table, schedule_of, stats=True, chunk_size=2)
+    np.testing.assert_array_equal(whole.metrics, pieces.metrics)
+    np.testing.assert_array_equal(whole.stats, pieces.stats)
+    np.testing.assert_array_equal(whole.status, pieces.status)
+
+
+def test_simulate_on_cuda_equals_cpu_and_records_the_device():
+    schedule = schedules()[1]
+    params = random_table(4, seed=4)
+    times = np.linspace(0.0, 25.0, 11)
+    gpu = tolsim.simulate(MODEL, params, schedule, times, method="dopri5", device="cuda")
+    cpu = tolsim.simulate(MODEL, params, schedule, times, method="dopri5")
+    assert gpu.attrs["device"] == "cuda" and "device" not in cpu.attrs
+    for name in ("S", "T", "N", "dN_dt", "tolerant_fraction"):
+        np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
+    for name in ("n_steps", "n_rejected_steps", "n_rhs_evaluations", "status"):
+        np.testing.assert_array_equal(gpu[name].values, cpu[name].values)
+
+
+def test_failed_samples_keep_what_they_reached_and_raise_like_the_cpu():
+    schedule = schedules()[0]
+    times = np.linspace(0.0, 25.0, 6)
+    kwargs = {"method": "dopri5", "max_steps": 8, "throw": False}
+    gpu = tolsim.simulate(MODEL, random_table(3, seed=5), schedule, times, device="cuda", **kwargs)
+    cpu = tolsim.simulate(MODEL, random_table(3, seed=5), schedule, times, **kwargs)
+    np.testing.assert_array_equal(gpu.status.values, cpu.status.values)
+    assert np.all(gpu.status.values == -2)
+    np.testing.assert_array_equal(np.isnan(gpu.N.values), np.isnan(cpu.N.values))
+    assert np.isnan(gpu.N.values[:, -1]).all() and not np.isnan(gpu.N.values[:, 0]).any()
+    with pytest.raises(tolsim.SolverError, match="maximum number of steps") as error:
+        tolsim.simulate(MODEL, random_table(3, seed=5), schedule, times, device="cuda",
+                        method="dopri5", max_steps=8)  # fmt: skip
+    assert error.value.dataset.attrs["device"] == "cuda"
+
+
+def test_a_stiff_sample_is_handed_to_the_cpu_rosenbrock_switch():
+    """Switching at 10/day both ways against growth of 0.19/day: once the transient has
+    decayed DOPRI5's steps are stability-limited, its detector fires on the GPU, and that
+    sample is redone with the CPU's "auto" (which switches to the Rosenbrock method)."""
+    schedule = tolsim.Schedule.from_phases([{"days": 100}])
+    params = {"mu_0": np.array([1e-4, 10.0]), "nu_0": np.array([1e-3, 10.0]), "K": 1e12}
+    times = np.linspace(0.0, 100.0, 5)
+    table = cuda.schedule_table(MODEL, [schedule], [times])
+    packed = MODEL.pack_table(params)
+    raw = cuda.solve(MODEL, packed, table, np.zeros(2, np.int32), method="auto")
+    assert raw.status.tolist() == [0, cuda.STIFF_DETECTED]
+    gpu = tolsim.simulate(MODEL, params, schedule, times, method="auto", device="cuda")
+    cpu = tolsim.simulate(MODEL, params, schedule, times, method="auto")
+    assert gpu.switched_to_stiff.values.tolist() == [False, True]
+    for name in ("N", "n_steps", "n_rejected_steps"):
+        np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
+
+
+def test_sweep_on_cuda_equals_the_cpu_sweep_with_schedule_slots(tmp_path):
+    from distributed import Client, LocalCluster
+
+    template = inhibitor_course(tamoxifen_days=10.0, follow_up_days=15.0, inhibitor_days=4.0)
+    design = grid(inhibitor_start_day=[0.0, 6.0, 12.0], kappa_T=[0.1, 0.5])
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        kwargs = {"client": client, "chunk_size": 4, "outputs": "both", "times": [5.0, 25.0]}
+        gpu = sweep(MODEL, design, template, store=tmp_path / "g.zarr", device="cuda", **kwargs)
+        cpu = sweep(MODEL, design, template, store=tmp_path / "c.zarr", **kwargs)
+        for name in (*METRICS, "S", "T", "N"):
+            np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
+        assert gpu.attrs["device"] == "cuda" and cpu.attrs["device"] == "cpu"
+
+
+def test_bad_device_arguments_are_clear_errors(tmp_path):
+    schedule = schedules()[0]
+    times = [0.0, 5.0]
+    with pytest.raises(ValueError, match="`device` = 'gpu'"):
+        tolsim.simulate(MODEL, {}, schedule, times, device="gpu")
+    with pytest.raises(ValueError, match="`method` = 'rosenbrock' with `device` = 'cuda'"):
+        tolsim.simulate(MODEL, {}, schedule, times, method="rosenbrock", device="cuda")
+    with pytest.raises(ValueError, match="`method` = 'ssa' with `device` = 'cuda'"):
+        tolsim.simulate(MODEL, {}, schedule, times, method="ssa", device="cuda", seed=1)
+    with pytest.raises(ValueError, match="`method` = 'exact' with `device` = 'cuda'"):
+        sweep(MODEL, grid(kappa_T=[0.1]), schedule, store=tmp_path / "x", method="exact",
+              device="cuda")  # fmt: skip
+    with pytest.raises(ValueError, match="`gpu_chunk_size` = 0"):
+        sweep(MODEL, grid(kappa_T=[0.1]), schedule, store=tmp_path / "x", device="cuda",
+              gpu_chunk_size=0)  # fmt: skip
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def test_without_a_gpu_the_error_says_why(monkeypatch, tmp_path):
+    import numba.cuda
+
+    monkeypatch.setattr(numba.cuda, "is_available", lambda: False)
+    assert not cuda.is_available()
+    with pytest.raises(cuda.CudaUnavailableError, match="no CUDA GPU is usable here"):
+        tolsim.simulate(MODEL, {}, schedules()[0], [0.0, 1.0], device="cuda")
+    with pytest.raises(cuda.CudaUnavailableError, match="NUMBA_ENABLE_CUDASIM"):
+        sweep(MODEL, grid(kappa_T=[0.1]), schedules()[0], store=tmp_path / "x", device="cuda")
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_numba_cuda_and_the_numpy_trap_are_explained(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba.cuda", None)  # import fails
+    with pytest.raises(cuda.CudaUnavailableError, match="pip install 'tolsim\\[cuda\\]'"):
+        cuda.require()
+    message = cuda._numpy_trap_message(
+        AttributeError("module 'numpy' has no attribute 'row_stack'")
+    )
+    assert "numpy 2.5 removed" in message and "numpy<2.5" in message
+
+
+def test_each_worker_owns_one_gpu(monkeypatch):
+    monkeypatch.delenv("TOLSIM_CUDA_DEVICE", raising=False)
+    assert cuda.worker_device_index(4) == 0  # not on a Dask worker
+    monkeypatch.setenv("TOLSIM_CUDA_DEVICE", "3")
+    assert cuda.worker_device_index(4) == 3
+    monkeypatch.setenv("TOLSIM_CUDA_DEVICE", "4")
+    with pytest.raises(ValueError, match="TOLSIM_CUDA_DEVICE = 4"):
+        cuda.worker_device_index(4)
+    monkeypatch.setenv("TOLSIM_CUDA_DEVICE", "first")
+    with pytest.raises(ValueError, match="expected a GPU index"):
+        cuda.worker_device_index(4)
+
+
+def test_worker_names_map_to_gpus(monkeypatch):
+    import types
+
+    import distributed
+
+    monkeypatch.delenv("TOLSIM_CUDA_DEVICE", raising=False)
+    for name, expected in ((0, 0), (5, 1), ("6", 2), ("tcp-worker", 0)):
+        fake = types.SimpleNamespace(name=name)
+        monkeypatch.setattr(distributed, "get_worker", lambda fake=fake: fake)
+        assert cuda.worker_device_index(4) == expected
