@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -386,25 +387,28 @@ def solve(
         # numba's simulator runs a block's threads concurrently in Python, where they fight
         # over the GIL: there, blocks of one thread (run one after another) are much faster
         block = 1 if simulated else min(threads_per_block, rows)
-        kernels.solve_kernel[-(-rows // block), block, stream](
-            d_base,
-            d_varying,
-            d_values,
-            d_schedule_of,
-            *shared,
-            float(threshold),
-            float(rtol),
-            float(atol),
-            int(max_steps),
-            1 if method == "auto" else 0,
-            bool(metrics),
-            bool(stats),
-            dev["metrics"][:rows] if metrics else dev["metrics"],
-            dev["status"][:rows],
-            dev["stats"][:rows] if stats else dev["stats"],
-            dev["out_x"][:rows] if n_traj else dev["out_x"],
-            dev["out_dn"][:rows] if n_traj else dev["out_dn"],
-        )
+        launch = kernels.solve_kernel[-(-rows // block), block, stream]
+        with warnings.catch_warnings():  # a small launch (a few samples) is by design
+            warnings.filterwarnings("ignore", message=".*under-utilization")
+            launch(
+                d_base,
+                d_varying,
+                d_values,
+                d_schedule_of,
+                *shared,
+                float(threshold),
+                float(rtol),
+                float(atol),
+                int(max_steps),
+                1 if method == "auto" else 0,
+                bool(metrics),
+                bool(stats),
+                dev["metrics"][:rows] if metrics else dev["metrics"],
+                dev["status"][:rows],
+                dev["stats"][:rows] if stats else dev["stats"],
+                dev["out_x"][:rows] if n_traj else dev["out_x"],
+                dev["out_dn"][:rows] if n_traj else dev["out_dn"],
+            )
         for name, array in host_out.items():
             dev[name][:rows].copy_to_host(array[:rows], stream=stream)
         pending[lane] = (lo, hi)
