@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ METHODS = ("auto", "dopri5")
 STIFF_DETECTED = -4  # the kernel's code for "auto found this sample stiff"
 THREADS_PER_BLOCK = 128
 DEFAULT_CHUNK = 2**18
+# Pinned host and device buffers of recent calls, reused: allocating pinned memory costs
+# more than the transfers it speeds up. Keyed by kernel, lane and shapes; a few entries.
+_BUFFERS: dict = {}
 
 
 class CudaUnavailableError(RuntimeError):
@@ -329,7 +333,21 @@ def solve(
     dummy_x = cuda.device_array((1, 1, n_states))
     dummy_dn = cuda.device_array((1, 1))
 
-    def buffers():
+    def buffers(lane):
+        key = (
+            id(kernels),
+            getattr(cuda.get_current_device(), "id", 0),
+            threading.get_ident(),  # buffers are never shared between threads
+            lane,
+            m,
+            varying.size,
+            bool(metrics),
+            bool(stats),
+            n_traj,
+        )
+        cached = _BUFFERS.get(key)
+        if cached is not None:
+            return cached
         host_in = {
             "values": cuda.pinned_array((m, varying.size)),
             "schedule_of": cuda.pinned_array(m, dtype=np.int32),
@@ -355,9 +373,12 @@ def solve(
             host_out["out_dn"] = cuda.pinned_array((m, n_traj))
             dev["out_x"] = cuda.device_array((m, n_traj, n_states))
             dev["out_dn"] = cuda.device_array((m, n_traj))
-        return host_in, host_out, dev
+        if len(_BUFFERS) >= 8:  # keep the pool small: drop the oldest
+            _BUFFERS.pop(next(iter(_BUFFERS)))
+        _BUFFERS[key] = (host_in, host_out, dev)
+        return _BUFFERS[key]
 
-    lanes = [(cuda.stream(), *buffers()) for _ in range(2 if n > chunk_size else 1)]
+    lanes = [(cuda.stream(), *buffers(lane)) for lane in range(2 if n > chunk_size else 1)]
     pending: list[tuple[int, int] | None] = [None] * len(lanes)
 
     def collect(lane: int) -> None:
@@ -387,10 +408,9 @@ def solve(
         # numba's simulator runs a block's threads concurrently in Python, where they fight
         # over the GIL: there, blocks of one thread (run one after another) are much faster
         block = 1 if simulated else min(threads_per_block, rows)
-        launch = kernels.solve_kernel[-(-rows // block), block, stream]
         with warnings.catch_warnings():  # a small launch (a few samples) is by design
             warnings.filterwarnings("ignore", message=".*under-utilization")
-            launch(
+            kernels.solve_kernel[-(-rows // block), block, stream](
                 d_base,
                 d_varying,
                 d_values,
