@@ -92,6 +92,17 @@ def assert_same_results(ds, expected):
         np.testing.assert_array_equal(ds[name].values, expected[name].values, err_msg=name)
 
 
+def test_sweep_on_the_gpu_from_the_file(tmp_path, direct):
+    """``device = "cuda"`` in [run] (numba's CUDA simulator here): the same metrics."""
+    path = write(tmp_path, SMALL.replace("chunk_size = 2", 'chunk_size = 2\ndevice = "cuda"'))
+    store = tmp_path / "gpu.zarr"
+    assert main(["sweep", path, "--store", str(store), "--workers", "1", "--no-progress"]) == 0
+    ds = xr.open_zarr(store, consolidated=False)
+    assert ds.attrs["device"] == "cuda"
+    for name in METRICS:
+        np.testing.assert_allclose(ds[name].values, direct[name].values, rtol=1e-9)
+
+
 def test_sweep_writes_the_store_tolsim_sweep_writes(tmp_path, direct, capsys):
     store = tmp_path / "out.zarr"
     assert main(["sweep", write(tmp_path), "--store", str(store), "--workers", "1"]) == 0
@@ -198,6 +209,7 @@ def test_a_directory_that_is_no_store_is_an_error(tmp_path, capsys):
         ("chunk_size = 2", "chunk_size = 0", "`run.chunk_size` = 0 in {file}: expected an int"),
         ("chunk_size = 2", 'method = "rk4"', "`run.method` = 'rk4' in {file}: expected one of"),
         ("chunk_size = 2", "rtol = true", "`run.rtol` = True in {file}"),
+        ("chunk_size = 2", 'device = "gpu"', "`run.device` = 'gpu' in {file}: expected one of"),
         ("chunk_size = 2", "chunks = 2", "`run.chunks` in {file} is not a known key"),
         ("[run]", "[runs]", "{file} has unknown table [runs]"),
         ("tamoxifen = 1.0", "tamoxifen = -1.0", "`schedule` in {file}: `phases[0].tamoxifen`"),

@@ -59,6 +59,7 @@ _RUN_DEFAULTS = {
     "rtol": 1e-6,
     "atol": 1e-6,
     "max_steps": 100_000,
+    "device": "cpu",
 }
 
 
@@ -108,6 +109,7 @@ class SweepConfig:
     rtol: float
     atol: float
     max_steps: int
+    device: str = "cpu"
 
     def sweep_kwargs(self, chunk_size: int | None = None) -> dict[str, Any]:
         """Keyword arguments of :func:`tolsim.sweep` other than the store, client and
@@ -121,6 +123,7 @@ class SweepConfig:
             "atol": self.atol,
             "max_steps": self.max_steps,
             "recurrence_threshold": self.recurrence_threshold,
+            "device": self.device,
         }
 
 
@@ -151,7 +154,7 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepConfig:
         ``"size_at_withdrawal"`` (default) or a number of cells.
     ``[run]`` (optional)
         ``chunk_size`` (10000), ``method`` (``"auto"``), ``rtol`` (1e-6), ``atol`` (1e-6),
-        ``max_steps`` (100000).
+        ``max_steps`` (100000), ``device`` (``"cpu"``, or ``"cuda"`` for GPUs).
 
     Fixed parameters become constant columns of the design, so that the store records them
     next to the swept ones and they enter the sweep's fingerprint (a store made with other
@@ -447,6 +450,7 @@ def _load_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
         if run[name] <= 0.0:
             raise ConfigError(f"`run.{name}` = {run[name]!r} in {file}: expected a tolerance > 0")
     run["max_steps"] = _integer(run["max_steps"], "run.max_steps", file, 1)
+    run["device"] = _choice(run["device"], "run.device", file, ("cpu", "cuda"))
     return run
 
 
