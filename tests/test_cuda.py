@@ -8,6 +8,7 @@ agreement (the simulator evaluates the same Python arithmetic, and gives more: b
 
 import numpy as np
 import pytest
+from numba import njit
 
 import tolsim
 from tolsim import cuda
@@ -16,6 +17,18 @@ from tolsim.schedule import OralDoses, Pellet
 from tolsim.sweep import METRICS, _evaluate, _metric_grid, sweep
 
 MODEL = tolsim.models.TwoState()
+
+
+@njit
+def _inner(x):
+    return np.exp(-x) + np.log1p(x) + np.power(x, 1.5)
+
+
+@njit
+def _outer(x):
+    return _inner(x) * np.sqrt(x) + np.maximum(x, 2.0)
+
+
 MOUSE = tolsim.PK.tamoxifen_mouse()
 RTOL_AGREE = 1e-9
 
@@ -204,6 +217,30 @@ def test_sweep_on_cuda_equals_the_cpu_sweep_with_schedule_slots(tmp_path):
         for name in (*METRICS, "S", "T", "N"):
             np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
         assert gpu.attrs["device"] == "cuda" and cpu.attrs["device"] == "cpu"
+
+
+@pytest.mark.filterwarnings("ignore:.*under-utilization")  # a one-thread launch, on purpose
+def test_rate_helpers_become_device_functions_with_numpy_math_as_math():
+    """numba-cuda does not lower np.exp (and most numpy ufuncs): a model's njit helpers are
+    recompiled for the GPU with numpy's scalar math bound to ``math``, recursively."""
+    from numba import cuda as numba_cuda
+
+    from tolsim.kernels import cuda_template
+
+    device = cuda_template.device_function(_outer)
+    namespace = device.py_func.__globals__
+    assert namespace["np"] is cuda_template._NUMPY and namespace["_inner"] is not _inner
+    assert namespace["_inner"].py_func.__globals__["np"] is cuda_template._NUMPY
+
+    @numba_cuda.jit
+    def kernel(x, out):
+        for i in range(x.size):
+            out[i] = device(x[i])
+
+    x = np.array([0.25, 1.0, 3.5])
+    out = np.zeros(3)
+    kernel[1, 1](x, out)
+    np.testing.assert_allclose(out, [_outer(v) for v in x], rtol=1e-14)
 
 
 def test_bad_device_arguments_are_clear_errors(tmp_path):

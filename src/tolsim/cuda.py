@@ -250,6 +250,19 @@ def schedule_table(
     return table
 
 
+def parameter_slots(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the kernel needs to rebuild each row of ``packed`` while only the columns that
+    vary are sent: the first row, the varying columns, and each column's slot among them
+    (-1: take the first row's value)."""
+    # (packed values are finite: validated by Model.pack_table)
+    varying = np.flatnonzero(packed.max(axis=0) != packed.min(axis=0))
+    if varying.size == 0:
+        varying = np.zeros(1, dtype=np.int64)  # one (constant) column: no zero-width arrays
+    slot = np.full(packed.shape[1], -1, dtype=np.int64)
+    slot[varying] = np.arange(varying.size)
+    return packed[0].copy(), varying, slot
+
+
 @dataclass
 class Result:
     """What :func:`solve` returns (host arrays, one row per sample)."""
@@ -294,11 +307,7 @@ def solve(
     n, n_packed = packed.shape
     n_states = len(model.states)
     schedule_of = np.ascontiguousarray(schedule_of, dtype=np.int32)
-    base = packed[0].copy()
-    varying = np.flatnonzero((packed != base).any(axis=0)).astype(np.int64)
-    if varying.size == 0:
-        varying = np.zeros(1, dtype=np.int64)  # one (constant) column: no zero-width arrays
-    values = np.ascontiguousarray(packed[:, varying])
+    base, varying, slot = parameter_slots(packed)
     per_sample = (
         8 * varying.size
         + 4
@@ -326,7 +335,7 @@ def solve(
     )
     shared = [cuda.to_device(a) for a in table.arrays()]
     d_base = cuda.to_device(base)
-    d_varying = cuda.to_device(varying)
+    d_slot = cuda.to_device(slot)
     m = chunk_size
     dummy_metrics = cuda.device_array((1, kernels.N_METRICS))
     dummy_stats = cuda.device_array((1, kernels.N_STATS), dtype=np.int64)
@@ -399,7 +408,7 @@ def solve(
         stream, host_in, host_out, dev = lanes[lane]
         hi = min(lo + chunk_size, n)
         rows = hi - lo
-        host_in["values"][:rows] = values[lo:hi]
+        np.take(packed[lo:hi], varying, axis=1, out=host_in["values"][:rows])
         host_in["schedule_of"][:rows] = schedule_of[lo:hi]
         d_values = dev["values"][:rows]
         d_schedule_of = dev["schedule_of"][:rows]
@@ -412,7 +421,7 @@ def solve(
             warnings.filterwarnings("ignore", message=".*under-utilization")
             kernels.solve_kernel[-(-rows // block), block, stream](
                 d_base,
-                d_varying,
+                d_slot,
                 d_values,
                 d_schedule_of,
                 *shared,

@@ -28,7 +28,9 @@ import numpy as np
 from numba import cuda, float64
 from numba.core.registry import CPUDispatcher
 
+from tolsim.kernels import exposure
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
+from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
 N_STATES = 2  # TOLSIM-CONSTANT
 N_TRANSITIONS = 6  # TOLSIM-CONSTANT
@@ -77,42 +79,37 @@ EPS = 2.220446049250313e-16
 LOG_1E_4 = math.log(1e-4)
 ABSORPTION_STEP = 0.25
 
-# Dormand-Prince 5(4) as in ode_template: nodes, stage coefficients (row 6 is the solution),
-# error weights.
-DP_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
-DP_A = np.array(
-    [
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-        [1 / 5, 0.0, 0.0, 0.0, 0.0, 0.0],
-        [3 / 40, 9 / 40, 0.0, 0.0, 0.0, 0.0],
-        [44 / 45, -56 / 15, 32 / 9, 0.0, 0.0, 0.0],
-        [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0.0, 0.0],
-        [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0.0],
-        [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
-    ]
-)
-DP_E = np.array([-71 / 57600, 0.0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
-DENSE_P = np.array(
-    [
-        [1.0, -8048581381 / 2820520608, 8663915743 / 2820520608, -12715105075 / 11282082432],
-        [0.0, 0.0, 0.0, 0.0],
-        [0.0, 131558114200 / 32700410799, -68118460800 / 10900136933, 87487479700 / 32700410799],
-        [0.0, -1754552775 / 470086768, 14199869525 / 1410260304, -10690763975 / 1880347072],
-        [
-            0.0,
-            127303824393 / 49829197408,
-            -318862633887 / 49829197408,
-            701980252875 / 199316789632,
-        ],
-        [0.0, -282668133 / 205662961, 2019193451 / 616988883, -1453857185 / 822651844],
-        [0.0, 40617522 / 29380423, -110615467 / 29380423, 69997945 / 29380423],
-    ]
-)
+
+def _scalar_numpy() -> types.ModuleType:
+    """A stand-in for ``numpy`` in device functions: numpy's scalar math as the ``math``
+    functions CUDA compiles (numba-cuda lowers few numpy ufuncs; ``np.exp`` is not one)."""
+    module = types.ModuleType("tolsim_cuda_numpy")
+    aliases = dict(
+        arcsin="asin", arccos="acos", arctan="atan", arctan2="atan2", power="pow",
+        arcsinh="asinh", arccosh="acosh", arctanh="atanh",
+    )  # fmt: skip
+    names = (
+        "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "sin", "cos", "tan", "sinh",
+        "cosh", "tanh", "floor", "ceil", "fabs", "copysign", "hypot", "isfinite", "isnan",
+        "isinf", "pi", "e", "inf", "nan",
+    )  # fmt: skip
+    for name in names:
+        setattr(module, name, getattr(math, name))
+    for name, target in aliases.items():
+        setattr(module, name, getattr(math, target))
+    module.abs = abs
+    module.minimum = min
+    module.maximum = max
+    return module
+
+
+_NUMPY = _scalar_numpy()
 
 
 def device_function(dispatcher, _done=None):
     """A CUDA device function compiled from a ``numba.njit`` function's Python source, with
-    the njit functions it calls (by global name) converted the same way."""
+    the njit functions it calls (by global name) converted the same way and ``numpy``'s
+    scalar math mapped to ``math``."""
     done = {} if _done is None else _done
     if dispatcher in done:
         return done[dispatcher]
@@ -122,6 +119,8 @@ def device_function(dispatcher, _done=None):
         value = namespace.get(name)
         if isinstance(value, CPUDispatcher):
             namespace[name] = device_function(value, done)
+        elif value is np:
+            namespace[name] = _NUMPY
     clone = types.FunctionType(
         func.__code__, namespace, func.__name__, func.__defaults__, func.__closure__
     )
@@ -132,19 +131,18 @@ def device_function(dispatcher, _done=None):
 rates = device_function(model_rates)
 
 
+central_amount = device_function(exposure.central_amount)
+
+
 @cuda.jit(device=True)
-def central_amount(tau, depot0, central0, infusion, ka, ke):
-    """As :func:`tolsim.kernels.exposure.central_amount`."""
-    decay_e = math.exp(-ke * tau)
-    amount = central0 * decay_e
-    if depot0 != 0.0:
-        if abs(ka - ke) <= 1e-9 * ka:
-            amount += depot0 * ka * tau * decay_e
-        else:
-            amount += depot0 * ka / (ka - ke) * (decay_e - math.exp(-ka * tau))
-    if infusion != 0.0:
-        amount += infusion / ke * (1.0 - decay_e)
-    return amount
+def stage_state(y, h, k, stage, y_new):
+    """The state at which Dormand-Prince stage ``stage`` evaluates the rates (as the CPU
+    kernel sums it: coefficients in order, zeros included)."""
+    for i in range(N_STATES):
+        dot = 0.0
+        for m in range(stage):
+            dot += DP_A[stage, m] * k[m, i]
+        y_new[i] = y[i] + h * dot
 
 
 # Columns of the per-piece PK rows (as tolsim.kernels.exposure.load_piece fills them).
@@ -163,7 +161,9 @@ def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
             tau, pk[ch, PK_DEPOT], pk[ch, PK_CENTRAL], pk[ch, PK_INFUSION], pk[ch, PK_KA],
             pk[ch, PK_KE],
         )  # fmt: skip
-        conc[int(pk[ch, PK_DRUG])] += pk[ch, PK_UM_PER_MG] * amount
+        for d in range(N_DRUGS):  # constant indices: conc stays in registers
+            if pk[ch, PK_DRUG] == d:
+                conc[d] += pk[ch, PK_UM_PER_MG] * amount
     rates(t, x, p, conc, rate_buf)
     for i in range(N_STATES):
         acc = 0.0
@@ -296,7 +296,7 @@ def emit(sample, s, j, t_j, x, dn, w_index, w_day, threshold, acc, traj_slot, ou
 @cuda.jit(cache=True)
 def solve_kernel(
     base_params,
-    var_columns,
+    var_slot,
     var_values,
     schedule_of,
     breakpoints,
@@ -321,8 +321,8 @@ def solve_kernel(
     out_x,
     out_dn,
 ):
-    """Solve sample ``cuda.grid(1)``: parameters ``base_params`` with columns
-    ``var_columns`` replaced by its row of ``var_values`` (initial cells are parameters),
+    """Solve sample ``cuda.grid(1)``: parameter ``i`` is column ``var_slot[i]`` of its row of
+    ``var_values``, or ``base_params[i]`` where the slot is -1 (initial cells are parameters),
     schedule ``schedule_of`` (index into the padded per-schedule tables), outputs on that
     schedule's ``grid``; ``threshold`` is the recurrence level in cells (NaN: the burden at
     withdrawal). Writes ``status``, ``metrics`` (:data:`N_METRICS` columns) if
@@ -332,10 +332,9 @@ def solve_kernel(
     if sample >= schedule_of.shape[0]:
         return
     p = cuda.local.array(N_PACKED, float64)
-    for i in range(N_PACKED):
-        p[i] = base_params[i]
-    for c in range(var_columns.shape[0]):
-        p[var_columns[c]] = var_values[sample, c]
+    for i in range(N_PACKED):  # constant indices: p stays in registers
+        c = var_slot[i]
+        p[i] = var_values[sample, c] if c >= 0 else base_params[i]
     s = schedule_of[sample]
     level = cuda.local.array(N_DRUGS, float64)
     conc = cuda.local.array(N_DRUGS, float64)
@@ -427,16 +426,23 @@ def solve_kernel(
             if t + h >= t_end - h_min:
                 h = t_end - t
                 last = True
-            for stage in range(1, 7):  # Dormand-Prince stages, one call site for the rates
-                for i in range(N_STATES):
-                    dot = 0.0
-                    for m in range(stage):
-                        dot += DP_A[stage, m] * k[m, i]
-                    y_new[i] = y[i] + h * dot
-                if stage == 5:
-                    for i in range(N_STATES):
-                        y_stiff[i] = y_new[i]
-                rhs(t + DP_C[stage] * h, t0, level, pk, y_new, p, conc, rate_buf, k[stage])
+            # Dormand-Prince stages, written out: with constant stage indices every per-thread
+            # array stays in registers (a loop over stages would index k at run time and
+            # put it in local memory)
+            stage_state(y, h, k, 1, y_new)
+            rhs(t + DP_C[1] * h, t0, level, pk, y_new, p, conc, rate_buf, k[1])
+            stage_state(y, h, k, 2, y_new)
+            rhs(t + DP_C[2] * h, t0, level, pk, y_new, p, conc, rate_buf, k[2])
+            stage_state(y, h, k, 3, y_new)
+            rhs(t + DP_C[3] * h, t0, level, pk, y_new, p, conc, rate_buf, k[3])
+            stage_state(y, h, k, 4, y_new)
+            rhs(t + DP_C[4] * h, t0, level, pk, y_new, p, conc, rate_buf, k[4])
+            stage_state(y, h, k, 5, y_new)
+            for i in range(N_STATES):
+                y_stiff[i] = y_new[i]
+            rhs(t + DP_C[5] * h, t0, level, pk, y_new, p, conc, rate_buf, k[5])
+            stage_state(y, h, k, 6, y_new)
+            rhs(t + DP_C[6] * h, t0, level, pk, y_new, p, conc, rate_buf, k[6])
             n_rhs += 6
             err_sq = 0.0
             negative = False

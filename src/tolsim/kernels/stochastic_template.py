@@ -55,6 +55,7 @@ from tolsim.kernels.exposure import (
 )
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.random import STATE_WORDS, exponential, poisson, seed_stream, uniform
+from tolsim.kernels.tableau import DP_A, DP_C, DP_E
 
 # Inlined into the event loops (see ode_template for why the rate function is re-jitted).
 rates = njit(error_model="numpy", inline="always")(model_rates.py_func)
@@ -102,21 +103,6 @@ GL_WEIGHTS = np.array(
         0.11846344252809454,
     ]
 )
-
-# Dormand-Prince 5(4) (as in ode_template): nodes, coefficients, error weights.
-DP_C = np.array([0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0])
-DP_A = np.array(
-    [
-        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
-        [1 / 5, 0.0, 0.0, 0.0, 0.0, 0.0],
-        [3 / 40, 9 / 40, 0.0, 0.0, 0.0, 0.0],
-        [44 / 45, -56 / 15, 32 / 9, 0.0, 0.0, 0.0],
-        [19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729, 0.0, 0.0],
-        [9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656, 0.0],
-        [35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84],
-    ]
-)
-DP_E = np.array([-71 / 57600, 0.0, 71 / 16695, -71 / 1920, 17253 / 339200, -22 / 525, 1 / 40])
 
 
 # -- exposures within a piece ----------------------------------------------------------------

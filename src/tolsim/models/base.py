@@ -262,15 +262,20 @@ class Model:
             raise ValueError(f"`{argument}` is an empty table: expected at least one row")
         matrix = np.empty((n, len(self.parameters) + len(self.constants)))
         for i, p in enumerate(self.parameters):
-            column = np.asarray(table.get(p.name, np.full(n, p.default)))
+            if p.name not in table:
+                matrix[:, i] = p.default  # a default lies within its bounds (checked once)
+                continue
+            column = np.asarray(table[p.name])
             if not np.issubdtype(column.dtype, np.number):
                 raise TypeError(
                     f"`{argument}.{p.name}` has dtype {column.dtype}: expected real numbers"
                 )
             column = column.astype(np.float64)
-            bad = np.flatnonzero(
-                ~np.isfinite(column) | (column < p.bounds[0]) | (column > p.bounds[1])
-            )
+            low, high = p.bounds
+            ok = (column >= low) & (column <= high)  # False for NaN
+            if not (np.isfinite(low) and np.isfinite(high)):
+                ok &= np.isfinite(column)
+            bad = np.flatnonzero(~ok)
             if bad.size:
                 _check_value(f"{argument}.{p.name}[{bad[0]}]", float(column[bad[0]]), p)
             matrix[:, i] = column
