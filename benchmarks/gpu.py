@@ -113,20 +113,20 @@ def gpu_figures(args, grid) -> dict:
     packed = MODEL.pack_table(columns)
     schedule_of = np.zeros(args.samples, np.int32)
 
-    # kernel alone: inputs already on the device, one launch, metrics only
-    kernels = cuda.kernel_module(MODEL, tab.n_channels)
+    # kernel alone: inputs already on the device, one launch, metrics only; for each cap on
+    # registers per thread (0: the compiler's choice) and block size
     base, varying, slot = cuda.parameter_slots(packed)
     d_in = [module.to_device(a) for a in (base, slot, np.ascontiguousarray(packed[:, varying]))]
     d_sched = module.to_device(schedule_of)
     d_tab = [module.to_device(a) for a in tab.arrays()]
-    d_metrics = module.device_array((args.samples, kernels.N_METRICS))
+    d_metrics = module.device_array((args.samples, 5))
     d_status = module.device_array(args.samples, dtype=np.int32)
-    d_stats = module.device_array((1, kernels.N_STATS), dtype=np.int64)
+    d_stats = module.device_array((1, 3), dtype=np.int64)
     d_x = module.device_array((1, 1, len(MODEL.states)))
     d_dn = module.device_array((1, 1))
-    per_block = {}
+    timings, registers = {}, {}
 
-    def launch(threads):
+    def launch(kernels, threads):
         if cuda._simulated():  # (a smoke run under the simulator: one thread per block)
             threads = 1
         kernels.solve_kernel[-(-args.samples // threads), threads](
@@ -135,17 +135,28 @@ def gpu_figures(args, grid) -> dict:
         )  # fmt: skip
         module.synchronize()
 
-    for threads in (64, 128, 256):
-        launch(threads)
-        per_block[threads], _ = median_time(lambda t=threads: launch(t), args.repeats)
-    best_threads = min(per_block, key=per_block.get)
-    kernel_s = per_block[best_threads]
+    for cap in [0] if cuda._simulated() else args.max_registers:
+        kernels = cuda.kernel_module(MODEL, tab.n_channels, cap)
+        for threads in (64, 128, 256):
+            launch(kernels, threads)
+            timings[f"{cap}/{threads}"], _ = median_time(
+                lambda k=kernels, t=threads: launch(k, t), args.repeats
+            )
+        if not cuda._simulated():
+            try:
+                found = kernels.solve_kernel.get_regs_per_thread()
+                registers[cap] = list(found.values()) if isinstance(found, dict) else found
+            except Exception as error:  # noqa: BLE001 - informational only
+                registers[cap] = repr(error)
+    best = min(timings, key=timings.get)
+    best_cap, best_threads = (int(v) for v in best.split("/"))
+    kernel_s = timings[best]
     status = d_status.copy_to_host()
 
     def end_to_end():
         return cuda.solve(
             MODEL, packed, tab, schedule_of, rtol=RTOL, atol=ATOL, method="dopri5",
-            threads_per_block=best_threads, chunk_size=args.gpu_chunk,
+            threads_per_block=best_threads, chunk_size=args.gpu_chunk, max_registers=best_cap,
         )  # fmt: skip
 
     result = end_to_end()
@@ -155,7 +166,7 @@ def gpu_figures(args, grid) -> dict:
         rows = MODEL.pack_table(columns, "design")
         return cuda.solve(
             MODEL, rows, tab, schedule_of, rtol=RTOL, atol=ATOL, method="dopri5",
-            threads_per_block=best_threads, chunk_size=args.gpu_chunk,
+            threads_per_block=best_threads, chunk_size=args.gpu_chunk, max_registers=best_cap,
         )  # fmt: skip
 
     design_s, _ = median_time(from_design, args.repeats)
@@ -167,7 +178,9 @@ def gpu_figures(args, grid) -> dict:
         "cached_first_call_small_s_fresh_process": cached_first,
         "warm_call_small_s": warm_small,
         "small_samples": int(small.shape[0]),
-        "kernel_s_by_threads_per_block": per_block,
+        "kernel_s_by_max_registers_and_threads_per_block": timings,
+        "registers_per_thread": registers,
+        "max_registers": best_cap,
         "threads_per_block": best_threads,
         "kernel_s": kernel_s,
         "kernel_trajectories_per_s": args.samples / kernel_s,
@@ -330,6 +343,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cpu-repeats", type=int, default=3)
     parser.add_argument("--gpu-chunk", type=int, default=None)
+    parser.add_argument("--max-registers", type=int, nargs="+", default=[0, 128, 96, 64])
     parser.add_argument("--sweep", action="store_true", help="also time tolsim.sweep on GPU")
     parser.add_argument("--sweep-chunk", type=int, default=250_000)
     parser.add_argument("--no-diffrax", action="store_true")

@@ -238,9 +238,9 @@ def test_rate_helpers_become_device_functions_with_numpy_math_as_math():
             out[i] = device(x[i])
 
     x = np.array([0.25, 1.0, 3.5])
-    out = np.zeros(3)
-    kernel[1, 1](x, out)
-    np.testing.assert_allclose(out, [_outer(v) for v in x], rtol=1e-14)
+    out = numba_cuda.device_array(3)
+    kernel[1, 1](numba_cuda.to_device(x), out)
+    np.testing.assert_allclose(out.copy_to_host(), [_outer(v) for v in x], rtol=1e-14)
 
 
 def test_bad_device_arguments_are_clear_errors(tmp_path):

@@ -152,8 +152,9 @@ def worker_device_index(n_devices: int) -> int:
     return 0
 
 
-def kernel_module(model: Model, n_channels: int):
-    """The model's CUDA kernel module (specialised copy of ``cuda_template``)."""
+def kernel_module(model: Model, n_channels: int, max_registers: int = 0):
+    """The model's CUDA kernel module (specialised copy of ``cuda_template``); a nonzero
+    ``max_registers`` caps the registers per thread."""
     require()
     tolerant = np.array([float(s in model.tolerant_states) for s in model.states])
     names = model.parameter_names
@@ -168,6 +169,7 @@ def kernel_module(model: Model, n_channels: int):
         "STOICH": f"np.array({stoich.tolist()!r})",
         "TOLERANT": f"np.array({tolerant.tolist()!r})",
         "INITIAL": f"np.array({initial!r}, dtype=np.int64)",
+        "MAX_REGISTERS": str(int(max_registers)),
     }
     return specialised("cuda_template", model.rates, constants)
 
@@ -290,6 +292,7 @@ def solve(
     method: str = "dopri5",
     chunk_size: int | None = None,
     threads_per_block: int = THREADS_PER_BLOCK,
+    max_registers: int = 0,
 ) -> Result:
     """Solve every row of ``packed`` under schedule ``schedule_of[row]`` of ``table`` on
     the current GPU, in chunks of ``chunk_size`` samples over two streams.
@@ -302,7 +305,7 @@ def solve(
     simulated = _simulated()
     if method not in METHODS:
         raise ValueError(f"`method` = {method!r}: the CUDA kernel runs {list(METHODS)}")
-    kernels = kernel_module(model, table.n_channels)
+    kernels = kernel_module(model, table.n_channels, max_registers)
     packed = np.ascontiguousarray(packed, dtype=np.float64)
     n, n_packed = packed.shape
     n_states = len(model.states)

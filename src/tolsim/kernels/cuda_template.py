@@ -41,6 +41,9 @@ STOICH = np.zeros((6, 2))  # TOLSIM-CONSTANT
 TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 # packed column holding each initial state
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
+# register cap per thread (0: the compiler's choice); fewer registers, more resident threads
+MAX_REGISTERS = 0  # TOLSIM-CONSTANT
+_KERNEL_OPTIONS = {"cache": True} | ({"max_registers": MAX_REGISTERS} if MAX_REGISTERS else {})
 
 NC_ALLOC = max(N_CHANNELS, 1)  # CUDA has no zero-length local arrays
 
@@ -293,7 +296,7 @@ def emit(sample, s, j, t_j, x, dn, w_index, w_day, threshold, acc, traj_slot, ou
     acc[8] = dn
 
 
-@cuda.jit(cache=True)
+@cuda.jit(**_KERNEL_OPTIONS)
 def solve_kernel(
     base_params,
     var_slot,
