@@ -159,6 +159,8 @@ def kernel_module(model: Model, n_channels: int, max_registers: int = 0):
     """The model's CUDA kernel module (specialised copy of ``cuda_template``); a nonzero
     ``max_registers`` caps the registers per thread."""
     require()
+    if _simulated():
+        max_registers = 0  # the simulator has no registers to cap
     tolerant = np.array([float(s in model.tolerant_states) for s in model.states])
     names = model.parameter_names
     initial = [names.index(dict(model.initial)[s]) for s in model.states]
