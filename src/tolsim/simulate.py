@@ -242,12 +242,17 @@ def simulate(
     ds = _to_dataset(
         model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
     )
-    failed = np.flatnonzero(stats[:, 0] != 0)
+    return _checked(ds, stats[:, 0], throw)
+
+
+def _checked(ds: xr.Dataset, status: np.ndarray, throw: bool) -> xr.Dataset:
+    """``ds``, or :class:`SolverError` carrying it if a sample failed and ``throw``."""
+    failed = np.flatnonzero(status != 0)
     if failed.size and throw:
         first = int(failed[0])
         raise SolverError(
-            f"{failed.size} of {n_samples} sample(s) failed, first sample {first}: "
-            f"{STATUS_MESSAGES[int(stats[first, 0])]}. The partial result is in "
+            f"{failed.size} of {status.size} sample(s) failed, first sample {first}: "
+            f"{STATUS_MESSAGES[int(status[first])]}. The partial result is in "
             "`error.dataset`; pass throw=False to get it returned.",
             ds,
         )
@@ -304,7 +309,6 @@ def _simulate_cuda(
             cpu_stats,
         )
         out_x[stiff], out_dn[stiff], stats[stiff] = cpu_x, cpu_dn, cpu_stats
-    failed = np.flatnonzero(stats[:, 0] != 0)
     ds = _to_dataset(
         model,
         packed,
@@ -323,15 +327,7 @@ def _simulate_cuda(
     ds["switched_to_stiff"].attrs["long_name"] = (
         "stiffness detected on the GPU: solved on the CPU, Rosenbrock method from then on"
     )
-    if failed.size and throw:
-        first = int(failed[0])
-        raise SolverError(
-            f"{failed.size} of {n_samples} sample(s) failed, first sample {first}: "
-            f"{STATUS_MESSAGES[int(stats[first, 0])]}. The partial result is in "
-            "`error.dataset`; pass throw=False to get it returned.",
-            ds,
-        )
-    return ds
+    return _checked(ds, stats[:, 0], throw)
 
 
 def _check_memory(n_samples: int, n_times: int, n_states: int, n_exposures: int) -> None:

@@ -242,26 +242,24 @@ def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
             return _evaluate_paths(model, packed_rows, schedule, spec, start + rows)
         return _evaluate(model, packed_rows, schedule, spec)
 
-    if spec["device"] == "cuda":
-        if slots:
-            keys = np.stack([columns[name] for name in slots], axis=1)
-            unique, group = np.unique(keys, axis=0, return_inverse=True)
-            schedules = [
-                spec["schedule"](**dict(zip(slots, values.tolist(), strict=True)))
-                for values in unique
-            ]
-        else:
-            schedules, group = [spec["schedule"]], np.zeros(n, dtype=np.int32)
-        data = _evaluate_cuda(model, packed, schedules, group.ravel(), spec)
-    elif not slots:
-        data = evaluate(packed, spec["schedule"], np.arange(n))
-    else:
+    # the chunk's distinct schedules (one without slots) and each row's schedule
+    if slots:
         keys = np.stack([columns[name] for name in slots], axis=1)
         unique, group = np.unique(keys, axis=0, return_inverse=True)
+        schedules = [
+            spec["schedule"](**dict(zip(slots, values.tolist(), strict=True))) for values in unique
+        ]
+        group = group.ravel()
+    else:
+        schedules, group = [spec["schedule"]], np.zeros(n, dtype=np.int64)
+    if spec["device"] == "cuda":  # all schedules in one launch
+        data = _evaluate_cuda(model, packed, schedules, group, spec)
+    elif len(schedules) == 1:
+        data = evaluate(packed, schedules[0], np.arange(n))
+    else:  # one batched kernel call per schedule
         data = {}
-        for g, values in enumerate(unique):
-            rows = np.flatnonzero(group.ravel() == g)
-            schedule = spec["schedule"](**dict(zip(slots, values.tolist(), strict=True)))
+        for g, schedule in enumerate(schedules):
+            rows = np.flatnonzero(group == g)
             part = evaluate(packed[rows], schedule, rows)
             for name, value in part.items():
                 if name not in data:

@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda, float64
 from numba.core.registry import CPUDispatcher
 
-from tolsim.kernels import exposure
+from tolsim.kernels import events, exposure
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
@@ -195,19 +195,16 @@ def load_piece(level_tab, pk_tab, s, piece, level, pk):
             pk[ch, col] = pk_tab[s, piece, ch, col]
 
 
-@cuda.jit(device=True)
-def cubic_value(c0, c1, c2, c3, s):
-    return c0 + s * (c1 + s * (c2 + s * c3))
+# the cubic Hermite interpolant of tolsim.kernels.events, as device functions
+hermite_cubic = device_function(events._cubic)
+cubic_value = device_function(events._eval)
 
 
 @cuda.jit(device=True)
 def upcrossing(y0, y1, d0, d1, h, level):
     """First ``s`` in [0, 1] where the cubic Hermite interpolant of the interval rises
     through ``level`` (as :func:`tolsim.kernels.events.first_upcrossing`); -1 if none."""
-    c0 = y0
-    c1 = h * d0
-    c2 = -3.0 * y0 - 2.0 * h * d0 + 3.0 * y1 - h * d1
-    c3 = 2.0 * y0 + h * d0 - 2.0 * y1 + h * d1
+    c0, c1, c2, c3 = hermite_cubic(y0, y1, d0, d1, h)
     r1 = 2.0  # critical points inside (0, 1), sorted; 2 = none
     r2 = 2.0
     a = 3.0 * c3
