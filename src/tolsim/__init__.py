@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from tolsim import data, datasets, design, models, observe
 from tolsim.data import Measurements, read_measurements
 from tolsim.fit import FitResult, fit, likelihood_ratio_test
+from tolsim.predict import predict
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
 from tolsim.simulate import SolverError, simulate
@@ -34,6 +35,7 @@ __all__ = [
     "likelihood_ratio_test",
     "models",
     "observe",
+    "predict",
     "read_measurements",
     "recurrence_probability",
     "simulate",

@@ -494,6 +494,14 @@ class FitResult:
             },
         )
 
+    # prediction -------------------------------------------------------------------------
+    def predict(self, schedule: Schedule, **options) -> xr.Dataset:
+        """Recurrence under a new schedule with this fit's uncertainty: see
+        :func:`tolsim.predict` for the options and the returned Dataset."""
+        from tolsim.predict import predict
+
+        return predict(self, schedule, **options)
+
     def summary(self) -> str:
         lines = [
             f"tolsim fit: nllh {self.nllh:.4g}, {self.n_free} free parameters, "

@@ -1,0 +1,568 @@
+"""Recurrence prediction under a new schedule, with the uncertainty of a fit.
+
+:func:`predict` takes a :class:`~tolsim.FitResult` and a schedule the data never saw, and
+propagates two kinds of uncertainty to the time to recurrence after tamoxifen withdrawal:
+
+* **parameter uncertainty** — draws of the free parameters from the fit: posterior samples
+  (:meth:`FitResult.sample`, emcee) or the Laplace approximation (a multivariate normal on
+  the log10 scale with the inverse Hessian of the negative log-likelihood as covariance,
+  truncated to the fit's bounds; it matches the profile-likelihood intervals when the
+  profiles are close to quadratic). Each draw is one row of a parameter table solved in one
+  batched kernel call.
+* **demographic noise** of small residual populations — for a linear model, the exact
+  branching-process probabilities (:func:`tolsim.branching.branching_extinction`) that the
+  whole population, or the tolerant reservoir, dies out; for any model, stochastic paths
+  (``method="hybrid"``) per draw, whose recurrence times are computed exactly in the kernel.
+
+With the exact (branching) treatment the predictive distribution of the recurrence time is
+the mixture over draws ``d`` of "no recurrence" with probability ``q_d`` (extinction by the
+schedule's end) and the deterministic recurrence day ``t_d`` with probability ``1 - q_d``.
+That neglects the timing noise of a lineage that survives (it matters only for a handful of
+cells); ``demographic="paths"`` includes it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import xarray as xr
+from scipy.special import ndtri
+
+import tolsim
+from tolsim.branching import branching_extinction
+from tolsim.recurrence import time_to_recurrence
+from tolsim.schedule import Schedule
+from tolsim.simulate import simulate
+from tolsim.stochastic import check_seed
+
+if TYPE_CHECKING:
+    from tolsim.fit import FitResult
+
+__all__ = ["PredictionWarning", "laplace_draws", "predict", "weighted_quantile"]
+
+UNCERTAINTIES = ("laplace", "posterior", "none")
+DEMOGRAPHIC = ("auto", "branching", "paths", "none")
+DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+class PredictionWarning(UserWarning):
+    """Draws whose solution failed, or a Laplace approximation that needed repair."""
+
+
+# -- parameter draws -------------------------------------------------------------------------
+def _hessian(function, x: np.ndarray, step: float = 1e-3) -> np.ndarray:
+    """Central finite-difference Hessian (second-order accurate in ``step``)."""
+    n = x.size
+    f0 = function(x)
+    hessian = np.empty((n, n))
+    for i in range(n):
+        e_i = np.zeros(n)
+        e_i[i] = step
+        hessian[i, i] = (function(x + e_i) - 2.0 * f0 + function(x - e_i)) / step**2
+        for j in range(i):
+            e_j = np.zeros(n)
+            e_j[j] = step
+            value = (
+                function(x + e_i + e_j)
+                - function(x + e_i - e_j)
+                - function(x - e_i + e_j)
+                + function(x - e_i - e_j)
+            ) / (4.0 * step**2)
+            hessian[i, j] = hessian[j, i] = value
+    return hessian
+
+
+def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """Draws of the free parameters (log10 scale) from the Laplace approximation of a fit.
+
+    A multivariate normal centred on the best fit with covariance the inverse of the
+    finite-difference Hessian of the negative log-likelihood (log10 parameters), truncated to
+    the fit's bounds by rejection. Directions the data do not determine (Hessian eigenvalues
+    near zero or negative, e.g. a best fit on a bound) are spread uniformly across the box
+    instead, with a :class:`PredictionWarning`: flat, as the profile likelihood is there.
+
+    Returns
+    -------
+    numpy.ndarray, shape (draws, n_free)
+        log10 values.
+    """
+    objective = fit.objective
+    names = list(fit.free)
+    lower = np.log10([objective.bounds[n][0] for n in names])
+    upper = np.log10([objective.bounds[n][1] for n in names])
+    best = np.log10([fit.params[n] for n in names])
+    hessian = _hessian(objective.nllh, best)
+    if not np.all(np.isfinite(hessian)):
+        raise ValueError(
+            "the negative log-likelihood is not finite around the best fit (a parameter is "
+            "at a bound where the model fails?): use uncertainty='posterior'"
+        )
+    eigenvalues, vectors = np.linalg.eigh(hessian)
+    width = upper - lower
+    # an eigenvalue below this gives a standard deviation wider than the whole box
+    floor = 1.0 / float(np.max(width)) ** 2
+    flat = eigenvalues <= floor
+    if np.any(flat):
+        warnings.warn(
+            f"the likelihood is flat or curved the wrong way in {int(flat.sum())} direction(s) "
+            "at the best fit (practically non-identifiable parameters): those directions are "
+            "drawn uniformly within the bounds",
+            PredictionWarning,
+            stacklevel=3,
+        )
+    scale = np.where(flat, 0.0, 1.0 / np.sqrt(np.where(flat, 1.0, eigenvalues)))
+    out = np.empty((draws, best.size))
+    filled = 0
+    for _ in range(1000):
+        z = rng.standard_normal((2 * (draws - filled) + 16, best.size))
+        candidate = best + (z * scale) @ vectors.T
+        if np.any(flat):  # uniform along flat directions: project a uniform box draw
+            uniform = rng.uniform(lower, upper, size=candidate.shape)
+            along = (uniform - best) @ vectors[:, flat]
+            candidate = candidate + along @ vectors[:, flat].T
+        inside = candidate[np.all((candidate >= lower) & (candidate <= upper), axis=1)]
+        take = min(draws - filled, len(inside))
+        out[filled : filled + take] = inside[:take]
+        filled += take
+        if filled == draws:
+            return out
+    raise RuntimeError(  # pragma: no cover - needs almost all mass outside the box
+        "the Laplace approximation puts almost no mass inside the bounds; use "
+        "uncertainty='posterior'"
+    )
+
+
+def _posterior_draws(posterior: xr.Dataset, names: Sequence[str], draws: int, rng) -> np.ndarray:
+    if not isinstance(posterior, xr.Dataset) or "log10_value" not in posterior:
+        raise TypeError(
+            f"`posterior` = {type(posterior).__name__}: expected the Dataset of "
+            "FitResult.sample() (variable 'log10_value' (draw, parameter))"
+        )
+    have = [str(p) for p in posterior["parameter"].values]
+    if sorted(have) != sorted(names):
+        raise ValueError(
+            f"`posterior` has parameters {have}: expected the fit's free parameters {list(names)}"
+        )
+    chain = posterior["log10_value"].sel(parameter=list(names)).values
+    index = rng.choice(chain.shape[0], size=draws, replace=chain.shape[0] < draws)
+    return chain[index]
+
+
+# -- quantiles of a weighted sample with mass at infinity ------------------------------------
+def weighted_quantile(values, weights, q) -> np.ndarray:
+    """Quantiles ``q`` of the distribution putting mass ``weights`` on ``values``.
+
+    The inverse of the empirical CDF (the smallest value whose cumulative weight reaches
+    ``q``), so ``inf`` values (no recurrence) are handled exactly: a quantile beyond the
+    finite mass is ``inf``. Weights are normalised.
+
+    Examples
+    --------
+    >>> weighted_quantile([1.0, 2.0, np.inf], [0.25, 0.25, 0.5], [0.2, 0.5, 0.6])
+    array([ 1.,  2., inf])
+    """
+    values = np.asarray(values, dtype=float).ravel()
+    weights = np.asarray(weights, dtype=float).ravel()
+    q = np.atleast_1d(np.asarray(q, dtype=float))
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    if values.size == 0:
+        return np.full(q.shape, np.nan)
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    cumulative /= cumulative[-1]
+    index = np.searchsorted(cumulative, q - 1e-12, side="left")
+    return values[order][np.minimum(index, values.size - 1)]
+
+
+# -- the public function ---------------------------------------------------------------------
+def _check_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"`{name}` = {value!r}: expected one of {list(choices)}")
+    return value
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"`{name}` = {value!r}: expected an integer >= 1")
+    return int(value)
+
+
+def predict(
+    fit: FitResult,
+    schedule: Schedule,
+    *,
+    draws: int = 500,
+    uncertainty: str = "laplace",
+    posterior: xr.Dataset | None = None,
+    demographic: str = "auto",
+    paths: int = 100,
+    params: Mapping[str, float] | None = None,
+    times=None,
+    threshold: str | float = "size_at_withdrawal",
+    horizon_days: float | None = None,
+    eradication_day: float | None = None,
+    level: float = 0.9,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    seed: int = 0,
+    rtol: float = 1e-6,
+) -> xr.Dataset:
+    """Predict recurrence after tamoxifen withdrawal under ``schedule``, with uncertainty.
+
+    Parameters
+    ----------
+    fit : FitResult
+        The fitted model (:func:`tolsim.fit`). Fixed and default parameters keep the fit's
+        values; condition-specific overrides of the fit do not carry over (use ``params``).
+    schedule : Schedule
+        The schedule to predict under; it must give tamoxifen (recurrence is counted from its
+        withdrawal, :meth:`Schedule.withdrawal_day`).
+    draws : int
+        Parameter draws (one batched solve each).
+    uncertainty : {"laplace", "posterior", "none"}
+        Where draws come from: the Laplace approximation (:func:`laplace_draws`), posterior
+        samples (``posterior``, or :meth:`FitResult.sample` run here with ``seed``), or the
+        best fit only (``draws`` is then 1).
+    posterior : xarray.Dataset, optional
+        Output of :meth:`FitResult.sample`; implies ``uncertainty="posterior"``.
+    demographic : {"auto", "branching", "paths", "none"}
+        Demographic noise: exact branching-process extinction (linear models; what ``"auto"``
+        picks for them), ``paths`` hybrid stochastic paths per draw (any model; ``"auto"`` for
+        non-linear ones), or none (deterministic recurrence only).
+    params : mapping, optional
+        Model parameter overrides for the new schedule (e.g. a knockout's ``kappa_T``); a
+        free parameter cannot be overridden.
+    times : array_like, optional
+        Output days of the trajectory band ``N_quantiles``; default daily over the schedule.
+    threshold : "size_at_withdrawal" or float
+        Recurrence threshold (cells), as for :func:`tolsim.time_to_recurrence`.
+    horizon_days : float, optional
+        Days after withdrawal for ``probability_no_recurrence``; default to the schedule's end.
+    eradication_day : float, optional
+        Day by which the tolerant reservoir must be empty for ``eradication_probability``;
+        default the last day any drug is given (the end of treatment).
+    level : float
+        Level of the prediction interval ``time_to_recurrence_interval`` and of the Monte
+        Carlo intervals of probabilities.
+    quantiles : sequence of float
+        Quantiles reported (``level``'s two ends are added).
+    seed : int
+        Seed of the draws and paths: the same seed gives the same prediction.
+    rtol : float
+        Relative tolerance of the ODE solves.
+
+    Returns
+    -------
+    xarray.Dataset
+        Per draw (dim ``draw``): ``parameter_value`` (draw, parameter), ``time_to_recurrence``
+        (days after withdrawal, ``inf`` if not within the schedule; with paths: (draw,
+        path)), ``extinction_probability`` and ``eradication_probability_draw`` (with
+        demographic noise). Summaries: ``time_to_recurrence_quantiles`` (quantile, days),
+        ``time_to_recurrence_interval`` (bound: low/high, days) at ``level``,
+        ``recurrence_free_probability`` with ``recurrence_free_low``/``_high`` (Monte Carlo
+        interval) against ``day_since_withdrawal``, ``probability_no_recurrence`` by
+        ``horizon_days``, ``eradication_probability``, ``N_quantiles`` and
+        ``tolerant_fraction_quantiles`` (quantile, time). Attributes record the model,
+        schedule, fit, uncertainty, demographic treatment, seed and tolsim version.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, tolsim
+    >>> model = tolsim.models.TwoState(crowding="none")
+    >>> grow = tolsim.Schedule.from_phases([{"days": 20}])
+    >>> days = np.arange(2.0, 21.0, 2.0)
+    >>> cells = tolsim.simulate(model, model.default_params(lambda_S=0.3), grow, days).N
+    >>> noisy = cells.values * np.exp(0.1 * np.random.default_rng(1).standard_normal(10))
+    >>> data = pd.DataFrame({"condition": "control", "observable": "total_cells",
+    ...                      "time": days, "value": noisy})
+    >>> result = tolsim.fit(model, data, {"control": grow}, free=["lambda_S"],
+    ...                     noise=tolsim.observe.LogNormal(), starts=2,
+    ...                     fixed={"total_cells.sigma": 0.1})
+    >>> new = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}, {"days": 60}])
+    >>> p = result.predict(new, draws=200, seed=1, threshold=1e7)  # days to 1e7 cells
+    >>> low, high = p.time_to_recurrence_interval.values
+    >>> bool(0 < low < high < 60)
+    True
+    """
+    from tolsim.fit import FitResult
+
+    if not isinstance(fit, FitResult):
+        raise TypeError(f"`fit` = {type(fit).__name__}: expected a tolsim.FitResult")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` = {schedule!r}: expected a tolsim.Schedule")
+    try:
+        withdrawal = schedule.withdrawal_day("tamoxifen")
+    except ValueError as error:
+        raise ValueError(
+            f"`schedule` never gives tamoxifen ({error}): recurrence is counted from "
+            "tamoxifen withdrawal"
+        ) from None
+    if withdrawal >= schedule.duration_days:
+        raise ValueError(
+            f"`schedule` gives tamoxifen until day {withdrawal:g}, its end: there is no "
+            "follow-up after withdrawal to predict"
+        )
+    draws = _check_positive_int(draws, "draws")
+    paths = _check_positive_int(paths, "paths")
+    if posterior is not None:
+        uncertainty = "posterior"
+    _check_choice(uncertainty, "uncertainty", UNCERTAINTIES)
+    _check_choice(demographic, "demographic", DEMOGRAPHIC)
+    seed = check_seed(seed)
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"`level` = {level!r}: expected a level in (0, 1)")
+    quantiles = np.asarray(quantiles, dtype=float).ravel()
+    if quantiles.size == 0 or np.any(~((quantiles > 0) & (quantiles < 1))):
+        raise ValueError(f"`quantiles` = {quantiles.tolist()}: expected values in (0, 1)")
+    ends = ((1.0 - level) / 2.0, (1.0 + level) / 2.0)
+    quantiles = np.unique(np.concatenate([quantiles, ends]))
+    follow_up = schedule.duration_days - withdrawal
+    horizon_days = follow_up if horizon_days is None else float(horizon_days)
+    if not 0.0 < horizon_days <= follow_up:
+        raise ValueError(
+            f"`horizon_days` = {horizon_days!r}: expected days after withdrawal in "
+            f"(0, {follow_up:g}] (the schedule's follow-up)"
+        )
+    if eradication_day is None:
+        eradication_day = max(schedule.withdrawal_day(d) for d in schedule.drugs)
+        eradication_day = min(eradication_day, schedule.duration_days)
+    eradication_day = float(eradication_day)
+    if not 0.0 < eradication_day <= schedule.duration_days:
+        raise ValueError(
+            f"`eradication_day` = {eradication_day!r}: expected a day in "
+            f"(0, {schedule.duration_days:g}]"
+        )
+    model = fit.objective.model
+    overrides = dict(params or {})
+    model._check_names(overrides, "params")
+    clash = [n for n in overrides if n in fit.free]
+    if clash:
+        raise ValueError(
+            f"`params` overrides free parameter(s) {clash}: their values come from the fit's draws"
+        )
+    if demographic == "auto":
+        demographic = "branching" if model.linear else "paths"
+    if demographic == "branching" and not model.linear:
+        raise ValueError(
+            f"`demographic` = 'branching' needs a linear model (no crowding); {model.name} is "
+            "not: use demographic='paths'"
+        )
+    if times is None:
+        times = np.union1d(np.arange(0.0, schedule.duration_days, 1.0), [withdrawal])
+        times = np.union1d(times, [schedule.duration_days])
+    times = np.asarray(times, dtype=float)
+
+    # 1. parameter draws (log10 scale) -------------------------------------------------------
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    names = list(fit.free)
+    best = np.log10([fit.params[n] for n in names])
+    if uncertainty == "none":
+        theta = best[None, :]
+    elif uncertainty == "laplace":
+        theta = laplace_draws(fit, draws, rng)
+    else:
+        if posterior is None:
+            posterior = fit.sample(seed=seed)
+        theta = _posterior_draws(posterior, names, draws, rng)
+    n_draws = theta.shape[0]
+    values = {n: v for n, v in fit.all_params.items() if n in model.parameter_names}
+    values.update(overrides)
+    table = {n: np.full(n_draws, float(v)) for n, v in values.items()}
+    for k, name in enumerate(names):
+        if name in model.parameter_names:
+            table[name] = 10.0 ** theta[:, k]
+
+    # 2. mean-field trajectories and recurrence days -----------------------------------------
+    ode = simulate(model, table, schedule, times, rtol=rtol, throw=False)
+    ok = ode["status"].values == 0
+    if not np.all(ok):
+        warnings.warn(
+            f"{int((~ok).sum())} of {n_draws} draws failed to solve ({ode.message.values[~ok][0]})"
+            ": they are left out of the prediction",
+            PredictionWarning,
+            stacklevel=2,
+        )
+    if not np.any(ok):
+        raise RuntimeError("every draw failed to solve; see the warning")
+    weights = ok.astype(float) / ok.sum()
+    data_vars: dict[str, tuple] = {}
+    day_grid = np.union1d(np.arange(0.0, follow_up, 1.0), [horizon_days, follow_up])
+    if demographic == "paths":
+        stochastic = simulate(
+            model,
+            table,
+            schedule,
+            np.unique([eradication_day, schedule.duration_days]),
+            method="hybrid",
+            paths=paths,
+            seed=int(np.random.SeedSequence([seed, 1]).generate_state(1)[0]),
+            recurrence_threshold=threshold,
+            throw=False,
+        )
+        path_ok = (stochastic["status"].values == 0) & ok[:, None]
+        days = stochastic["time_to_recurrence"].values  # (draw, path)
+        at = stochastic.sel(time=eradication_day)
+        tolerant = [s for s in model.tolerant_states]
+        gone = np.logical_and.reduce([at[s].values == 0 for s in tolerant])
+        end = stochastic.sel(time=schedule.duration_days)
+        extinct = np.logical_and.reduce([end[s].values == 0 for s in model.states])
+        path_weight = path_ok / np.maximum(path_ok.sum(), 1)
+        mixture_values, mixture_weights = days.ravel(), path_weight.ravel()
+        per_draw = np.where(path_ok.any(1), path_ok.sum(1), 1)
+        extinction = (extinct & path_ok).sum(1) / per_draw
+        eradication = (gone & path_ok).sum(1) / per_draw
+        recurred_by = (days[..., None] <= day_grid) & path_ok[..., None]
+        curve_terms = 1.0 - recurred_by.sum(1) / per_draw[:, None]  # (draw, day)
+        data_vars["time_to_recurrence"] = (
+            ("draw", "path"),
+            days,
+            {"units": "days", "long_name": "days from withdrawal to recurrence, per path"},
+        )
+        n_mc = int(path_ok.sum())
+    else:
+        days = time_to_recurrence(ode, threshold=threshold).values
+        days = np.where(ok, days, np.nan)
+        data_vars["time_to_recurrence"] = (
+            "draw",
+            days,
+            {"units": "days", "long_name": "mean-field days from withdrawal to recurrence"},
+        )
+        if demographic == "branching":
+            whole = branching_extinction(model, table, schedule)
+            extinction = whole["extinction_probability"].values
+            reservoir = branching_extinction(
+                model, table, schedule, by_day=eradication_day, states=model.tolerant_states
+            )
+            eradication = reservoir["extinction_probability"].values
+        else:
+            extinction = np.zeros(n_draws)
+            eradication = None
+        extinction = np.where(ok, extinction, 0.0)
+        mixture_values = np.concatenate([days, np.full(n_draws, np.inf)])
+        mixture_weights = np.concatenate([weights * (1.0 - extinction), weights * extinction])
+        recurred_by = (days[:, None] <= day_grid) & ok[:, None]
+        curve_terms = 1.0 - recurred_by * (1.0 - extinction)[:, None]
+        n_mc = int(ok.sum())
+    if demographic != "none":
+        data_vars["extinction_probability"] = (
+            "draw",
+            extinction,
+            {"units": "1", "long_name": "probability that no cell is left at the schedule's end"},
+        )
+        data_vars["eradication_probability_draw"] = (
+            "draw",
+            eradication,
+            {
+                "units": "1",
+                "long_name": f"probability of no tolerant cell on day {eradication_day:g}",
+            },
+        )
+
+    # 3. summaries ---------------------------------------------------------------------------
+    z = float(ndtri((1.0 + level) / 2.0))
+
+    def mean_and_interval(terms: np.ndarray):
+        """Weighted mean over draws of per-draw probabilities, with a normal Monte Carlo
+        interval (the estimate's precision from a finite number of draws or paths)."""
+        mean = np.tensordot(weights, terms, axes=(0, 0))
+        spread = np.sqrt(np.maximum(np.tensordot(weights, (terms - mean) ** 2, axes=(0, 0)), 0))
+        half = z * spread / np.sqrt(max(n_mc, 1))
+        return mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
+
+    quantile_days = weighted_quantile(mixture_values, mixture_weights, quantiles)
+    curve, curve_low, curve_high = mean_and_interval(curve_terms)
+    no_recurrence = curve[np.searchsorted(day_grid, horizon_days)]
+    data_vars.update(
+        {
+            "parameter_value": (
+                ("draw", "parameter"),
+                10.0**theta,
+                {"long_name": "free parameter values of each draw"},
+            ),
+            "draw_ok": ("draw", ok, {"long_name": "the draw's solution succeeded"}),
+            "time_to_recurrence_quantiles": (
+                "quantile",
+                quantile_days,
+                {"units": "days", "long_name": "predictive quantiles of the time to recurrence"},
+            ),
+            "time_to_recurrence_interval": (
+                "bound",
+                weighted_quantile(mixture_values, mixture_weights, ends),
+                {"units": "days", "long_name": f"{level:.0%} prediction interval"},
+            ),
+            "recurrence_free_probability": (
+                "day_since_withdrawal",
+                curve,
+                {"units": "1", "long_name": "probability of no recurrence yet"},
+            ),
+            "recurrence_free_low": ("day_since_withdrawal", curve_low, {"units": "1"}),
+            "recurrence_free_high": ("day_since_withdrawal", curve_high, {"units": "1"}),
+            "probability_no_recurrence": (
+                (),
+                no_recurrence,
+                {"units": "1", "long_name": f"no recurrence within {horizon_days:g} days"},
+            ),
+        }
+    )
+    if demographic != "none":
+        erad, erad_low, erad_high = mean_and_interval(eradication)
+        data_vars["eradication_probability"] = (
+            (),
+            erad,
+            {
+                "units": "1",
+                "long_name": f"probability that the tolerant reservoir is gone by day "
+                f"{eradication_day:g}",
+                "interval": [float(erad_low), float(erad_high)],
+            },
+        )
+    for variable in ("N", "tolerant_fraction"):
+        trajectory = ode[variable].values[ok]
+        data_vars[f"{variable}_quantiles"] = (
+            ("quantile", "time"),
+            np.quantile(trajectory, quantiles, axis=0) if trajectory.size else np.nan,
+            {
+                "units": ode[variable].attrs.get("units", ""),
+                "long_name": f"quantiles of {variable} over parameter draws",
+            },
+        )
+    coords = {
+        "draw": np.arange(n_draws),
+        "parameter": names,
+        "quantile": quantiles,
+        "bound": ["low", "high"],
+        "time": ("time", times, {"units": "days"}),
+        "day_since_withdrawal": ("day_since_withdrawal", day_grid, {"units": "days"}),
+    }
+    if demographic == "paths":
+        coords["path"] = np.arange(paths)
+    return xr.Dataset(
+        data_vars,
+        coords=coords,
+        attrs={
+            "title": f"tolsim recurrence prediction with {model.name}",
+            "model": ode.attrs["model"],
+            "schedule": ode.attrs["schedule"],
+            "fit": json.dumps(
+                {"params": fit.params, "nllh": fit.nllh, "free": names, "method": fit.method}
+            ),
+            "params": json.dumps(values),
+            "uncertainty": uncertainty,
+            "demographic": demographic,
+            "draws": n_draws,
+            "paths": paths if demographic == "paths" else 0,
+            "seed": seed,
+            "level": level,
+            "threshold": threshold if isinstance(threshold, str) else float(threshold),
+            "withdrawal_day": withdrawal,
+            "horizon_days": horizon_days,
+            "eradication_day": eradication_day,
+            "rtol": rtol,
+            "tolsim_version": tolsim.__version__,
+        },
+    )

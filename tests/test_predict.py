@@ -1,0 +1,301 @@
+"""Recurrence prediction: coverage of prediction intervals on synthetic data, the draws'
+agreement with the profile likelihood, the exact branching mixture against stochastic paths,
+reproducibility, the quantile rule, and input errors."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tolsim
+from tolsim.branching import branching_extinction
+from tolsim.observe import LogNormal
+from tolsim.predict import PredictionWarning, weighted_quantile
+
+MODEL = tolsim.models.TwoState(crowding="none")
+TRUE = {"lambda_S": 0.25, "eps_S": 0.7, "mu_E": 2e-2}
+SCHEDULES = {
+    "control": tolsim.Schedule.from_phases([{"days": 30}]),
+    "tamoxifen": tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}]),
+}
+DAYS = np.arange(3.0, 31.0, 3.0)
+SIGMA = 0.1
+# a schedule the data never saw: twice as long on tamoxifen, then withdrawal
+NEW = tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 60}])
+THRESHOLD = 1e9  # cells: recurrence is regrowth to 1e9 cells after withdrawal
+
+
+def synthetic(rng, params=TRUE):
+    rows = []
+    for condition, schedule in SCHEDULES.items():
+        ds = tolsim.simulate(MODEL, MODEL.default_params(**params), schedule, DAYS)
+        for replicate in range(2):
+            noisy = ds.N.values * np.exp(SIGMA * rng.standard_normal(DAYS.size))
+            rows += [
+                {
+                    "condition": condition,
+                    "observable": "total_cells",
+                    "time": t,
+                    "value": v,
+                    "replicate": str(replicate),
+                }
+                for t, v in zip(DAYS, noisy, strict=True)
+            ]
+    return pd.DataFrame(rows)
+
+
+def fitted(rng, **options):
+    return tolsim.fit(
+        MODEL,
+        synthetic(rng),
+        SCHEDULES,
+        free=list(TRUE),
+        bounds={"mu_E": (1e-5, 1.0)},
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=2,
+        seed=1,
+        **options,
+    )
+
+
+@pytest.fixture(scope="module")
+def one_fit():
+    return fitted(np.random.default_rng(11))
+
+
+def test_prediction_intervals_cover_the_truth_at_the_nominal_rate():
+    """90% intervals of the recurrence day contain the true day in 40-49 of 50 synthetic
+    data sets (expected 45; outside [40, 49] has probability 4% for exact coverage)."""
+    truth_ds = tolsim.simulate(MODEL, MODEL.default_params(**TRUE), NEW, np.arange(121.0))
+    truth = float(tolsim.time_to_recurrence(truth_ds, threshold=THRESHOLD))
+    assert 0 < truth < 60
+    rng = np.random.default_rng(3)
+    covered = 0
+    widths = []
+    for case in range(50):
+        prediction = fitted(rng).predict(
+            NEW, draws=200, demographic="none", threshold=THRESHOLD, level=0.9, seed=case
+        )
+        low, high = prediction.time_to_recurrence_interval.values
+        covered += low <= truth <= high
+        widths.append(high - low)
+    assert 40 <= covered <= 49, covered
+    assert 0.2 < np.median(widths) < 5.0  # informative, not trivially wide
+
+
+def test_laplace_draws_match_the_profile_likelihood_intervals(one_fit):
+    """For a near-Gaussian likelihood the Laplace draws' central 95% range reproduces the
+    95% profile-likelihood interval of each parameter (within 15% of its width)."""
+    one_fit.profile(level=0.95)
+    prediction = one_fit.predict(NEW, draws=4000, demographic="none", threshold=THRESHOLD)
+    for name in TRUE:
+        draws = np.log10(prediction.parameter_value.sel(parameter=name).values)
+        low, high = np.log10(one_fit.ci[name])
+        q_low, q_high = np.quantile(draws, [0.025, 0.975])
+        assert abs(q_low - low) < 0.15 * (high - low), name
+        assert abs(q_high - high) < 0.15 * (high - low), name
+
+
+def test_no_uncertainty_is_the_best_fit_exactly(one_fit):
+    prediction = one_fit.predict(NEW, uncertainty="none", demographic="none", threshold=THRESHOLD)
+    best = tolsim.simulate(
+        MODEL,
+        {k: v for k, v in one_fit.all_params.items() if k in MODEL.parameter_names},
+        NEW,
+        prediction.time.values,
+    )
+    expected = float(tolsim.time_to_recurrence(best, threshold=THRESHOLD))
+    assert prediction.sizes["draw"] == 1
+    assert prediction.time_to_recurrence.item() == expected
+    np.testing.assert_array_equal(prediction.time_to_recurrence_quantiles, expected)
+    np.testing.assert_allclose(prediction.N_quantiles.sel(quantile=0.5), best.N, rtol=1e-12)
+    days = prediction.day_since_withdrawal.values
+    np.testing.assert_array_equal(prediction.recurrence_free_probability, days < expected)
+
+
+# -- demographic noise ---------------------------------------------------------------------
+SMALL = {"S0": 0.0, "T0": 4.0, "kappa_T": 0.25, "lambda_T": 0.3}
+# an NF-κB inhibitor course against four tolerant cells, then tamoxifen is stopped
+SMALL_SCHEDULE = tolsim.Schedule.from_phases(
+    [{"days": 10, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 40}]
+)
+
+
+@pytest.fixture(scope="module")
+def small_fit():
+    """A fit of the tolerant growth rate to a few counts of a small tolerant population."""
+    days = np.arange(2.0, 21.0, 2.0)
+    schedule = tolsim.Schedule.from_phases([{"days": 20}])
+    params = MODEL.default_params(**{**SMALL, "T0": 1000.0})
+    cells = tolsim.simulate(MODEL, params, schedule, days).N.values
+    noisy = cells * np.exp(0.05 * np.random.default_rng(5).standard_normal(days.size))
+    data = pd.DataFrame(
+        {"condition": "grow", "observable": "total_cells", "time": days, "value": noisy}
+    )
+    return tolsim.fit(
+        MODEL,
+        data,
+        {"grow": schedule},
+        free=["lambda_T"],
+        fixed={**SMALL, "T0": 1000.0, "total_cells.sigma": 0.05},
+        noise=LogNormal(),
+        starts=2,
+    )
+
+
+def test_posterior_draws_agree_with_laplace_draws(small_fit):
+    """With one well-determined parameter the posterior (emcee) and the Laplace approximation
+    give the same prediction interval, to within a quarter of its width."""
+    posterior = small_fit.sample(steps=400, walkers=8, seed=2)
+    options = dict(draws=2000, demographic="none", params={"T0": 4.0}, threshold=100.0)
+    by_posterior = small_fit.predict(SMALL_SCHEDULE, posterior=posterior, **options)
+    by_laplace = small_fit.predict(SMALL_SCHEDULE, **options)
+    assert by_posterior.attrs["uncertainty"] == "posterior"
+    chain = 10.0 ** posterior.log10_value.values[:, 0]
+    assert np.isin(by_posterior.parameter_value.values[:, 0], chain).all()
+    low_p, high_p = by_posterior.time_to_recurrence_interval.values
+    low_l, high_l = by_laplace.time_to_recurrence_interval.values
+    width = high_l - low_l
+    assert width > 0
+    assert abs(low_p - low_l) < 0.25 * width and abs(high_p - high_l) < 0.25 * width
+
+
+def test_branching_mixture_is_exact_for_the_best_fit(small_fit):
+    """Without parameter uncertainty, the probability of no recurrence by the horizon is the
+    exact extinction probability (the mean field recurs), and eradication is the branching
+    probability of no tolerant cell at the end of treatment."""
+    prediction = small_fit.predict(
+        SMALL_SCHEDULE, uncertainty="none", params={"T0": 4.0}, threshold=100.0
+    )
+    params = {**small_fit.all_params, "T0": 4.0}
+    params = {k: v for k, v in params.items() if k in MODEL.parameter_names}
+    whole = branching_extinction(MODEL, params, SMALL_SCHEDULE)
+    reservoir = branching_extinction(MODEL, params, SMALL_SCHEDULE, by_day=10.0, states=["T"])
+    assert np.isfinite(prediction.time_to_recurrence.item())
+    assert prediction.probability_no_recurrence.item() == pytest.approx(
+        whole.extinction_probability.item(), rel=1e-12
+    )
+    assert prediction.eradication_probability.item() == pytest.approx(
+        reservoir.extinction_probability.item(), rel=1e-12
+    )
+    assert prediction.attrs["eradication_day"] == 10.0
+    q = whole.extinction_probability.item()
+    assert 0.05 < q < 0.95  # a case where demographic noise matters
+    days = prediction.day_since_withdrawal.values
+    expected = np.where(days < prediction.time_to_recurrence.item(), 1.0, q)
+    np.testing.assert_allclose(prediction.recurrence_free_probability, expected, rtol=1e-12)
+
+
+def test_paths_agree_with_the_branching_mixture(small_fit):
+    """Hybrid stochastic paths and the exact branching probabilities give the same chance
+    of no recurrence and of eradication: |difference| < 4 Monte Carlo standard errors."""
+    options = dict(uncertainty="none", params={"T0": 4.0}, threshold=100.0, seed=4)
+    exact = small_fit.predict(SMALL_SCHEDULE, demographic="branching", **options)
+    paths = small_fit.predict(SMALL_SCHEDULE, demographic="paths", paths=2000, **options)
+    assert paths.time_to_recurrence.dims == ("draw", "path")
+    for name in ("probability_no_recurrence", "eradication_probability"):
+        p = exact[name].item()
+        standard_error = np.sqrt(p * (1 - p) / 2000)
+        assert abs(paths[name].item() - p) < 4 * standard_error, name
+
+
+def test_same_seed_same_prediction_and_seeds_differ(one_fit):
+    options = dict(draws=50, threshold=THRESHOLD, demographic="none")
+    a = one_fit.predict(NEW, seed=7, **options)
+    b = one_fit.predict(NEW, seed=7, **options)
+    c = one_fit.predict(NEW, seed=8, **options)
+    np.testing.assert_array_equal(a.parameter_value, b.parameter_value)
+    np.testing.assert_array_equal(a.time_to_recurrence, b.time_to_recurrence)
+    assert not np.array_equal(a.parameter_value, c.parameter_value)
+
+
+def test_result_records_what_it_is(one_fit):
+    prediction = tolsim.predict(one_fit, NEW, draws=20, threshold=THRESHOLD, level=0.8)
+    assert json.loads(prediction.attrs["schedule"]) == NEW.to_dict()
+    assert json.loads(prediction.attrs["fit"])["params"] == one_fit.params
+    assert prediction.attrs["tolsim_version"] == tolsim.__version__
+    assert prediction.attrs["withdrawal_day"] == 60.0
+    assert {0.1, 0.9} <= set(prediction["quantile"].values.round(12))
+    assert prediction.time_to_recurrence.attrs["units"] == "days"
+    assert prediction.day_since_withdrawal[-1] == 60.0
+
+
+# -- quantiles -------------------------------------------------------------------------------
+@settings(max_examples=50, deadline=None)
+@given(
+    values=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=30),
+    q=st.floats(0.001, 0.999),
+)
+def test_weighted_quantile_with_equal_weights_is_the_inverted_cdf(values, q):
+    expected = np.quantile(values, q, method="inverted_cdf")
+    assert weighted_quantile(values, np.ones(len(values)), q)[0] == expected
+
+
+def test_weighted_quantile_puts_mass_at_infinity():
+    values, weights = [3.0, 1.0, np.inf], [0.3, 0.2, 0.5]
+    np.testing.assert_array_equal(
+        weighted_quantile(values, weights, [0.1, 0.2, 0.45, 0.51, 0.99]),
+        [1.0, 1.0, 3.0, np.inf, np.inf],
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("schedule", "options", "error", "match"),
+    [
+        (SCHEDULES["control"], {}, ValueError, "never gives tamoxifen"),
+        (SCHEDULES["tamoxifen"], {}, ValueError, "no follow-up"),
+        (NEW, {"uncertainty": "bootstrap"}, ValueError, "`uncertainty` = 'bootstrap'"),
+        (NEW, {"demographic": "yes"}, ValueError, "`demographic` = 'yes'"),
+        (NEW, {"draws": 0}, ValueError, "`draws` = 0"),
+        (NEW, {"params": {"lambda_S": 0.2}}, ValueError, "overrides free parameter"),
+        (NEW, {"params": {"lamda_T": 0.2}}, ValueError, "lamda_T"),
+        (NEW, {"horizon_days": 90.0}, ValueError, r"`horizon_days` = 90.0"),
+        (NEW, {"eradication_day": -1.0}, ValueError, "`eradication_day` = -1.0"),
+        (NEW, {"level": 1.5}, ValueError, "`level` = 1.5"),
+        (NEW, {"quantiles": [0.5, 1.0]}, ValueError, "`quantiles`"),
+        (NEW, {"posterior": {"a": 1}}, TypeError, "`posterior`"),
+        ("schedule.toml", {}, TypeError, "`schedule`"),
+    ],
+)
+def test_bad_input_is_named(one_fit, schedule, options, error, match):
+    with pytest.raises(error, match=match):
+        one_fit.predict(schedule, **options)
+
+
+def test_branching_needs_a_linear_model():
+    model = tolsim.models.TwoState(crowding="logistic")
+    days = np.arange(2.0, 11.0, 2.0)
+    schedule = tolsim.Schedule.from_phases([{"days": 10}])
+    cells = tolsim.simulate(model, model.default_params(), schedule, days).N.values
+    data = pd.DataFrame(
+        {"condition": "grow", "observable": "total_cells", "time": days, "value": cells}
+    )
+    result = tolsim.fit(
+        model, data, {"grow": schedule}, free=["lambda_S"], noise=LogNormal(), starts=2
+    )
+    with pytest.raises(ValueError, match="needs a linear model"):
+        result.predict(NEW, demographic="branching")
+    with pytest.raises(TypeError, match="`fit`"):
+        tolsim.predict(result.params, NEW)
+
+
+def test_failed_draws_are_left_out_with_a_warning(one_fit, monkeypatch):
+    real = tolsim.predict.__globals__["simulate"]
+
+    def first_draw_fails(*args, **kwargs):
+        ds = real(*args, **kwargs)
+        ds["status"][0] = 1
+        return ds
+
+    monkeypatch.setitem(tolsim.predict.__globals__, "simulate", first_draw_fails)
+    with pytest.warns(PredictionWarning, match="1 of 5 draws failed"):
+        prediction = one_fit.predict(NEW, draws=5, demographic="none", threshold=THRESHOLD)
+    assert prediction.draw_ok.values.tolist() == [False, True, True, True, True]
+    assert np.isnan(prediction.time_to_recurrence[0])
+    finite = prediction.time_to_recurrence.values[1:]
+    assert prediction.time_to_recurrence_quantiles.max() <= finite.max()
