@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from tolsim import data, datasets, design, models, observe
 from tolsim.data import Measurements, read_measurements
 from tolsim.fit import FitResult, fit, likelihood_ratio_test
+from tolsim.optimize import optimize_schedule
 from tolsim.predict import predict
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
@@ -35,6 +36,7 @@ __all__ = [
     "likelihood_ratio_test",
     "models",
     "observe",
+    "optimize_schedule",
     "predict",
     "read_measurements",
     "recurrence_probability",

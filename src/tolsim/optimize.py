@@ -1,0 +1,449 @@
+"""Schedule design: search a schedule template for the best trade-off of benefit and drug.
+
+:func:`optimize_schedule` evaluates every candidate of a search space over a
+:class:`~tolsim.design.ScheduleTemplate`'s slots (a grid of given values, a scrambled Sobol
+sample of ranges, or both), scores each by a benefit (recurrence-free days after withdrawal,
+the probability of no recurrence, or the probability that the tolerant reservoir is
+eradicated) and a drug burden (days of a drug, or its cumulative exposure in µM·day), and
+returns every candidate with the best feasible one and the Pareto front: the candidates no
+other candidate beats on benefit without more burden.
+
+Each candidate is its own schedule, so it is one kernel call. Candidates run on a pool of
+threads with one numba thread each (the kernels release the GIL): for a handful of parameter
+sets per candidate that is far faster than a parallel kernel per candidate, whose thread
+start-up would dominate.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Real
+
+import numpy as np
+import xarray as xr
+from scipy import integrate
+
+import tolsim
+from tolsim.branching import branching_extinction
+from tolsim.design import ScheduleTemplate, grid, sobol
+from tolsim.models.base import Model
+from tolsim.schedule import Schedule
+from tolsim.sweep import _evaluate
+
+__all__ = ["drug_burden", "optimize_schedule", "pareto_front"]
+
+OBJECTIVES = {
+    "recurrence_free_days": ("days", "recurrence-free days after withdrawal (to the horizon)"),
+    "no_recurrence_probability": ("1", "probability of no recurrence within the horizon"),
+    "eradication_probability": ("1", "probability that no tolerant cell is left"),
+}
+
+
+# -- drug burden -----------------------------------------------------------------------------
+def _union_length(intervals) -> float:
+    total, end = 0.0, -np.inf
+    for start, stop in sorted(intervals):
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total
+
+
+def drug_burden(schedule: Schedule, drug: str, kind: str = "days") -> float:
+    """How much of ``drug`` a schedule gives.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    drug : str
+        e.g. ``"inhibitor"``.
+    kind : {"days", "um_days"}
+        ``"days"``: days on which the drug is given (in-vitro phases with a positive level,
+        oral regimens from start to stop day, pellets; overlaps counted once; clipped to the
+        schedule). ``"um_days"``: cumulative exposure, the integral of its concentration (µM
+        day) — exact for in-vitro phases, by Simpson's rule with 0.005-day steps within each
+        piece between doses when PK dosing is involved.
+
+    Examples
+    --------
+    >>> s = tolsim.Schedule.from_phases([{"days": 10, "inhibitor": 2.0}, {"days": 5}])
+    >>> drug_burden(s, "inhibitor"), drug_burden(s, "inhibitor", "um_days")
+    (10.0, 20.0)
+    """
+    if kind not in ("days", "um_days"):
+        raise ValueError(f"`kind` = {kind!r}: expected 'days' or 'um_days'")
+    end = schedule.duration_days
+    if kind == "days":
+        intervals = [
+            (p.start_day, p.stop_day) for p in schedule.phases if p.levels_um.get(drug, 0.0) > 0
+        ]
+        intervals += [
+            (r.start_day, r.stop_day)
+            for r in schedule.oral_doses
+            if r.drug == drug and r.dose_mg > 0
+        ]
+        intervals += [
+            (p.start_day, p.stop_day)
+            for p in schedule.pellets
+            if p.drug == drug and p.release_mg_per_day > 0
+        ]
+        return _union_length((min(a, end), min(b, end)) for a, b in intervals)
+    uses_pk = any(r.drug == drug for r in schedule.oral_doses) or any(
+        p.drug == drug for p in schedule.pellets
+    )
+    if not uses_pk:
+        return float(
+            sum(p.levels_um.get(drug, 0.0) * (p.stop_day - p.start_day) for p in schedule.phases)
+        )
+    edges = np.union1d(schedule.breakpoints(), [end])
+    edges = edges[edges <= end]
+    total = 0.0
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):  # smooth within a piece
+        days = np.linspace(start, stop, 2 * max(1, math.ceil((stop - start) / 0.01)) + 1)
+        # a piece's right end belongs to the next piece: evaluate just inside it
+        inside = np.minimum(days, np.nextafter(stop, start))
+        total += integrate.simpson(schedule.concentrations(inside, [drug])[:, 0], x=days)
+    return float(total)
+
+
+def _drug_burden_of(schedule: Schedule, *, drug: str, kind: str) -> float:
+    return drug_burden(schedule, drug, kind)
+
+
+def _burden_function(burden) -> tuple[Callable[[Schedule], float], str, str]:
+    if callable(burden):
+        name = getattr(burden, "__name__", "burden")
+        return burden, name, ""
+    if isinstance(burden, str):
+        for suffix, kind, unit in (("_um_days", "um_days", "µM·day"), ("_days", "days", "days")):
+            if burden.endswith(suffix) and len(burden) > len(suffix):
+                drug = burden[: -len(suffix)]
+                return functools.partial(_drug_burden_of, drug=drug, kind=kind), burden, unit
+    raise ValueError(
+        f"`burden` = {burden!r}: expected '<drug>_days' (e.g. 'inhibitor_days'), "
+        "'<drug>_um_days' (cumulative µM·day) or a callable schedule -> float"
+    )
+
+
+# -- the Pareto front ------------------------------------------------------------------------
+def pareto_front(benefit, burden) -> np.ndarray:
+    """Mask of the candidates no other candidate beats: none has at least their benefit
+    with less burden, or more benefit with at most their burden. Of exact ties one (the
+    first) is kept. NaN benefits or burdens are never on the front.
+
+    Examples
+    --------
+    >>> pareto_front([1.0, 3.0, 2.0, 3.0], [1.0, 2.0, 2.0, 5.0]).tolist()
+    [True, True, False, False]
+    """
+    benefit = np.asarray(benefit, dtype=float)
+    burden = np.asarray(burden, dtype=float)
+    on_front = np.zeros(benefit.size, dtype=bool)
+    valid = np.flatnonzero(np.isfinite(burden) & ~np.isnan(benefit))
+    # by burden ascending, then benefit descending, then index
+    order = valid[np.lexsort((valid, -benefit[valid], burden[valid]))]
+    best = -np.inf
+    for i in order:
+        if benefit[i] > best:
+            on_front[i] = True
+            best = benefit[i]
+    return on_front
+
+
+# -- the search ------------------------------------------------------------------------------
+def _candidates(template: ScheduleTemplate, space, candidates: int, seed: int):
+    if not isinstance(space, Mapping) or not space:
+        raise ValueError(
+            f"`space` = {space!r}: expected a mapping slot -> values (a list: a grid) or "
+            "(low, high) (a tuple: a Sobol sample)"
+        )
+    unknown = [slot for slot in space if slot not in template.slots]
+    if unknown:
+        raise ValueError(
+            f"`space` names unknown slot(s) {unknown}: the template's slots are "
+            f"{list(template.slots)}"
+        )
+    ranges = {k: v for k, v in space.items() if isinstance(v, tuple)}
+    values = {k: v for k, v in space.items() if not isinstance(v, tuple)}
+    for slot, bounds in ranges.items():
+        if len(bounds) != 2 or not all(isinstance(b, Real) for b in bounds):
+            raise ValueError(f"`space[{slot!r}]` = {bounds!r}: expected a (low, high) range")
+    columns = {}
+    if values:
+        columns = dict(grid(**values).columns)
+    if ranges:
+        sample = sobol(candidates, seed=seed, **ranges).columns
+        if columns:  # every grid point with every Sobol point
+            n_grid, n_sobol = len(next(iter(columns.values()))), candidates
+            columns = {k: np.repeat(v, n_sobol) for k, v in columns.items()}
+            columns.update({k: np.tile(v, n_grid) for k, v in sample.items()})
+        else:
+            columns = dict(sample)
+    return columns
+
+
+def optimize_schedule(
+    model: Model,
+    params,
+    template: ScheduleTemplate,
+    space: Mapping,
+    *,
+    objective: str = "recurrence_free_days",
+    burden="inhibitor_days",
+    budget: float | None = None,
+    candidates: int = 1024,
+    horizon_days: float | None = None,
+    threshold: str | float = "size_at_withdrawal",
+    eradication_day: float | None = None,
+    top: int = 10,
+    seed: int = 0,
+    rtol: float = 1e-6,
+    workers: int | None = None,
+) -> xr.Dataset:
+    """Search schedules from a template for the most benefit under a drug-burden budget.
+
+    Parameters
+    ----------
+    model : Model
+    params : mapping or table
+        One parameter set, or several (``pandas.DataFrame`` or mapping of equal-length
+        arrays, e.g. draws from :func:`tolsim.predict`'s ``parameter_value``): the benefit is
+        then the mean over them — a schedule that is robust to parameter uncertainty.
+    template : ScheduleTemplate
+        e.g. :func:`tolsim.design.inhibitor_course`, :func:`tolsim.design.intermittent_tamoxifen`.
+    space : mapping slot -> list or (low, high)
+        A list of values makes a grid over that slot; a ``(low, high)`` tuple a scrambled
+        Sobol sample of ``candidates`` points over the ranges (crossed with any grid).
+        Unnamed slots keep the template's defaults.
+    objective : {"recurrence_free_days", "no_recurrence_probability", "eradication_probability"}
+        The benefit, maximised. ``recurrence_free_days``: days from tamoxifen withdrawal to
+        recurrence, counted up to the horizon (a tumour that never recurs scores the
+        horizon). ``no_recurrence_probability``: the fraction of parameter sets that do not
+        recur within the horizon. ``eradication_probability`` (linear models): the exact
+        branching-process probability that no tolerant cell is left on ``eradication_day``
+        (default: the end of treatment, the last day any drug is given).
+    burden : str or callable
+        ``"<drug>_days"`` (days the drug is given), ``"<drug>_um_days"`` (cumulative exposure,
+        µM·day; see :func:`drug_burden`), or a function schedule -> float.
+    budget : float, optional
+        Candidates whose burden exceeds it are infeasible (still reported; never the best).
+    candidates : int
+        Sobol points for ranges (a power of two).
+    horizon_days : float, optional
+        Follow-up counted after withdrawal; default each schedule's own follow-up, which must
+        then be the same for all candidates to compare them fairly (an error otherwise).
+    threshold : "size_at_withdrawal" or float
+        Recurrence threshold (cells), as for :func:`tolsim.time_to_recurrence`.
+    top : int
+        How many of the best feasible candidates ``ranking`` lists.
+    workers : int, optional
+        Threads evaluating candidates; default the number of CPUs.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``candidate``: each searched slot, ``benefit`` (units of the objective),
+        ``burden``, ``feasible``, ``on_front`` (Pareto-optimal), ``status`` (0: every
+        parameter set solved); ``best`` (index of the best feasible candidate, -1 if none);
+        ``ranking`` (rank): the ``top`` best feasible candidates. Attributes record the
+        objective, burden, budget, the best schedule (JSON), the template, model, parameters
+        and tolsim version.
+
+    Examples
+    --------
+    >>> import tolsim
+    >>> model = tolsim.models.TwoState(crowding="none")
+    >>> template = tolsim.design.inhibitor_course(tamoxifen_days=60.0, follow_up_days=120.0)
+    >>> result = optimize_schedule(
+    ...     model, model.default_params(), template,
+    ...     {"inhibitor_start_day": [0.0, 30.0, 60.0], "inhibitor_days": [0.0, 14.0, 28.0]},
+    ...     budget=14.0, threshold=1e6)
+    >>> int(result.inhibitor_days[result.best]), bool(result.feasible[result.best])
+    (14, True)
+    """
+    if not isinstance(model, Model):
+        raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
+    if not isinstance(template, ScheduleTemplate):
+        raise TypeError(
+            f"`template` = {template!r}: expected a tolsim.design.ScheduleTemplate (e.g. "
+            "tolsim.design.inhibitor_course())"
+        )
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` = {objective!r}: expected one of {list(OBJECTIVES)}")
+    if objective == "eradication_probability" and not model.linear:
+        raise ValueError(
+            f"`objective` = 'eradication_probability' needs a linear model (exact branching "
+            f"probabilities); {model.name} is not"
+        )
+    burden_of, burden_name, burden_unit = _burden_function(burden)
+    if budget is not None and not (isinstance(budget, Real) and budget >= 0):
+        raise ValueError(f"`budget` = {budget!r}: expected a number >= 0 (or None)")
+    if isinstance(threshold, str) and threshold != "size_at_withdrawal":
+        raise ValueError(
+            f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
+        )
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"`top` = {top!r}: expected an integer >= 1")
+    if isinstance(params, Mapping) and all(np.ndim(v) == 0 for v in params.values()):
+        packed = model.pack(params, "params")[None]
+    else:
+        packed = model.pack_table(params, "params")
+    columns = _candidates(template, space, candidates, seed)
+    slots = list(columns)
+    n = len(columns[slots[0]])
+    schedules = []
+    for i in range(n):
+        row = {slot: float(columns[slot][i]) for slot in slots}
+        try:
+            schedules.append(template(**row))
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"candidate {i} ({row}) is not a valid schedule of template "
+                f"{template.name!r}: {error}"
+            ) from None
+    withdrawal = np.empty(n)
+    follow_up = np.empty(n)
+    for i, schedule in enumerate(schedules):
+        try:
+            withdrawal[i] = schedule.withdrawal_day("tamoxifen")
+        except ValueError:
+            if objective != "eradication_probability":
+                raise ValueError(
+                    f"candidate {i} never gives tamoxifen: recurrence is counted from its "
+                    "withdrawal"
+                ) from None
+            withdrawal[i] = np.nan
+        follow_up[i] = schedule.duration_days - withdrawal[i]
+    if objective != "eradication_probability":
+        if horizon_days is None:
+            if np.ptp(follow_up) > 1e-9:
+                raise ValueError(
+                    "candidates have different follow-ups after withdrawal "
+                    f"({follow_up.min():g}-{follow_up.max():g} days): pass horizon_days= "
+                    "to compare them over the same days"
+                )
+            horizon_days = float(follow_up[0])
+        horizon_days = float(horizon_days)
+        if not 0 < horizon_days <= follow_up.min():
+            raise ValueError(
+                f"`horizon_days` = {horizon_days!r}: expected days in (0, {follow_up.min():g}]"
+                " (the shortest follow-up of a candidate)"
+            )
+    spec = {
+        "times": None,
+        "rtol": rtol,
+        "atol": 1e-6,
+        "max_steps": 100_000,
+        "method": "auto",
+        "outputs": "metrics",
+        "recurrence_threshold": None if threshold == "size_at_withdrawal" else float(threshold),
+    }
+    table = None
+    if objective == "eradication_probability":
+        names = model.parameter_names
+        table = {name: packed[:, k] for k, name in enumerate(names)}
+
+    def evaluate(index_range) -> list[tuple[float, int]]:
+        import numba
+
+        numba.set_num_threads(1)  # one candidate per thread: no nested thread start-up
+        out = []
+        for i in index_range:
+            schedule = schedules[i]
+            if objective == "eradication_probability":
+                day = eradication_day
+                if day is None:
+                    day = min(
+                        max(schedule.withdrawal_day(d) for d in schedule.drugs),
+                        schedule.duration_days,
+                    )
+                q = branching_extinction(
+                    model, table, schedule, by_day=day, states=model.tolerant_states
+                )["extinction_probability"].values
+                out.append((float(np.mean(q)), 0))
+                continue
+            data = _evaluate(model, packed, schedule, spec)
+            days = data["time_to_recurrence"]
+            failed = int(np.sum(data["status"] != 0))
+            if objective == "recurrence_free_days":
+                value = float(np.mean(np.minimum(days, horizon_days)))
+            else:
+                value = float(np.mean(days > horizon_days))
+            out.append((np.nan if failed else value, failed))
+        return out
+
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    blocks = np.array_split(np.arange(n), max(1, min(n, 8 * workers)))
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        results = [pair for block in pool.map(evaluate, blocks) for pair in block]
+    benefit = np.array([r[0] for r in results])
+    failures = np.array([r[1] for r in results], dtype=np.int64)
+    burdens = np.array([float(burden_of(s)) for s in schedules])
+    feasible = np.isfinite(benefit) & (
+        np.ones(n, bool) if budget is None else burdens <= budget + 1e-12
+    )
+    on_front = pareto_front(benefit, burdens)
+    order = np.lexsort((np.arange(n), burdens, -np.where(feasible, benefit, -np.inf)))
+    ranking = order[feasible[order]][:top]
+    best = int(ranking[0]) if ranking.size else -1
+    unit, long_name = OBJECTIVES[objective]
+    data_vars = {
+        slot: ("candidate", np.asarray(columns[slot], dtype=float), {"long_name": f"slot {slot}"})
+        for slot in slots
+    }
+    data_vars.update(
+        {
+            "benefit": ("candidate", benefit, {"units": unit, "long_name": long_name}),
+            "burden": (
+                "candidate",
+                burdens,
+                {"units": burden_unit, "long_name": burden_name.replace("_", " ")},
+            ),
+            "feasible": ("candidate", feasible, {"long_name": "burden within the budget"}),
+            "on_front": ("candidate", on_front, {"long_name": "on the Pareto front"}),
+            "n_failed": ("candidate", failures, {"long_name": "parameter sets that failed"}),
+            "best": ((), best, {"long_name": "index of the best feasible candidate"}),
+            "ranking": ("rank", ranking, {"long_name": "best feasible candidates, best first"}),
+        }
+    )
+    attrs = {
+        "title": f"tolsim schedule optimisation with {model.name}",
+        "objective": objective,
+        "constraint": f"{burden_name} <= {budget:g}" if budget is not None else "none",
+        "burden": burden_name,
+        "budget": np.nan if budget is None else float(budget),
+        "template": json.dumps(template.to_dict()),
+        "space": json.dumps(
+            {
+                k: list(v) if isinstance(v, tuple) else np.asarray(v).tolist()
+                for k, v in space.items()
+            }
+        ),
+        "model": json.dumps(model.describe()),
+        "n_parameter_sets": int(packed.shape[0]),
+        "threshold": threshold if isinstance(threshold, str) else float(threshold),
+        "horizon_days": np.nan if horizon_days is None else horizon_days,
+        "seed": seed,
+        "tolsim_version": tolsim.__version__,
+    }
+    if packed.shape[0] == 1:
+        attrs["params"] = json.dumps(
+            dict(
+                zip(
+                    model.parameter_names, packed[0, : len(model.parameters)].tolist(), strict=True
+                )
+            )
+        )
+    if best >= 0:
+        attrs["best_schedule"] = json.dumps(schedules[best].to_dict())
+    return xr.Dataset(
+        data_vars,
+        coords={"candidate": np.arange(n), "rank": np.arange(ranking.size)},
+        attrs=attrs,
+    )

@@ -1,0 +1,252 @@
+"""Schedule design: the optimiser against closed-form optima, the Pareto front against a
+brute-force definition, drug burdens against exact integrals, and input errors."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import integrate
+
+import tolsim
+from tolsim.design import ScheduleTemplate, inhibitor_course, intermittent_tamoxifen
+from tolsim.optimize import drug_burden, optimize_schedule, pareto_front
+
+MODEL = tolsim.models.TwoState(crowding="none")
+# tolerant cells only, no switching: log T is piecewise linear in time, with the rate
+# r(E_tam, E_inh) = lambda_T (1 - eps_T E_tam)(1 - iota E_inh) - delta_T - kappa_T E_inh
+PARAMS = MODEL.default_params(S0=0.0, T0=1000.0, mu_0=0.0, mu_E=0.0, nu_0=0.0, nu_off=0.0)
+THRESHOLD = 1e9  # cells
+TEMPLATE = inhibitor_course(tamoxifen_days=60.0, follow_up_days=200.0, inhibitor_um=5.0)
+
+
+def rate(tamoxifen_um: float, inhibitor_um: float) -> float:
+    p = PARAMS
+    e_tam = tamoxifen_um / (tamoxifen_um + p["EC50_tam"]) if tamoxifen_um else 0.0
+    e_inh = inhibitor_um / (inhibitor_um + p["EC50_inh"]) if inhibitor_um else 0.0
+    growth = p["lambda_T"] * (1 - p["eps_T"] * e_tam) * (1 - p["iota"] * e_inh)
+    return growth - p["delta_T"] - p["kappa_T"] * e_inh
+
+
+def closed_form_recurrence_days(schedule: tolsim.Schedule) -> float:
+    """Days from withdrawal until T first reaches THRESHOLD: walk the pieces of log T."""
+    log_t = math.log(PARAMS["T0"])
+    target = math.log(THRESHOLD)
+    withdrawal = schedule.withdrawal_day("tamoxifen")
+    edges = schedule.breakpoints()
+    for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        levels = schedule.concentrations([start], ["tamoxifen", "inhibitor"])[0]
+        r = rate(*levels)
+        if start >= withdrawal and r > 0 and log_t + r * (stop - start) >= target:
+            return start + (target - log_t) / r - withdrawal
+        log_t += r * (stop - start)
+    return math.inf
+
+
+def test_best_inhibitor_duration_under_a_budget_is_the_whole_budget():
+    """Every day of inhibitor under tamoxifen lowers log T at withdrawal by the same amount,
+    so recurrence-free days grow linearly with the course: the optimum spends the budget,
+    and every candidate lies on the Pareto front."""
+    durations = np.arange(0.0, 61.0, 4.0)
+    result = optimize_schedule(
+        MODEL,
+        PARAMS,
+        TEMPLATE,
+        {"inhibitor_days": list(durations)},
+        budget=30.0,
+        threshold=THRESHOLD,
+    )
+    expected = [
+        closed_form_recurrence_days(TEMPLATE(inhibitor_days=d, inhibitor_start_day=0.0))
+        for d in durations
+    ]
+    assert np.all(np.diff(expected) > 0) and max(expected) < 200.0
+    np.testing.assert_allclose(result.benefit, expected, rtol=1e-5)
+    np.testing.assert_array_equal(result.burden, durations)
+    assert result.inhibitor_days[result.best] == 28.0  # the longest course within 30 days
+    np.testing.assert_array_equal(result.feasible, durations <= 30.0)
+    assert result.on_front.all()
+    assert result.ranking.values.tolist()[:3] == [7, 6, 5]
+    best_schedule = tolsim.Schedule.from_dict(json.loads(result.attrs["best_schedule"]))
+    assert best_schedule == TEMPLATE(inhibitor_days=28.0)
+
+
+def test_best_inhibitor_timing_is_just_after_withdrawal():
+    """The inhibitor kills more (per day) off tamoxifen, where tolerant cells divide faster,
+    but only if it starts before the tumour has regrown: the closed form puts the optimum
+    from withdrawal (day 60) to just before the recurrence it prevents."""
+    starts = np.arange(0.0, 121.0, 5.0)
+    result = optimize_schedule(
+        MODEL,
+        PARAMS,
+        TEMPLATE,
+        {"inhibitor_start_day": list(starts), "inhibitor_days": [14.0]},
+        threshold=THRESHOLD,
+        top=5,
+    )
+    expected = np.array(
+        [
+            closed_form_recurrence_days(TEMPLATE(inhibitor_start_day=s, inhibitor_days=14.0))
+            for s in starts
+        ]
+    )
+    np.testing.assert_allclose(result.benefit, expected, rtol=1e-5)
+    optimal = starts[expected >= expected.max() - 1e-6]
+    assert optimal.min() == 60.0 and optimal.max() < 100.0
+    assert float(result.inhibitor_start_day[result.best]) in optimal
+    # equal burden everywhere: the front is the single best candidate
+    assert result.on_front.sum() == 1 and result.on_front[result.best]
+
+
+def test_benefit_over_a_parameter_table_is_the_mean_of_its_rows():
+    table = {name: np.full(3, value) for name, value in PARAMS.items()}
+    table["lambda_T"] = np.array([0.17, 0.19, 0.21])
+    space = {"inhibitor_days": [0.0, 14.0]}
+    both = optimize_schedule(MODEL, table, TEMPLATE, space, threshold=THRESHOLD)
+    each = [
+        optimize_schedule(
+            MODEL, {**PARAMS, "lambda_T": value}, TEMPLATE, space, threshold=THRESHOLD
+        ).benefit.values
+        for value in table["lambda_T"]
+    ]
+    np.testing.assert_allclose(both.benefit, np.mean(each, axis=0), rtol=1e-12)
+    assert both.attrs["n_parameter_sets"] == 3
+
+
+def test_eradication_objective_is_the_branching_probability():
+    small = {**PARAMS, "T0": 5.0}
+    result = optimize_schedule(
+        MODEL,
+        small,
+        TEMPLATE,
+        {"inhibitor_days": [0.0, 10.0, 20.0, 40.0]},
+        objective="eradication_probability",
+        budget=25.0,
+    )
+    schedule = TEMPLATE(inhibitor_days=20.0)
+    exact = tolsim.extinction_probability(
+        MODEL, small, schedule, states=["T"], by_day=60.0
+    ).extinction_probability.item()
+    assert result.benefit[2] == pytest.approx(exact, rel=1e-12)
+    assert np.all(np.diff(result.benefit) > 0)
+    assert result.best == 2 and result.benefit.attrs["units"] == "1"
+
+
+def test_sobol_ranges_are_crossed_with_grid_values():
+    result = optimize_schedule(
+        MODEL,
+        PARAMS,
+        TEMPLATE,
+        {"inhibitor_days": [7.0, 14.0], "inhibitor_start_day": (0.0, 100.0)},
+        candidates=8,
+        threshold=THRESHOLD,
+    )
+    assert result.sizes["candidate"] == 16
+    assert sorted(set(result.inhibitor_days.values)) == [7.0, 14.0]
+    starts = result.inhibitor_start_day.values
+    assert np.all((starts >= 0) & (starts <= 100)) and np.unique(starts).size == 8
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6).map(float), st.integers(0, 6).map(float)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_pareto_front_is_the_set_of_undominated_points(points):
+    benefit = np.array([p[0] for p in points])
+    burden = np.array([p[1] for p in points])
+    mask = pareto_front(benefit, burden)
+    for i in range(len(points)):
+        dominated = np.any(
+            (benefit >= benefit[i])
+            & (burden <= burden[i])
+            & ((benefit > benefit[i]) | (burden < burden[i]))
+        )
+        duplicate_before = np.any((benefit[:i] == benefit[i]) & (burden[:i] == burden[i]))
+        assert mask[i] == (not dominated and not duplicate_before)
+
+
+def test_drug_burden_in_vitro_is_exact():
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 10, "inhibitor": 2.0}, {"days": 5}, {"days": 3, "inhibitor": 0.5}]
+    )
+    assert drug_burden(schedule, "inhibitor") == 13.0
+    assert drug_burden(schedule, "inhibitor", "um_days") == 21.5
+    assert drug_burden(schedule, "tamoxifen") == 0.0
+
+
+def test_drug_burden_with_pk_matches_adaptive_quadrature():
+    pk = tolsim.PK.from_half_life(0.25, ka_per_day=24.0, volume_l=1.0, molar_mass_g_per_mol=300.0)
+    doses = tolsim.OralDoses(
+        "inhibitor", dose_mg=1.0, start_day=0.0, stop_day=10.0, every_days=1.0, pk=pk
+    )
+    schedule = tolsim.Schedule(duration_days=20.0, oral_doses=(doses,))
+    exact = sum(
+        integrate.quad(
+            lambda t: schedule.concentrations([t], ["inhibitor"])[0, 0], a, a + 1.0, limit=200
+        )[0]
+        for a in np.arange(0.0, 20.0)
+    )
+    assert drug_burden(schedule, "inhibitor", "um_days") == pytest.approx(exact, rel=1e-4)
+    assert drug_burden(schedule, "inhibitor") == 10.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"space": {"inhibitor_dayz": [1.0]}}, ValueError, "unknown slot"),
+        ({"space": {}}, ValueError, "`space`"),
+        ({"space": {"inhibitor_days": (1.0, 2.0, 3.0)}}, ValueError, "range"),
+        ({"space": {"inhibitor_days": [-5.0]}}, ValueError, "candidate 0"),
+        ({"burden": "inhibitor"}, ValueError, "`burden` = 'inhibitor'"),
+        ({"objective": "cure"}, ValueError, "`objective` = 'cure'"),
+        ({"budget": -1.0}, ValueError, "`budget` = -1.0"),
+        ({"top": 0}, ValueError, "`top` = 0"),
+        ({"threshold": "twice"}, ValueError, "`threshold` = 'twice'"),
+        ({"horizon_days": 500.0}, ValueError, "`horizon_days` = 500.0"),
+        ({"template": TEMPLATE(), "space": {"x": [1.0]}}, TypeError, "`template`"),
+    ],
+)
+def test_bad_input_is_named(kwargs, error, match):
+    options = {"template": TEMPLATE, "space": {"inhibitor_days": [7.0]}, **kwargs}
+    template, space = options.pop("template"), options.pop("space")
+    with pytest.raises(error, match=match):
+        optimize_schedule(MODEL, PARAMS, template, space, **options)
+
+
+def test_different_follow_ups_need_a_horizon():
+    def fixed_end(tamoxifen_days):  # a longer course leaves less follow-up
+        return tolsim.Schedule.from_phases(
+            [{"days": tamoxifen_days, "tamoxifen": 1.0}], duration_days=200.0
+        )
+
+    template = ScheduleTemplate(fixed_end, {"tamoxifen_days": 60.0}, "fixed_end")
+    space = {"tamoxifen_days": [30.0, 60.0]}
+    with pytest.raises(ValueError, match="pass horizon_days"):
+        optimize_schedule(MODEL, PARAMS, template, space, burden="tamoxifen_days")
+    result = optimize_schedule(
+        MODEL, PARAMS, template, space, burden="tamoxifen_days", horizon_days=100.0
+    )
+    assert result.attrs["horizon_days"] == 100.0
+    template = intermittent_tamoxifen(follow_up_days=100.0)
+    result = optimize_schedule(
+        MODEL, PARAMS, template, {"cycles": [1.0, 2.0]}, burden="tamoxifen_days"
+    )
+    np.testing.assert_array_equal(result.burden, [28.0, 56.0])
+
+
+def test_eradication_needs_a_linear_model():
+    model = tolsim.models.TwoState(crowding="logistic")
+    with pytest.raises(ValueError, match="needs a linear model"):
+        optimize_schedule(
+            model,
+            model.default_params(),
+            TEMPLATE,
+            {"inhibitor_days": [7.0]},
+            objective="eradication_probability",
+        )
