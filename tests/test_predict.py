@@ -104,7 +104,7 @@ def test_no_uncertainty_is_the_best_fit_exactly(one_fit):
     prediction = one_fit.predict(NEW, uncertainty="none", demographic="none", threshold=THRESHOLD)
     best = tolsim.simulate(
         MODEL,
-        {k: v for k, v in one_fit.all_params.items() if k in MODEL.parameter_names},
+        one_fit.model_params,
         NEW,
         prediction.time.values,
     )
@@ -171,8 +171,7 @@ def test_branching_mixture_is_exact_for_the_best_fit(small_fit):
     prediction = small_fit.predict(
         SMALL_SCHEDULE, uncertainty="none", params={"T0": 4.0}, threshold=100.0
     )
-    params = {**small_fit.all_params, "T0": 4.0}
-    params = {k: v for k, v in params.items() if k in MODEL.parameter_names}
+    params = {**small_fit.model_params, "T0": 4.0}
     whole = branching_extinction(MODEL, params, SMALL_SCHEDULE)
     reservoir = branching_extinction(MODEL, params, SMALL_SCHEDULE, by_day=10.0, states=["T"])
     assert np.isfinite(prediction.time_to_recurrence.item())

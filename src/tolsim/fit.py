@@ -316,6 +316,13 @@ class FitResult:
     n_evaluations: int = 0
     method: str = ""
 
+    @property
+    def model_params(self) -> dict[str, float]:
+        """The model's parameters at the best fit (``all_params`` without the observables'
+        and noise models'), ready for :func:`tolsim.simulate` or a new schedule."""
+        names = self.objective.model.parameter_names
+        return {name: value for name, value in self.all_params.items() if name in names}
+
     # information criteria ---------------------------------------------------------------
     @property
     def n_free(self) -> int:

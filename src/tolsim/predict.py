@@ -370,7 +370,7 @@ def predict(
             posterior = fit.sample(seed=seed)
         theta = _posterior_draws(posterior, names, draws, rng)
     n_draws = theta.shape[0]
-    values = {n: v for n, v in fit.all_params.items() if n in model.parameter_names}
+    values = fit.model_params
     values.update(overrides)
     table = {n: np.full(n_draws, float(v)) for n, v in values.items()}
     for k, name in enumerate(names):
