@@ -741,6 +741,8 @@ def waterfall(starts: xr.Dataset, ax: Axes | None = None, *, log: bool = True) -
         )
     if log:
         ax.set_yscale("symlog", linthresh=0.1)
+    if rise.max() < 0.1:  # every start at the best: no autoscaled range of round-off
+        ax.set_ylim(-0.01, 0.1)
     failed = int((~finite).sum())
     if failed:
         ax.set_title(f"{failed} of {nllh.size} starts failed (infinite nllh, not drawn)")
