@@ -1,7 +1,9 @@
 """The ``tolsim`` command run in-process: a sweep file gives the same store as tolsim.sweep,
---resume continues or leaves a finished store alone, and every mistake exits with status 2
-and a message naming the TOML key or option."""
+--resume continues or leaves a finished store alone; simulate, fit, predict and optimize write
+what the library returns for the same inputs, experiment runs scripts; every mistake exits
+with status 2 and a message naming the TOML key, file or option, and writes nothing."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,15 @@ import pytest
 import xarray as xr
 
 import tolsim
-from tolsim.cli import ConfigError, load_sweep, main
+from tolsim.cli import (
+    ConfigError,
+    load_fit,
+    load_optimize,
+    load_prediction,
+    load_simulate,
+    load_sweep,
+    main,
+)
 from tolsim.design import Design, grid
 from tolsim.sweep import METRICS, sweep
 
@@ -349,3 +359,628 @@ def test_example_sweep_file_is_valid():
     ]  # drugs in sorted order: inhibitor, tamoxifen
     assert config.outputs == "metrics" and config.chunk_size == 1024
     assert config.sweep_kwargs()["chunk_size"] == 1024
+
+
+# --------------------------------------------------------------------------------------------
+# tolsim simulate, fit, predict, optimize and experiment
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+RUN = """\
+[model]
+name = "TwoState"
+crowding = "none"
+
+[model.params]
+lambda_S = 0.3
+
+[schedule]
+phases = [{ days = 20, tamoxifen = 1.0 }, { days = 20 }]
+
+[times]
+step_days = 2.0
+
+[run]
+rtol = 1e-8
+"""
+
+FIT = """\
+[model]
+name = "TwoState"
+crowding = "none"
+
+[data]
+path = "measurements.csv"
+
+[schedules.control]
+phases = [{ days = 20 }]
+
+[schedules.tamoxifen]
+phases = [{ days = 20, tamoxifen = 1.0 }]
+
+[fit]
+free = ["lambda_S", "eps_S"]
+fixed = { "total_cells.sigma" = 0.1 }
+bounds = { lambda_S = [0.05, 1.0], eps_S = [0.05, 1.0] }
+noise = "lognormal"
+starts = 2
+seed = 3
+"""
+
+NEW_SCHEDULE = """\
+[schedule]
+phases = [{ days = 30, tamoxifen = 1.0 }, { days = 40 }]
+
+[predict]
+draws = 50
+threshold = 1e8
+seed = 1
+"""
+
+OPT = """\
+[model]
+name = "TwoState"
+crowding = "none"
+
+[template]
+name = "inhibitor_course"
+tamoxifen_days = 60
+follow_up_days = 120
+
+[space]
+inhibitor_start_day = [0, 30, 60]
+inhibitor_days = { low = 0, high = 28 }
+
+[optimize]
+budget = 14
+candidates = 4
+threshold = 1e6
+seed = 2
+"""
+
+FAKE_EXPERIMENT = '''"""Write a file: a fake experiment
+for the command line's tests.
+
+More about it.
+"""
+
+import argparse
+from pathlib import Path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--size", type=int, default=3)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "fake.txt").write_text(f"quick={args.quick} size={args.size}")
+    if args.size < 0:
+        raise RuntimeError("a negative size")
+'''
+
+SCRIPT_EXPERIMENT = '''"""An older experiment: main(out, size), arguments parsed under __main__."""
+
+import argparse
+from pathlib import Path
+
+
+def main(out, size):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "script.txt").write_text(f"size={size}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--size", type=int, default=1)
+    args = parser.parse_args()
+    main(args.out, args.size)
+'''
+
+
+def run_cli(capsys, *args):
+    status = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def outputs_in(folder: Path) -> list[str]:
+    """Files a command may have written (results, figures, temporary parts)."""
+    return sorted(
+        path.name
+        for path in folder.iterdir()
+        if path.suffix in (".nc", ".png", ".svg", ".part") or path.name.endswith(".part")
+    )
+
+
+def open_nc(path, group=None) -> xr.Dataset:
+    with xr.open_dataset(path, group=group) as ds:
+        return ds.load()
+
+
+def assert_same_variables(ds, expected, names=None):
+    for name in names or expected.data_vars:
+        np.testing.assert_array_equal(ds[name].values, expected[name].values, err_msg=name)
+
+
+def measurements(folder: Path) -> Path:
+    """Total cells of a control and a tamoxifen arm every 4 days, 10% log-normal noise."""
+    model = tolsim.models.TwoState(crowding="none")
+    params = model.default_params(lambda_S=0.3, eps_S=0.9)
+    rng = np.random.default_rng(7)
+    rows = ["condition,observable,time,value"]
+    for condition, phases in (
+        ("control", [{"days": 20}]),
+        ("tamoxifen", [{"days": 20, "tamoxifen": 1.0}]),
+    ):
+        days = np.arange(0.0, 21.0, 4.0)
+        cells = tolsim.simulate(model, params, tolsim.Schedule.from_phases(phases), days).N
+        noisy = cells.values * np.exp(0.1 * rng.standard_normal(days.size))
+        rows += [
+            f"{condition},total_cells,{d:g},{float(v)!r}" for d, v in zip(days, noisy, strict=True)
+        ]
+    path = folder / "measurements.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def direct_fit(folder: Path):
+    """The fit of FIT by tolsim.fit, its inputs built here, not by the command line."""
+    return tolsim.fit(
+        tolsim.models.TwoState(crowding="none"),
+        folder / "measurements.csv",
+        {
+            "control": tolsim.Schedule.from_phases([{"days": 20}]),
+            "tamoxifen": tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}]),
+        },
+        free=["lambda_S", "eps_S"],
+        fixed={"total_cells.sigma": 0.1},
+        bounds={"lambda_S": (0.05, 1.0), "eps_S": (0.05, 1.0)},
+        noise=tolsim.observe.LogNormal(),
+        starts=2,
+        seed=3,
+    )
+
+
+@pytest.mark.parametrize(
+    "run, figure, expected_options",
+    [
+        ("[run]\nrtol = 1e-8\n", "run.png", {"rtol": 1e-8}),
+        (
+            '[run]\nmethod = "ssa"\npaths = 3\nseed = 11\n',
+            "run.svg",
+            {"method": "ssa", "paths": 3, "seed": 11},
+        ),
+    ],
+)
+def test_simulate_writes_what_tolsim_simulate_returns(
+    tmp_path, capsys, run, figure, expected_options
+):
+    text = RUN.replace("[run]\nrtol = 1e-8\n", run)
+    if "ssa" in run:  # few cells: exact stochastic simulation is quick
+        text = text.replace("lambda_S = 0.3", "lambda_S = 0.3\nS0 = 50.0\nT0 = 5.0")
+    path = write(tmp_path, text, "run.toml")
+    status, out, err = run_cli(
+        capsys, "simulate", path, "--out", tmp_path / "run.nc", "--figure", tmp_path / figure
+    )
+    assert status == 0, err
+    assert out.startswith("tolsim simulate: TwoState (") and "wrote" in out
+    ds = open_nc(tmp_path / "run.nc")
+    model = tolsim.models.TwoState(crowding="none")
+    params = {"lambda_S": 0.3, **({"S0": 50.0, "T0": 5.0} if "ssa" in run else {})}
+    schedule = tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 20}])
+    expected = tolsim.simulate(
+        model, params, schedule, np.arange(0.0, 41.0, 2.0), throw=False, **expected_options
+    )
+    assert_same_variables(ds, expected)
+    assert {k: v for k, v in ds.attrs.items() if not k.startswith("config_")} == expected.attrs
+    assert ds.attrs["config_toml"] == text and ds.attrs["config_file"] == path
+    head = (tmp_path / figure).read_bytes()[:200]
+    assert head.startswith(PNG) if figure.endswith(".png") else b"<svg" in head
+
+
+def test_fit_writes_the_fit_tolsim_fit_finds(tmp_path, capsys):
+    measurements(tmp_path)
+    path = write(tmp_path, FIT, "fit.toml")
+    status, out, err = run_cli(
+        capsys,
+        "fit",
+        path,
+        "--out",
+        tmp_path / "fit.nc",
+        "--figure",
+        tmp_path / "fit.png",
+        "--profile",
+        "--sample",
+        "40",
+    )
+    assert status == 0, err
+    assert out.startswith("tolsim fit: nllh ") and "\n  lambda_S = 0.29" in out
+    assert "profiles: 100%" in err and "fit (2 starts)" in err  # the progress lines
+    assert "tolsim fit: warning: The chain is shorter than 50 times" in err  # emcee's log
+    direct = direct_fit(tmp_path)
+    root = open_nc(tmp_path / "fit.nc")
+    assert root.parameter.values.tolist() == ["lambda_S", "eps_S"]
+    assert root.value.values.tolist() == [direct.params["lambda_S"], direct.params["eps_S"]]
+    assert float(root.nllh) == direct.nllh and bool(root.converged) == direct.converged
+    assert json.loads(root.attrs["params"]) == direct.all_params
+    assert root.attrs["config_toml"] == FIT
+    assert_same_variables(open_nc(tmp_path / "fit.nc", "starts"), direct.starts)
+    assert_same_variables(open_nc(tmp_path / "fit.nc", "predictions"), direct.predictions)
+    profiles = direct.profile()
+    assert_same_variables(open_nc(tmp_path / "fit.nc", "profiles"), profiles)
+    np.testing.assert_array_equal(root.ci_low.values, profiles.ci_low.values)
+    posterior = direct.sample(steps=40, seed=0)
+    assert_same_variables(open_nc(tmp_path / "fit.nc", "posterior"), posterior)
+    assert (tmp_path / "fit.png").read_bytes().startswith(PNG)
+
+
+def test_predict_refits_and_predicts_as_fit_result_predict(tmp_path, capsys):
+    measurements(tmp_path)
+    fit_path = write(tmp_path, FIT, "fit.toml")
+    schedule_path = write(tmp_path, NEW_SCHEDULE, "new.toml")
+    args = ["predict", fit_path, "--schedule", schedule_path, "--out", tmp_path / "p.nc"]
+    status, out, err = run_cli(
+        capsys, *args, "--figure", tmp_path / "p.png", "--draws", 16, "--no-progress"
+    )
+    assert status == 0, err
+    assert out.startswith("tolsim predict: recurrence ") and "days after withdrawal" in out
+    assert err == ""
+    schedule = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}, {"days": 40}])
+    expected = direct_fit(tmp_path).predict(schedule, draws=16, seed=1, threshold=1e8)
+    ds = open_nc(tmp_path / "p.nc")
+    assert_same_variables(ds, expected)
+    assert ds.attrs["draws"] == 16 and ds.attrs["seed"] == 1
+    assert ds.attrs["config_toml"] == NEW_SCHEDULE and ds.attrs["fit_config_toml"] == FIT
+    assert (tmp_path / "p.png").read_bytes().startswith(PNG)
+
+
+def test_optimize_finds_the_best_optimize_schedule_finds(tmp_path, capsys):
+    path = write(tmp_path, OPT, "opt.toml")
+    status, out, err = run_cli(
+        capsys, "optimize", path, "--out", tmp_path / "o.nc", "--figure", tmp_path / "o.svg"
+    )
+    assert status == 0, err
+    assert "candidates: 100%" in err
+    model = tolsim.models.TwoState(crowding="none")
+    expected = tolsim.optimize_schedule(
+        model,
+        model.default_params(),
+        tolsim.design.inhibitor_course(tamoxifen_days=60.0, follow_up_days=120.0),
+        {"inhibitor_start_day": [0.0, 30.0, 60.0], "inhibitor_days": (0.0, 28.0)},
+        budget=14.0,
+        candidates=4,
+        threshold=1e6,
+        seed=2,
+    )
+    ds = open_nc(tmp_path / "o.nc")
+    assert_same_variables(ds, expected)
+    best = int(expected.best)
+    assert best >= 0 and ds.attrs["best_schedule"] == expected.attrs["best_schedule"]
+    start, days = float(expected.inhibitor_start_day[best]), float(expected.inhibitor_days[best])
+    assert (
+        f"best of 12 candidates: inhibitor_start_day = {start:g}, inhibitor_days = {days:g}" in out
+    )
+    assert tolsim.Schedule.from_json(expected.attrs["best_schedule"]).describe() in out
+    assert b"<svg" in (tmp_path / "o.svg").read_bytes()[:400]
+
+
+def test_experiment_lists_and_runs_scripts(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "fake.py").write_text(FAKE_EXPERIMENT)
+    (folder / "older.py").write_text(SCRIPT_EXPERIMENT)
+    (folder / "helpers.py").write_text('"""No main here."""\n')
+    (folder / "_private.py").write_text("def main(argv=None):\n    pass\n")
+    status, out, _ = run_cli(capsys, "experiment", "--list", "--path", folder)
+    assert status == 0
+    assert out.splitlines() == [
+        "fake   Write a file: a fake experiment for the command line's tests.",
+        "older  An older experiment: main(out, size), arguments parsed under __main__.",
+    ]
+
+    out_dir = tmp_path / "out"
+    args = ["experiment", "fake", "--path", folder, "--out", out_dir, "--quick"]
+    status, out, err = run_cli(capsys, *args, "--", "--size", "5")
+    assert status == 0, err
+    assert (out_dir / "fake.txt").read_text() == "quick=True size=5"
+    assert out.startswith("tolsim experiment: fake finished in ")
+    # a folder with results is not written into again without --overwrite
+    status, _, err = run_cli(capsys, *args)
+    assert status == 2 and "is not empty; pass --overwrite" in err
+    assert run_cli(capsys, *args, "--overwrite")[0] == 0
+    assert (out_dir / "fake.txt").read_text() == "quick=True size=3"
+
+    # a script without main(argv) runs as `python older.py ARGS` would; by default into
+    # results/NAME under the working directory
+    monkeypatch.chdir(tmp_path)
+    status, _, err = run_cli(capsys, "experiment", "older", "--path", folder, "--", "--size", 2)
+    assert status == 0, err
+    assert (tmp_path / "results" / "older" / "script.txt").read_text() == "size=2"
+
+    # failures leave no half-written folder behind
+    quick = ["experiment", "older", "--path", folder, "--out", tmp_path / "quick", "--quick"]
+    status, _, err = run_cli(capsys, *quick)
+    assert status == 2 and "unrecognized arguments: --quick" in err
+    assert "experiment 'older' exited with status 2" in err
+    status, _, err = run_cli(
+        capsys,
+        "experiment",
+        "fake",
+        "--path",
+        folder,
+        "--out",
+        tmp_path / "bad",
+        "--",
+        "--size=-1",
+    )
+    assert status == 1 and "RuntimeError: a negative size" in err
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "quick").exists()
+
+
+def test_unknown_experiment_lists_the_valid_ones(tmp_path, capsys):
+    (tmp_path / "fake.py").write_text(FAKE_EXPERIMENT)
+    status, out, err = run_cli(capsys, "experiment", "fakes", "--path", tmp_path)
+    assert status == 2 and out == "" and "Traceback" not in err
+    assert err.startswith("tolsim experiment: error: `NAME` = 'fakes': no experiment")
+    assert "expected one of 'fake'" in err
+    status, _, err = run_cli(capsys, "experiment", "fake", "--path", tmp_path / "none")
+    assert status == 2 and "`--path` = " in err and "no such folder" in err
+    status, _, err = run_cli(capsys, "experiment", "--path", tmp_path)
+    assert status == 2 and "name an experiment, or pass --list" in err
+
+
+@pytest.mark.parametrize(
+    "command, tables",
+    [
+        ("simulate", ("RUN.toml", "[model]", "[model.params]", "[schedule]", "[times]", "[run]")),
+        (
+            "fit",
+            ("FIT.toml", "[model]", "[data]", "[schedules.control]", "[fit]", "[profile]"),
+        ),
+        ("predict", ("FIT.toml", "SCHEDULE.toml", "[schedule]", "[predict]", "--draws")),
+        ("optimize", ("OPT.toml", "[model]", "[template]", "[space]", "[optimize]")),
+        ("experiment", ("NAME", "--list", "--path", "--quick", "main(argv=None)")),
+    ],
+)
+def test_help_of_each_command_shows_its_file(capsys, command, tables):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for table in tables:
+        assert table in out
+    if command != "experiment":
+        for option in ("--out", "--figure", "--overwrite", "--no-progress", "Writes FILE.nc"):
+            assert option in out
+
+
+def inputs(tmp_path, command):
+    """The input files of a command and its arguments (outputs in tmp_path)."""
+    out = ["--out", tmp_path / "out.nc", "--figure", tmp_path / "out.png"]
+    if command == "simulate":
+        return ["simulate", write(tmp_path, RUN, "run.toml"), *out]
+    if command in ("fit", "predict"):
+        measurements(tmp_path)
+        fit = ["fit", write(tmp_path, FIT, "fit.toml"), *out]
+        if command == "fit":
+            return fit
+        return ["predict", fit[1], "--schedule", write(tmp_path, NEW_SCHEDULE, "new.toml"), *out]
+    return ["optimize", write(tmp_path, OPT, "opt.toml"), *out]
+
+
+def assert_refused(capsys, tmp_path, args, message):
+    """Exit status 2, one error line naming the problem, no traceback, nothing written."""
+    status, out, err = run_cli(capsys, *args)
+    assert status == 2
+    assert out == "" and "Traceback" not in err
+    assert err.startswith(f"tolsim {args[0]}: error: ") and err.count("\n") == 1, err
+    assert message.format(tmp=tmp_path) in err
+    assert outputs_in(tmp_path) == []
+    return err
+
+
+@pytest.mark.parametrize("command", ["simulate", "fit", "predict", "optimize"])
+def test_missing_and_invalid_files(tmp_path, capsys, command):
+    args = inputs(tmp_path, command)
+    given = args[1]
+    args[1] = str(tmp_path / "none.toml")
+    assert_refused(capsys, tmp_path, args, "= '{tmp}/none.toml': no such file")
+    args[1] = given
+    text = Path(given).read_text().replace("[model]\nname", "[model]\nname =", 1)
+    Path(given).write_text(text)
+    err = assert_refused(capsys, tmp_path, args, "is not valid TOML: ")
+    assert "(at line 2, column " in err
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("[run]", "[params]", "has unknown table [params]: expected 'model', 'schedule', "),
+        ("[run]", "[params]", "(parameter values go in [model.params])"),
+        ("[times]\nstep_days = 2.0\n", "", None),  # no [times]: daily output, fine
+        ('[model]\nname = "TwoState"\n', "[model]\n", "lacks the key `model.name`"),
+        ("[schedule]\nphases", "[schedules]\nphases", "has unknown table [schedules]"),
+        ("[schedule]\nphases = [{", "phases = [{", "{file} lacks the table [schedule]"),
+        ("step_days = 2.0", "step_days = -2.0", "`times.step_days` = -2.0 in {file}: expected"),
+        ("step_days = 2.0", "days = [0, 50]", "`times.days` = [0, 50] in {file}: expected a"),
+        ("step_days = 2.0", "step = 2.0", "`times.step` in {file} is not a known key"),
+        ("rtol = 1e-8", "rtol = '1e-8'", "`run.rtol` = '1e-8' in {file}: expected a tolerance"),
+        ("rtol = 1e-8", 'method = "euler"', "`run.method` = 'euler' in {file}: expected one of"),
+        ("rtol = 1e-8", "paths = 5", "`run.paths` in {file} applies to stochastic methods"),
+        ("rtol = 1e-8", 'method = "ssa"', "lacks the key `run.seed`: `run.method` = 'ssa'"),
+        ("lambda_S = 0.3", "lambda_S = -0.3", "`model.params.lambda_S` = -0.3 1/day"),
+        ("tamoxifen = 1.0", "tamoxifen = true", "`schedule` in {file}: "),
+    ],
+)
+def test_bad_simulation_file_names_the_key(tmp_path, capsys, old, new, message):
+    assert old in RUN
+    path = write(tmp_path, RUN.replace(old, new, 1), "run.toml")
+    args = ["simulate", path, "--out", tmp_path / "out.nc"]
+    if message is None:
+        assert load_simulate(path).times.tolist() == list(range(41))
+        return
+    assert_refused(capsys, tmp_path, args, message.format(file=path))
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('free = ["lambda_S", "eps_S"]', 'free = ["lambda_S", "eps"]', "`fit.free[1]` = 'eps'"),
+        ('free = ["lambda_S", "eps_S"]', 'free = "lambda_S"', "`fit.free` = 'lambda_S' in"),
+        ('"total_cells.sigma" = 0.1', "sigma = 0.1", "`fit.fixed.sigma` in {file}: 'sigma' is"),
+        ('"total_cells.sigma" = 0.1', '"total_cells.sigma" = -1', 'fit.fixed."total_cells.s'),
+        ("eps_S = [0.05, 1.0]", "mu_E = [0.05, 1.0]", "`fit.bounds.mu_E` in {file}: bounds are"),
+        ("eps_S = [0.05, 1.0]", "eps_S = [1.0, 0.05]", "`fit.bounds.eps_S` = [1.0, 0.05]"),
+        ('noise = "lognormal"', 'noise = "poisson"', "`fit.noise` = 'poisson' in {file}"),
+        ('noise = "lognormal"', "noise = { cells = 'normal' }", "`fit.noise.cells` in {file}"),
+        ("starts = 2", "starts = 0", "`fit.starts` = 0 in {file}: expected an integer >= 1"),
+        ("seed = 3", "seeds = 3", "`fit.seeds` in {file} is not a known key"),
+        ("[schedules.tamoxifen]", "[schedules.tamoxifen_1uM]", "`schedules.tamoxifen_1uM` in"),
+        ("[schedules.tamoxifen]", "[schedules.tamoxifen_1uM]", "conditions are 'control', 'tam"),
+        ("phases = [{ days = 20 }]", "phases = [{ days = 10 }]", "measurements up to day 20"),
+        ('path = "measurements.csv"', 'path = "data.csv"', "`data.path` = 'data.csv' in {file}"),
+        ("[fit]", "[fits]", "{file} has unknown table [fits]: expected 'model', 'data', "),
+        ("[fit]\n", "[profile]\npoints = 0\n[fit]\n", "`profile.points` = 0 in {file}"),
+    ],
+)
+def test_bad_fit_file_names_the_key(tmp_path, capsys, old, new, message):
+    measurements(tmp_path)
+    assert old in FIT
+    path = write(tmp_path, FIT.replace(old, new, 1), "fit.toml")
+    args = ["fit", path, "--out", tmp_path / "out.nc"]
+    assert_refused(capsys, tmp_path, args, message.format(file=path))
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("condition,observable,time\ncontrol,total_cells,0\n", "missing required columns"),
+        ("condition,observable,time,value\ncontrol,total_cells,0,many\n", "line 2"),
+        ("condition,observable,time,value\ncontrol,total_cells,0,1e5,7\n", "line 2"),
+        ("condition,observable,time,value\ncontrol,cells,0,1e5\n", "observable 'cells' is not"),
+        (
+            "condition,observable,time,value\ncontrol,total_cells,0,-5\ntamoxifen,total_cells,0,9\n",
+            "'lognormal' noise needs positive values",
+        ),
+    ],
+)
+def test_bad_measurement_table_names_the_data_file(tmp_path, capsys, table, message):
+    (tmp_path / "measurements.csv").write_text(table)
+    path = write(tmp_path, FIT, "fit.toml")
+    status, _, err = run_cli(capsys, "fit", path, "--out", tmp_path / "out.nc")
+    assert status == 2 and "Traceback" not in err
+    assert err.startswith("tolsim fit: error: ")
+    assert "`data.path`" in err or "`fit.noise`" in err
+    assert message in err and "measurements.csv" in err
+    assert outputs_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("tamoxifen = 1.0 }, { days = 40 }", "inhibitor = 1.0 }, { days = 40 }", "never gives"),
+        ("draws = 50", "draws = 0", "`predict.draws` = 0 in {file}: expected an integer >= 1"),
+        ("seed = 1", "seed = 1\n[predict.params]\nlambda_S = 0.2", "'lambda_S' is free"),
+        ("draws = 50", 'uncertainty = "bayes"', "`predict.uncertainty` = 'bayes' in {file}"),
+        ("seed = 1", "horizon_days = 100", "`predict.horizon_days` = 100 in {file}"),
+        ("[predict]", "[prediction]", "{file} has unknown table [prediction]"),
+    ],
+)
+def test_bad_prediction_file_names_the_key(tmp_path, capsys, old, new, message):
+    measurements(tmp_path)
+    fit_path = write(tmp_path, FIT, "fit.toml")
+    assert old in NEW_SCHEDULE
+    path = write(tmp_path, NEW_SCHEDULE.replace(old, new, 1), "new.toml")
+    args = ["predict", fit_path, "--schedule", path, "--out", tmp_path / "out.nc"]
+    assert_refused(capsys, tmp_path, args, message.format(file=path))
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('name = "inhibitor_course"', 'name = "pulses"', "`template.name` = 'pulses' in {file}"),
+        ("tamoxifen_days = 60", "tamoxifen_weeks = 8", "`template.tamoxifen_weeks` in {file}"),
+        ("tamoxifen_days = 60", "tamoxifen_days = -60", "`template` in {file}: `tamoxifen_days`"),
+        ("inhibitor_start_day = [0, 30, 60]", "start = [0]", "`space.start` in {file}: 'start'"),
+        ("inhibitor_start_day = [0, 30, 60]", "inhibitor_start_day = 30", "`space.inhibitor_st"),
+        ("{ low = 0, high = 28 }", "{ low = 28, high = 0 }", "expected low < high"),
+        ("[0, 30, 60]", "[-30, 0]", "candidate 0 (inhibitor_start_day = -30, inhibitor_day"),
+        ("follow_up_days = 120", "inhibitor_days = 7", "also searched by [space]"),
+        ("candidates = 4", "candidates = 5", "`optimize.candidates` = 5 in {file}: expected a po"),
+        ("budget = 14", 'burden = "aspirin_days"', "`optimize.burden` = 'aspirin_days' in"),
+        ("budget = 14", "budget = -1", "`optimize.budget` = -1.0 in {file}: expected a number"),
+        ("seed = 2", "seed = 2.5", "`optimize.seed` = 2.5 in {file}: expected an integer"),
+        ("[space]", "[search]", "{file} has unknown table [search]: expected 'model', 'template'"),
+    ],
+)
+def test_bad_optimisation_file_names_the_key(tmp_path, capsys, old, new, message):
+    assert old in OPT
+    path = write(tmp_path, OPT.replace(old, new, 1), "opt.toml")
+    args = ["optimize", path, "--out", tmp_path / "out.nc"]
+    assert_refused(capsys, tmp_path, args, message.format(file=path))
+
+
+@pytest.mark.parametrize("command", ["simulate", "optimize"])
+def test_outputs_are_checked_first_and_never_half_written(tmp_path, capsys, monkeypatch, command):
+    args = inputs(tmp_path, command)
+    out, figure = tmp_path / "out.nc", tmp_path / "out.png"
+    for option, value, message in (
+        ("--figure", tmp_path / "out.jpg", "`--figure` = '{tmp}/out.jpg': expected a file name"),
+        ("--out", tmp_path / "out.zarr", "`--out` = '{tmp}/out.zarr': expected a NetCDF file"),
+        ("--out", tmp_path / "no" / "out.nc", "no such folder '{tmp}/no'"),
+    ):
+        changed = list(args)
+        changed[changed.index(option) + 1] = value
+        assert_refused(capsys, tmp_path, changed, message)
+    # an existing output is kept unless --overwrite is given
+    figure.write_bytes(b"old figure")
+    status, _, err = run_cli(capsys, *args)
+    assert status == 2 and f"`--figure` = '{figure}' exists; pass --overwrite to replace" in err
+    assert outputs_in(tmp_path) == ["out.png"] and figure.read_bytes() == b"old figure"
+    figure.unlink()
+
+    # a failure after the work (here: drawing the figure) writes nothing
+    def fail(*_):
+        raise RuntimeError("no figure today")
+
+    draw = "_draw_simulation" if command == "simulate" else "_draw_tradeoff"
+    monkeypatch.setattr(f"tolsim.cli.{draw}", fail)
+    status, _, err = run_cli(capsys, *args, "--no-progress")
+    assert status == 1 and "RuntimeError: no figure today" in err
+    assert outputs_in(tmp_path) == []
+    monkeypatch.undo()
+
+    assert run_cli(capsys, *args, "--no-progress")[0] == 0
+    first = out.read_bytes()
+    assert run_cli(capsys, *args, "--no-progress")[0] == 2  # both exist now
+    assert run_cli(capsys, *args, "--no-progress", "--overwrite")[0] == 0
+    assert outputs_in(tmp_path) == ["out.nc", "out.png"] and len(first) > 0
+
+
+def test_interrupt_writes_nothing(tmp_path, capsys, monkeypatch):
+    def interrupt(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("tolsim.simulate", interrupt)
+    status, _, err = run_cli(capsys, *inputs(tmp_path, "simulate"))
+    assert status == 130 and "tolsim simulate: interrupted; no output was written" in err
+    assert outputs_in(tmp_path) == []
+
+
+def test_example_files_are_valid():
+    folder = EXAMPLE.parent / "cli"
+    run = load_simulate(folder / "simulate.toml")
+    assert run.schedule.withdrawal_day("tamoxifen") == 120.0 and run.times[-1] == 360.0
+    fit = load_fit(folder / "fit.toml")
+    assert fit.free == ("lambda_S", "eps_S") and fit.measurements.conditions == (
+        "control",
+        "tamoxifen",
+    )
+    assert fit.profile == {"level": 0.95, "points": 12} and fit.sample is None
+    prediction = load_prediction(folder / "predict.toml", fit)
+    assert prediction.options["threshold"] == 1e8
+    opt = load_optimize(folder / "optimize.toml")
+    assert opt.template.name == "inhibitor_course" and opt.space["inhibitor_days"] == (0.0, 56.0)

@@ -21,7 +21,7 @@ import json
 import math
 import os
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from numbers import Real
 
 import numpy as np
@@ -205,6 +205,7 @@ def optimize_schedule(
     seed: int = 0,
     rtol: float = 1e-6,
     workers: int | None = None,
+    progress: bool = False,
 ) -> xr.Dataset:
     """Search schedules from a template for the most benefit under a drug-burden budget.
 
@@ -244,6 +245,8 @@ def optimize_schedule(
         How many of the best feasible candidates ``ranking`` lists.
     workers : int, optional
         Threads evaluating candidates; default the number of CPUs.
+    progress : bool
+        Show a progress bar (tqdm, on stderr) of the candidates evaluated.
 
     Returns
     -------
@@ -380,8 +383,16 @@ def optimize_schedule(
 
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     blocks = np.array_split(np.arange(n), max(1, min(n, 8 * workers)))
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = [pair for block in pool.map(evaluate, blocks) for pair in block]
+    from tqdm import tqdm
+
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        tqdm(total=n, unit="candidate", desc="candidates", disable=not progress) as bar,
+    ):
+        futures = {pool.submit(evaluate, block): block.size for block in blocks}
+        for done in as_completed(futures):  # the bar moves in this thread only
+            bar.update(futures[done])
+        results = [pair for future in futures for pair in future.result()]
     benefit = np.array([r[0] for r in results])
     failures = np.array([r[1] for r in results], dtype=np.int64)
     burdens = np.array([float(burden_of(s)) for s in schedules])
