@@ -598,7 +598,7 @@ def test_fit_writes_the_fit_tolsim_fit_finds(tmp_path, capsys):
     )
     assert status == 0, err
     assert out.startswith("tolsim fit: nllh ") and "\n  lambda_S = 0.29" in out
-    assert "profiles: 100%" in err and "fit (2 starts)" in err  # the progress lines
+    assert "profiles: 100%" in err and "fit: 100%" in err  # the progress bars
     assert "tolsim fit: warning: The chain is shorter than 50 times" in err  # emcee's log
     direct = direct_fit(tmp_path)
     root = open_nc(tmp_path / "fit.nc")

@@ -2081,14 +2081,12 @@ def _fit_command(args: argparse.Namespace) -> int:
 
 
 def _run_fit(config: FitConfig, progress: bool):
-    starts = f"{config.starts} start{'s' if config.starts > 1 else ''}"
-    with _working(f"fit ({starts})", disable=not progress):
-        try:
-            return tolsim.fit(**config.fit_kwargs())
-        except RuntimeError as error:
-            raise _UsageError(f"the fit of {config.path} failed: {error}") from None
-        except (TypeError, ValueError) as error:
-            raise _wrapped("fit", str(config.path), error) from None
+    try:
+        return tolsim.fit(**config.fit_kwargs(), progress=progress)
+    except RuntimeError as error:
+        raise _UsageError(f"the fit of {config.path} failed: {error}") from None
+    except (TypeError, ValueError) as error:
+        raise _wrapped("fit", str(config.path), error) from None
 
 
 def _run_profiles(result, settings: Mapping[str, Any], progress: bool) -> xr.Dataset:

@@ -595,6 +595,7 @@ def fit(
     starts: int = 20,
     seed: int = 0,
     workers: int | None = None,
+    progress: bool = False,
 ) -> FitResult:
     """Maximum-likelihood fit of model, observable and noise parameters to measurements.
 
@@ -630,6 +631,8 @@ def fit(
     workers : int, optional
         Threads running starts in parallel (the ODE kernels release the GIL); default the
         number of numba threads.
+    progress : bool
+        Show a progress bar of finished starts (tqdm, on stderr).
 
     Returns
     -------
@@ -755,7 +758,15 @@ def fit(
 
     workers = numba.get_num_threads() if workers is None else int(workers)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        outcomes = list(pool.map(run, initial))
+        futures = [pool.submit(run, theta0) for theta0 in initial]
+        if progress:
+            from concurrent.futures import as_completed
+
+            from tqdm import tqdm
+
+            for _ in tqdm(as_completed(futures), total=len(futures), desc="fit", unit="start"):
+                pass
+        outcomes = [future.result() for future in futures]
     finals = np.array([o[0] for o in outcomes])
     nllhs = np.array([o[1] for o in outcomes])
     success = np.array([o[2] for o in outcomes])
