@@ -13,6 +13,7 @@ sets: five parameters jittered by a uniform(0.8, 1.2) factor. Reported, medians 
 - end to end: host packed parameters -> host metrics through :func:`tolsim.cuda.solve`
   (chunks over two streams, transfers included), and the same with ``pack_table`` from the
   design columns; with ``--sweep``, ``tolsim.sweep(device="cuda")`` into a Zarr store;
+  ``host_column_scan_s``: the part of the end to end spent finding the varying columns;
 - CPU ensemble: ``solve_batch`` on all cores plus the same metric reduction (``--cpu-samples``);
 - diffrax ``jit(vmap(diffeqsolve))`` (Dopri5, PID controller at the same tolerances, dose days
   as jump times, daily SaveAt) on the same GPU when diffrax is importable.
@@ -170,6 +171,7 @@ def gpu_figures(args, grid) -> dict:
         )  # fmt: skip
 
     design_s, _ = median_time(from_design, args.repeats)
+    scan_s, _ = median_time(lambda: cuda.parameter_slots(packed), args.repeats)
     figures = {
         "device_name": _name(device),
         "compute_capability": list(getattr(device, "compute_capability", ())),
@@ -189,6 +191,7 @@ def gpu_figures(args, grid) -> dict:
         "end_to_end_trajectories_per_s": args.samples / e2e_s,
         "end_to_end_with_pack_s": design_s,
         "end_to_end_with_pack_trajectories_per_s": args.samples / design_s,
+        "host_column_scan_s": scan_s,
         "failed_samples": int(np.count_nonzero(status != 0)),
     }
     return figures, result, packed

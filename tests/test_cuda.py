@@ -243,6 +243,63 @@ def test_rate_helpers_become_device_functions_with_numpy_math_as_math():
     np.testing.assert_allclose(out.copy_to_host(), [_outer(v) for v in x], rtol=1e-14)
 
 
+@pytest.mark.filterwarnings("ignore:.*under-utilization")  # a one-thread launch, on purpose
+def test_the_kernels_pk_factors_reproduce_the_cpu_central_amount():
+    """The kernel takes ``depot ka / (ka - ke)`` and ``infusion / ke`` from the host's table
+    (computed as the CPU computes them) instead of dividing at every right-hand side."""
+    from numba import cuda as numba_cuda
+
+    from tolsim.kernels import exposure
+
+    kernels = cuda.kernel_module(MODEL, 1)
+    device = kernels.central_amount
+    rows = np.array(
+        [  # depot, central, infusion, ka, ke, µM per mg, drug
+            [5.0, 1.0, 0.0, 24.0, 3.0, 1.0, 0.0],  # oral dose
+            [5.0, 1.0, 0.0, 3.0, 3.0 + 1e-10, 1.0, 0.0],  # ka = ke: the analytic limit
+            [0.0, 2.0, 0.2, 24.0, 0.5, 1.0, 1.0],  # pellet
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # padding channel
+        ]
+    )
+    table = cuda.pk_factors(rows)
+    assert table.shape == (4, cuda.PK_COLUMNS) and np.isnan(table[1, 7])
+    taus = np.array([0.0, 0.1, 0.7, 3.0])
+
+    @numba_cuda.jit
+    def kernel(table, taus, out):
+        for r in range(table.shape[0]):
+            for j in range(taus.size):
+                out[r, j] = device(
+                    taus[j], table[r, 0], table[r, 1], table[r, 2], table[r, 3], table[r, 4],
+                    table[r, 7], table[r, 8],
+                )  # fmt: skip
+
+    out = numba_cuda.device_array((rows.shape[0], taus.size))
+    kernel[1, 1](numba_cuda.to_device(table), numba_cuda.to_device(taus), out)
+    expected = [[exposure.central_amount(tau, *row[:5]) for tau in taus] for row in rows]
+    np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-14, atol=0.0)
+
+
+def test_varying_columns_are_found_across_the_host_blocks(monkeypatch):
+    monkeypatch.setattr(cuda, "HOST_BLOCK_ROWS", 8)
+    monkeypatch.setattr(cuda, "_host_threads", lambda: 4)
+    rng = np.random.default_rng(6)
+    packed = np.tile(rng.uniform(1.0, 2.0, 7), (100, 1))
+    packed[0, 1] = 3.0  # the first row only
+    packed[50:, 2] = 4.0  # constant inside each block, not across the boundary at row 50
+    packed[73, 4] = np.nan
+    packed[99, 5] += 1e-12  # the last row only
+    packed[:, 6] = -0.0
+    packed[40, 6] = 0.0  # equal to -0.0
+    assert cuda.varying_columns(packed).tolist() == [1, 2, 4, 5]
+    base, varying, slot = cuda.parameter_slots(packed[:, [0, 6]])
+    assert varying.tolist() == [0] and slot.tolist() == [0, -1]  # nothing varies: one column
+    # the kernel rebuilds each row from the first and the columns that vary
+    values = packed[:, varying]
+    rebuilt = np.where(slot >= 0, values[:, np.maximum(slot, 0)], base)
+    np.testing.assert_array_equal(rebuilt, packed[:, [0, 6]])
+
+
 def test_bad_device_arguments_are_clear_errors(tmp_path):
     schedule = schedules()[0]
     times = [0.0, 5.0]

@@ -20,7 +20,8 @@ import math
 import os
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,11 +47,18 @@ METRIC_NAMES = (
 )
 METHODS = ("auto", "dopri5")
 STIFF_DETECTED = -4  # the kernel's code for "auto found this sample stiff"
-# Block size and register cap measured best on an H100 (benchmarks/gpu.py: 228 registers
-# uncapped; 128 with 256 threads per block ran 6 % faster than the compiler's choice)
-THREADS_PER_BLOCK = 256
+# Block size and register cap measured best (benchmarks/gpu.py on an H200: 254 registers
+# uncapped; capped at 128, with some spilling, the kernel ran 18 % faster, at 64 to 256 threads
+# per block alike)
+THREADS_PER_BLOCK = 128
 MAX_REGISTERS = 128
 DEFAULT_CHUNK = 2**18
+# Host work on large inputs (the column scan, gathers into pinned memory, copies out) runs in
+# row blocks on a thread pool: numpy releases the GIL in these loops, and one core cannot
+# keep up with the GPU. Blocks of fewer rows run inline.
+HOST_BLOCK_ROWS = 32_768
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 # Pinned host and device buffers of recent calls, reused: allocating pinned memory costs
 # more than the transfers it speeds up. Keyed by kernel, lane and shapes; a few entries.
 _BUFFERS: dict = {}
@@ -179,6 +187,26 @@ def kernel_module(model: Model, n_channels: int, max_registers: int = 0):
     return specialised("cuda_template", model.rates, constants)
 
 
+# The kernel's PK rows: the seven columns of tolsim.kernels.exposure.load_piece, then two
+# factors of exposure.central_amount that are constant over a piece (cuda_template.PK_*)
+PK_LOADED = 7
+PK_COLUMNS = 9
+
+
+def pk_factors(rows: np.ndarray) -> np.ndarray:
+    """``rows`` (channels x :data:`PK_LOADED`, as ``exposure.load_piece`` fills them) with
+    the columns ``depot * ka / (ka - ke)`` (NaN where ``|ka - ke| <= 1e-9 ka``, the limit the
+    kernel takes analytically) and ``infusion / ke`` appended: the operations
+    ``central_amount`` does on the CPU in the same order, so the values are the same, and the
+    GPU does not repeat the divisions at every right-hand side."""
+    depot, infusion, ka, ke = rows[:, 0], rows[:, 2], rows[:, 3], rows[:, 4]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        absorbed = depot * ka / (ka - ke)
+        infused = infusion / ke
+    absorbed[np.abs(ka - ke) <= 1e-9 * ka] = np.nan
+    return np.column_stack([rows, absorbed, infused])
+
+
 @dataclass
 class ScheduleTable:
     """Padded per-schedule arrays the kernel reads (one row per distinct schedule)."""
@@ -186,7 +214,8 @@ class ScheduleTable:
     breakpoints: np.ndarray  # (S, P + 1) days
     n_pieces: np.ndarray  # (S,) int64
     level: np.ndarray  # (S, P, n_drugs) µM
-    pk: np.ndarray  # (S, P, C, 7): rows of tolsim.kernels.exposure.load_piece's PK table
+    pk: np.ndarray  # (S, P, C, PK_COLUMNS): rows of tolsim.kernels.exposure.load_piece's PK
+    # table, then the per-piece factors of central_amount (see pk_factors)
     grid: np.ndarray  # (S, G) output days (padded with inf)
     n_grid: np.ndarray  # (S,) int64
     w_index: np.ndarray  # (S,) int64, grid index of tamoxifen withdrawal, -1 if none
@@ -216,7 +245,7 @@ def schedule_table(
 ) -> ScheduleTable:
     """Pack schedules (compiled for ``model``'s drugs) and their output grids into padded
     arrays. ``traj_times`` (each on every grid) are the outputs stored as trajectories."""
-    from tolsim.kernels.exposure import PK_COLUMNS, load_piece
+    from tolsim.kernels.exposure import load_piece
 
     compiled = [s.compile(model.drugs) for s in schedules]
     n_s = len(compiled)
@@ -240,8 +269,10 @@ def schedule_table(
     for i, (schedule, c, grid) in enumerate(zip(schedules, compiled, grids, strict=True)):
         ch = c.channel_drug.size
         table.breakpoints[i, : pieces[i] + 1] = c.breakpoints_days
+        rows = np.empty((ch, PK_LOADED))
         for piece in range(pieces[i]):
-            load_piece(c, piece, table.level[i, piece], table.pk[i, piece, :ch])
+            load_piece(c, piece, table.level[i, piece], rows)
+            table.pk[i, piece, :ch] = pk_factors(rows)
         table.grid[i, : grid.size] = grid
         try:
             w = schedule.withdrawal_day("tamoxifen")
@@ -257,17 +288,91 @@ def schedule_table(
     return table
 
 
+def _host_threads() -> int:
+    return max(1, min(16, os.cpu_count() or 1))
+
+
+def _block_count(n: int) -> int:
+    return max(1, min(_host_threads(), n // HOST_BLOCK_ROWS))
+
+
+def _in_blocks(n: int, work: Callable[[int, int, int], object]) -> None:
+    """``work(block, lo, hi)`` over :func:`_block_count` row blocks covering ``range(n)``,
+    on the host thread pool."""
+    global _POOL
+    n_blocks = _block_count(n)
+    edges = [b * n // n_blocks for b in range(n_blocks + 1)]
+    if n_blocks == 1:
+        work(0, 0, n)
+        return
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(_host_threads(), thread_name_prefix="tolsim-cuda")
+    futures = [_POOL.submit(work, b, edges[b], edges[b + 1]) for b in range(n_blocks)]
+    for future in futures:
+        future.result()
+
+
+def _any_rows(flags: np.ndarray) -> np.ndarray:
+    """``flags.any(axis=0)`` for a tall boolean matrix, as a tree of ORs of row halves: each
+    a single long loop, where numpy's reduction down the rows runs one short loop per row."""
+    while flags.shape[0] > 1:
+        half = flags.shape[0] // 2
+        folded = flags[:half] | flags[half : 2 * half]
+        if flags.shape[0] % 2:
+            folded[0] |= flags[-1]
+        flags = folded
+    return flags[0]
+
+
+def varying_columns(packed: np.ndarray) -> np.ndarray:
+    """Indices of the columns of ``packed`` whose values are not all equal (NaN differs from
+    everything). Each row is compared with the row before it, the matrix taken as one flat
+    array, in row blocks on the host threads."""
+    packed = np.ascontiguousarray(packed)
+    n, m = packed.shape
+    flat = packed.reshape(-1)
+    flags = np.zeros((_block_count(n), m), dtype=bool)
+
+    def scan(block, lo, hi):
+        start = max(lo - 1, 0)  # the block's first row against the last row before it
+        if hi - start >= 2:
+            differs = flat[(start + 1) * m : hi * m] != flat[start * m : (hi - 1) * m]
+            flags[block] = _any_rows(differs.reshape(-1, m))
+
+    _in_blocks(n, scan)
+    return np.flatnonzero(_any_rows(flags))
+
+
 def parameter_slots(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the kernel needs to rebuild each row of ``packed`` while only the columns that
     vary are sent: the first row, the varying columns, and each column's slot among them
     (-1: take the first row's value)."""
     # (packed values are finite: validated by Model.pack_table)
-    varying = np.flatnonzero(packed.max(axis=0) != packed.min(axis=0))
+    varying = varying_columns(packed)
     if varying.size == 0:
         varying = np.zeros(1, dtype=np.int64)  # one (constant) column: no zero-width arrays
     slot = np.full(packed.shape[1], -1, dtype=np.int64)
     slot[varying] = np.arange(varying.size)
     return packed[0].copy(), varying, slot
+
+
+def _gather(packed: np.ndarray, lo: int, varying: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = packed[lo : lo + len(out)][:, varying]`` (in parallel)."""
+
+    def gather(_, a, b):
+        np.take(packed[lo + a : lo + b], varying, axis=1, out=out[a:b])
+
+    _in_blocks(out.shape[0], gather)
+
+
+def _copy_rows(source: np.ndarray, target: np.ndarray) -> None:
+    """``target[:] = source`` for arrays of the same shape (in parallel over rows)."""
+
+    def copy(_, a, b):
+        target[a:b] = source[a:b]
+
+    _in_blocks(source.shape[0], copy)
 
 
 @dataclass
@@ -403,10 +508,9 @@ def solve(
         stream.synchronize()
         lo, hi = pending[lane]
         rows = hi - lo
-        result.status[lo:hi] = host_out["status"][:rows]
-        for name in ("metrics", "stats", "out_x", "out_dn"):
+        for name in ("status", "metrics", "stats", "out_x", "out_dn"):
             if name in host_out:
-                getattr(result, name)[lo:hi] = host_out[name][:rows]
+                _copy_rows(host_out[name][:rows], getattr(result, name)[lo:hi])
         pending[lane] = None
 
     for c, lo in enumerate(range(0, n, chunk_size)):
@@ -416,7 +520,7 @@ def solve(
         stream, host_in, host_out, dev = lanes[lane]
         hi = min(lo + chunk_size, n)
         rows = hi - lo
-        np.take(packed[lo:hi], varying, axis=1, out=host_in["values"][:rows])
+        _gather(packed, lo, varying, host_in["values"][:rows])
         host_in["schedule_of"][:rows] = schedule_of[lo:hi]
         d_values = dev["values"][:rows]
         d_schedule_of = dev["schedule_of"][:rows]

@@ -28,7 +28,7 @@ import numpy as np
 from numba import cuda, float64
 from numba.core.registry import CPUDispatcher
 
-from tolsim.kernels import events, exposure
+from tolsim.kernels import events
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
@@ -134,9 +134,6 @@ def device_function(dispatcher, _done=None):
 rates = device_function(model_rates)
 
 
-central_amount = device_function(exposure.central_amount)
-
-
 @cuda.jit(device=True)
 def stage_state(y, h, k, stage, y_new):
     """The state at which Dormand-Prince stage ``stage`` evaluates the rates (as the CPU
@@ -148,9 +145,34 @@ def stage_state(y, h, k, stage, y_new):
         y_new[i] = y[i] + h * dot
 
 
-# Columns of the per-piece PK rows (as tolsim.kernels.exposure.load_piece fills them).
+@cuda.jit(device=True)
+def store_stage(dx, k, stage):
+    for i in range(N_STATES):
+        k[stage, i] = dx[i]
+
+
+# Columns of the per-piece PK rows: tolsim.kernels.exposure.load_piece's seven, then two
+# factors of tolsim.kernels.exposure.central_amount that are constant over a piece, computed
+# on the host as the CPU computes them (so the GPU divides less, with the same values)
 PK_DEPOT, PK_CENTRAL, PK_INFUSION, PK_KA, PK_KE, PK_UM_PER_MG, PK_DRUG = range(7)
-PK_COLUMNS = 7
+PK_ABSORBED = 7  # depot * ka / (ka - ke), NaN where ka and ke are within 1e-9 of each other
+PK_INFUSED = 8  # infusion / ke
+PK_COLUMNS = 9
+
+
+@cuda.jit(device=True)
+def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
+    """:func:`tolsim.kernels.exposure.central_amount` with its per-piece factors given."""
+    decay_e = math.exp(-ke * tau)
+    amount = central0 * decay_e
+    if depot0 != 0.0:
+        if absorbed != absorbed:  # ka == ke (to 1e-9)
+            amount += depot0 * ka * tau * decay_e
+        else:
+            amount += absorbed * (decay_e - math.exp(-ka * tau))
+    if infusion != 0.0:
+        amount += infused * (1.0 - decay_e)
+    return amount
 
 
 @cuda.jit(device=True)
@@ -162,7 +184,7 @@ def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
     for ch in range(N_CHANNELS):
         amount = central_amount(
             tau, pk[ch, PK_DEPOT], pk[ch, PK_CENTRAL], pk[ch, PK_INFUSION], pk[ch, PK_KA],
-            pk[ch, PK_KE],
+            pk[ch, PK_KE], pk[ch, PK_ABSORBED], pk[ch, PK_INFUSED],
         )  # fmt: skip
         for d in range(N_DRUGS):  # constant indices: conc stays in registers
             if pk[ch, PK_DRUG] == d:
@@ -259,24 +281,35 @@ def upcrossing(y0, y1, d0, d1, h, level):
 
 
 @cuda.jit(device=True)
-def emit(sample, s, j, t_j, x, dn, w_index, w_day, threshold, acc, traj_slot, out_x, out_dn):
-    """Output ``j`` (day ``t_j``, states ``x``, dN/dt ``dn``): store it if it is a trajectory
-    slot, and fold it into the metrics held in ``acc``."""
-    total = 0.0
-    tolerant = 0.0
-    for i in range(N_STATES):
-        total += x[i]
-        tolerant += TOLERANT[i] * x[i]
-    slot = traj_slot[s, j]
+def needs_rate(slot, j, w_index, acc, want_metrics):
+    """Whether output ``j`` needs dN/dt: a stored trajectory slot, or (for the metrics) the
+    withdrawal output and those after it until the recurrence is found (the crossing is
+    sought on the cubic Hermite interpolant of the outputs' values and derivatives)."""
+    return slot >= 0 or (want_metrics and 0 <= w_index <= j and acc[0] != acc[0])
+
+
+@cuda.jit(device=True)
+def emit(sample, j, t_j, x, dn, slot, w_index, w_day, threshold, acc, want_metrics, out_x,
+         out_dn):  # fmt: skip
+    """Output ``j`` (day ``t_j``, states ``x``, dN/dt ``dn``, NaN where not needed): store it
+    if it is a trajectory slot, and fold it into the metrics held in ``acc``."""
     if slot >= 0:
         for i in range(N_STATES):
             out_x[sample, slot, i] = x[i]
         out_dn[sample, slot] = dn
+    if not want_metrics:
+        return
+    total = 0.0
+    for i in range(N_STATES):
+        total += x[i]
     if total < acc[3]:
         acc[3] = total
         acc[4] = t_j
     if w_index >= 0:
         if j == w_index:
+            tolerant = 0.0
+            for i in range(N_STATES):
+                tolerant += TOLERANT[i] * x[i]
             acc[1] = total
             acc[2] = tolerant / total if total > 0.0 else math.nan
             level = threshold if threshold == threshold else total
@@ -368,8 +401,12 @@ def solve_kernel(
     while j < ng and grid[s, j] <= t_first:
         for i in range(N_STATES):
             work[i] = max(y[i], 0.0)
-        dn = total_rate(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
-        emit(sample, s, j, grid[s, j], work, dn, wi, wd, threshold, acc, traj_slot, out_x, out_dn)
+        slot = traj_slot[s, j]
+        dn = math.nan
+        if needs_rate(slot, j, wi, acc, want_metrics):
+            dn = total_rate(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
+        emit(sample, j, grid[s, j], work, dn, slot, wi, wd, threshold, acc, want_metrics, out_x,
+             out_dn)  # fmt: skip
         j += 1
 
     code = SUCCESS
@@ -426,23 +463,45 @@ def solve_kernel(
             if t + h >= t_end - h_min:
                 h = t_end - t
                 last = True
-            # Dormand-Prince stages, written out: with constant stage indices every per-thread
-            # array stays in registers (a loop over stages would index k at run time and
-            # put it in local memory)
-            stage_state(y, h, k, 1, y_new)
-            rhs(t + DP_C[1] * h, t0, level, pk, y_new, p, conc, rate_buf, k[1])
-            stage_state(y, h, k, 2, y_new)
-            rhs(t + DP_C[2] * h, t0, level, pk, y_new, p, conc, rate_buf, k[2])
-            stage_state(y, h, k, 3, y_new)
-            rhs(t + DP_C[3] * h, t0, level, pk, y_new, p, conc, rate_buf, k[3])
-            stage_state(y, h, k, 4, y_new)
-            rhs(t + DP_C[4] * h, t0, level, pk, y_new, p, conc, rate_buf, k[4])
-            stage_state(y, h, k, 5, y_new)
-            for i in range(N_STATES):
-                y_stiff[i] = y_new[i]
-            rhs(t + DP_C[5] * h, t0, level, pk, y_new, p, conc, rate_buf, k[5])
-            stage_state(y, h, k, 6, y_new)
-            rhs(t + DP_C[6] * h, t0, level, pk, y_new, p, conc, rate_buf, k[6])
+            # Dormand-Prince stages as a loop, so that the right-hand side appears once in the
+            # hot loop (written out six times, the step outgrew the instruction cache: a third
+            # of the warps' time went to instruction fetch), with constant stage indices in
+            # every branch, so that k stays in registers (indexed at run time, it would live
+            # in local memory and cost address arithmetic)
+            for stage in range(1, 7):
+                if stage == 1:
+                    stage_state(y, h, k, 1, y_new)
+                    c_stage = DP_C[1]
+                elif stage == 2:
+                    stage_state(y, h, k, 2, y_new)
+                    c_stage = DP_C[2]
+                elif stage == 3:
+                    stage_state(y, h, k, 3, y_new)
+                    c_stage = DP_C[3]
+                elif stage == 4:
+                    stage_state(y, h, k, 4, y_new)
+                    c_stage = DP_C[4]
+                elif stage == 5:
+                    stage_state(y, h, k, 5, y_new)
+                    for i in range(N_STATES):
+                        y_stiff[i] = y_new[i]
+                    c_stage = DP_C[5]
+                else:
+                    stage_state(y, h, k, 6, y_new)
+                    c_stage = DP_C[6]
+                rhs(t + c_stage * h, t0, level, pk, y_new, p, conc, rate_buf, work)
+                if stage == 1:
+                    store_stage(work, k, 1)
+                elif stage == 2:
+                    store_stage(work, k, 2)
+                elif stage == 3:
+                    store_stage(work, k, 3)
+                elif stage == 4:
+                    store_stage(work, k, 4)
+                elif stage == 5:
+                    store_stage(work, k, 5)
+                else:
+                    store_stage(work, k, 6)
             n_rhs += 6
             err_sq = 0.0
             negative = False
@@ -500,22 +559,29 @@ def solve_kernel(
                 while j < ng and grid[s, j] <= t_new:
                     t_j = grid[s, j]
                     sj = (t_j - t) / h
-                    dn = 0.0
                     for i in range(N_STATES):
                         poly = q[0, i] + sj * (q[1, i] + sj * (q[2, i] + sj * q[3, i]))
                         value = y[i] + sj * poly
                         work[i] = max(value, 0.0)
-                        dn += q[0, i] + sj * (
-                            2.0 * q[1, i] + sj * (3.0 * q[2, i] + sj * 4.0 * q[3, i])
-                        )
-                    dn = dn / h
-                    if t_j >= t_end and piece + 1 < np_s:
-                        # right-hand derivative at a breakpoint: rates of the next piece
-                        load_piece(level_tab, pk_tab, s, piece + 1, level, pk)
-                        dn = total_rate(t_j, t_end, level, pk, work, p, conc, rate_buf, y_stiff)
-                        load_piece(level_tab, pk_tab, s, piece, level, pk)
-                    emit(sample, s, j, t_j, work, dn, wi, wd, threshold, acc, traj_slot, out_x,
-                         out_dn)  # fmt: skip
+                    slot = traj_slot[s, j]
+                    dn = math.nan
+                    if needs_rate(slot, j, wi, acc, want_metrics):
+                        if t_j >= t_end and piece + 1 < np_s:
+                            # right-hand derivative at a breakpoint: rates of the next piece
+                            load_piece(level_tab, pk_tab, s, piece + 1, level, pk)
+                            dn = total_rate(
+                                t_j, t_end, level, pk, work, p, conc, rate_buf, y_stiff
+                            )
+                            load_piece(level_tab, pk_tab, s, piece, level, pk)
+                        else:
+                            dn = 0.0
+                            for i in range(N_STATES):
+                                dn += q[0, i] + sj * (
+                                    2.0 * q[1, i] + sj * (3.0 * q[2, i] + sj * 4.0 * q[3, i])
+                                )
+                            dn = dn / h
+                    emit(sample, j, t_j, work, dn, slot, wi, wd, threshold, acc, want_metrics,
+                         out_x, out_dn)  # fmt: skip
                     j += 1
             clipped = False
             for i in range(N_STATES):
