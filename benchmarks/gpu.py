@@ -9,6 +9,9 @@ sets: five parameters jittered by a uniform(0.8, 1.2) factor. Reported, medians 
 
 - ``compile_s``: first call minus a warm call of the same size (numba-cuda compile + load),
   and the first call of a fresh process that finds the kernel in numba's on-disk cache;
+  ``compile_phases_s`` splits the first call's compile into numba typing and lowering (to
+  LLVM IR), NVVM (LLVM IR to PTX) and the link (PTX to cubin: ptxas, through nvJitLink or
+  the driver);
 - kernel alone: one launch over ``--samples`` device-resident parameter sets, metrics only;
 - end to end: host packed parameters -> host metrics through :func:`tolsim.cuda.solve`
   (chunks over two streams, transfers included), and the same with ``pack_table`` from the
@@ -21,7 +24,10 @@ sets: five parameters jittered by a uniform(0.8, 1.2) factor. Reported, medians 
 Also checks that the GPU metrics agree with the CPU's on the CPU samples (max relative error).
 
 Run: ``python benchmarks/gpu.py`` (1e6 samples) on a machine with an NVIDIA GPU and
-``pip install "tolsim[cuda]"``. Writes ``benchmarks/results/gpu.json``.
+``pip install "tolsim[cuda]"``. Writes ``benchmarks/results/gpu.json``. Without a GPU,
+``python benchmarks/gpu.py --compile-only`` compiles the kernel for ``--cc`` (default 9.0,
+an H100/H200) in this process and prints the same phases, and a digest of the PTX (with
+``--ptx-out``, the PTX itself): run it in fresh processes, as compile time is per process.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ import os
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # leave the GPU to numba
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import datetime  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
@@ -69,6 +77,116 @@ def median_time(fn, repeats: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+@contextlib.contextmanager
+def compile_phases():
+    """Seconds spent, while the block runs, in numba-cuda's compile phases: ``typing_lowering``
+    (numba's front end for the kernel and its device functions, to LLVM IR), ``nvvm`` (LLVM IR
+    to PTX) and ``link`` (PTX to cubin). Yields the dict, filled when the block ends."""
+    import numba.cuda.compiler as compiler
+    import numba.cuda.dispatcher as dispatcher
+    from numba.cuda.cudadrv import driver, nvvm
+
+    phases = {"typing_lowering": 0.0, "nvvm": 0.0, "link": 0.0}
+    depth = [0]
+    originals = [
+        (dispatcher, "compile_cuda", dispatcher.compile_cuda),
+        (compiler, "compile_cuda", compiler.compile_cuda),
+        (nvvm, "compile_ir", nvvm.compile_ir),
+        (driver._Linker, "complete", driver._Linker.complete),
+    ]
+
+    def timed(name, function, outermost_only=False):
+        def wrapper(*args, **kwargs):
+            depth[0] += 1
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+                if not outermost_only or depth[0] == 0:
+                    phases[name] += time.perf_counter() - start
+
+        return wrapper
+
+    # device functions are compiled while the kernel is typed: count the outermost call only
+    front_end = timed("typing_lowering", compiler.compile_cuda, outermost_only=True)
+    dispatcher.compile_cuda = compiler.compile_cuda = front_end
+    nvvm.compile_ir = timed("nvvm", originals[2][2])
+    driver._Linker.complete = timed("link", originals[3][2])
+    try:
+        yield phases
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+def kernel_argument_types(tab, n: int = 16) -> tuple:
+    """numba types of ``solve_kernel``'s arguments as :func:`tolsim.cuda.solve` passes them
+    (metrics, no stats, no trajectories)."""
+    packed = MODEL.pack_table(table(n))
+    base, varying, slot = cuda.parameter_slots(packed)
+    values = np.ascontiguousarray(packed[:, varying])
+    host = (np.empty((n, 5)), np.empty(n, np.int32), np.empty((1, 3), np.int64))
+    unused = (np.empty((1, 1, len(MODEL.states))), np.empty((1, 1)))
+    args = [base, slot, values, np.zeros(n, np.int32), *tab.arrays()]
+    args += [np.nan, RTOL, ATOL, 100_000, 0, True, False, *host, *unused]
+    return tuple(numba.typeof(a) for a in args)
+
+
+def compile_only(args, grid) -> dict:
+    """Compile the kernel to PTX and a cubin for compute capability ``args.cc`` without a GPU
+    (numba-cuda's steps for a kernel, with the device functions told that compute capability),
+    timing the phases of :func:`compile_phases`."""
+    import numba.cuda.compiler as compiler
+    import numba.cuda.dispatcher as dispatcher
+    from numba.cuda import types as cuda_types
+
+    from tolsim.kernels.specialise import specialised
+
+    cc = tuple(int(v) for v in args.cc.split("."))
+    arch = (*cc, "a" if cc >= (9, 0) else "")  # what numba-cuda builds for the current device
+
+    class Device:  # device functions ask for the current device's compute capability
+        compute_capability = cc
+
+    tab = cuda.schedule_table(MODEL, [SCHEDULE], [grid])
+    cap = args.max_registers[0]
+    start = time.perf_counter()
+    kernels = specialised(
+        "cuda_template", MODEL.rates, cuda.kernel_constants(MODEL, tab.n_channels, cap)
+    )
+    specialise_s = time.perf_counter() - start
+    current_device, dispatcher.get_current_device = dispatcher.get_current_device, Device
+    try:
+        with compile_phases() as phases:
+            start = time.perf_counter()
+            result = compiler.compile_cuda(  # (looked up here: compile_phases wraps it)
+                kernels.solve_kernel.py_func, cuda_types.void, kernel_argument_types(tab),
+                nvvm_options={"fastmath": False, "opt": 3}, cc=cc, max_registers=cap or None,
+            )  # fmt: skip
+            library = result.library
+            compiler.kernel_fixup(library.get_function(result.fndesc.llvm_func_name), False)
+            library._entry_name = result.fndesc.llvm_func_name
+            ptx = library.get_asm_str(cc=arch)
+            cubin = library.get_cubin(cc=arch)
+            total = time.perf_counter() - start
+    finally:
+        dispatcher.get_current_device = current_device
+    if args.ptx_out:
+        args.ptx_out.write_text(ptx)
+    return {
+        "compute_capability": list(cc),
+        "max_registers": cap,
+        "specialise_s": specialise_s,
+        "compile_s": total,
+        "compile_phases_s": phases,
+        "llvm_ir_chars": len(library.get_llvm_str()),
+        "ptx_lines": ptx.count("\n"),
+        "ptx_sha256": hashlib.sha256(ptx.encode()).hexdigest(),
+        "cubin_bytes": len(bytes(getattr(cubin, "code", cubin))),
+    }
+
+
 def _name(device) -> str:
     name = getattr(device, "name", "numba CUDA simulator")
     return name.decode() if isinstance(name, bytes) else str(name)
@@ -104,9 +222,10 @@ def gpu_figures(args, grid) -> dict:
     tab = cuda.schedule_table(MODEL, [SCHEDULE], [grid])
     small = MODEL.pack_table(table(min(1024, args.samples), seed=1))
     zeros_small = np.zeros(small.shape[0], np.int32)
-    start = time.perf_counter()
-    cuda.solve(MODEL, small, tab, zeros_small)
-    first = time.perf_counter() - start
+    with compile_phases() as phases:
+        start = time.perf_counter()
+        cuda.solve(MODEL, small, tab, zeros_small)
+        first = time.perf_counter() - start
     warm_small, _ = median_time(lambda: cuda.solve(MODEL, small, tab, zeros_small), 3)
     cached_first = cached_first_call_s(small.shape[0])
 
@@ -176,6 +295,7 @@ def gpu_figures(args, grid) -> dict:
         "device_name": _name(device),
         "compute_capability": list(getattr(device, "compute_capability", ())),
         "compile_s": first - warm_small,
+        "compile_phases_s": phases,
         "first_call_small_s": first,
         "cached_first_call_small_s_fresh_process": cached_first,
         "warm_call_small_s": warm_small,
@@ -351,9 +471,18 @@ def main() -> None:
     parser.add_argument("--sweep-chunk", type=int, default=250_000)
     parser.add_argument("--no-diffrax", action="store_true")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results/gpu.json")
+    parser.add_argument(
+        "--compile-only", action="store_true",
+        help="no GPU needed: time the kernel's compile for --cc (first --max-registers)",
+    )  # fmt: skip
+    parser.add_argument("--cc", default="9.0", help="compute capability for --compile-only")
+    parser.add_argument("--ptx-out", type=Path, default=None, help="--compile-only: PTX file")
     args = parser.parse_args()
 
     grid = _metric_grid(SCHEDULE, None)
+    if args.compile_only:
+        print(json.dumps(compile_only(args, grid), indent=1))
+        return
     assert SCHEDULE.compile(MODEL.drugs).breakpoints_days.size - 1 == 19
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -169,11 +169,18 @@ def kernel_module(model: Model, n_channels: int, max_registers: int = 0):
     require()
     if _simulated():
         max_registers = 0  # the simulator has no registers to cap
+    return specialised(
+        "cuda_template", model.rates, kernel_constants(model, n_channels, max_registers)
+    )
+
+
+def kernel_constants(model: Model, n_channels: int, max_registers: int = 0) -> dict[str, str]:
+    """The ``TOLSIM-CONSTANT`` values of ``model``'s copy of ``cuda_template`` (source text)."""
     tolerant = np.array([float(s in model.tolerant_states) for s in model.states])
     names = model.parameter_names
     initial = [names.index(dict(model.initial)[s]) for s in model.states]
     stoich = model.stoichiometry.astype(np.float64)
-    constants = {
+    return {
         "N_STATES": str(len(model.states)),
         "N_TRANSITIONS": str(stoich.shape[0]),
         "N_PACKED": str(model.pack({}).size),
@@ -184,7 +191,6 @@ def kernel_module(model: Model, n_channels: int, max_registers: int = 0):
         "INITIAL": f"np.array({initial!r}, dtype=np.int64)",
         "MAX_REGISTERS": str(int(max_registers)),
     }
-    return specialised("cuda_template", model.rates, constants)
 
 
 # The kernel's PK rows: the seven columns of tolsim.kernels.exposure.load_piece, then two

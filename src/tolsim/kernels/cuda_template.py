@@ -25,7 +25,7 @@ import math
 import types
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, int64
 from numba.core.registry import CPUDispatcher
 
 from tolsim.kernels import events
@@ -177,7 +177,8 @@ def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
 
 @cuda.jit(device=True)
 def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
-    """``dx = STOICH.T @ rates(t, x, p, c(t))``; the loaded piece started on day ``t0``."""
+    """``dx = STOICH.T @ rates(t, x, p, c(t))``; the loaded piece started on day ``t0``.
+    Returns dN/dt, the sum of ``dx`` (where a caller ignores it, the compiler drops the sum)."""
     tau = t - t0
     for d in range(N_DRUGS):
         conc[d] = level[d]
@@ -195,12 +196,6 @@ def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
         for j in range(N_TRANSITIONS):
             acc += STOICH[j, i] * rate_buf[j]
         dx[i] = acc
-
-
-@cuda.jit(device=True)
-def total_rate(t, t0, level, pk, x, p, conc, rate_buf, dx):
-    """dN/dt: the sum of the right-hand side."""
-    rhs(t, t0, level, pk, x, p, conc, rate_buf, dx)
     total = 0.0
     for i in range(N_STATES):
         total += dx[i]
@@ -395,16 +390,20 @@ def solve_kernel(
     n_rejected = 0
     n_rhs = 0
 
-    load_piece(level_tab, pk_tab, s, 0, level, pk)
+    # Integer constants passed to device functions are written int64(...): numba types a bare
+    # literal as Literal[int], and compiles the callee once more for each literal value (and
+    # for j, once for Literal[int](0) while it types the loop); the PTX is the same either
+    # way, but the extra copies cost about a second of compile time
+    load_piece(level_tab, pk_tab, s, int64(0), level, pk)
     t_first = breakpoints[s, 0]
-    j = 0
+    j = int64(0)
     while j < ng and grid[s, j] <= t_first:
         for i in range(N_STATES):
             work[i] = max(y[i], 0.0)
         slot = traj_slot[s, j]
         dn = math.nan
         if needs_rate(slot, j, wi, acc, want_metrics):
-            dn = total_rate(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
+            dn = rhs(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
         emit(sample, j, grid[s, j], work, dn, slot, wi, wd, threshold, acc, want_metrics, out_x,
              out_dn)  # fmt: skip
         j += 1
@@ -467,41 +466,43 @@ def solve_kernel(
             # hot loop (written out six times, the step outgrew the instruction cache: a third
             # of the warps' time went to instruction fetch), with constant stage indices in
             # every branch, so that k stays in registers (indexed at run time, it would live
-            # in local memory and cost address arithmetic)
+            # in local memory and cost address arithmetic); int64(1) ... rather than literals
+            # compiles stage_state and store_stage once, not six times (the same PTX: the
+            # compiler inlines them and propagates the constant)
             for stage in range(1, 7):
                 if stage == 1:
-                    stage_state(y, h, k, 1, y_new)
+                    stage_state(y, h, k, int64(1), y_new)
                     c_stage = DP_C[1]
                 elif stage == 2:
-                    stage_state(y, h, k, 2, y_new)
+                    stage_state(y, h, k, int64(2), y_new)
                     c_stage = DP_C[2]
                 elif stage == 3:
-                    stage_state(y, h, k, 3, y_new)
+                    stage_state(y, h, k, int64(3), y_new)
                     c_stage = DP_C[3]
                 elif stage == 4:
-                    stage_state(y, h, k, 4, y_new)
+                    stage_state(y, h, k, int64(4), y_new)
                     c_stage = DP_C[4]
                 elif stage == 5:
-                    stage_state(y, h, k, 5, y_new)
+                    stage_state(y, h, k, int64(5), y_new)
                     for i in range(N_STATES):
                         y_stiff[i] = y_new[i]
                     c_stage = DP_C[5]
                 else:
-                    stage_state(y, h, k, 6, y_new)
+                    stage_state(y, h, k, int64(6), y_new)
                     c_stage = DP_C[6]
                 rhs(t + c_stage * h, t0, level, pk, y_new, p, conc, rate_buf, work)
                 if stage == 1:
-                    store_stage(work, k, 1)
+                    store_stage(work, k, int64(1))
                 elif stage == 2:
-                    store_stage(work, k, 2)
+                    store_stage(work, k, int64(2))
                 elif stage == 3:
-                    store_stage(work, k, 3)
+                    store_stage(work, k, int64(3))
                 elif stage == 4:
-                    store_stage(work, k, 4)
+                    store_stage(work, k, int64(4))
                 elif stage == 5:
-                    store_stage(work, k, 5)
+                    store_stage(work, k, int64(5))
                 else:
-                    store_stage(work, k, 6)
+                    store_stage(work, k, int64(6))
             n_rhs += 6
             err_sq = 0.0
             negative = False
@@ -569,9 +570,7 @@ def solve_kernel(
                         if t_j >= t_end and piece + 1 < np_s:
                             # right-hand derivative at a breakpoint: rates of the next piece
                             load_piece(level_tab, pk_tab, s, piece + 1, level, pk)
-                            dn = total_rate(
-                                t_j, t_end, level, pk, work, p, conc, rate_buf, y_stiff
-                            )
+                            dn = rhs(t_j, t_end, level, pk, work, p, conc, rate_buf, y_stiff)
                             load_piece(level_tab, pk_tab, s, piece, level, pk)
                         else:
                             dn = 0.0
