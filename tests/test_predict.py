@@ -202,6 +202,26 @@ def test_paths_agree_with_the_branching_mixture(small_fit):
         assert abs(paths[name].item() - p) < 4 * standard_error, name
 
 
+def test_a_best_fit_on_a_bound_still_gets_laplace_draws():
+    """eps_S = 1 is the parameter's admissible limit: the curvature is taken just inside."""
+    rng = np.random.default_rng(8)
+    result = tolsim.fit(
+        MODEL,
+        synthetic(rng, params={**TRUE, "eps_S": 1.0}),
+        SCHEDULES,
+        free=list(TRUE),
+        bounds={"mu_E": (1e-5, 1.0), "eps_S": (0.1, 1.0)},
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=2,
+        seed=1,
+    )
+    assert result.params["eps_S"] > 0.95
+    prediction = result.predict(NEW, draws=200, demographic="none", threshold=THRESHOLD)
+    eps = prediction.parameter_value.sel(parameter="eps_S").values
+    assert np.all(eps <= 1.0) and np.ptp(eps) > 0
+
+
 def test_same_seed_same_prediction_and_seeds_differ(one_fit):
     options = dict(draws=50, threshold=THRESHOLD, demographic="none")
     a = one_fit.predict(NEW, seed=7, **options)

@@ -95,7 +95,11 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
     lower = np.log10([objective.bounds[n][0] for n in names])
     upper = np.log10([objective.bounds[n][1] for n in names])
     best = np.log10([fit.params[n] for n in names])
-    hessian = _hessian(objective.nllh, best)
+    # curvature just inside the box when the best fit is on a bound (a model parameter's
+    # admissible limit, e.g. a fraction of 1, cannot be stepped across)
+    step = 1e-3
+    centre = np.clip(best, lower + 2 * step, upper - 2 * step)
+    hessian = _hessian(objective.nllh, centre, step)
     if not np.all(np.isfinite(hessian)):
         raise ValueError(
             "the negative log-likelihood is not finite around the best fit (a parameter is "
