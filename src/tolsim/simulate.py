@@ -116,7 +116,10 @@ def simulate(
         one thread per parameter set, with the CPU kernel's Dormand–Prince method step for
         step: ``method`` ``"dopri5"`` or ``"auto"`` (DOPRI5 with stiffness detection; a
         sample found stiff is redone on the CPU with the Rosenbrock switch, as the CPU's
-        ``"auto"`` would; a linear model is integrated, not solved exactly).
+        ``"auto"`` would; a linear model is integrated, not solved exactly); or ``"tau"``:
+        tau-leaping, one GPU thread per path, each drawing from the same random stream as
+        on the CPU, so the paths are the CPU's (:mod:`tolsim.cuda_stochastic` says where
+        the GPU's ``exp``/``log``/``pow`` can change last bits).
 
     Returns
     -------
@@ -168,10 +171,16 @@ def simulate(
             )
     if device not in ("cpu", "cuda"):
         raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
-    if device == "cuda" and method not in ("auto", "dopri5"):
+    if device == "cuda" and method in ("ssa", "hybrid"):
+        raise ValueError(
+            f"`method` = {method!r} with `device` = 'cuda': among the stochastic methods only "
+            "'tau' runs on the GPU; use device='cpu' for 'ssa' and 'hybrid'"
+        )
+    if device == "cuda" and method not in ("auto", "dopri5", "tau"):
         raise ValueError(
             f"`method` = {method!r} with `device` = 'cuda': the GPU kernel runs 'dopri5' and "
-            "'auto' (DOPRI5 with stiffness detection); use device='cpu' for other methods"
+            "'auto' (DOPRI5 with stiffness detection), and 'tau' for stochastic paths; use "
+            "device='cpu' for other methods"
         )
     rtol = _positive_float(rtol, "rtol")
     atol = _positive_float(atol, "atol")
@@ -200,6 +209,7 @@ def simulate(
                 "size_at_withdrawal" if recurrence_threshold is None else recurrence_threshold
             ),
             throw=throw,
+            device=device,
         )
     compiled = schedule.compile(model.drugs)
     if device == "cuda":

@@ -93,8 +93,10 @@ def simulate_paths(
     threshold: float,
     recurrence_threshold,
     throw: bool,
+    device: str = "cpu",
 ) -> xr.Dataset:
-    """Run the stochastic kernels; see :func:`tolsim.simulate` for the arguments."""
+    """Run the stochastic kernels; see :func:`tolsim.simulate` for the arguments
+    (``device="cuda"``: method "tau" on the GPU, :mod:`tolsim.cuda_stochastic`)."""
     from tolsim.simulate import SolverError, _check_memory, simulate
 
     paths = _check_count(paths, "paths", 1)
@@ -146,24 +148,44 @@ def simulate_paths(
     out = np.empty((n_samples, paths, n_times, n_states), dtype=np.int64)
     summary = np.empty((n_samples, paths, n_states + 2))
     path_stats = np.zeros((n_samples, paths, kernels.N_STATS), dtype=np.int64)
-    kernels.simulate_batch(
-        _METHOD_CODES[method],
-        packed,
-        x0,
-        tuple(compiled),
-        model.stoichiometry.astype(np.float64),
-        t_out,
-        seed,
-        0,
-        path_start,
-        max_events,
-        arm_piece,
-        np.full(n_samples, arm_level),
-        threshold,
-        out,
-        summary,
-        path_stats,
-    )
+    if device == "cuda":
+        from tolsim import cuda_stochastic
+
+        cuda_stochastic.simulate_batch(
+            model,
+            packed,
+            x0,
+            compiled,
+            model.stoichiometry.astype(np.float64),
+            t_out,
+            seed,
+            path_start,
+            max_events,
+            arm_piece,
+            np.full(n_samples, arm_level),
+            out,
+            summary,
+            path_stats,
+        )
+    else:
+        kernels.simulate_batch(
+            _METHOD_CODES[method],
+            packed,
+            x0,
+            tuple(compiled),
+            model.stoichiometry.astype(np.float64),
+            t_out,
+            seed,
+            0,
+            path_start,
+            max_events,
+            arm_piece,
+            np.full(n_samples, arm_level),
+            threshold,
+            out,
+            summary,
+            path_stats,
+        )
     ds = _to_dataset(
         model,
         packed,
@@ -183,6 +205,8 @@ def simulate_paths(
         withdrawal_day=withdrawal_day,
         armed=arm_piece >= 0,
     )
+    if device == "cuda":
+        ds.attrs["device"] = "cuda"
     failed = np.argwhere(path_stats[..., 0] != 0)
     if failed.size and throw:
         sample, path = (int(v) for v in failed[0])
