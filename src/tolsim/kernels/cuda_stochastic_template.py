@@ -11,13 +11,8 @@ rates under PK, the hazard root, leap size, critical transitions, summaries; the
 :mod:`tolsim.kernels.random`; the exposures of :mod:`tolsim.kernels.exposure`) are compiled
 again from their Python source as CUDA device functions
 (:func:`tolsim.kernels.cuda_template.device_function`), with the template's ``rates`` bound to
-the model's. Two functions are transcribed, and must change with their CPU originals:
-
-* :func:`tau_path` — the CPU ``tau_path`` line for line, with its work arrays in per-thread
-  local memory instead of ``np.empty`` (device code cannot allocate);
-* :func:`exponential` — the ziggurat of :func:`tolsim.kernels.random.exponential` as a loop:
-  its rare slow path calls ``exponential`` again, a recursion device functions cannot make;
-  the loop draws the same numbers in the same order.
+the model's. The path itself is the CPU's ``tau_leaps``, which allocates nothing: the CPU's
+``tau_path`` gives it ``np.empty`` work arrays, this kernel's per-thread local arrays.
 
 Path ``q`` of sample ``s`` draws from the stream seeded by ``(seed, sample_start + s,
 path_start + q)``, as on the CPU, so a path is the same on either device. The host
@@ -26,8 +21,6 @@ multiply-add rounds once where the CPU rounds twice.
 """
 
 from __future__ import annotations
-
-import math
 
 import numba
 import numpy as np
@@ -67,33 +60,10 @@ next_u64 = device_function(cpu_random.next_u64)
 uniform = device_function(cpu_random.uniform)
 uniform_open = device_function(cpu_random.uniform_open)
 seed_stream = device_function(cpu_random.seed_stream)
-_ZIG_R = cpu_random._ZIG_R
-_ZIG_K = cpu_random._ZIG_K
-_ZIG_W = cpu_random._ZIG_W
-_ZIG_F = cpu_random._ZIG_F
-
-
-@cuda.jit(device=True)
-def exponential(state):
-    """:func:`tolsim.kernels.random.exponential` with its slow path's retry as a loop."""
-    while True:
-        bits = next_u64(state) >> uint64(3)
-        index = int(bits & uint64(0xFF))
-        bits >>= uint64(8)
-        x = float(bits) * _ZIG_W[index]
-        if bits < _ZIG_K[index]:
-            return x
-        if index == 0:
-            return _ZIG_R - math.log(uniform_open(state))
-        if (_ZIG_F[index - 1] - _ZIG_F[index]) * uniform(state) + _ZIG_F[index] < math.exp(-x):
-            return x
-
-
 # Device functions converted so far, seeded so that the CPU helpers' ``rates`` (the template's
-# placeholder) becomes this model's, and their ``exponential`` the loop above.
+# placeholder) becomes this model's.
 _CONVERTED = {
     cpu.rates: device_function(model_rates),
-    cpu_random.exponential: exponential,
     cpu_random.next_u64: next_u64,
     cpu_random.uniform: uniform,
     cpu_random.uniform_open: uniform_open,
@@ -105,6 +75,7 @@ def _device(dispatcher):
     return device_function(dispatcher, _CONVERTED)
 
 
+exponential = _device(cpu_random.exponential)
 poisson = _device(cpu_random.poisson)
 load_piece = _device(cpu.load_piece)
 pk_substep = _device(cpu.pk_substep)
@@ -119,161 +90,43 @@ finish = _device(cpu.finish)
 fire = _device(cpu.fire)
 ssa_event = _device(cpu.ssa_event)
 leap_size = _device(cpu.leap_size)
+tau_leaps = _device(cpu.tau_leaps)
 
 
 @cuda.jit(device=True)
 def tau_path(
     x, p, sched, stoich, t_out, max_events, rng, arm_piece, arm_level, out, summary, stats
 ):
-    """:func:`tolsim.kernels.stochastic_template.tau_path`, statement for statement, with
-    per-thread local arrays for its work arrays."""
-    n_pieces = sched.breakpoints_days.shape[0] - 1
-    n_out = t_out.shape[0]
-    t_end = t_out[n_out - 1]
-    n_tr, n = stoich.shape
-    conc = cuda.local.array(ND_ALLOC, float64)[:N_DRUGS]
-    level = cuda.local.array(ND_ALLOC, float64)[:N_DRUGS]
-    pk = cuda.local.array((NC_ALLOC, PK_COLUMNS), float64)[:N_CHANNELS]
-    a = cuda.local.array(N_TRANSITIONS, float64)
-    acc = cuda.local.array(N_TRANSITIONS, float64)
-    means = cuda.local.array(N_TRANSITIONS, float64)
-    counts = cuda.local.array(N_TRANSITIONS, float64)
+    """:func:`tolsim.kernels.stochastic_template.tau_path`: the CPU's :func:`tau_leaps` on
+    per-thread local arrays."""
     critical = cuda.local.array(N_TRANSITIONS, numba.boolean)
-    no_mask = critical[:0]
-    x_new = cuda.local.array(N_STATES, float64)
-    x_mid = cuda.local.array(N_STATES, float64)
-    a_mid = cuda.local.array(N_TRANSITIONS, float64)
-    recurrence = cuda.local.array(3, float64)
-    for m in range(3):
-        recurrence[m] = 0.0
-    init_summary(x, summary)
-    next_out = 0
-    events = 0
-    steps = 0
-    rejected = 0
-    for k in range(n_pieces):
-        t0 = sched.breakpoints_days[k]
-        if t0 > t_end:
-            break
-        t1 = min(sched.breakpoints_days[k + 1], t_end)
-        load_piece(sched, k, level, pk)
-        if k == arm_piece:
-            arm_recurrence(t0, x, arm_level, recurrence, summary)
-        substep = pk_substep(pk)
-        t = t0
-        while t < t1:
-            while next_out < n_out and t_out[next_out] <= t:
-                for i in range(n):
-                    out[next_out, i] = round(x[i])
-                next_out += 1
-            t_stop = t1
-            if next_out < n_out and t_out[next_out] < t_stop:
-                t_stop = t_out[next_out]
-            a0 = total_rates(t, t0, level, pk, x, p, conc, a)
-            if a0 < 0.0:
-                return finish(stats, events, steps, rejected, BAD_PROPENSITY)
-            if a0 == 0.0:
-                t = t_stop
-                continue
-            tau_bound = leap_size(x, a, stoich, critical)
-            if tau_bound < SSA_FACTOR / a0:
-                for _ in range(SSA_BURST):  # exact steps where leaping would not pay
-                    t_next, j = ssa_event(
-                        t, t_stop, substep, t0, level, pk, x, p, stoich, conc, a, acc, no_mask, rng
-                    )
-                    steps += 1
-                    if j == -2:
-                        return finish(stats, events, steps, rejected, BAD_PROPENSITY)
-                    t = t_next
-                    if j == -1:
-                        break
-                    fire(j, x, stoich)
-                    events += 1
-                    update_summary(t, x, stoich, j, summary, recurrence)
-                if steps >= max_events:
-                    return finish(stats, events, steps, rejected, EVENT_BUDGET_REACHED)
-                continue
-            while True:  # draw a leap; halve it while it would make a count negative
-                tau = min(tau_bound, t_stop - t, substep)
-                lands = tau == t_stop - t
-                a0_critical = 0.0
-                for j in range(n_tr):
-                    if critical[j]:
-                        a0_critical += a[j]
-                t_critical = math.inf
-                if a0_critical > 0.0:
-                    if substep == math.inf:
-                        t_critical = t + exponential(rng) / a0_critical
-                    else:
-                        t_critical = hazard_time(
-                            exponential(rng),
-                            t,
-                            t + tau,
-                            substep,
-                            t0,
-                            level,
-                            pk,
-                            x,
-                            p,
-                            conc,
-                            a,
-                            critical,
-                            acc,
-                        )
-                fire_critical = t_critical < t + tau
-                if fire_critical:
-                    tau = t_critical - t
-                    lands = False
-                for i in range(n):
-                    change = 0.0
-                    for j in range(n_tr):
-                        change += stoich[j, i] * a[j]
-                    x_mid[i] = max(x[i] + 0.5 * tau * change, 0.0)
-                if substep == math.inf:
-                    total_rates(t, t0, level, pk, x_mid, p, conc, a_mid)
-                    for j in range(n_tr):
-                        means[j] = a_mid[j] * tau
-                else:
-                    integrated_rates(t, tau, t0, level, pk, x_mid, p, conc, a_mid, no_mask, means)
-                for i in range(n):
-                    x_new[i] = x[i]
-                fired = 0.0
-                for j in range(n_tr):
-                    counts[j] = 0.0 if critical[j] else poisson(rng, means[j])
-                    fired += counts[j]
-                    for i in range(n):
-                        x_new[i] += counts[j] * stoich[j, i]
-                if fire_critical:
-                    if substep != math.inf:
-                        total_rates(t + tau, t0, level, pk, x, p, conc, a)
-                    j = choose(a, a0_critical, uniform(rng), critical)
-                    fired += 1.0
-                    for i in range(n):
-                        x_new[i] += stoich[j, i]
-                negative = False
-                for i in range(n):
-                    if x_new[i] < 0.0:
-                        negative = True
-                if not negative:
-                    break
-                rejected += 1
-                tau_bound = 0.5 * tau
-                if substep != math.inf:  # quadrature overwrote the rates at t
-                    total_rates(t, t0, level, pk, x, p, conc, a)
-            for i in range(n):
-                x[i] = x_new[i]
-            t = t_stop if lands else t + tau  # land exactly on outputs and breakpoints
-            steps += 1
-            events += int(fired)
-            if fired > 0.0:
-                update_summary(t, x, stoich, -1, summary, recurrence)
-            if steps >= max_events:
-                return finish(stats, events, steps, rejected, EVENT_BUDGET_REACHED)
-    while next_out < n_out:
-        for i in range(n):
-            out[next_out, i] = round(x[i])
-        next_out += 1
-    return finish(stats, events, steps, rejected, SUCCESS)
+    return tau_leaps(
+        x,
+        p,
+        sched,
+        stoich,
+        t_out,
+        max_events,
+        rng,
+        arm_piece,
+        arm_level,
+        out,
+        summary,
+        stats,
+        cuda.local.array(ND_ALLOC, float64)[:N_DRUGS],
+        cuda.local.array(ND_ALLOC, float64)[:N_DRUGS],
+        cuda.local.array((NC_ALLOC, PK_COLUMNS), float64)[:N_CHANNELS],
+        cuda.local.array(N_TRANSITIONS, float64),
+        cuda.local.array(N_TRANSITIONS, float64),
+        cuda.local.array(N_TRANSITIONS, float64),
+        cuda.local.array(N_TRANSITIONS, float64),
+        critical,
+        critical[:0],
+        cuda.local.array(N_STATES, float64),
+        cuda.local.array(N_STATES, float64),
+        cuda.local.array(N_TRANSITIONS, float64),
+        cuda.local.array(3, float64),
+    )
 
 
 def _tau_paths(

@@ -119,27 +119,23 @@ def _ziggurat_tables(levels: int = 256):
 _ZIG_R, _ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
 
 
-@njit(cache=True)
-def _exponential_unlikely(state, index, x):
-    """Ziggurat slow path: the tail beyond the base layer, or a point in a wedge."""
-    if index == 0:
-        return _ZIG_R - math.log(uniform_open(state))
-    if (_ZIG_F[index - 1] - _ZIG_F[index]) * uniform(state) + _ZIG_F[index] < math.exp(-x):
-        return x
-    return exponential(state)
-
-
 @njit(cache=True, inline="always")
 def exponential(state):
     """Exponential variate with mean 1 (ziggurat: one 64-bit draw, a shift, a multiply and a
-    comparison in 98.9% of calls)."""
-    bits = next_u64(state) >> uint64(3)
-    index = int(bits & uint64(0xFF))
-    bits >>= uint64(8)
-    x = float(bits) * _ZIG_W[index]
-    if bits < _ZIG_K[index]:
-        return x
-    return _exponential_unlikely(state, index, x)
+    comparison in 98.9% of calls). The slow path — the tail beyond the base layer, or a point
+    in a wedge — retries in a loop, not by recursion, so that CUDA device code can use this
+    function as it is."""
+    while True:
+        bits = next_u64(state) >> uint64(3)
+        index = int(bits & uint64(0xFF))
+        bits >>= uint64(8)
+        x = float(bits) * _ZIG_W[index]
+        if bits < _ZIG_K[index]:
+            return x
+        if index == 0:
+            return _ZIG_R - math.log(uniform_open(state))
+        if (_ZIG_F[index - 1] - _ZIG_F[index]) * uniform(state) + _ZIG_F[index] < math.exp(-x):
+            return x
 
 
 @njit(cache=True)

@@ -479,25 +479,78 @@ def tau_path(
     x, p, sched, stoich, t_out, max_events, rng, arm_piece, arm_level, out, summary, stats
 ):
     """Adaptive tau-leaping (Cao, Gillespie & Petzold 2006) up to ``t_out[-1]``; returns the
-    status. Leaps end at breakpoints and output days, so outputs are exact states."""
+    status. Leaps end at breakpoints and output days, so outputs are exact states. Allocates
+    the work arrays of :func:`tau_leaps`."""
+    n_tr, n = stoich.shape
+    n_drugs = sched.level_um.shape[1]
+    return tau_leaps(
+        x,
+        p,
+        sched,
+        stoich,
+        t_out,
+        max_events,
+        rng,
+        arm_piece,
+        arm_level,
+        out,
+        summary,
+        stats,
+        np.empty(n_drugs),
+        np.empty(n_drugs),
+        np.empty((sched.channel_drug.shape[0], PK_COLUMNS)),
+        np.empty(n_tr),
+        np.empty(n_tr),
+        np.empty(n_tr),
+        np.empty(n_tr),
+        np.empty(n_tr, dtype=np.bool_),
+        np.empty(0, dtype=np.bool_),
+        np.empty(n),
+        np.empty(n),
+        np.empty(n_tr),
+        np.empty(3),
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def tau_leaps(
+    x,
+    p,
+    sched,
+    stoich,
+    t_out,
+    max_events,
+    rng,
+    arm_piece,
+    arm_level,
+    out,
+    summary,
+    stats,
+    conc,
+    level,
+    pk,
+    a,
+    acc,
+    means,
+    counts,
+    critical,
+    no_mask,
+    x_new,
+    x_mid,
+    a_mid,
+    recurrence,
+):
+    """The body of :func:`tau_path` on caller-provided work arrays (it allocates nothing, so
+    the GPU kernel compiles this same function with per-thread arrays): ``conc``, ``level``
+    (n_drugs,), ``pk`` (n_channels, PK_COLUMNS), ``a``, ``acc``, ``means``, ``counts``,
+    ``a_mid`` (n_transitions,), ``critical`` (n_transitions,) bool, ``no_mask`` (0,) bool,
+    ``x_new``, ``x_mid`` (n_states,), ``recurrence`` (3,)."""
     n_pieces = sched.breakpoints_days.shape[0] - 1
     n_out = t_out.shape[0]
     t_end = t_out[n_out - 1]
     n_tr, n = stoich.shape
-    n_drugs = sched.level_um.shape[1]
-    conc = np.empty(n_drugs)
-    level = np.empty(n_drugs)
-    pk = np.empty((sched.channel_drug.shape[0], PK_COLUMNS))
-    a = np.empty(n_tr)
-    acc = np.empty(n_tr)
-    means = np.empty(n_tr)
-    counts = np.empty(n_tr)
-    critical = np.empty(n_tr, dtype=np.bool_)
-    no_mask = np.empty(0, dtype=np.bool_)
-    x_new = np.empty(n)
-    x_mid = np.empty(n)
-    a_mid = np.empty(n_tr)
-    recurrence = np.zeros(3)
+    for m in range(3):
+        recurrence[m] = 0.0
     init_summary(x, summary)
     next_out = 0
     events = 0
