@@ -656,3 +656,16 @@ def test_anything_but_a_dataset_is_a_type_error(function, argument):
 def test_docstring_examples():
     result = doctest.testmod(plot, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_plot_is_reachable_as_an_attribute_of_the_package():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tolsim; assert 'matplotlib' not in sys.modules; "
+        "print(tolsim.plot.trajectories.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "tolsim.plot"

@@ -44,3 +44,12 @@ __all__ = [
     "sweep",
     "time_to_recurrence",
 ]
+
+
+def __getattr__(name: str):
+    """``tolsim.plot`` on first use: matplotlib is imported only by those who plot."""
+    if name == "plot":
+        import importlib
+
+        return importlib.import_module("tolsim.plot")
+    raise AttributeError(f"module 'tolsim' has no attribute {name!r}")
