@@ -127,17 +127,70 @@ def draw_exponential(seed, sample, path, n):
     return out
 
 
+@njit
+def exponential_branches(seed, sample, path, n):
+    """For each of ``n`` exponential draws: the ziggurat layer of its last try, how many tries
+    it took, and how it ended (0 fast path, 1 tail, 2 wedge accepted) — the CPU's choices, to
+    say where a device that disagrees left them."""
+    state = np.empty(random.STATE_WORDS, dtype=np.uint64)
+    random.seed_stream(seed, sample, path, state)
+    out = np.zeros((n, 3), dtype=np.int64)
+    for i in range(n):
+        while True:
+            out[i, 1] += 1
+            bits = random.next_u64(state) >> np.uint64(3)
+            index = int(bits & np.uint64(0xFF))
+            bits >>= np.uint64(8)
+            x = float(bits) * random._ZIG_W[index]
+            out[i, 0] = index
+            if bits < random._ZIG_K[index]:
+                break
+            if index == 0:
+                random.uniform_open(state)
+                out[i, 2] = 1
+                break
+            f = random._ZIG_F
+            if (f[index - 1] - f[index]) * random.uniform(state) + f[index] < np.exp(-x):
+                out[i, 2] = 2
+                break
+    return out
+
+
 def test_raw_streams_are_the_cpu_streams():
     """Uniforms, ziggurat exponentials (600 draws reach the slow path: tail and wedges) and
-    Poisson variates by both samplers (multiplication below a mean of 10, PTRS above)."""
+    Poisson variates by both samplers (multiplication below a mean of 10, PTRS above). Every
+    stream is compared before failing; a differing exponential stream names its first
+    differing draw and the CPU's ziggurat branches around it."""
     keys = [(0, 0, 0), (2026, 3, 17), (2**62, 5, 9)]
     means = [0.7, 9.99, 35.0, 2.5e4]
     uniforms, exponentials, poissons = cuda_stochastic.draw_streams(keys, 600, means)
+    differences = []
     for k, key in enumerate(keys):
-        np.testing.assert_array_equal(uniforms[k], draw_uniform(*key, 600))
-        np.testing.assert_array_equal(exponentials[k], draw_exponential(*key, 600))
+        if not np.array_equal(uniforms[k], draw_uniform(*key, 600)):
+            differences.append(f"uniforms of key {key}")
+        expected = draw_exponential(*key, 600)
+        if not np.array_equal(exponentials[k], expected):
+            first = int(np.flatnonzero(exponentials[k] != expected)[0])
+            branches = exponential_branches(*key, 600)
+            around = range(max(first - 2, 0), min(first + 3, 600))
+            differences.append(
+                f"exponentials of key {key} from draw {first} on "
+                f"(GPU {exponentials[k][first]!r}, CPU {expected[first]!r}); CPU draws "
+                + ", ".join(
+                    f"{i}: layer {branches[i, 0]}, {branches[i, 1]} tries, "
+                    f"{('fast', 'tail', 'wedge')[branches[i, 2]]}"
+                    for i in around
+                )
+            )
         for m, mean in enumerate(means):
-            np.testing.assert_array_equal(poissons[k, m], draw_poisson(*key, mean, 600))
+            if not np.array_equal(poissons[k, m], draw_poisson(*key, mean, 600)):
+                differences.append(f"Poisson({mean}) of key {key}")
+    assert not differences, "; ".join(differences)
+    expected = draw_exponential(0, 0, 0, 600)
+    branches = exponential_branches(0, 0, 0, 600)
+    assert (branches[:, 2] == 2).any() and (branches[:, 1] > 1).any()  # wedges hit and missed
+    np.testing.assert_array_equal(branches[:, 1] >= 1, True)
+    assert np.isfinite(expected).all()
     bits = np.floor(draw_uniform(0, 0, 0, 600) * 2**53).astype(np.uint64) >> np.uint64(3)
     assert (bits & np.uint64(0xFF) == 0).any()  # the base layer (tail test) was drawn
 
