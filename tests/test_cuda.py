@@ -14,6 +14,7 @@ import tolsim
 from tolsim import cuda
 from tolsim.design import grid, inhibitor_course
 from tolsim.schedule import OralDoses, Pellet
+from tolsim.simulate import solve_batch
 from tolsim.sweep import METRICS, _evaluate, _metric_grid, sweep
 
 MODEL = tolsim.models.TwoState()
@@ -65,28 +66,8 @@ def random_table(n, seed):
 
 
 def cpu_batch(packed, schedule, t_out, method=0):
-    from tolsim.kernels.specialise import specialised
-
-    kernels = specialised("ode_template", MODEL.rates)
-    n = packed.shape[0]
-    out_x = np.empty((n, t_out.size, len(MODEL.states)))
-    out_dn = np.empty((n, t_out.size))
-    stats = np.zeros((n, kernels.N_STATS), dtype=np.int64)
-    kernels.solve_batch(
-        packed,
-        MODEL.initial_state(packed),
-        tuple(schedule.compile(MODEL.drugs)),
-        MODEL.stoichiometry.astype(np.float64),
-        t_out,
-        1e-6,
-        1e-6,
-        100_000,
-        method,
-        out_x,
-        out_dn,
-        stats,
-    )
-    return out_x, out_dn, stats
+    compiled = schedule.compile(MODEL.drugs)
+    return solve_batch(MODEL, packed, compiled, t_out, 1e-6, 1e-6, 100_000, method)
 
 
 def test_trajectories_and_steps_equal_the_cpu_kernel_on_random_sets_and_schedules():

@@ -18,6 +18,8 @@ import pytest
         "tolsim.data",
         "tolsim.observe",
         "tolsim.fit",
+        "tolsim.predict",
+        "tolsim.optimize",
     ],
 )
 def test_docstring_examples(name):

@@ -649,3 +649,18 @@ def test_describe_mentions_every_regimen():
     assert "tamoxifen orally 20 mg every 1 days" in text
     assert "4-OHT µ pellet 0.1 mg/day" in text
     assert "no drug" in text
+
+
+def test_treatment_end_day_is_the_last_drug_day_within_the_schedule():
+    schedule = Schedule.from_phases(
+        [{"days": 30, "tamoxifen": 1.0}, {"days": 20, "inhibitor": 2.0}, {"days": 10}]
+    )
+    assert schedule.treatment_end_day() == 50.0
+    doses = Schedule.oral(
+        "tamoxifen", dose_mg=1.0, every_days=7.0, stop_day=62.0, pk=PK.tamoxifen_mouse(),
+        duration_days=60.0,
+    )  # fmt: skip
+    assert doses.withdrawal_day("tamoxifen") == 62.0
+    assert doses.treatment_end_day() == 60.0  # clipped to the schedule
+    with pytest.raises(ValueError, match="gives no drug"):
+        Schedule.from_phases([{"days": 10}]).treatment_end_day()

@@ -360,12 +360,7 @@ def optimize_schedule(
         for i in index_range:
             schedule = schedules[i]
             if objective == "eradication_probability":
-                day = eradication_day
-                if day is None:
-                    day = min(
-                        max(schedule.withdrawal_day(d) for d in schedule.drugs),
-                        schedule.duration_days,
-                    )
+                day = schedule.treatment_end_day() if eradication_day is None else eradication_day
                 q = branching_extinction(
                     model, table, schedule, by_day=day, states=model.tolerant_states
                 )["extinction_probability"].values

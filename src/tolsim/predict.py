@@ -333,8 +333,7 @@ def predict(
             f"(0, {follow_up:g}] (the schedule's follow-up)"
         )
     if eradication_day is None:
-        eradication_day = max(schedule.withdrawal_day(d) for d in schedule.drugs)
-        eradication_day = min(eradication_day, schedule.duration_days)
+        eradication_day = schedule.treatment_end_day()
     eradication_day = float(eradication_day)
     if not 0.0 < eradication_day <= schedule.duration_days:
         raise ValueError(
@@ -411,13 +410,13 @@ def predict(
         path_ok = (stochastic["status"].values == 0) & ok[:, None]
         days = stochastic["time_to_recurrence"].values  # (draw, path)
         at = stochastic.sel(time=eradication_day)
-        tolerant = [s for s in model.tolerant_states]
-        gone = np.logical_and.reduce([at[s].values == 0 for s in tolerant])
+        gone = np.logical_and.reduce([at[s].values == 0 for s in model.tolerant_states])
         end = stochastic.sel(time=schedule.duration_days)
         extinct = np.logical_and.reduce([end[s].values == 0 for s in model.states])
-        path_weight = path_ok / np.maximum(path_ok.sum(), 1)
-        mixture_values, mixture_weights = days.ravel(), path_weight.ravel()
         per_draw = np.where(path_ok.any(1), path_ok.sum(1), 1)
+        # each draw weighs as in the mean-field mixture, shared among its successful paths
+        path_weight = weights[:, None] * path_ok / per_draw[:, None]
+        mixture_values, mixture_weights = days.ravel(), path_weight.ravel()
         extinction = (extinct & path_ok).sum(1) / per_draw
         eradication = (gone & path_ok).sum(1) / per_draw
         recurred_by = (days[..., None] <= day_grid) & path_ok[..., None]

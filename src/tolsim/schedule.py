@@ -927,6 +927,21 @@ class Schedule:
             )
         return max(days)
 
+    def treatment_end_day(self) -> float:
+        """The end of treatment: the last :meth:`withdrawal_day` of any drug the schedule
+        gives, at most its ``duration_days``.
+
+        Examples
+        --------
+        >>> s = Schedule.from_phases([{"days": 60, "tamoxifen": 1.0},
+        ...                           {"days": 30, "inhibitor": 5.0}, {"days": 30}])
+        >>> s.treatment_end_day()
+        90.0
+        """
+        if not self.drugs:
+            raise ValueError("this schedule gives no drug: it has no end of treatment")
+        return min(max(self.withdrawal_day(d) for d in self.drugs), self.duration_days)
+
     # -- compilation --------------------------------------------------------------------------
 
     def _drug_index(self, drugs: Sequence[str]) -> dict[str, int]:

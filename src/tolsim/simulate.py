@@ -231,8 +231,23 @@ def simulate(
 
     n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
     _check_memory(n_samples, n_times, n_states, len(model.exposures))
+    out_x, out_dn, stats = solve_batch(model, packed, compiled, t_out, rtol, atol, max_steps, code)
+    ds = _to_dataset(
+        model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
+    )
+    return _checked(ds, stats[:, 0], throw)
+
+
+def solve_batch(model: Model, packed, compiled, t_out, rtol, atol, max_steps, code):
+    """The CPU ODE kernel over the rows of ``packed`` under one compiled schedule.
+
+    Returns ``out_x`` (samples, times, states) cells, ``out_dn`` (samples, times) dN/dt and
+    ``stats`` (samples, N_STATS): status, accepted and rejected steps, right-hand sides,
+    stiffness switch. Inputs are trusted (checked by the callers).
+    """
     kernels = specialised("ode_template", model.rates)
-    out_x = np.empty((n_samples, n_times, n_states))  # the kernel fills NaN first, in parallel
+    n_samples, n_times = packed.shape[0], t_out.shape[0]
+    out_x = np.empty((n_samples, n_times, len(model.states)))  # the kernel fills NaN first
     out_dn = np.empty((n_samples, n_times))
     stats = np.zeros((n_samples, kernels.N_STATS), dtype=np.int64)
     kernels.solve_batch(
@@ -249,10 +264,7 @@ def simulate(
         out_dn,
         stats,
     )
-    ds = _to_dataset(
-        model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
-    )
-    return _checked(ds, stats[:, 0], throw)
+    return out_x, out_dn, stats
 
 
 def _checked(ds: xr.Dataset, status: np.ndarray, throw: bool) -> xr.Dataset:
@@ -299,26 +311,9 @@ def _simulate_cuda(
     stats[:, 1:4] = result.stats
     stiff = np.flatnonzero(result.status == cuda.STIFF_DETECTED)
     if stiff.size:
-        kernels = specialised("ode_template", model.rates)
-        cpu_x = np.empty((stiff.size, n_times, n_states))
-        cpu_dn = np.empty((stiff.size, n_times))
-        cpu_stats = np.zeros((stiff.size, kernels.N_STATS), dtype=np.int64)
-        rows = packed[stiff]
-        kernels.solve_batch(
-            rows,
-            model.initial_state(rows),
-            tuple(compiled),
-            model.stoichiometry.astype(np.float64),
-            t_out,
-            rtol,
-            atol,
-            int(max_steps),
-            _METHOD_CODES["auto"],
-            cpu_x,
-            cpu_dn,
-            cpu_stats,
+        out_x[stiff], out_dn[stiff], stats[stiff] = solve_batch(
+            model, packed[stiff], compiled, t_out, rtol, atol, max_steps, _METHOD_CODES["auto"]
         )
-        out_x[stiff], out_dn[stiff], stats[stiff] = cpu_x, cpu_dn, cpu_stats
     ds = _to_dataset(
         model,
         packed,

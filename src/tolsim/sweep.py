@@ -25,6 +25,7 @@ from tolsim.kernels.events import recurrence_days
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
 from tolsim.schedule import Schedule
+from tolsim.simulate import _METHOD_CODES, solve_batch
 
 __all__ = ["METRICS", "StoreMismatchError", "sweep"]
 
@@ -36,7 +37,6 @@ METRICS = (
     "nadir_day",
     "status",
 )
-_METHOD_CODES = {"dopri5": 0, "auto": 1, "rosenbrock": 2, "exact": 3}
 
 
 class StoreMismatchError(ValueError):
@@ -123,24 +123,16 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
 def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) -> dict:
     """Outputs of the samples ``packed`` under one schedule (batched kernel, then reduced)."""
     grid = _metric_grid(schedule, spec["times"])
-    kernels = specialised("ode_template", model.rates)
-    n, n_states = packed.shape[0], len(model.states)
-    out_x = np.empty((n, grid.size, n_states))
-    out_dn = np.empty((n, grid.size))
-    stats = np.zeros((n, kernels.N_STATS), dtype=np.int64)
-    kernels.solve_batch(
+    n = packed.shape[0]
+    out_x, out_dn, stats = solve_batch(
+        model,
         packed,
-        model.initial_state(packed),
-        tuple(schedule.compile(model.drugs)),
-        model.stoichiometry.astype(np.float64),
+        schedule.compile(model.drugs),
         grid,
         spec["rtol"],
         spec["atol"],
         spec["max_steps"],
         _METHOD_CODES[spec["method"]],
-        out_x,
-        out_dn,
-        stats,
     )
     total = out_x.sum(axis=2)
     tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
