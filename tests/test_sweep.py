@@ -136,27 +136,39 @@ def test_a_killed_worker_is_recovered(tmp_path):
     big = lhs(20_000, seed=5, kappa_T=(0.0, 0.6), mu_E=(1e-5, 1e-2, "log"))
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
         with Client(cluster) as c:
-            reference = sweep(
-                MODEL, big, SCHEDULE, store=tmp_path / "ref.zarr", client=c, chunk_size=500
-            )
+            # rtol 1e-10: chunks slow enough (~30 ms) for the kill to land mid-sweep
+            run = dict(client=c, chunk_size=500, rtol=1e-10)
+            reference = sweep(MODEL, big, SCHEDULE, store=tmp_path / "ref.zarr", **run)
             victim = next(iter(c.run(os.getpid).values()))
             store = tmp_path / "killed.zarr"
             progress = {}
 
-            def kill_when_started():
-                while not (store / "chunk_done").exists():
-                    time.sleep(0.01)
-                time.sleep(0.2)
-                progress["done_at_kill"] = int(
-                    xr.open_zarr(store, consolidated=False).chunk_done.sum()
-                )
+            def done_chunks():
+                try:
+                    # chunks=None: read here with numpy, not as a dask task queued behind the
+                    # sweep on the same cluster
+                    done = xr.open_zarr(store, consolidated=False, chunks=None).chunk_done
+                    return int(done.values.sum())
+                except Exception:  # the store is still being created (zarr raises several kinds)
+                    return 0
+
+            def kill_when_started():  # as soon as the first chunk is in: mid-sweep
+                while done_chunks() == 0:
+                    time.sleep(0.005)
+                progress["done_at_kill"] = done_chunks()
                 os.kill(victim, signal.SIGKILL)
 
             killer = threading.Thread(target=kill_when_started)
             killer.start()
-            ds = sweep(MODEL, big, SCHEDULE, store=store, client=c, chunk_size=500)
+            ds = sweep(MODEL, big, SCHEDULE, store=store, **run)
             killer.join()
-            survivors = set(c.run(os.getpid).values())
+            # the sweep can end before the nanny has replaced the killed process: ask the
+            # live workers until two answer (a dead one's comm is skipped, not an error)
+            deadline = time.monotonic() + 60.0
+            survivors = set()
+            while len(survivors) < 2 and time.monotonic() < deadline:
+                survivors = set(c.run(os.getpid, on_error="ignore").values())
+                time.sleep(0.1)
     assert victim not in survivors  # the kill happened (a new worker process replaced it)
     assert progress["done_at_kill"] < 40  # ... before the sweep had finished
     assert bool(ds.chunk_done.all())

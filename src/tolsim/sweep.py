@@ -272,6 +272,10 @@ def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
     return stop - start
 
 
+def _identity(value):
+    return value
+
+
 def _match_numba_threads_to_worker() -> None:
     """Give the kernel as many numba threads as the Dask worker has threads: every worker
     running a parallel kernel on all cores would oversubscribe the machine."""
@@ -526,7 +530,10 @@ def sweep(
             client = Client(client)  # an address, or a cluster object (dask_jobqueue, ...)
             own_client = True
         try:
-            shared = client.scatter(spec, broadcast=True)
+            # The settings travel once, as the result of a task rather than as scattered
+            # data: if the worker holding them dies, the scheduler recomputes them (scattered
+            # data would be lost, and a broadcast fails outright when a worker dies during it)
+            shared = client.submit(_identity, spec, pure=False, retries=3)
             futures = []
             for i in pending:  # each task carries only its own rows: worker memory per chunk
                 lo, hi = i * chunk_size, min((i + 1) * chunk_size, n_samples)
@@ -611,11 +618,14 @@ def _create_store(
     )
     # Metadata only: outputs nobody has computed yet read as their fill value (NaN) without
     # writing n NaNs first; then the small arrays that must hold real values are written.
+    # The known values are written from numpy here: computing the dask arrays above would
+    # send them through the Dask client (the design's columns to a worker and back).
     ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
-    known = ["status", *columns]
-    xr.Dataset({name: ds[name].compute() for name in known}).drop_vars("sample").to_zarr(
+    known = {"status": (("sample",), np.full(n, -99, dtype=np.int32))}
+    known.update({name: (("sample",), values) for name, values in columns.items()})
+    xr.Dataset(known).to_zarr(
         store, region={"sample": slice(0, n)}, mode="r+", consolidated=False
     )
-    xr.Dataset({"chunk_done": ds["chunk_done"].compute()}).to_zarr(
+    xr.Dataset({"chunk_done": (("chunk",), np.zeros(n_chunks, dtype=bool))}).to_zarr(
         store, region={"chunk": slice(0, n_chunks)}, mode="r+", consolidated=False
     )
