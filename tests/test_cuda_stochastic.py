@@ -150,7 +150,7 @@ def exponential_branches(seed, sample, path, n):
                 out[i, 2] = 1
                 break
             f = random._ZIG_F
-            if (f[index - 1] - f[index]) * random.uniform(state) + f[index] < np.exp(-x):
+            if (f[index - 1] - f[index]) * random.uniform(state) + f[index] < random.ieee_exp(-x):
                 out[i, 2] = 2
                 break
     return out
@@ -228,7 +228,7 @@ _PTX_CHECK = textwrap.dedent(
     """
     import types
     import numba.cuda.dispatcher
-    from numba import boolean, cuda, float64, int64
+    from numba import boolean, cuda, float64, int64, uint64
     from numba.cuda.cudadrv.error import NvvmSupportError
     # device functions ask the current GPU for its compute capability while compiling
     numba.cuda.dispatcher.get_current_device = lambda: types.SimpleNamespace(
@@ -251,14 +251,21 @@ _PTX_CHECK = textwrap.dedent(
             kernel, _ = cuda.compile_ptx(kernels._tau_paths, signature, cc=(9, 0))
             leap_exact, _ = cuda.compile_ptx(kernels.leap_size.py_func, leap, device=True,
                                              cc=(9, 0))
+            samplers = [
+                cuda.compile_ptx(kernels.exponential.py_func, (uint64[::1],), device=True,
+                                 cc=(9, 0))[0],
+                cuda.compile_ptx(kernels.poisson.py_func, (uint64[::1], float64), device=True,
+                                 cc=(9, 0))[0],
+            ]
     except (NvvmSupportError, RuntimeError) as error:  # no CUDA toolkit (NVVM, NVRTC) here
         if not isinstance(error, NvvmSupportError) and "libnv" not in str(error):
             raise
         print("NO-NVVM", type(error).__name__, str(error).splitlines()[0])
         raise SystemExit(0)
     leap_default, _ = cuda.compile_ptx(kernels.leap_size.py_func, leap, device=True, cc=(9, 0))
-    print("kernel", len(kernel), "leap fma", leap_exact.count("fma.rn"),
-          leap_default.count("fma.rn"))
+    print("kernel", len(kernel), "samplers fma", *(ptx.count("fma.rn") for ptx in samplers),
+          "samplers float ops", *(ptx.count(".f64") for ptx in samplers),
+          "leap fma", leap_exact.count("fma.rn"), leap_default.count("fma.rn"))
     """
 )
 
@@ -266,8 +273,11 @@ _PTX_CHECK = textwrap.dedent(
 def test_kernel_compiles_for_the_gpu_without_fma_contraction():
     """The simulator runs Python, so it checks no CUDA typing: compile the real kernel (PK
     variant) to PTX, and check that :func:`exact_arithmetic` keeps NVVM from fusing the
-    CPU's separately rounded multiply and add (libdevice's exp, log and lgamma contain
-    fused multiply-adds of their own, by design, so the check is on the leap size)."""
+    CPU's separately rounded multiply and add (in the leap size, fused by default). The
+    exponential and Poisson samplers compile to PTX with no fused multiply-add at all: they
+    take no libdevice ``log``, ``exp`` or ``lgamma`` (whose polynomials are written with
+    fused multiply-adds, and which round differently from the CPU's C library), only the
+    correctly rounded operations of :mod:`tolsim.kernels.elementary`."""
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     done = subprocess.run(
         [sys.executable, "-c", _PTX_CHECK], env=env, capture_output=True, text=True, timeout=300
@@ -277,4 +287,6 @@ def test_kernel_compiles_for_the_gpu_without_fma_contraction():
         pytest.skip(f"no libNVVM here: {done.stdout}")
     words = done.stdout.split()
     assert words[0] == "kernel" and int(words[1]) > 0
+    assert words[2:6] == ["samplers", "fma", "0", "0"], done.stdout
+    assert words[6:9] == ["samplers", "float", "ops"] and min(map(int, words[9:11])) > 50
     assert words[-2] == "0" and int(words[-1]) > 0  # fused by default, not here

@@ -623,9 +623,7 @@ def _create_store(
     ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
     known = {"status": (("sample",), np.full(n, -99, dtype=np.int32))}
     known.update({name: (("sample",), values) for name, values in columns.items()})
-    xr.Dataset(known).to_zarr(
-        store, region={"sample": slice(0, n)}, mode="r+", consolidated=False
-    )
+    xr.Dataset(known).to_zarr(store, region={"sample": slice(0, n)}, mode="r+", consolidated=False)
     xr.Dataset({"chunk_done": (("chunk",), np.zeros(n_chunks, dtype=bool))}).to_zarr(
         store, region={"chunk": slice(0, n_chunks)}, mode="r+", consolidated=False
     )

@@ -9,12 +9,15 @@ The state is a ``uint64`` array of length 4 owned by the path. Samplers:
 
 * :func:`uniform` in [0, 1) and :func:`uniform_open` in (0, 1] (53 random bits);
 * :func:`exponential` with mean 1 (Marsaglia & Tsang's 2000 ziggurat with 256 levels, on
-  53-bit integers as in numpy; the rare tail and wedge cases fall back to logarithms);
+  53-bit integers as in numpy; the rare tail and wedge cases take a logarithm or an
+  exponential);
 * :func:`poisson` — multiplication method for means below 10, Hörmann's PTRS transformed
   rejection (1993, the algorithm numpy uses) above.
 
 Only integer operations and IEEE arithmetic are used, so the same streams can be produced
-on other devices.
+on other devices: the logarithms, exponentials and log-factorials come from
+:mod:`tolsim.kernels.elementary`, built from correctly rounded operations, not from the C
+library's ``log`` and ``exp`` (which CUDA's libdevice rounds differently in the last bit).
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ import math
 
 import numpy as np
 from numba import njit, uint64
+
+from tolsim.kernels.elementary import exp as ieee_exp
+from tolsim.kernels.elementary import log as ieee_log
+from tolsim.kernels.elementary import log_factorial
 
 STATE_WORDS = 4
 
@@ -119,6 +126,18 @@ def _ziggurat_tables(levels: int = 256):
 _ZIG_R, _ZIG_K, _ZIG_W, _ZIG_F = _ziggurat_tables()
 
 
+@njit(cache=True, error_model="numpy")
+def _exponential_slow(state, index, x):
+    """The ziggurat's slow path for a draw that fell outside layer ``index``'s rectangle at
+    ``x``: the tail beyond the base layer, or the wedge test. Returns the variate, or -1.0 to
+    draw again. A function of its own, so that the inlined fast path stays small."""
+    if index == 0:
+        return _ZIG_R - ieee_log(uniform_open(state))
+    if (_ZIG_F[index - 1] - _ZIG_F[index]) * uniform(state) + _ZIG_F[index] < ieee_exp(-x):
+        return x
+    return -1.0
+
+
 @njit(cache=True, inline="always")
 def exponential(state):
     """Exponential variate with mean 1 (ziggurat: one 64-bit draw, a shift, a multiply and a
@@ -132,9 +151,8 @@ def exponential(state):
         x = float(bits) * _ZIG_W[index]
         if bits < _ZIG_K[index]:
             return x
-        if index == 0:
-            return _ZIG_R - math.log(uniform_open(state))
-        if (_ZIG_F[index - 1] - _ZIG_F[index]) * uniform(state) + _ZIG_F[index] < math.exp(-x):
+        x = _exponential_slow(state, index, x)
+        if x >= 0.0:
             return x
 
 
@@ -142,7 +160,7 @@ def exponential(state):
 def _poisson_ptrs(state, mean):
     """Hörmann (1993) PTRS transformed rejection with squeeze, for ``mean >= 10``."""
     slam = math.sqrt(mean)
-    loglam = math.log(mean)
+    loglam = ieee_log(mean)
     b = 0.931 + 2.53 * slam
     a = -0.059 + 0.02483 * b
     inv_alpha = 1.1239 + 1.1328 / (b - 3.4)
@@ -156,8 +174,8 @@ def _poisson_ptrs(state, mean):
             return k
         if k < 0.0 or (us < 0.013 and v > us):
             continue
-        if math.log(v) + math.log(inv_alpha) - math.log(a / (us * us) + b) <= (
-            -mean + k * loglam - math.lgamma(k + 1.0)
+        if ieee_log(v) + ieee_log(inv_alpha) - ieee_log(a / (us * us) + b) <= (
+            -mean + k * loglam - log_factorial(k)
         ):
             return k
 
@@ -169,7 +187,7 @@ def poisson(state, mean):
         return 0.0
     if mean >= 10.0:
         return _poisson_ptrs(state, mean)
-    limit = math.exp(-mean)
+    limit = ieee_exp(-mean)
     count = 0.0
     product = uniform_open(state)
     while product > limit:

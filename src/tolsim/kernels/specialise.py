@@ -28,7 +28,14 @@ from types import ModuleType
 
 _KERNEL_DIR = Path(__file__).resolve().parent
 # Modules whose numba functions the templates call: part of every copy's hash.
-_DEPENDENCIES = ("events.py", "exposure.py", "linalg.py", "random.py", "tableau.py")
+_DEPENDENCIES = (
+    "elementary.py",
+    "events.py",
+    "exposure.py",
+    "linalg.py",
+    "random.py",
+    "tableau.py",
+)
 _MARKER = re.compile(r"^from \S+ import \S+ as model_rates  # TOLSIM-RATES$", re.M)
 _CONSTANT = re.compile(r"^(?P<name>[A-Z_][A-Z0-9_]*) = .*  # TOLSIM-CONSTANT$", re.M)
 _LOCK = threading.Lock()
