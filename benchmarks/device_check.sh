@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU checks, as one prepared run for a machine lent for a few minutes (issue 7).
+#
+#   bash benchmarks/device_check.sh [OUT_DIR]        # ~6 min on an H100, 3 steps
+#
+# 1. the stochastic CUDA tests on the device (raw streams, tau paths, portable log/exp);
+# 2. the ODE CUDA tests on the device;
+# 3. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep).
+# Each step has its own time limit and its own log; a failing step does not stop the next.
+# Python packages missing on the machine can be carried as wheels in .whl/ (installed with
+# --no-deps into a private directory). Results land in OUT_DIR (default $OUT or
+# /tmp/tolsim-device-check): *.log, gpu.json, and summary.txt with each step's exit status.
+set -u
+out=${1:-${OUT:-/tmp/tolsim-device-check}}
+mkdir -p "$out"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/tolsim-site .whl/*.whl
+    export PYTHONPATH=/tmp/tolsim-site:$PWD/src
+else
+    export PYTHONPATH=$PWD/src
+fi
+TOLSIM_CACHE_DIR=$(mktemp -d)
+export TOLSIM_CACHE_DIR
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
+
+step() {  # name, time limit (s), command...
+    local name=$1 limit=$2
+    shift 2
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$out/$name.log" 2>&1
+    echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
+}
+
+step stochastic_tests 150 env TOLSIM_TEST_CUDA=device \
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
+step ode_tests 150 env TOLSIM_TEST_CUDA=device \
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+step benchmark 300 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
+    --max-registers 128 --sweep --out "$out/gpu.json"
+tail -n 3 "$out"/*_tests.log >> "$out/summary.txt"
+cat "$out/summary.txt"
