@@ -200,6 +200,18 @@ def test_sweep_on_cuda_equals_the_cpu_sweep_with_schedule_slots(tmp_path):
         assert gpu.attrs["device"] == "cuda" and cpu.attrs["device"] == "cpu"
 
 
+def test_in_memory_sweep_on_cuda_equals_the_cpu():
+    """``sweep(store=None, device="cuda")``: no Dask, no store, the GPU in this process."""
+    template = inhibitor_course(tamoxifen_days=10.0, follow_up_days=15.0, inhibitor_days=4.0)
+    design = grid(inhibitor_start_day=[0.0, 12.0], kappa_T=[0.1, 0.5])
+    kwargs = {"store": None, "outputs": "both", "times": [5.0, 25.0]}
+    gpu = sweep(MODEL, design, template, device="cuda", chunk_size=3, **kwargs)
+    cpu = sweep(MODEL, design, template, **kwargs)
+    for name in (*METRICS, "S", "T", "N"):
+        np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
+    assert gpu.attrs["device"] == "cuda" and "chunk_done" not in gpu
+
+
 @pytest.mark.filterwarnings("ignore:.*under-utilization")  # a one-thread launch, on purpose
 def test_rate_helpers_become_device_functions_with_numpy_math_as_math():
     """numba-cuda does not lower np.exp (and most numpy ufuncs): a model's njit helpers are

@@ -1,5 +1,6 @@
 """Sweeps on a real Dask cluster into Zarr: metrics equal simulate(), chunk and worker
-invariance, resuming an interrupted sweep, refusing a different sweep's store."""
+invariance, resuming an interrupted sweep, refusing a different sweep's store; and in memory
+(``store=None``), equal to a store."""
 
 import numpy as np
 import pytest
@@ -222,3 +223,47 @@ def test_failing_samples_are_marked_and_the_sweep_goes_on(client, tmp_path):
     assert status[0] == 0 and status[1] == -2  # max steps reached
     assert bool(ds.chunk_done.all())
     assert np.isfinite(ds.nadir_cells.values[0]) and np.isnan(ds.nadir_cells.values[1])
+
+
+def test_in_memory_sweep_equals_the_store(client, tmp_path):
+    """``store=None``: the same numbers as a store (metrics, trajectories, schedule slots), in
+    memory, with the same attrs and units, whatever the batch size."""
+    from tolsim.design import inhibitor_course
+
+    template = inhibitor_course(tamoxifen_days=56.0, follow_up_days=60.0, inhibitor_days=14.0)
+    design = grid(inhibitor_start_day=[0.0, 28.0, 42.0], kappa_T=[0.1, 0.3, 0.5])
+    run = dict(outputs="both", times=[0.0, 56.0, 116.0])
+    stored = sweep(MODEL, design, template, store=tmp_path / "s.zarr", client=client, **run)
+    memory = sweep(MODEL, design, template, store=None, chunk_size=4, **run)
+    whole = sweep(MODEL, design, template, store=None, chunk_size=100, **run)
+    assert set(stored.data_vars) - set(memory.data_vars) == {"chunk_done"}
+    assert set(memory.data_vars) <= set(stored.data_vars)
+    for name in memory.data_vars:
+        np.testing.assert_array_equal(memory[name].values, stored[name].values)
+        np.testing.assert_array_equal(whole[name].values, stored[name].values)
+        assert memory[name].attrs == stored[name].attrs
+    assert (
+        memory.N.attrs["units"] == "cells" and memory.time_to_recurrence.attrs["units"] == "days"
+    )
+    same = ("model", "schedule", "design", "outputs", "settings", "tolsim_sweep_fingerprint")
+    assert all(memory.attrs[key] == stored.attrs[key] for key in same)
+    assert memory.attrs["chunk_size"] == 4 and memory.attrs["device"] == "cpu"
+    assert memory.N.dims == ("sample", "time") and memory.sizes["sample"] == len(design)
+
+
+def test_in_memory_stochastic_sweep_equals_the_store(client, tmp_path):
+    linear = tolsim.models.TwoState(crowding="none")
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}, {"days": 10}])
+    design = grid(S0=[0.0], T0=[3.0, 6.0], kappa_T=[0.2, 0.6])
+    run = dict(method="tau", paths=16, seed=3, recurrence_threshold=20.0)
+    stored = sweep(linear, design, schedule, store=tmp_path / "s.zarr", client=client, **run)
+    memory = sweep(linear, design, schedule, store=None, chunk_size=3, **run)
+    for name in memory.data_vars:
+        np.testing.assert_array_equal(memory[name].values, stored[name].values)
+
+
+def test_in_memory_sweep_refuses_what_needs_a_store():
+    with pytest.raises(ValueError, match="`client` = 'tcp://x:1' with `store` = None"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=None, client="tcp://x:1")
+    with pytest.raises(ValueError, match="`max_chunks` = 1 with `store` = None"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=None, max_chunks=1)

@@ -215,12 +215,30 @@ def _evaluate_cuda(model: Model, packed: np.ndarray, schedules, schedule_of, spe
 
 
 def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
-    """Compute samples ``[start, stop)`` and write them into the store (runs on a worker).
+    """Compute samples ``[start, stop)`` and write them into the store (runs on a worker)."""
+    _match_numba_threads_to_worker()
+    data = _compute_chunk(spec, start, stop, columns)
+    region = {"sample": slice(start, stop)}
+    chunk = xr.Dataset({name: (_dims(values), values) for name, values in data.items()})
+    chunk.to_zarr(spec["store"], region=region, mode="r+", consolidated=False)
+    marker = xr.Dataset({"chunk_done": ("chunk", np.array([True]))})
+    index_ = start // spec["chunk_size"]
+    marker.to_zarr(
+        spec["store"], region={"chunk": slice(index_, index_ + 1)}, mode="r+", consolidated=False
+    )
+    return stop - start
+
+
+def _dims(values: np.ndarray) -> tuple[str, ...]:
+    return ("sample",) if values.ndim == 1 else ("sample", "time")
+
+
+def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
+    """The outputs of samples ``[start, stop)``, one array per variable.
 
     With a schedule template, the chunk's rows are grouped by their slot values and each
     group runs as one batched kernel call under its own schedule.
     """
-    _match_numba_threads_to_worker()
     model: Model = spec["model"]
     columns = {name: np.asarray(column) for name, column in columns.items()}
     slots = spec["slots"]
@@ -257,19 +275,7 @@ def _chunk_task(spec: dict, start: int, stop: int, columns: dict) -> int:
                 if name not in data:
                     data[name] = np.empty((n, *value.shape[1:]), dtype=value.dtype)
                 data[name][rows] = value
-    region = {"sample": slice(start, stop)}
-    dims = {
-        name: ("sample",) if values.ndim == 1 else ("sample", "time")
-        for name, values in data.items()
-    }
-    chunk = xr.Dataset({name: (dims[name], values) for name, values in data.items()})
-    chunk.to_zarr(spec["store"], region=region, mode="r+", consolidated=False)
-    marker = xr.Dataset({"chunk_done": ("chunk", np.array([True]))})
-    index_ = start // spec["chunk_size"]
-    marker.to_zarr(
-        spec["store"], region={"chunk": slice(index_, index_ + 1)}, mode="r+", consolidated=False
-    )
-    return stop - start
+    return data
 
 
 def _identity(value):
@@ -311,7 +317,7 @@ def sweep(
     design,
     schedule: Schedule,
     *,
-    store: str | os.PathLike,
+    store: str | os.PathLike | None,
     outputs: str = "metrics",
     times: Sequence[float] | None = None,
     client=None,
@@ -329,7 +335,8 @@ def sweep(
     device: str = "cpu",
     gpu_chunk_size: int | None = None,
 ) -> xr.Dataset:
-    """Evaluate a design of parameter sets on Dask, chunk by chunk into a Zarr store.
+    """Evaluate a design of parameter sets on Dask, chunk by chunk into a Zarr store, or in
+    this process into memory (``store=None``).
 
     Parameters
     ----------
@@ -340,11 +347,15 @@ def sweep(
         With a template, design columns named after its slots (e.g. ``inhibitor_start_day``)
         are schedule parameters: each distinct combination builds its schedule, and the
         chunk's samples that share it run as one batched kernel call.
-    store : path
+    store : path or None
         Zarr store. A new path is created; an existing store of the *same* sweep (same model,
         schedule, design, outputs and settings, recorded as a fingerprint in its attrs) is
         resumed: finished chunks are skipped, unfinished ones (marker unset) are redone. A
         store of a different sweep is refused (:class:`StoreMismatchError`), never overwritten.
+        ``None``: no store and no Dask; the chunks run one after another in this process (on
+        numba's threads, or the GPU) and the result is an in-memory Dataset with the same
+        variables and attrs (no ``chunk_done``). For designs whose outputs fit in memory:
+        a metrics-only sweep keeps 48 bytes per sample.
     outputs : {"metrics", "trajectories", "both"}
         ``metrics``: per sample ``time_to_recurrence`` (days after tamoxifen withdrawal,
         ``inf`` if not within the schedule), ``burden_at_withdrawal``,
@@ -358,7 +369,8 @@ def sweep(
         client of any cluster runs there unchanged. Each task sets its kernel's numba threads
         to its worker's thread count.
     chunk_size : int
-        Samples per task (and per Zarr chunk).
+        Samples per task (and per Zarr chunk); with ``store=None``, per batch (the CPU holds
+        one batch's trajectories on the metric grid, ~6 kB per sample for two states).
     max_chunks : int, optional
         Compute at most this many pending chunks, then return (the rest stay pending for a
         later call on the same store).
@@ -375,8 +387,9 @@ def sweep(
     Returns
     -------
     xarray.Dataset
-        The store opened lazily, dims ``sample`` (and ``time``), with the design's columns as
-        variables and attrs recording the model, schedule, design, outputs and tolsim version.
+        The store opened lazily (in memory with ``store=None``), dims ``sample`` (and
+        ``time``), with the design's columns as variables and attrs recording the model,
+        schedule, design, outputs, settings, device and tolsim version.
     """
     from distributed import Client, LocalCluster, as_completed
 
@@ -456,7 +469,43 @@ def sweep(
     }
     if stochastic:
         settings.update(paths=paths, seed=seed, max_events=max_events, threshold=threshold)
+    spec = {
+        "model": model,
+        "schedule": schedule,
+        "slots": slots,
+        "times": t_out,
+        "outputs": outputs,
+        "method": method,
+        "rtol": float(rtol),
+        "atol": float(atol),
+        "max_steps": int(max_steps),
+        "recurrence_threshold": (
+            None if isinstance(recurrence_threshold, str) else float(recurrence_threshold)
+        ),
+        "chunk_size": chunk_size,
+        "paths": paths,
+        "seed": seed,
+        "max_events": int(max_events),
+        "threshold": float(threshold),
+        "device": device,
+        "gpu_chunk_size": None if gpu_chunk_size is None else int(gpu_chunk_size),
+    }
     fingerprint = _fingerprint(model, schedule, design, outputs, t_out, settings)
+    if store is None:
+        if client is not None:
+            raise ValueError(
+                f"`client` = {client!r} with `store` = None: an in-memory sweep runs in this "
+                "process; give a Zarr `store` to run on a Dask cluster"
+            )
+        if max_chunks is not None:
+            raise ValueError(
+                f"`max_chunks` = {max_chunks!r} with `store` = None: only a sweep into a store "
+                "can stop part-way and resume"
+            )
+        return _in_memory(
+            spec, model, stochastic, schedule, design, columns, outputs, t_out, settings,
+            fingerprint, chunk_size, device,
+        )  # fmt: skip
     store = Path(store)
     if store.exists():
         existing = xr.open_zarr(store, consolidated=False)
@@ -494,28 +543,7 @@ def sweep(
     if max_chunks is not None:
         pending = pending[:max_chunks]
     if pending:
-        spec = {
-            "model": model,
-            "schedule": schedule,
-            "slots": slots,
-            "times": t_out,
-            "outputs": outputs,
-            "method": method,
-            "rtol": float(rtol),
-            "atol": float(atol),
-            "max_steps": int(max_steps),
-            "recurrence_threshold": (
-                None if isinstance(recurrence_threshold, str) else float(recurrence_threshold)
-            ),
-            "store": str(store),
-            "chunk_size": chunk_size,
-            "paths": paths,
-            "seed": seed,
-            "max_events": int(max_events),
-            "threshold": float(threshold),
-            "device": device,
-            "gpu_chunk_size": None if gpu_chunk_size is None else int(gpu_chunk_size),
-        }
+        spec = {**spec, "store": str(store)}
         own_cluster = None
         own_client = False
         if client is None:
@@ -590,32 +618,7 @@ def _create_store(
     if t_out is not None:
         coords["time"] = ("time", t_out, {"units": "days"})
     ds = xr.Dataset(data_vars, coords=coords)
-    units = {
-        "extinction_probability": "1",
-        "tolerant_extinction_probability": "1",
-        "recurrence_probability": "1",
-        "time_to_recurrence": "days",
-        "burden_at_withdrawal": "cells",
-        "tolerant_fraction_at_withdrawal": "1",
-        "nadir_cells": "cells",
-        "nadir_day": "days",
-    }
-    for name, unit in units.items():
-        if name in ds:
-            ds[name].attrs["units"] = unit
-    ds["status"].attrs["flag_meanings"] = "0 success; < 0 solver failure; -99 not computed"
-    ds.attrs.update(
-        title=f"tolsim sweep of {model.name}",
-        model=json.dumps(model.describe()),
-        schedule=json.dumps(schedule.to_dict()),
-        design=json.dumps(design.to_dict(), default=str),
-        outputs=outputs,
-        settings=json.dumps(settings),
-        chunk_size=chunk_size,
-        device=device,  # where the store was started (results agree up to rounding)
-        tolsim_version=tolsim.__version__,
-        tolsim_sweep_fingerprint=fingerprint,
-    )
+    _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, fingerprint)
     # Metadata only: outputs nobody has computed yet read as their fill value (NaN) without
     # writing n NaNs first; then the small arrays that must hold real values are written.
     # The known values are written from numpy here: computing the dask arrays above would
@@ -627,3 +630,70 @@ def _create_store(
     xr.Dataset({"chunk_done": (("chunk",), np.zeros(n_chunks, dtype=bool))}).to_zarr(
         store, region={"chunk": slice(0, n_chunks)}, mode="r+", consolidated=False
     )
+
+
+_UNITS = {
+    "extinction_probability": "1",
+    "tolerant_extinction_probability": "1",
+    "recurrence_probability": "1",
+    "time_to_recurrence": "days",
+    "burden_at_withdrawal": "cells",
+    "tolerant_fraction_at_withdrawal": "1",
+    "nadir_cells": "cells",
+    "nadir_day": "days",
+    "N": "cells",
+}
+
+
+def _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, fingerprint):
+    """Units and the attrs that record what a sweep computed (in place)."""
+    for name in (*_UNITS, *model.states):
+        if name in ds:
+            ds[name].attrs["units"] = _UNITS.get(name, "cells")
+    ds["status"].attrs["flag_meanings"] = "0 success; < 0 solver failure; -99 not computed"
+    ds.attrs.update(
+        title=f"tolsim sweep of {model.name}",
+        model=json.dumps(model.describe()),
+        schedule=json.dumps(schedule.to_dict()),
+        design=json.dumps(design.to_dict(), default=str),
+        outputs=outputs,
+        settings=json.dumps(settings),
+        chunk_size=chunk_size,
+        device=device,  # where the sweep was started (results agree up to rounding)
+        tolsim_version=tolsim.__version__,
+        tolsim_sweep_fingerprint=fingerprint,
+    )
+
+
+def _in_memory(
+    spec, model, stochastic, schedule, design, columns, outputs, t_out, settings, fingerprint,
+    chunk_size, device,
+):  # fmt: skip
+    """``sweep(store=None)``: every chunk in this process, one after another (numba's threads
+    or the GPU within each), assembled into an in-memory Dataset shaped like a store's."""
+    n = len(design)
+    parts = [
+        _compute_chunk(
+            spec,
+            lo,
+            min(lo + chunk_size, n),
+            {k: v[lo : lo + chunk_size] for k, v in columns.items()},
+        )
+        for lo in range(0, n, chunk_size)
+    ]
+    data_vars = {
+        name: (_dims(parts[0][name]), np.concatenate([part[name] for part in parts]))
+        for name in parts[0]
+    }
+    data_vars.update({name: (("sample",), values) for name, values in columns.items()})
+    coords = {"sample": np.arange(n)}
+    if t_out is not None:
+        coords["time"] = ("time", t_out, {"units": "days"})
+    ds = xr.Dataset(data_vars, coords=coords)
+    names = (
+        (STOCHASTIC_METRICS if stochastic else METRICS)[:-1] if outputs != "trajectories" else ()
+    )
+    ordered = [*names, "status", *(v for v in ds.data_vars if v not in (*names, "status"))]
+    ds = ds[ordered]
+    _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, fingerprint)
+    return ds
