@@ -106,6 +106,23 @@ def test_gompertz_needs_capacity_above_initial_size():
         tolsim.simulate(model, {"K": np.array([1e7, 5e4])}, SCHEDULE, TIMES)
 
 
+def test_a_table_kept_as_columns_is_checked_and_packs_as_pack_table():
+    model = tolsim.models.TwoState(crowding="gompertz")
+    table = {"K": np.array([1e7, 2e7, 3e7]), "mu_E": np.array([0.0, 1e-3, 2e-3])}
+    columns = model.pack_columns(table)
+    np.testing.assert_array_equal(columns.packed(), model.pack_table(table))
+    np.testing.assert_array_equal(columns.rows(np.array([2, 0])), model.pack_table(table)[[2, 0]])
+    assert len(columns) == 3 and columns.values.shape == (3, 2)
+    with pytest.raises(ValueError, match=r"`design` \(row 1\) violates K > S0 \+ T0"):
+        model.pack_columns({"K": np.array([1e7, 5e4])}, "design")
+    with pytest.raises(ValueError, match=r"`design.mu_E\[1\]` = -1.0"):
+        model.pack_columns({"mu_E": np.array([0.0, -1.0])}, "design")
+    with pytest.raises(ValueError, match="unknown parameter name"):
+        model.pack_columns({"kappa": np.zeros(2)})
+    with pytest.raises(ValueError, match="1-d arrays of equal length"):
+        model.pack_columns({"K": np.full(2, 1e7), "mu_E": np.zeros(3)})
+
+
 def test_result_too_large_for_memory_is_refused_before_computing(monkeypatch):
     module = importlib.import_module("tolsim.simulate")  # the module, not the function
     monkeypatch.setattr(module, "_available_memory_bytes", lambda: 4 * 2**20)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tolsim.kernels.specialise import specialised
-from tolsim.models.base import Model
+from tolsim.models.base import Columns, Model
 from tolsim.schedule import Schedule
 
 __all__ = [
@@ -363,6 +363,19 @@ def parameter_slots(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return packed[0].copy(), varying, slot
 
 
+def column_slots(columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`parameter_slots` for a table kept as its given columns, and the values to send
+    (``(n, k)``, row by row)."""
+    if columns.index.size:
+        index, values = columns.index, columns.values
+    else:  # nothing given: send column 0 as it is, so that no array has zero width
+        index = np.zeros(1, dtype=np.int64)
+        values = np.full((len(columns), 1), columns.base[0])
+    slot = np.full(columns.base.size, -1, dtype=np.int64)
+    slot[index] = np.arange(index.size)
+    return columns.base.copy(), index, slot, values
+
+
 def _gather(packed: np.ndarray, lo: int, varying: np.ndarray, out: np.ndarray) -> None:
     """``out[:] = packed[lo : lo + len(out)][:, varying]`` (in parallel)."""
 
@@ -394,7 +407,7 @@ class Result:
 
 def solve(
     model: Model,
-    packed: np.ndarray,
+    packed: np.ndarray | Columns,
     table: ScheduleTable,
     schedule_of: np.ndarray,
     *,
@@ -414,19 +427,26 @@ def solve(
     the current GPU, in chunks of ``chunk_size`` samples over two streams.
 
     Only parameter columns that differ between rows are sent; each thread rebuilds its full
-    parameter vector from the first row. ``chunk_size`` defaults to a size that keeps the two
-    streams' buffers within a quarter of the GPU's free memory (at most 2**18 samples).
+    parameter vector from the first row. ``packed`` may also be a table kept as its given
+    columns (:meth:`Model.pack_columns`): those columns are sent, and no packed matrix is ever
+    built. ``chunk_size`` defaults to a size that keeps the two streams' buffers within a
+    quarter of the GPU's free memory (at most 2**18 samples).
     """
     cuda = require()
     simulated = _simulated()
     if method not in METHODS:
         raise ValueError(f"`method` = {method!r}: the CUDA kernel runs {list(METHODS)}")
     kernels = kernel_module(model, table.n_channels, max_registers)
-    packed = np.ascontiguousarray(packed, dtype=np.float64)
-    n, n_packed = packed.shape
+    if isinstance(packed, Columns):
+        base, varying, slot, source = column_slots(packed)
+        n = len(packed)
+    else:
+        packed = np.ascontiguousarray(packed, dtype=np.float64)
+        n = packed.shape[0]
+        base, varying, slot = parameter_slots(packed)
+        source = None
     n_states = len(model.states)
     schedule_of = np.ascontiguousarray(schedule_of, dtype=np.int32)
-    base, varying, slot = parameter_slots(packed)
     per_sample = (
         8 * varying.size
         + 4
@@ -526,7 +546,10 @@ def solve(
         stream, host_in, host_out, dev = lanes[lane]
         hi = min(lo + chunk_size, n)
         rows = hi - lo
-        _gather(packed, lo, varying, host_in["values"][:rows])
+        if source is None:
+            _gather(packed, lo, varying, host_in["values"][:rows])
+        else:
+            _copy_rows(source[lo:hi], host_in["values"][:rows])
         host_in["schedule_of"][:rows] = schedule_of[lo:hi]
         d_values = dev["values"][:rows]
         d_schedule_of = dev["schedule_of"][:rows]

@@ -23,7 +23,7 @@ import xarray as xr
 import tolsim
 from tolsim.kernels.events import recurrence_days
 from tolsim.kernels.specialise import specialised
-from tolsim.models.base import Model
+from tolsim.models.base import Columns, Model
 from tolsim.schedule import Schedule
 from tolsim.simulate import _METHOD_CODES, solve_batch
 
@@ -172,7 +172,7 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
     return data
 
 
-def _evaluate_cuda(model: Model, packed: np.ndarray, schedules, schedule_of, spec: dict) -> dict:
+def _evaluate_cuda(model: Model, packed: Columns, schedules, schedule_of, spec: dict) -> dict:
     """The outputs of :func:`_evaluate` from one GPU launch over all of a chunk's schedules:
     metrics reduced on the device; samples found stiff are redone on the CPU."""
     from tolsim import cuda
@@ -209,7 +209,7 @@ def _evaluate_cuda(model: Model, packed: np.ndarray, schedules, schedule_of, spe
     stiff = result.status == cuda.STIFF_DETECTED
     for g in np.unique(schedule_of[stiff]):
         rows = np.flatnonzero(stiff & (schedule_of == g))
-        for name, values in _evaluate(model, packed[rows], schedules[g], spec).items():
+        for name, values in _evaluate(model, packed.rows(rows), schedules[g], spec).items():
             data[name][rows] = values
     return data
 
@@ -244,7 +244,15 @@ def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
     slots = spec["slots"]
     table = {name: values for name, values in columns.items() if name not in slots}
     n = stop - start
-    packed = model.pack_table(table, "design") if table else model.pack({})[None].repeat(n, 0)
+    if spec["device"] == "cuda":  # the GPU is sent the design's columns, never a packed matrix
+        if table:
+            packed = model.pack_columns(table, "design")
+        else:
+            packed = Columns(model.pack({}), np.zeros(0, dtype=np.int64), np.empty((n, 0)))
+    elif table:
+        packed = model.pack_table(table, "design")
+    else:
+        packed = model.pack({})[None].repeat(n, 0)
     stochastic = spec["method"] in _STOCHASTIC_CODES
 
     def evaluate(packed_rows, schedule, rows):

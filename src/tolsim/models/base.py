@@ -250,6 +250,12 @@ class Model:
 
     def pack_table(self, table: Mapping[str, np.ndarray], argument: str = "params") -> np.ndarray:
         """Validate a table of parameter sets; return a ``(n_samples, n_packed)`` array."""
+        return self.pack_columns(table, argument).packed()
+
+    def pack_columns(self, table: Mapping[str, np.ndarray], argument: str = "params") -> Columns:
+        """Validate a table of parameter sets as :meth:`pack_table` does, but keep it as its
+        given columns (:class:`Columns`): no ``(n_samples, n_packed)`` matrix is built, for
+        callers that send only the columns that vary (the GPU backend)."""
         self._check_names(table, argument)
         lengths = {k: np.shape(v) for k, v in table.items()}
         sizes = {s[0] for s in lengths.values() if len(s) == 1}
@@ -260,13 +266,11 @@ class Model:
         (n,) = sizes
         if n == 0:
             raise ValueError(f"`{argument}` is an empty table: expected at least one row")
-        # filled column by column as the rows of its transpose (contiguous writes; writing
-        # the columns of a row-major matrix strides through all of it once per column, ~3x
-        # slower for a million rows), then transposed in one pass
-        columns = np.empty((len(self.parameters) + len(self.constants), n))
+        base = np.empty(len(self.parameters) + len(self.constants))
+        index, given = [], []
         for i, p in enumerate(self.parameters):
+            base[i] = p.default  # a default lies within its bounds (checked once)
             if p.name not in table:
-                columns[i] = p.default  # a default lies within its bounds (checked once)
                 continue
             column = np.asarray(table[p.name])
             if not np.issubdtype(column.dtype, np.number):
@@ -281,17 +285,30 @@ class Model:
             bad = np.flatnonzero(~ok)
             if bad.size:
                 _check_value(f"{argument}.{p.name}[{bad[0]}]", float(column[bad[0]]), p)
-            columns[i] = column
-        columns[len(self.parameters) :] = np.asarray(self.constants, dtype=np.float64)[:, None]
-        self._check_constraints(columns.T, argument, table=True)
-        return np.ascontiguousarray(columns.T)
+            index.append(i)
+            given.append(column)
+        base[len(self.parameters) :] = np.asarray(self.constants, dtype=np.float64)
+        values = np.empty((n, len(given)))
+        for k, column in enumerate(given):
+            values[:, k] = column
+        columns = Columns(base, np.array(index, dtype=np.int64), values)
+        if self.constraints:
+            named = {name: base[i] for i, name in enumerate(self.parameter_names)}
+            named.update({self.parameter_names[i]: c for i, c in zip(index, given, strict=True)})
+            self._check_named_constraints(named, n, argument, table=True)
+        return columns
 
     def _check_constraints(self, matrix: np.ndarray, argument: str, table: bool) -> None:
         if not self.constraints:
             return
         columns = {name: matrix[:, i] for i, name in enumerate(self.parameter_names)}
+        self._check_named_constraints(columns, matrix.shape[0], argument, table)
+
+    def _check_named_constraints(self, columns: Mapping, n: int, argument: str, table: bool):
+        """``columns``: parameter name -> array of ``n`` rows or one value for every row."""
         for constraint in self.constraints:
-            bad = np.flatnonzero(~np.asarray(constraint.holds(columns), dtype=bool))
+            holds = np.broadcast_to(np.asarray(constraint.holds(columns), dtype=bool), (n,))
+            bad = np.flatnonzero(~holds)
             if bad.size:
                 row = f" (row {bad[0]})" if table else ""
                 raise ValueError(f"`{argument}`{row} violates {constraint.description}")
@@ -355,3 +372,36 @@ def _check_value(label: str, value: float, p: Parameter) -> None:
             else f"expected a value within [{low}, {high}]"
         )
         raise ValueError(f"`{label}` = {value!r} {p.unit}: {kind}")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """A validated table of parameter sets kept as its given columns (from
+    :meth:`Model.pack_columns`): row ``r`` packs to ``base`` with ``base[index[k]]`` replaced
+    by ``values[r, k]``."""
+
+    base: np.ndarray  # (n_packed,) float64: defaults and constants
+    index: np.ndarray  # (k,) int64: the packed column of each given column
+    values: np.ndarray  # (n_samples, k) float64
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    def rows(self, rows) -> np.ndarray:
+        """The packed rows ``rows`` (an index array or slice), ``(len(rows), n_packed)``."""
+        values = self.values[rows]
+        out = np.repeat(self.base[None, :], values.shape[0], axis=0)
+        out[:, self.index] = values
+        return out
+
+    def packed(self) -> np.ndarray:
+        """Every row packed, ``(n_samples, n_packed)`` (C-contiguous)."""
+        # filled as the rows of its transpose (contiguous writes; writing the columns of a
+        # row-major matrix strides through all of it once per column, ~3x slower for a
+        # million rows), then transposed in one pass
+        n = len(self)
+        transposed = np.empty((self.base.size, n))
+        transposed[:] = self.base[:, None]
+        for k, i in enumerate(self.index):
+            transposed[i] = self.values[:, k]
+        return np.ascontiguousarray(transposed.T)
