@@ -344,8 +344,9 @@ def sweep_figures(args) -> dict:
         shutil.rmtree(directory, ignore_errors=True)
     # in memory (store=None): no Dask, no Zarr; the kernel is warm from the runs above
     in_memory_s, _ = median_time(
-        lambda: tolsim.sweep(MODEL, design, SCHEDULE, store=None, device="cuda",
-                             chunk_size=args.samples),  # fmt: skip
+        lambda: tolsim.sweep(
+            MODEL, design, SCHEDULE, store=None, device="cuda", chunk_size=args.samples
+        ),
         args.repeats,
     )
     return {

@@ -28,17 +28,15 @@ import importlib
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu import MODEL, SCHEDULE, table  # noqa: E402
+from gpu import MODEL, SCHEDULE, median_time, table  # noqa: E402
 
 import tolsim  # noqa: E402
 
@@ -54,15 +52,6 @@ def stub_evaluate_cuda(model, packed, schedules, schedule_of, spec) -> dict:
     for i, name in enumerate(cuda_module.METRIC_NAMES):
         data[name] = np.full(n, float(i))
     return data
-
-
-def median_s(call, repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times
 
 
 def main(argv=None) -> None:
@@ -93,7 +82,7 @@ def main(argv=None) -> None:
                              chunk_size=args.chunk)  # fmt: skip
 
             into_zarr(warm)
-            zarr_s, zarr_all = median_s(into_zarr, args.repeats)
+            zarr_s, zarr_all = median_time(into_zarr, args.repeats)
     finally:
         cluster.close()
         shutil.rmtree(directory, ignore_errors=True)
@@ -102,8 +91,10 @@ def main(argv=None) -> None:
         tolsim.sweep(MODEL, d, SCHEDULE, store=None, device="cuda", chunk_size=args.samples)
 
     in_memory(warm)
-    memory_s, memory_all = median_s(in_memory, args.repeats)
-    pack_s, _ = median_s(lambda: MODEL.pack_columns(dict(design.columns), "design"), args.repeats)
+    memory_s, memory_all = median_time(in_memory, args.repeats)
+    pack_s, _ = median_time(
+        lambda: MODEL.pack_columns(dict(design.columns), "design"), args.repeats
+    )
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(),

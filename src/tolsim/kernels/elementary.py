@@ -68,7 +68,7 @@ def _normalise(x):
     return m, float(e)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def log(x):
     """Natural logarithm (fdlibm's algorithm); ``-inf`` at 0, NaN below 0 and for NaN."""
     if not x > 0.0:
@@ -107,7 +107,34 @@ def _power_of_two(k):
     return result
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp_parts(x):
+    """``(y, k)`` with ``exp(x) = y * 2**k`` (fdlibm's reduction and polynomial), for finite
+    ``x`` with ``|x| >= 2**-28``; ``k`` is an integer."""
+    k = math.floor(x * _INV_LN2 + 0.5)  # nearest integer to x / ln 2 (an int on the CPU,
+    # a float holding one on CUDA: the same value)
+    hi = x - k * _LN2_HI  # exact: k has at most 11 bits, _LN2_HI 32
+    lo = k * _LN2_LO
+    r = hi - lo
+    t = r * r
+    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
+    if k == 0:
+        return 1.0 - ((r * c) / (c - 2.0) - r), k
+    return 1.0 - ((lo - (r * c) / (2.0 - c)) - hi), k
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def exp_moderate(x):
+    """:func:`exp` for ``-708 <= x <= 709`` (the result is a normal number), without the
+    special cases: small enough to inline into a sampler's rarely taken branch (a larger
+    body there slowed every draw). Equal to :func:`exp` on that range."""
+    if abs(x) < 2.0**-28:
+        return 1.0 + x
+    y, k = _exp_parts(x)
+    return y * _POW2[int(k) - _POW2_MIN]  # exact: the result is a normal number
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def exp(x):
     """Exponential (fdlibm's algorithm); 0 below -745.13, ``inf`` above 709.78."""
     if x != x:
@@ -118,23 +145,15 @@ def exp(x):
         return 0.0
     if abs(x) < 2.0**-28:
         return 1.0 + x
-    k = math.floor(x * _INV_LN2 + 0.5)  # nearest integer to x / ln 2
-    hi = x - k * _LN2_HI  # exact: k has at most 11 bits, _LN2_HI 32
-    lo = k * _LN2_LO
-    r = hi - lo
-    t = r * r
-    c = r - t * (_P1 + t * (_P2 + t * (_P3 + t * (_P4 + t * _P5))))
-    if k == 0.0:
-        return 1.0 - ((r * c) / (c - 2.0) - r)
-    y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi)
-    if k < -1021.0:  # a subnormal result: scale in two steps, rounding once at the end
+    y, k = _exp_parts(x)
+    if k < -1021:  # a subnormal result: scale in two steps, rounding once at the end
         return (y * _power_of_two(k + 1000.0)) * _power_of_two(-1000.0)
-    if k > 1023.0:  # 2**1024 overflows: y < 1 here, so y * 2 * 2**1023 is finite
+    if k > 1023:  # 2**1024 overflows: y < 1 here, so y * 2 * 2**1023 is finite
         return (y * 2.0) * _POW2[1023 - _POW2_MIN]
     return y * _POW2[int(k) - _POW2_MIN]  # exact: the result is a normal number
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def log_factorial(k):
     """``ln(k!)`` for an integer-valued ``k >= 0`` (a table below 256, Stirling's series
     with four terms above: truncation error below 1e-21)."""
