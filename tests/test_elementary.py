@@ -11,7 +11,6 @@ import math
 import re
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
@@ -49,6 +48,21 @@ def _exponentials(seed, n):
 def ulps(got, reference):
     """|got - reference| in units of the reference's last place (subnormal spacing below)."""
     return np.abs(got - reference) / np.spacing(np.abs(reference))
+
+
+_TRANSCENDENTAL = {"log", "exp", "lgamma", "pow", "llvm.log.f64", "llvm.exp.f64", "llvm.pow.f64"}
+
+
+def _compiled_ir(function, signature) -> str:
+    """LLVM IR of a fresh compile of ``function`` (cached code cannot be inspected)."""
+    fresh = njit(function.py_func)
+    fresh.compile(signature)
+    return "\n".join(fresh.inspect_llvm().values())
+
+
+def _calls(ir: str) -> set[str]:
+    """Names of the functions ``ir`` calls."""
+    return set(re.findall(r"\bcall [^@\n]*@\"?([\w.$]+)", ir))
 
 
 def test_log_is_within_one_ulp_of_the_c_library():
@@ -131,16 +145,11 @@ def test_compiled_code_calls_no_transcendental_and_fuses_nothing():
     """What makes the functions portable, read off numba's LLVM IR: no call to the C library's
     or LLVM's log/exp, and no fused multiply-add (``llvm.fma``, ``llvm.fmuladd``)."""
     functions = (elementary.log, elementary.exp, elementary.exp_moderate, elementary.log_factorial)
-    for cached in functions:
-        function = njit(cached.py_func)  # a fresh compile: cached code cannot be inspected
-        function.compile("float64(float64)")
-        ir = "\n".join(function.inspect_llvm().values())
-        calls = set(re.findall(r"\bcall [^@\n]*@\"?([\w.$]+)", ir))
-        assert not any(
-            name in {"log", "exp", "lgamma", "llvm.log.f64", "llvm.exp.f64"}
-            or name.startswith(("llvm.fma", "llvm.fmuladd"))
-            for name in calls
-        ), (cached.__name__, calls)
+    for function in functions:
+        ir = _compiled_ir(function, "float64(float64)")
+        calls = _calls(ir)
+        assert not calls & _TRANSCENDENTAL, (function.__name__, calls)
+        assert not any(name.startswith(("llvm.fma", "llvm.fmuladd")) for name in calls)
     assert "fmul" in ir and "fdiv" in ir  # the arithmetic is there, inline
 
 
@@ -160,14 +169,26 @@ def test_exponential_sampler_has_the_exponential_distribution_and_tail():
     assert abs(var - 1.0) <= 3.3 * math.sqrt(8.0 / draws.size)  # var of (X-1)^2 is 8
 
 
-@pytest.mark.parametrize("mean", [3.0, 40.0, 3e4])
-def test_poisson_streams_do_not_depend_on_the_c_library(mean):
-    """The Poisson sampler draws the same numbers whichever library rounds log and exp: its
-    draws with the portable functions equal a pure-Python replay of the same algorithm with
-    the same portable functions (so no hidden libm call is left in the compiled sampler)."""
-    n = 300
-    draws = random.draw_poisson(4, 1, 2, mean, n)
-    state = np.empty(random.STATE_WORDS, dtype=np.uint64)
-    random.seed_stream(4, 1, 2, state)
-    replay = np.array([random.poisson.py_func(state, mean) for _ in range(n)])
-    np.testing.assert_array_equal(draws, replay)
+@njit
+def _one_exponential(state):
+    return random.exponential(state)  # (inline: its body is compiled into this function)
+
+
+def test_samplers_take_no_c_library_transcendental():
+    """The exponential (inlined into a caller), both Poisson samplers and PTRS's acceptance
+    test: no C-library or LLVM log, exp, lgamma or pow left in their compiled code (the
+    elementary functions are inlined; ``frexp`` and ``sqrt`` are exact and allowed). A
+    positive control shows the check sees ``math.log``."""
+    for function, signature in (
+        (_one_exponential, "float64(uint64[::1])"),
+        (random.poisson, "float64(uint64[::1], float64)"),
+        (random._poisson_ptrs, "float64(uint64[::1], float64)"),
+        (
+            random._ptrs_accepts,
+            "boolean(float64, float64, float64, float64, float64, float64, float64)",
+        ),
+    ):
+        found = _calls(_compiled_ir(function, signature)) & _TRANSCENDENTAL
+        assert not found, (function.__name__, found)
+    control = njit(lambda x: math.log(x))
+    assert _calls(_compiled_ir(control, "float64(float64)")) & _TRANSCENDENTAL == {"llvm.log.f64"}

@@ -91,22 +91,6 @@ def log(x):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _power_of_two(k):
-    """``2.0**k`` for an integer-valued ``k`` in [-1074, 1023], by exact squarings."""
-    base = 2.0 if k >= 0.0 else 0.5
-    n = abs(k)
-    result = 1.0
-    while n > 0.0:
-        half = math.floor(n * 0.5)
-        if n - 2.0 * half == 1.0:
-            result *= base
-        n = half
-        if n > 0.0:
-            base *= base
-    return result
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _exp_parts(x):
     """``(y, k)`` with ``exp(x) = y * 2**k`` (fdlibm's reduction and polynomial), for finite
     ``x`` with ``|x| >= 2**-28``; ``k`` is an integer."""
@@ -146,7 +130,7 @@ def exp(x):
         return 1.0 + x
     y, k = _exp_parts(x)
     if k < -1021:  # a subnormal result: scale in two steps, rounding once at the end
-        return (y * _power_of_two(k + 1000.0)) * _power_of_two(-1000.0)
+        return (y * _POW2[int(k) + 1000 - _POW2_MIN]) * _POW2[-1000 - _POW2_MIN]
     if k > 1023:  # 2**1024 overflows: y < 1 here, so y * 2 * 2**1023 is finite
         return (y * 2.0) * _POW2[1023 - _POW2_MIN]
     return y * _POW2[int(k) - _POW2_MIN]  # exact: the result is a normal number
