@@ -510,10 +510,7 @@ def sweep(
                 f"`max_chunks` = {max_chunks!r} with `store` = None: only a sweep into a store "
                 "can stop part-way and resume"
             )
-        return _in_memory(
-            spec, model, stochastic, schedule, design, columns, outputs, t_out, settings,
-            fingerprint, chunk_size, device,
-        )  # fmt: skip
+        return _in_memory(spec, design, columns, stochastic, settings, fingerprint)
     store = Path(store)
     if store.exists():
         existing = xr.open_zarr(store, consolidated=False)
@@ -673,21 +670,15 @@ def _describe(ds, model, schedule, design, outputs, settings, chunk_size, device
     )
 
 
-def _in_memory(
-    spec, model, stochastic, schedule, design, columns, outputs, t_out, settings, fingerprint,
-    chunk_size, device,
-):  # fmt: skip
+def _in_memory(spec, design, columns, stochastic, settings, fingerprint) -> xr.Dataset:
     """``sweep(store=None)``: every chunk in this process, one after another (numba's threads
     or the GPU within each), assembled into an in-memory Dataset shaped like a store's."""
-    n = len(design)
+    n, size = len(design), spec["chunk_size"]
     parts = [
         _compute_chunk(
-            spec,
-            lo,
-            min(lo + chunk_size, n),
-            {k: v[lo : lo + chunk_size] for k, v in columns.items()},
+            spec, lo, min(lo + size, n), {k: v[lo : lo + size] for k, v in columns.items()}
         )
-        for lo in range(0, n, chunk_size)
+        for lo in range(0, n, size)
     ]
     data_vars = {
         name: (_dims(parts[0][name]), np.concatenate([part[name] for part in parts]))
@@ -695,13 +686,14 @@ def _in_memory(
     }
     data_vars.update({name: (("sample",), values) for name, values in columns.items()})
     coords = {"sample": np.arange(n)}
-    if t_out is not None:
-        coords["time"] = ("time", t_out, {"units": "days"})
+    if spec["times"] is not None:
+        coords["time"] = ("time", spec["times"], {"units": "days"})
     ds = xr.Dataset(data_vars, coords=coords)
-    names = (
-        (STOCHASTIC_METRICS if stochastic else METRICS)[:-1] if outputs != "trajectories" else ()
-    )
-    ordered = [*names, "status", *(v for v in ds.data_vars if v not in (*names, "status"))]
-    ds = ds[ordered]
-    _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, fingerprint)
+    metrics = (STOCHASTIC_METRICS if stochastic else METRICS)[:-1]
+    first = [name for name in (*metrics, "status") if name in ds]  # the store's order
+    ds = ds[[*first, *(name for name in ds.data_vars if name not in first)]]
+    _describe(
+        ds, spec["model"], spec["schedule"], design, spec["outputs"], settings, size,
+        spec["device"], fingerprint,
+    )  # fmt: skip
     return ds
