@@ -43,7 +43,13 @@ TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
 # register cap per thread (0: the compiler's choice); fewer registers, more resident threads
 MAX_REGISTERS = 0  # TOLSIM-CONSTANT
-_KERNEL_OPTIONS = {"cache": True} | ({"max_registers": MAX_REGISTERS} if MAX_REGISTERS else {})
+# source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
+LINEINFO = False  # TOLSIM-CONSTANT
+_KERNEL_OPTIONS = (
+    {"cache": True}
+    | ({"max_registers": MAX_REGISTERS} if MAX_REGISTERS else {})
+    | ({"lineinfo": True} if LINEINFO else {})
+)
 
 NC_ALLOC = max(N_CHANNELS, 1)  # CUDA has no zero-length local arrays
 
