@@ -1,0 +1,118 @@
+"""Kernel variants of ``cuda_template`` timed against each other in one process (issue 7).
+
+Each variant is ``NAME=BLOCK:ARRAYS:CAP``: threads per block, the per-thread arrays kept in
+shared memory (comma-separated names of ``acc``, ``pk``, ``p``; empty: none) and the register
+cap (0: the compiler's choice). Scenario and launch as ``benchmarks/gpu.py``'s "kernel alone"
+(1e6 samples, inputs on the device, metrics only); medians of ``--repeats``, interleaved
+rounds. Each variant's metrics are compared bit for bit with the first variant's::
+
+    python benchmarks/gpu_variants.py base=64::128 shared=64:acc,pk,p:128 --out v.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gpu  # noqa: E402
+
+from tolsim import cuda  # noqa: E402
+from tolsim.kernels.specialise import specialised  # noqa: E402
+from tolsim.sweep import _metric_grid  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", help="NAME=BLOCK:ARRAYS:CAP")
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+
+    module = cuda.require()
+    grid = _metric_grid(gpu.SCHEDULE, None)
+    tab = cuda.schedule_table(gpu.MODEL, [gpu.SCHEDULE], [grid])
+    packed = gpu.MODEL.pack_table(gpu.table(args.samples))
+    base, varying, slot = cuda.parameter_slots(packed)
+    d_in = [module.to_device(a) for a in (base, slot, np.ascontiguousarray(packed[:, varying]))]
+    d_sched = module.to_device(np.zeros(args.samples, np.int32))
+    d_tab = [module.to_device(a) for a in tab.arrays()]
+    d_metrics = module.device_array((args.samples, 5))
+    d_status = module.device_array(args.samples, dtype=np.int32)
+    d_stats = module.device_array((1, 3), dtype=np.int64)
+    d_x = module.device_array((1, 1, len(gpu.MODEL.states)))
+    d_dn = module.device_array((1, 1))
+
+    variants = {}
+    for spec in args.variants:
+        name, rest = spec.split("=")
+        block, arrays, cap = rest.split(":")
+        shared = tuple(a for a in arrays.split(",") if a)
+        cap = 0 if cuda._simulated() else int(cap)  # (the simulator caps nothing)
+        constants = cuda.kernel_constants(gpu.MODEL, tab.n_channels, cap) | {
+            "SHARED_BLOCK": block if shared else "0",
+            "SHARED": repr(shared),
+        }
+        kernels = specialised("cuda_template", gpu.MODEL.rates, constants)
+        threads = 1 if cuda._simulated() else int(block)
+        variants[name] = (kernels, threads)
+
+    def launch(name):
+        kernels, threads = variants[name]
+        kernels.solve_kernel[-(-args.samples // threads), threads](
+            *d_in, d_sched, *d_tab, np.nan, gpu.RTOL, gpu.ATOL, 100_000, 0, True, False,
+            d_metrics, d_status, d_stats, d_x, d_dn,
+        )  # fmt: skip
+        module.synchronize()
+
+    report, reference = {}, None
+    for name in variants:
+        start = time.perf_counter()
+        launch(name)
+        compile_s = time.perf_counter() - start
+        metrics = d_metrics.copy_to_host()
+        failed = int((d_status.copy_to_host() != 0).sum())
+        if reference is None:
+            reference = metrics
+        same = np.array_equal(metrics, reference, equal_nan=True)
+        regs = None
+        if not cuda._simulated():
+            found = variants[name][0].solve_kernel.get_regs_per_thread()
+            regs = list(found.values()) if isinstance(found, dict) else found
+        report[name] = {
+            "spec": dict(
+                zip(("block", "arrays", "cap"), spec.split("=")[1].split(":"), strict=True)
+            ),
+            "first_call_s": compile_s,
+            "failed": failed,
+            "metrics_identical_to_first": bool(same),
+            "registers": regs,
+            "all": [],
+        }
+    for _ in range(args.repeats):  # interleaved rounds
+        for name in variants:
+            start = time.perf_counter()
+            launch(name)
+            report[name]["all"].append(time.perf_counter() - start)
+    for name, entry in report.items():
+        entry["median_s"] = statistics.median(entry["all"])
+        entry["traj_per_s"] = args.samples / entry["median_s"]
+        print(
+            f"{name:>12}: {entry['median_s'] * 1e3:8.2f} ms  {entry['traj_per_s']:.3g}/s  "
+            f"regs {entry['registers']}  identical {entry['metrics_identical_to_first']}  "
+            f"failed {entry['failed']}  first call {entry['first_call_s']:.1f} s"
+        )
+    if args.out:
+        args.out.write_text(json.dumps({"samples": args.samples, "variants": report}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
