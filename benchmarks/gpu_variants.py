@@ -1,12 +1,16 @@
 """Kernel variants of ``cuda_template`` timed against each other in one process (issue 7).
 
-Each variant is ``NAME=BLOCK:ARRAYS:CAP``: threads per block, the per-thread arrays kept in
-shared memory (comma-separated names of ``acc``, ``pk``, ``p``; empty: none) and the register
-cap (0: the compiler's choice). Scenario and launch as ``benchmarks/gpu.py``'s "kernel alone"
-(1e6 samples, inputs on the device, metrics only); medians of ``--repeats``, interleaved
-rounds. Each variant's metrics are compared bit for bit with the first variant's::
+Each variant is ``NAME=BLOCK:CAP[:CONST=VALUE/...]``: threads per block, the register cap (0:
+the compiler's choice) and overrides of the template's ``TOLSIM-CONSTANT`` lines (source text,
+``/``-separated), for prototypes behind a constant. Scenario and launch as
+``benchmarks/gpu.py``'s "kernel alone" (1e6 samples, inputs on the device, metrics only);
+medians of ``--repeats`` interleaved rounds. Each variant's metrics are compared bit for bit
+with the first variant's::
 
-    python benchmarks/gpu_variants.py base=64::128 shared=64:acc,pk,p:128 --out v.json
+    python benchmarks/gpu_variants.py base=64:128 wide=128:128 uncapped=64:0 --out v.json
+
+``benchmarks/results/gpu_h100_shared_variants.json`` holds a run of this script with a
+prototype (since removed) that kept per-thread arrays in shared memory.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from tolsim.sweep import _metric_grid  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", help="NAME=BLOCK:ARRAYS:CAP")
+    parser.add_argument("variants", nargs="+", help="NAME=BLOCK:CAP[:CONST=VALUE/...]")
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
@@ -53,14 +57,13 @@ def main() -> None:
 
     variants = {}
     for spec in args.variants:
-        name, rest = spec.split("=")
-        block, arrays, cap = rest.split(":")
-        shared = tuple(a for a in arrays.split(",") if a)
+        name, rest = spec.split("=", 1)
+        block, cap, *overrides = rest.split(":", 2)
         cap = 0 if cuda._simulated() else int(cap)  # (the simulator caps nothing)
-        constants = cuda.kernel_constants(gpu.MODEL, tab.n_channels, cap) | {
-            "SHARED_BLOCK": block if shared else "0",
-            "SHARED": repr(shared),
-        }
+        constants = cuda.kernel_constants(gpu.MODEL, tab.n_channels, cap)
+        for item in overrides[0].split("/") if overrides else ():
+            key, value = item.split("=", 1)
+            constants[key] = value
         kernels = specialised("cuda_template", gpu.MODEL.rates, constants)
         threads = 1 if cuda._simulated() else int(block)
         variants[name] = (kernels, threads)
@@ -88,9 +91,7 @@ def main() -> None:
             found = variants[name][0].solve_kernel.get_regs_per_thread()
             regs = list(found.values()) if isinstance(found, dict) else found
         report[name] = {
-            "spec": dict(
-                zip(("block", "arrays", "cap"), spec.split("=")[1].split(":"), strict=True)
-            ),
+            "spec": spec,
             "first_call_s": compile_s,
             "failed": failed,
             "metrics_identical_to_first": bool(same),

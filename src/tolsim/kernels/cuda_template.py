@@ -43,15 +43,6 @@ TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
 # register cap per thread (0: the compiler's choice); fewer registers, more resident threads
 MAX_REGISTERS = 0  # TOLSIM-CONSTANT
-# > 0: the kernel is launched with at most this many threads per block, and keeps the arrays
-# named in SHARED (of "acc", "pk", "p") in shared memory, one column per thread, rather than
-# in registers (prototype)
-SHARED_BLOCK = 0  # TOLSIM-CONSTANT
-SHARED = ()  # TOLSIM-CONSTANT
-SHARED_ALLOC = max(SHARED_BLOCK, 1)
-SHARED_ACC = "acc" in SHARED and SHARED_BLOCK > 0
-SHARED_PK = "pk" in SHARED and SHARED_BLOCK > 0
-SHARED_P = "p" in SHARED and SHARED_BLOCK > 0
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -374,21 +365,14 @@ def solve_kernel(
     sample = cuda.grid(1)
     if sample >= schedule_of.shape[0]:
         return
-    tid = cuda.threadIdx.x
-    if SHARED_P:
-        p = cuda.shared.array((N_PACKED, SHARED_ALLOC), float64)[:, tid]
-    else:
-        p = cuda.local.array(N_PACKED, float64)
+    p = cuda.local.array(N_PACKED, float64)
     for i in range(N_PACKED):  # constant indices: p stays in registers
         c = var_slot[i]
         p[i] = var_values[sample, c] if c >= 0 else base_params[i]
     s = schedule_of[sample]
     level = cuda.local.array(N_DRUGS, float64)
     conc = cuda.local.array(N_DRUGS, float64)
-    if SHARED_PK:
-        pk = cuda.shared.array((NC_ALLOC, PK_COLUMNS, SHARED_ALLOC), float64)[:, :, tid]
-    else:
-        pk = cuda.local.array((NC_ALLOC, PK_COLUMNS), float64)
+    pk = cuda.local.array((NC_ALLOC, PK_COLUMNS), float64)
     rate_buf = cuda.local.array(N_TRANSITIONS, float64)
     y = cuda.local.array(N_STATES, float64)
     y_new = cuda.local.array(N_STATES, float64)
@@ -396,10 +380,7 @@ def solve_kernel(
     work = cuda.local.array(N_STATES, float64)
     k = cuda.local.array((7, N_STATES), float64)
     q = cuda.local.array((4, N_STATES), float64)
-    if SHARED_ACC:
-        acc = cuda.shared.array((9, SHARED_ALLOC), float64)[:, tid]
-    else:
-        acc = cuda.local.array(9, float64)
+    acc = cuda.local.array(9, float64)
     # acc: 0 time to recurrence (NaN: not found), 1 burden and 2 tolerant fraction at
     # withdrawal, 3 nadir cells, 4 nadir day, 5-6-8 previous output (day, cells, dN/dt),
     # 7 recurrence level
