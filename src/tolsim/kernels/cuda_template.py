@@ -22,11 +22,10 @@ stored only at the output slots asked for.
 from __future__ import annotations
 
 import math
-import struct
 import types
 
 import numpy as np
-from numba import config, cuda, float64, int32, int64
+from numba import cuda, float64, int64
 from numba.core.registry import CPUDispatcher
 
 from tolsim.kernels import events
@@ -44,9 +43,6 @@ TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
 # register cap per thread (0: the compiler's choice); fewer registers, more resident threads
 MAX_REGISTERS = 0  # TOLSIM-CONSTANT
-# evaluate the two exponentials of the oral PK closed form together (exp_pair); False: two
-# calls of libdevice's exp (the same values; kept for comparison in benchmarks/gpu_variants.py)
-PAIRED_EXP = True  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -170,92 +166,16 @@ PK_INFUSED = 8  # infusion / ke
 PK_COLUMNS = 9
 
 
-def _from_bits(bits: int) -> float:
-    return struct.unpack("<d", struct.pack("<Q", bits))[0]
-
-
-# libdevice's exp (__nv_exp, read off its sm_90 machine code): x = j ln2 + r with j rounded by
-# the 1.5 * 2**52 shifter, a degree-11 polynomial in r, and 2**j added to the exponent bits;
-# arguments with |x| >= EXP_FAST_LIMIT (and NaN) take libdevice's own slow path
-EXP_LOG2E = _from_bits(0x3FF71547652B82FE)
-EXP_SHIFTER = 6755399441055744.0
-EXP_LN2_HI = _from_bits(0x3FE62E42FEFA39EF)
-EXP_LN2_LO = _from_bits(0x3C7ABC9E3B39803F)
-EXP_P0, EXP_P1, EXP_P2, EXP_P3, EXP_P4, EXP_P5, EXP_P6, EXP_P7, EXP_P8, EXP_P9 = (
-    _from_bits(bits)
-    for bits in (
-        0x3E5ADE1569CE2BDF, 0x3E928AF3FCA213EA, 0x3EC71DEE62401315, 0x3EFA01997C89EB71,
-        0x3F2A01A014761F65, 0x3F56C16C1852B7AF, 0x3F81111111122322, 0x3FA55555555502A1,
-        0x3FC5555555555511, 0x3FE000000000000B,
-    )
-)  # fmt: skip
-EXP_FAST_LIMIT = _from_bits(0x40862E4200000000)
-
-
-if config.ENABLE_CUDASIM:  # (the simulator has no fma or bit casts: the same values, as calls)
-
-    @cuda.jit(device=True)
-    def exp_pair(a, b):
-        return math.exp(a), math.exp(b)
-
-else:
-    from numba.cuda import libdevice
-
-    @cuda.jit(device=True)
-    def _exp_poly(r):
-        p = cuda.fma(r, EXP_P0, EXP_P1)
-        p = cuda.fma(r, p, EXP_P2)
-        p = cuda.fma(r, p, EXP_P3)
-        p = cuda.fma(r, p, EXP_P4)
-        p = cuda.fma(r, p, EXP_P5)
-        p = cuda.fma(r, p, EXP_P6)
-        p = cuda.fma(r, p, EXP_P7)
-        p = cuda.fma(r, p, EXP_P8)
-        p = cuda.fma(r, p, EXP_P9)
-        p = cuda.fma(r, p, 1.0)
-        return cuda.fma(r, p, 1.0)
-
-    @cuda.jit(device=True)
-    def exp_pair(a, b):
-        """``(exp(a), exp(b))``, bit for bit libdevice's: two independent chains in one
-        block, so that the scheduler interleaves them and their constants are set up once
-        (each exp alone is a chain of a dozen dependent FMAs, and the kernel is bound by such
-        latencies)."""
-        if not (abs(a) < EXP_FAST_LIMIT and abs(b) < EXP_FAST_LIMIT):
-            return math.exp(a), math.exp(b)
-        ja = cuda.fma(a, EXP_LOG2E, EXP_SHIFTER)
-        jb = cuda.fma(b, EXP_LOG2E, EXP_SHIFTER)
-        da = ja - EXP_SHIFTER
-        db = jb - EXP_SHIFTER
-        ra = cuda.fma(da, -EXP_LN2_LO, cuda.fma(da, -EXP_LN2_HI, a))
-        rb = cuda.fma(db, -EXP_LN2_LO, cuda.fma(db, -EXP_LN2_HI, b))
-        pa = _exp_poly(ra)
-        pb = _exp_poly(rb)
-        ea = libdevice.hiloint2double(
-            int32(libdevice.double2hiint(pa) + (libdevice.double2loint(ja) << 20)),
-            libdevice.double2loint(pa),
-        )
-        eb = libdevice.hiloint2double(
-            int32(libdevice.double2hiint(pb) + (libdevice.double2loint(jb) << 20)),
-            libdevice.double2loint(pb),
-        )
-        return ea, eb
-
-
 @cuda.jit(device=True)
 def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
     """:func:`tolsim.kernels.exposure.central_amount` with its per-piece factors given."""
-    if PAIRED_EXP and depot0 != 0.0 and absorbed == absorbed:
-        decay_e, decay_a = exp_pair(-ke * tau, -ka * tau)
-    else:
-        decay_e = math.exp(-ke * tau)
-        decay_a = 0.0
+    decay_e = math.exp(-ke * tau)
     amount = central0 * decay_e
     if depot0 != 0.0:
         if absorbed != absorbed:  # ka == ke (to 1e-9)
             amount += depot0 * ka * tau * decay_e
         else:
-            amount += absorbed * (decay_e - (decay_a if PAIRED_EXP else math.exp(-ka * tau)))
+            amount += absorbed * (decay_e - math.exp(-ka * tau))
     if infusion != 0.0:
         amount += infused * (1.0 - decay_e)
     return amount
