@@ -11,11 +11,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from numba import njit
 from scipy.integrate import solve_ivp
 
 import tolsim.schedule
-from tolsim.kernels.exposure import central_amount
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
 
 DRUGS = ("tamoxifen", "inhibitor")
@@ -122,70 +120,6 @@ def test_single_oral_dose_is_the_bateman_function():
     got = schedule.concentrations(times)[:, 0]
     np.testing.assert_allclose(got, bateman_um(times, 5.0, pk), rtol=1e-12, atol=1e-300)
     assert got[0] == 0.0
-
-
-@njit(error_model="numpy")
-def _central_amount_in_full(tau, depot0, central0, infusion, ka, ke):
-    """The closed form with both exponentials always evaluated (what central_amount skips)."""
-    decay_e = np.exp(-ke * tau)
-    amount = central0 * decay_e
-    if depot0 != 0.0:
-        if abs(ka - ke) <= 1e-9 * ka:
-            amount += depot0 * ka * tau * decay_e
-        else:
-            amount += depot0 * ka / (ka - ke) * (decay_e - np.exp(-ka * tau))
-    if infusion != 0.0:
-        amount += infusion / ke * (1.0 - decay_e)
-    return amount
-
-
-@njit(error_model="numpy")
-def _both_forms(tau, depot0, central0, infusion, ka, ke):
-    return (
-        central_amount(tau, depot0, central0, infusion, ka, ke),
-        _central_amount_in_full(tau, depot0, central0, infusion, ka, ke),
-    )
-
-
-_RATE = st.floats(1e-3, 1e3)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    ka=_RATE,
-    ke=_RATE,
-    fraction=st.floats(0.5, 2.0),
-    depot0=st.floats(1e-6, 1e6),
-    central0=st.floats(0.0, 1e6),
-    infusion=st.sampled_from([0.0, 3.0]),
-)
-def test_skipping_an_absorbed_dose_changes_no_bit(ka, ke, fraction, depot0, central0, infusion):
-    """Past (ka - ke) tau = ABSORBED_AFTER the closed form skips exp(-ka tau): the amount is
-    the full formula's to the bit, on both sides of that day, subnormal decays included."""
-    from tolsim.kernels.exposure import ABSORBED_AFTER
-
-    tau = fraction * ABSORBED_AFTER / abs(ka - ke) if ka != ke else fraction
-    for t in (tau, np.nextafter(tau, 0.0), 800.0 / ke, 1e6):
-        skipped, full = _both_forms(t, depot0, central0, infusion, ka, ke)
-        assert skipped == full or (math.isnan(skipped) and math.isnan(full)), (t, skipped, full)
-
-
-def test_the_skipped_exponential_is_not_zero_but_below_rounding():
-    """What the skip drops is a nonzero term that rounding absorbs; a few units of ka tau
-    earlier it would not be absorbed, so the threshold is not set loosely."""
-    from tolsim.kernels.exposure import ABSORBED_AFTER
-
-    ka, ke = 24.0, 0.099
-    for x, absorbed in ((ABSORBED_AFTER, True), (ABSORBED_AFTER - 5.0, False)):
-        tau = x / (ka - ke)
-        decay_e, decay_a = _decay(ke, tau), _decay(ka, tau)
-        assert decay_a > 0.0
-        assert (decay_e - decay_a == decay_e) is absorbed
-
-
-@njit(error_model="numpy")
-def _decay(k, tau):
-    return np.exp(-k * tau)
 
 
 def test_repeated_oral_doses_superpose():

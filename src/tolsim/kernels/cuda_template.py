@@ -29,7 +29,6 @@ from numba import cuda, float64, int64
 from numba.core.registry import CPUDispatcher
 
 from tolsim.kernels import events
-from tolsim.kernels.exposure import ABSORBED_AFTER
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
@@ -44,8 +43,6 @@ TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
 # register cap per thread (0: the compiler's choice); fewer registers, more resident threads
 MAX_REGISTERS = 0  # TOLSIM-CONSTANT
-# skip exp(-ka tau) once it is below half an ulp of exp(-ke tau) (same values; A/B constant)
-ABSORBED_SKIP = True  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -177,8 +174,6 @@ def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
     if depot0 != 0.0:
         if absorbed != absorbed:  # ka == ke (to 1e-9)
             amount += depot0 * ka * tau * decay_e
-        elif ABSORBED_SKIP and (ka - ke) * tau > ABSORBED_AFTER:  # exp(-ka tau) below an ulp
-            amount += absorbed * decay_e
         else:
             amount += absorbed * (decay_e - math.exp(-ka * tau))
     if infusion != 0.0:
