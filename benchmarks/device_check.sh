@@ -13,13 +13,7 @@
 set -u
 out=${1:-${OUT:-/tmp/tolsim-device-check}}
 mkdir -p "$out"
-if compgen -G ".whl/*.whl" > /dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/tolsim-site .whl/*.whl
-    export PYTHONPATH=/tmp/tolsim-site:$PWD/src
-else
-    export PYTHONPATH=$PWD/src
-fi
+source benchmarks/device_env.sh
 TOLSIM_CACHE_DIR=$(mktemp -d)
 export TOLSIM_CACHE_DIR
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1

@@ -220,6 +220,35 @@ def cached_first_call_s(n: int) -> float:
     return float(out.stdout.split()[-1])
 
 
+def kernel_launcher(module, tab, packed: np.ndarray, stats: bool = False):
+    """The "kernel alone" launch of this scenario's rows ``packed`` (schedule 0 of ``tab``):
+    inputs copied to the device once, metrics only (and the step counts with ``stats``).
+    Returns ``(launch, status, metrics, stats)``: ``launch(kernels, threads)`` runs one
+    launch of ``kernels.solve_kernel`` and waits for it; the rest are its device outputs.
+    Under numba's simulator blocks have one thread (a smoke run)."""
+    n = packed.shape[0]
+    base, varying, slot = cuda.parameter_slots(packed)
+    d_in = [module.to_device(a) for a in (base, slot, np.ascontiguousarray(packed[:, varying]))]
+    d_sched = module.to_device(np.zeros(n, np.int32))
+    d_tab = [module.to_device(a) for a in tab.arrays()]
+    d_metrics = module.device_array((n, 5))
+    d_status = module.device_array(n, dtype=np.int32)
+    d_stats = module.device_array((n if stats else 1, 3), dtype=np.int64)
+    d_x = module.device_array((1, 1, len(MODEL.states)))
+    d_dn = module.device_array((1, 1))
+
+    def launch(kernels, threads):
+        if cuda._simulated():
+            threads = 1
+        kernels.solve_kernel[-(-n // threads), threads](
+            *d_in, d_sched, *d_tab, np.nan, RTOL, ATOL, 100_000, 0, True, stats,
+            d_metrics, d_status, d_stats, d_x, d_dn,
+        )  # fmt: skip
+        module.synchronize()
+
+    return launch, d_status, d_metrics, d_stats
+
+
 def gpu_figures(args, grid) -> dict:
     module = cuda.require()
     device = module.get_current_device()
@@ -239,25 +268,8 @@ def gpu_figures(args, grid) -> dict:
 
     # kernel alone: inputs already on the device, one launch, metrics only; for each cap on
     # registers per thread (0: the compiler's choice) and block size
-    base, varying, slot = cuda.parameter_slots(packed)
-    d_in = [module.to_device(a) for a in (base, slot, np.ascontiguousarray(packed[:, varying]))]
-    d_sched = module.to_device(schedule_of)
-    d_tab = [module.to_device(a) for a in tab.arrays()]
-    d_metrics = module.device_array((args.samples, 5))
-    d_status = module.device_array(args.samples, dtype=np.int32)
-    d_stats = module.device_array((1, 3), dtype=np.int64)
-    d_x = module.device_array((1, 1, len(MODEL.states)))
-    d_dn = module.device_array((1, 1))
+    launch, d_status, _, _ = kernel_launcher(module, tab, packed)
     timings, registers = {}, {}
-
-    def launch(kernels, threads):
-        if cuda._simulated():  # (a smoke run under the simulator: one thread per block)
-            threads = 1
-        kernels.solve_kernel[-(-args.samples // threads), threads](
-            *d_in, d_sched, *d_tab, np.nan, RTOL, ATOL, 100_000, 0, True, False,
-            d_metrics, d_status, d_stats, d_x, d_dn,
-        )  # fmt: skip
-        module.synchronize()
 
     for cap in [0] if cuda._simulated() else args.max_registers:
         kernels = cuda.kernel_module(MODEL, tab.n_channels, cap)

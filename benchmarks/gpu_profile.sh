@@ -13,13 +13,7 @@
 set -u
 out=${1:-${OUT:-/tmp/tolsim-gpu-profile}}
 mkdir -p "$out"
-if compgen -G ".whl/*.whl" > /dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/tolsim-site .whl/*.whl
-    export PYTHONPATH=/tmp/tolsim-site:$PWD/src
-else
-    export PYTHONPATH=$PWD/src
-fi
+source benchmarks/device_env.sh
 export PYTHONUNBUFFERED=1
 log="$out/summary.txt"
 work=$(mktemp -d)

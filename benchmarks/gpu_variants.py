@@ -45,15 +45,7 @@ def main() -> None:
     grid = _metric_grid(gpu.SCHEDULE, None)
     tab = cuda.schedule_table(gpu.MODEL, [gpu.SCHEDULE], [grid])
     packed = gpu.MODEL.pack_table(gpu.table(args.samples))
-    base, varying, slot = cuda.parameter_slots(packed)
-    d_in = [module.to_device(a) for a in (base, slot, np.ascontiguousarray(packed[:, varying]))]
-    d_sched = module.to_device(np.zeros(args.samples, np.int32))
-    d_tab = [module.to_device(a) for a in tab.arrays()]
-    d_metrics = module.device_array((args.samples, 5))
-    d_status = module.device_array(args.samples, dtype=np.int32)
-    d_stats = module.device_array((1, 3), dtype=np.int64)
-    d_x = module.device_array((1, 1, len(gpu.MODEL.states)))
-    d_dn = module.device_array((1, 1))
+    run, d_status, d_metrics, _ = gpu.kernel_launcher(module, tab, packed)
 
     variants = {}
     for spec in args.variants:
@@ -65,16 +57,12 @@ def main() -> None:
             key, value = item.split("=", 1)
             constants[key] = value
         kernels = specialised("cuda_template", gpu.MODEL.rates, constants)
-        threads = 1 if cuda._simulated() else int(block)
+        threads = int(block)
         variants[name] = (kernels, threads)
 
     def launch(name):
         kernels, threads = variants[name]
-        kernels.solve_kernel[-(-args.samples // threads), threads](
-            *d_in, d_sched, *d_tab, np.nan, gpu.RTOL, gpu.ATOL, 100_000, 0, True, False,
-            d_metrics, d_status, d_stats, d_x, d_dn,
-        )  # fmt: skip
-        module.synchronize()
+        run(kernels, threads)
 
     report, reference = {}, None
     for name in variants:
