@@ -37,6 +37,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help="NAME=BLOCK:CAP[:CONST=VALUE/...]")
     parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument(
+        "--specialise",
+        metavar="NAME",
+        default=None,
+        help="also a variant NAME: the first variant with this design's constant parameters "
+        "compiled in (the template's SPEC_SLOT and SPEC_BASE)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -47,8 +54,17 @@ def main() -> None:
     packed = gpu.MODEL.pack_table(gpu.table(args.samples))
     run, d_status, d_metrics, _ = gpu.kernel_launcher(module, tab, packed)
 
+    specs = list(args.variants)
+    if args.specialise:
+        base, _, slot = cuda.parameter_slots(packed)
+        first = specs[0].split("=", 1)[1]
+        fixed = (
+            f"SPEC_SLOT=np.array({slot.tolist()!r}, dtype=np.int64)"
+            f"/SPEC_BASE=np.array({base.tolist()!r})"
+        )
+        specs.append(f"{args.specialise}={first}{'/' if first.count(':') > 1 else ':'}{fixed}")
     variants = {}
-    for spec in args.variants:
+    for spec in specs:
         name, rest = spec.split("=", 1)
         block, cap, *overrides = rest.split(":", 2)
         cap = 0 if cuda._simulated() else int(cap)  # (the simulator caps nothing)

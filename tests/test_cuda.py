@@ -126,6 +126,40 @@ def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
     assert np.isnan(result.metrics[schedule_of == 2, 1]).all()  # no tamoxifen: no withdrawal
 
 
+def test_constant_parameters_compiled_into_the_kernel_change_no_bit(monkeypatch):
+    """The prototype behind the template's SPEC_SLOT and SPEC_BASE (measured with
+    ``benchmarks/gpu_variants.py --specialise``): with the design's constant parameters
+    compiled in as constants, every metric, step count and status is the generic kernel's;
+    and the constants are what the kernel uses (a changed one changes the results)."""
+    scheds = schedules()
+    packed = MODEL.pack_table(random_table(9, seed=3))
+    schedule_of = np.arange(9) % 3
+    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    generic = cuda.solve(MODEL, packed, table, schedule_of, stats=True)
+    base, _, slot = cuda.parameter_slots(packed)
+    constants = cuda.kernel_constants
+
+    def solve_with(base_values):
+        fixed = {
+            "SPEC_SLOT": f"np.array({slot.tolist()!r}, dtype=np.int64)",
+            "SPEC_BASE": f"np.array({base_values.tolist()!r})",
+        }
+        monkeypatch.setattr(cuda, "kernel_constants", lambda *a, **k: constants(*a, **k) | fixed)
+        assert cuda.kernel_module(MODEL, table.n_channels).SPEC_SLOT.shape == slot.shape
+        return cuda.solve(MODEL, packed, table, schedule_of, stats=True)
+
+    compiled_in = solve_with(base)
+    np.testing.assert_array_equal(compiled_in.status, generic.status)
+    np.testing.assert_array_equal(compiled_in.stats, generic.stats)
+    np.testing.assert_array_equal(compiled_in.metrics, generic.metrics)
+    other = base.copy()
+    k_column = np.flatnonzero(MODEL.pack({}) != MODEL.pack({"K": 1e6}))  # packed column of K
+    assert k_column.size == 1 and slot[k_column[0]] < 0  # constant in this design
+    other[k_column] *= 0.5
+    changed = solve_with(other)
+    assert not np.array_equal(changed.metrics, generic.metrics, equal_nan=True)
+
+
 def test_a_table_kept_as_columns_gives_the_packed_results():
     """``cuda.solve`` on :meth:`Model.pack_columns` (the design's columns sent as they are)
     equals it on the packed matrix: same slots rebuilt by the kernel, same numbers."""

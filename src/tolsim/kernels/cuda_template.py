@@ -43,6 +43,12 @@ TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
 # register cap per thread (0: the compiler's choice); fewer registers, more resident threads
 MAX_REGISTERS = 0  # TOLSIM-CONSTANT
+# Parameters fixed when the kernel is compiled (a prototype, measured only through
+# benchmarks/gpu_variants.py --specialise): packed parameter i is column SPEC_SLOT[i] of
+# var_values where that is >= 0, else the constant SPEC_BASE[i], so the compiler folds the
+# constant ones into the arithmetic; empty (the default): var_slot and base_params at run time
+SPEC_SLOT = np.zeros(0, dtype=np.int64)  # TOLSIM-CONSTANT
+SPEC_BASE = np.zeros(0)  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -367,8 +373,12 @@ def solve_kernel(
         return
     p = cuda.local.array(N_PACKED, float64)
     for i in range(N_PACKED):  # constant indices: p stays in registers
-        c = var_slot[i]
-        p[i] = var_values[sample, c] if c >= 0 else base_params[i]
+        if SPEC_SLOT.shape[0] == 0:
+            c = var_slot[i]
+            p[i] = var_values[sample, c] if c >= 0 else base_params[i]
+        else:
+            c = SPEC_SLOT[i]
+            p[i] = var_values[sample, c] if c >= 0 else SPEC_BASE[i]
     s = schedule_of[sample]
     level = cuda.local.array(N_DRUGS, float64)
     conc = cuda.local.array(N_DRUGS, float64)
