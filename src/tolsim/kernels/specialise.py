@@ -33,6 +33,7 @@ _DEPENDENCIES = (
     "events.py",
     "exposure.py",
     "linalg.py",
+    "ode_template.py",
     "random.py",
     "tableau.py",
 )

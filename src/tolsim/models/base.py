@@ -134,6 +134,15 @@ class Model:
         States counted in the ``tolerant_fraction`` observable.
     constraints : tuple of Constraint
         Conditions on several parameters at once (e.g. a capacity above the initial size).
+    lane_rates : numba dispatcher, optional
+        ``lane_rates(t, x, p, e, out)``: ``rates`` for many parameter sets at once, for the
+        CPU's vectorised ODE kernel (:mod:`tolsim.kernels.ode_lanes_template`). Column
+        ``lane`` of ``x`` (states x lanes), ``p`` (packed parameters x lanes) and ``e``
+        (the Hill values of :attr:`exposures` x lanes) is one parameter set; ``t`` holds each
+        lane's day; ``out[:, lane]`` must be what ``rates`` gives for that set, with the same
+        floating-point operations (so that results do not depend on the kernel), which
+        needs ``rates`` to read the drugs through the declared exposures only. Optional:
+        without it the one-trajectory kernel solves every sample.
     """
 
     name: str
@@ -149,6 +158,7 @@ class Model:
     linear: bool = False
     tolerant_states: tuple[str, ...] = ()
     constraints: tuple[Constraint, ...] = ()
+    lane_rates: object = field(default=None, compare=False)
 
     def __post_init__(self):
         names = [p.name for p in self.parameters]
@@ -187,6 +197,20 @@ class Model:
             )
         if len(inspect.signature(py_func).parameters) != 5:
             raise TypeError("`rates` must take exactly (t, x, p, c, out)")
+        if self.lane_rates is not None:
+            lane_func = getattr(self.lane_rates, "py_func", None)
+            if lane_func is None or not hasattr(self.lane_rates, "targetoptions"):
+                raise TypeError(
+                    f"`lane_rates` = {self.lane_rates!r}: expected a function decorated with "
+                    "@numba.njit, or None"
+                )
+            if "<locals>" in lane_func.__qualname__:
+                raise ValueError(
+                    f"`lane_rates` = {lane_func.__qualname__}: expected a function defined at "
+                    "module top level, so that its kernels can be cached"
+                )
+            if len(inspect.signature(lane_func).parameters) != 5:
+                raise TypeError("`lane_rates` must take exactly (t, x, p, e, out)")
 
     # -- derived arrays ----------------------------------------------------------------
     @property

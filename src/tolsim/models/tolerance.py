@@ -285,6 +285,64 @@ def three_state_rates(t, x, p, c, out):
     out[8] = p[21] * x[2]
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _sensitive_tolerant_lane(lane, s, t_cells, g, p, e, out):
+    """:func:`_sensitive_tolerant_rates` for column ``lane`` (the same operations)."""
+    e_tam = e[0, lane]
+    e_inh = e[1, lane]
+    out[0, lane] = p[0, lane] * (1.0 - p[2, lane] * e_tam) * g * s
+    out[1, lane] = (p[4, lane] + p[6, lane] * e_tam) * s
+    out[2, lane] = (p[8, lane] + p[9, lane] * e_tam) * s
+    out[3, lane] = (
+        p[1, lane] * (1.0 - p[3, lane] * e_tam) * (1.0 - p[12, lane] * e_inh) * g * t_cells
+    )
+    out[4, lane] = (p[5, lane] + p[7, lane] * e_inh) * t_cells
+    out[5, lane] = (p[10, lane] + p[11, lane] * (1.0 - e_tam)) * t_cells
+
+
+@njit(cache=True, error_model="numpy")
+def two_state_lane_rates(t, x, p, e, out):
+    """:func:`two_state_rates` for lanes: column ``lane`` of ``x``, ``p``, ``e`` (exposures
+    ``E_tam``, ``E_inh``) and ``out`` is one parameter set. The crowding law is a model
+    constant, the same in every column, so the loops over lanes have no branch on it."""
+    code = p[20, 0]
+    if code == 1.0:
+        for lane in range(x.shape[1]):
+            s = x[0, lane]
+            t_cells = x[1, lane]
+            g = 1.0 - (s + t_cells) / p[13, lane]
+            _sensitive_tolerant_lane(lane, s, t_cells, g, p, e, out)
+    elif code == 0.0:
+        for lane in range(x.shape[1]):
+            _sensitive_tolerant_lane(lane, x[0, lane], x[1, lane], 1.0, p, e, out)
+    else:
+        for lane in range(x.shape[1]):
+            s = x[0, lane]
+            t_cells = x[1, lane]
+            g = crowding(code, s + t_cells, p[13, lane], p[18, lane] + p[19, lane])
+            _sensitive_tolerant_lane(lane, s, t_cells, g, p, e, out)
+
+
+@njit(cache=True, error_model="numpy")
+def three_state_lane_rates(t, x, p, e, out):
+    """:func:`three_state_rates` for lanes (see :func:`two_state_lane_rates`)."""
+    code = p[24, 0]
+    for lane in range(x.shape[1]):
+        s = x[0, lane]
+        t_cells = x[1, lane]
+        r = x[2, lane]
+        if code == 1.0:
+            g = 1.0 - (s + t_cells + r) / p[13, lane]
+        else:
+            g = crowding(
+                code, s + t_cells + r, p[13, lane], p[18, lane] + p[19, lane] + p[23, lane]
+            )
+        _sensitive_tolerant_lane(lane, s, t_cells, g, p, e, out)
+        out[6, lane] = p[22, lane] * t_cells
+        out[7, lane] = p[20, lane] * g * r
+        out[8, lane] = p[21, lane] * r
+
+
 def _gompertz_constraint(initial: tuple[str, ...]) -> tuple[Constraint, ...]:
     total = " + ".join(initial)
     return (
@@ -325,6 +383,7 @@ def TwoState(crowding: str = "logistic") -> Model:  # noqa: N802 - reads as a mo
         parameters=_TWO_STATE_PARAMETERS,
         transitions=_TWO_STATE_TRANSITIONS,
         rates=two_state_rates,
+        lane_rates=two_state_lane_rates,
         initial=(("S", "S0"), ("T", "T0")),
         exposures=_EXPOSURES,
         constants=(code,),
@@ -347,6 +406,7 @@ def ThreeState(crowding: str = "logistic") -> Model:  # noqa: N802 - reads as a 
         parameters=_TWO_STATE_PARAMETERS + _RESISTANT_PARAMETERS,
         transitions=_TWO_STATE_TRANSITIONS + _RESISTANT_TRANSITIONS,
         rates=three_state_rates,
+        lane_rates=three_state_lane_rates,
         initial=(("S", "S0"), ("T", "T0"), ("R", "R0")),
         exposures=_EXPOSURES,
         constants=(code,),
