@@ -49,6 +49,7 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 import tolsim  # noqa: E402
 from tolsim.kernels.specialise import specialised  # noqa: E402
+from tolsim.simulate import solve_batch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "work_precision.json"
 
@@ -61,7 +62,9 @@ ATOL_CELLS = 1e-6
 REFERENCE_TOLERANCES = {"rtol": 1e-13, "atol": 1e-12}
 IVP_METHODS = ("RK45", "LSODA")
 IVP_RTOLS = (1e-3, 1e-6, 1e-8)
-TOLSIM_RTOLS = (1e-3, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10)
+TOLSIM_RTOLS = (1e-3, 1e-5, 3e-6, 2e-6, 1e-6, 1e-7, 1e-8, 1e-10)
+LOCKSTEP_RTOLS = (1e-3, 1e-5, 3e-6, 2e-6, 1e-6, 1e-8, 1e-10)
+KERNEL_RTOL = 1e-6
 EXACT_VS_RK_RTOL = 1e-8
 EXACT_VS_RK_TIGHT_RTOL = 1e-12
 PK_RTOL = 1e-6
@@ -288,53 +291,66 @@ def work_precision(args) -> dict[str, object]:
             )
             print(f"  {rows[-1]['solver']} rtol {rtol:g}: {per * 1e6:,.0f} µs/trajectory")
 
-    def run(rtol, method="auto", m=model):
+    def run(rtol, method="auto", m=model, lockstep=False):
         return tolsim.simulate(
-            m, table, schedule, times, method=method, rtol=rtol, atol=ATOL_CELLS
-        )
+            m, table, schedule, times, method=method, rtol=rtol, atol=ATOL_CELLS,
+            lockstep=lockstep,
+        )  # fmt: skip
 
     start = time.perf_counter()
     run(TOLSIM_RTOLS[0])
     first_call_s = time.perf_counter() - start
     warm_s, _ = timed(lambda: run(TOLSIM_RTOLS[0]), 1)
-    for rtol in TOLSIM_RTOLS:
-        seconds, ds = timed(lambda rtol=rtol: run(rtol), args.tolsim_repeats)
-        per = seconds / args.samples
-        n_cells = ds.N.values[: args.subset]
-        rows.append(
-            {
-                "solver": "tolsim.simulate auto (ensemble)",
-                "rtol": rtol,
-                "error": max_relative_error(n_cells, reference),
-                "time_per_trajectory_s": per,
-                "trajectories_per_s": 1.0 / per,
-                "mean_accepted_steps": float(ds.n_steps.mean()),
-                "n_timed": args.samples,
-                "method_used": ds.attrs["method"],
-                "switched_to_stiff": int(ds.switched_to_stiff.sum()),
-            }
-        )
-        print(f"  tolsim rtol {rtol:g}: {per * 1e6:.3g} µs/trajectory")
+    run(TOLSIM_RTOLS[0], lockstep=True)  # compile or load the lockstep kernel
+    modes = (("independent", False, TOLSIM_RTOLS), ("lockstep", True, LOCKSTEP_RTOLS))
+    for mode, lockstep, rtols in modes:
+        for rtol in rtols:
+            seconds, ds = timed(
+                lambda rtol=rtol, lockstep=lockstep: run(rtol, lockstep=lockstep),
+                args.tolsim_repeats,
+            )
+            per = seconds / args.samples
+            n_cells = ds.N.values[: args.subset]
+            rows.append(
+                {
+                    "solver": "tolsim.simulate auto"
+                    + (", lockstep=True" if lockstep else "")
+                    + " (ensemble)",
+                    "mode": mode,
+                    "rtol": rtol,
+                    "error": max_relative_error(n_cells, reference),
+                    "time_per_trajectory_s": per,
+                    "trajectories_per_s": 1.0 / per,
+                    "mean_accepted_steps": float(ds.n_steps.mean()),
+                    "n_timed": args.samples,
+                    "method_used": ds.attrs["method"],
+                    "switched_to_stiff": int(ds.switched_to_stiff.sum()),
+                }
+            )
+            print(f"  tolsim {mode} rtol {rtol:g}: {per * 1e6:.3g} µs/trajectory")
 
     ratios = []
-    tolsim_rows = [r for r in rows if r["solver"].startswith("tolsim")]
-    for r in rows:
-        if r["solver"].startswith("tolsim"):
-            continue
-        candidates = [t for t in tolsim_rows if t["error"] <= r["error"]]
-        best = min(candidates, key=lambda t: t["time_per_trajectory_s"]) if candidates else None
-        ratios.append(
-            {
-                "solve_ivp": r["solver"],
-                "solve_ivp_rtol": r["rtol"],
-                "solve_ivp_error": r["error"],
-                "tolsim_rtol": best["rtol"] if best else None,
-                "tolsim_error": best["error"] if best else None,
-                "speedup": r["time_per_trajectory_s"] / best["time_per_trajectory_s"]
-                if best
-                else None,
-            }
-        )
+    for mode, _, _ in modes:
+        tolsim_rows = [r for r in rows if r.get("mode") == mode]
+        for r in rows:
+            if r["solver"].startswith("tolsim"):
+                continue
+            candidates = [t for t in tolsim_rows if t["error"] <= r["error"]]
+            best = min(candidates, key=lambda t: t["time_per_trajectory_s"], default=None)
+            ratios.append(
+                {
+                    "mode": mode,
+                    "solve_ivp": r["solver"],
+                    "solve_ivp_rtol": r["rtol"],
+                    "solve_ivp_error": r["error"],
+                    "tolsim_rtol": best["rtol"] if best else None,
+                    "tolsim_error": best["error"] if best else None,
+                    "speedup": r["time_per_trajectory_s"] / best["time_per_trajectory_s"]
+                    if best
+                    else None,
+                }
+            )
+    kernels = kernel_comparison(model, table, schedule, times, args.tolsim_repeats)
 
     linear = tolsim.models.TwoState(crowding="none")
     start = time.perf_counter()
@@ -451,7 +467,43 @@ def work_precision(args) -> dict[str, object]:
         "warm_call_s": warm_s,
         "rows": rows,
         "ratios": ratios,
+        "kernels": kernels,
         "exact_vs_rk": exact_vs_rk,
+    }
+
+
+def kernel_comparison(model, table, schedule, times, repeats) -> dict[str, object]:
+    """The CPU kernels alone (``solve_batch``: no validation, no Dataset) at rtol
+    ``KERNEL_RTOL``: one trajectory at a time, on lanes (the default), lockstep groups.
+    Interleaved rounds, medians, so that a slow minute hits all three alike."""
+    packed = model.pack_table(table)
+    compiled = schedule.compile(model.drugs)
+    variants = {
+        "one trajectory per thread (lanes=False)": {"lanes": False},
+        "lanes, own steps (default)": {},
+        "lockstep groups": {"lockstep": True},
+    }
+    seconds = {name: [] for name in variants}
+    steps = {}
+    for _ in range(repeats + 1):  # the first round warms up
+        for name, options in variants.items():
+            start = time.perf_counter()
+            _, _, stats = solve_batch(
+                model, packed, compiled, times, KERNEL_RTOL, ATOL_CELLS, 100_000, 1, **options
+            )
+            seconds[name].append(time.perf_counter() - start)
+            steps[name] = float(stats[:, 1].mean())
+    n = packed.shape[0]
+    return {
+        "rtol": KERNEL_RTOL,
+        "rows": [
+            {
+                "kernel": name,
+                "time_per_trajectory_s": statistics.median(seconds[name][1:]) / n,
+                "mean_accepted_steps": steps[name],
+            }
+            for name in variants
+        ],
     }
 
 
@@ -599,10 +651,13 @@ def report(results: dict[str, object]) -> str:
         "",
         "### Ratios at equal or better accuracy",
         "",
-        "Fastest tolsim row whose error is <= the solve_ivp row's error.",
+        "Fastest tolsim row of each mode whose error is <= the solve_ivp row's error "
+        "(independent: every sample on its own steps, the default; lockstep: "
+        "`simulate(..., lockstep=True)`, groups of 16 samples on shared steps).",
         "",
-        "| solve_ivp | rtol | error | tolsim rtol | tolsim error | speed-up (time ratio) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| tolsim mode | solve_ivp | rtol | error | tolsim rtol | tolsim error | "
+        "speed-up (time ratio) |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for q in wp["ratios"]:
         if q["tolsim_rtol"] is None:
@@ -610,9 +665,25 @@ def report(results: dict[str, object]) -> str:
         else:
             tail = f"{q['tolsim_rtol']:g} | {fmt_err(q['tolsim_error'])} | {q['speedup']:,.0f}× |"
         lines.append(
-            f"| {q['solve_ivp'].removeprefix('solve_ivp ').removesuffix(' (Python loop)')} | "
+            f"| {q.get('mode', 'independent')} | "
+            f"{q['solve_ivp'].removeprefix('solve_ivp ').removesuffix(' (Python loop)')} | "
             f"{q['solve_ivp_rtol']:g} | {fmt_err(q['solve_ivp_error'])} | {tail}"
         )
+    kernels = wp.get("kernels")
+    if kernels is not None:
+        lines += [
+            "",
+            f"CPU kernels alone (`solve_batch`, no Dataset), rtol {kernels['rtol']:g}, "
+            "interleaved rounds, medians:",
+            "",
+            "| kernel | µs / trajectory | mean accepted steps |",
+            "|---|---:|---:|",
+        ]
+        for k in kernels["rows"]:
+            lines.append(
+                f"| {k['kernel']} | {fmt_us(k['time_per_trajectory_s'])} | "
+                f"{k['mean_accepted_steps']:.1f} |"
+            )
     ex = wp["exact_vs_rk"]
     kernel_exact = ex["kernel_exact_time_per_trajectory_s"]
     kernel_ratio = ex["kernel_dopri5_time_per_trajectory_s"] / kernel_exact
