@@ -350,7 +350,7 @@ def work_precision(args) -> dict[str, object]:
                     else None,
                 }
             )
-    kernels = kernel_comparison(model, table, schedule, times, args.tolsim_repeats)
+    kernel_rows = kernel_comparison(model, table, schedule, times, args.tolsim_repeats)
 
     linear = tolsim.models.TwoState(crowding="none")
     start = time.perf_counter()
@@ -467,7 +467,7 @@ def work_precision(args) -> dict[str, object]:
         "warm_call_s": warm_s,
         "rows": rows,
         "ratios": ratios,
-        "kernels": kernels,
+        "kernels": kernel_rows,
         "exact_vs_rk": exact_vs_rk,
     }
 
@@ -653,7 +653,7 @@ def report(results: dict[str, object]) -> str:
         "",
         "Fastest tolsim row of each mode whose error is <= the solve_ivp row's error "
         "(independent: every sample on its own steps, the default; lockstep: "
-        "`simulate(..., lockstep=True)`, groups of 16 samples on shared steps).",
+        "`simulate(..., lockstep=True)`, groups of 32 samples on shared steps).",
         "",
         "| tolsim mode | solve_ivp | rtol | error | tolsim rtol | tolsim error | "
         "speed-up (time ratio) |",

@@ -13,6 +13,7 @@ from numba import njit
 
 import tolsim
 from tolsim.kernels.exposure import hill
+from tolsim.kernels.specialise import specialised
 from tolsim.models import Model, Parameter, Transition
 from tolsim.simulate import exposure_index, lanes_apply, solve_batch
 
@@ -200,6 +201,9 @@ def _no_lanes_three_args(x, p, out):
 # -- lockstep: lanes that share their steps ------------------------------------------------
 
 
+GROUP = specialised("ode_lanes_template", tolsim.models.TwoState().lane_rates).LOCKSTEP_LANES
+
+
 def lockstep(model, table, schedule, times, code=AUTO, rtol=1e-6, max_steps=100_000):
     packed = model.pack_table(table)
     compiled = schedule.compile(model.drugs)
@@ -218,11 +222,12 @@ def test_a_lockstep_group_of_copies_is_the_one_trajectory_solution_bit_for_bit()
     )
     times = np.concatenate([[0.0, 0.5], np.arange(1.0, 121.0, 7.0), [50.0, 70.0, 120.0]])
     times = np.unique(times)
-    table = {k: np.repeat(v, 16) for k, v in jittered(model, 1, np.random.default_rng(5)).items()}
+    one = jittered(model, 1, np.random.default_rng(5))
+    table = {k: np.repeat(v, GROUP) for k, v in one.items()}
     grouped = lockstep(model, table, schedule, times)
     alone = both(model, {k: v[:1] for k, v in table.items()}, schedule, times)[1]
     for got, expected in zip(grouped, alone, strict=True):
-        np.testing.assert_array_equal(got, np.repeat(expected, 16, axis=0))
+        np.testing.assert_array_equal(got, np.repeat(expected, GROUP, axis=0))
 
 
 def test_lockstep_meets_the_tolerance_for_every_sample():
@@ -233,7 +238,7 @@ def test_lockstep_meets_the_tolerance_for_every_sample():
     model = tolsim.models.TwoState()
     schedule = tolsim.Schedule.from_phases([{"days": 120, "tamoxifen": 1.0}, {"days": 240}])
     times = np.arange(0.0, 361.0, 3.0)
-    table = jittered(model, 37, rng, spread=0.2)
+    table = jittered(model, GROUP + 5, rng, spread=0.2)
     reference = both(model, table, schedule, times, rtol=1e-11)[1][0].sum(axis=2)
     grouped = lockstep(model, table, schedule, times)
     single = both(model, table, schedule, times)[1]
@@ -243,36 +248,40 @@ def test_lockstep_meets_the_tolerance_for_every_sample():
     assert error_grouped.max() <= error_single.max()
     assert np.all(error_grouped <= 2.0 * error_single + 1e-9)
     # the group takes at least as many steps as its hardest member alone
-    for g in range(0, 37, 16):
-        assert np.all(grouped[2][g : g + 16, 1] >= single[2][g : g + 16, 1].max())
+    for g in range(0, GROUP + 5, GROUP):
+        steps = grouped[2][g : g + GROUP, 1]
+        assert np.all(steps == steps[0])
+        assert steps[0] >= single[2][g : g + GROUP, 1].max()
 
 
 def test_lockstep_results_depend_only_on_the_group():
     rng = np.random.default_rng(2)
     model = tolsim.models.TwoState()
     schedule = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}, {"days": 30}])
-    table = jittered(model, 40, rng)
+    table = jittered(model, 2 * GROUP + 3, rng)
     times = np.arange(61.0)
     full = lockstep(model, table, schedule, times)
-    second_group = lockstep(model, {k: v[16:32] for k, v in table.items()}, schedule, times)
+    second = slice(GROUP, 2 * GROUP)
+    second_group = lockstep(model, {k: v[second] for k, v in table.items()}, schedule, times)
     for got, expected in zip(second_group, full, strict=True):
-        np.testing.assert_array_equal(got, expected[16:32])
+        np.testing.assert_array_equal(got, expected[second])
 
 
 def test_lockstep_groups_that_fail_or_are_stiff_are_solved_alone():
     rng = np.random.default_rng(11)
     model = tolsim.models.TwoState()
     schedule = tolsim.Schedule.from_phases([{"days": 100, "inhibitor": 5.0}, {"days": 100}])
-    table = jittered(model, 20, rng)
-    table["kappa_T"] = np.where(np.arange(20) == 3, 10.0, 0.3)  # group 0 has a stiff sample
-    table["delta_S"] = np.where(np.arange(20) == 3, 10.0, 0.02)
+    n = GROUP + 4
+    table = jittered(model, n, rng)
+    table["kappa_T"] = np.where(np.arange(n) == 3, 10.0, 0.3)  # group 0 has a stiff sample
+    table["delta_S"] = np.where(np.arange(n) == 3, 10.0, 0.02)
     times = np.linspace(0, 200, 41)
     grouped = lockstep(model, table, schedule, times)
     single = both(model, table, schedule, times)[1]
     assert single[2][3, 4] == 1  # sample 3 alone switches to the Rosenbrock method
     for got, expected in zip(grouped, single, strict=True):
-        np.testing.assert_array_equal(got[:16], expected[:16])  # group 0: solved alone
-    assert np.all(grouped[2][16:, 1] == grouped[2][16, 1])  # group 1: shared steps
+        np.testing.assert_array_equal(got[:GROUP], expected[:GROUP])  # group 0: solved alone
+    assert np.all(grouped[2][GROUP:, 1] == grouped[2][GROUP, 1])  # group 1: shared steps
     failing = lockstep(model, table, schedule, times, max_steps=60)
     expected = both(model, table, schedule, times, max_steps=60)[1]
     np.testing.assert_array_equal(failing[2][:, 0], expected[2][:, 0])
@@ -283,7 +292,7 @@ def test_simulate_lockstep_records_itself_and_refuses_what_it_cannot_do(two_stat
     schedule = tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 20}])
     table = jittered(two_state, 20, np.random.default_rng(0))
     ds = tolsim.simulate(two_state, table, schedule, np.arange(41.0), lockstep=True)
-    assert ds.attrs["lockstep_lanes"] == 16
+    assert ds.attrs["lockstep_lanes"] == GROUP
     assert "lockstep group" in ds.n_steps.attrs["long_name"]
     assert "lockstep_lanes" not in tolsim.simulate(two_state, table, schedule, [0.0, 40.0]).attrs
     oral = tolsim.Schedule.oral(

@@ -1,31 +1,35 @@
-"""Dormand–Prince 5(4) on lanes: ``LANES`` trajectories advanced side by side, each with its
-own steps, so that the stages of all of them are one loop the compiler vectorises.
+"""Dormand–Prince 5(4) on lanes: several trajectories (parameter sets) per thread, in two
+kernels.
 
 This file is a *template* like :mod:`tolsim.kernels.ode_template`; its copies import a model's
-``lane_rates`` (:class:`tolsim.models.Model`) where it is marked ``TOLSIM-RATES``.
+``lane_rates`` (:class:`tolsim.models.Model`) where it is marked ``TOLSIM-RATES``. Both
+kernels need piecewise-constant concentrations (no PK channels): the exposures are then
+constant over a piece, computed once per piece and lane rather than in every right-hand side.
+Methods ``dopri5`` and ``auto``.
 
-Why lanes
----------
-One trajectory of a small model is a chain of dependent floating-point operations (six stages
-a step, each waiting for the last): a core spends most of its time waiting on latencies, not
-computing. Here a thread holds ``LANES`` trajectories (parameter sets) at once. Every stage
-computes the stage arguments and the model's propensities for all lanes in loops over the
-lane, which LLVM turns into SIMD instructions, and whose iterations are independent.
-
-Same results as the one-trajectory kernel
------------------------------------------
-Lanes share nothing but the loop: each has its own time, step size, schedule piece, step
+Lanes with their own steps (:func:`solve_batch`, the default CPU path)
+----------------------------------------------------------------------
+A thread holds ``LANES`` samples. Each has its own time, step size, schedule piece, step
 controller and output index, and makes the same accept/reject decisions with the same
 floating-point operations, in the same order, as
-:func:`tolsim.kernels.ode_template.integrate_adaptive`. A trajectory is therefore the same,
-bit for bit, whichever samples share its lanes (``tests/test_lanes.py``). A lane whose sample
-is done takes the next sample of its block, so lanes do not idle while others finish.
+:func:`tolsim.kernels.ode_template.integrate_adaptive`: a trajectory is the same, bit for
+bit, whichever samples share its lanes (``tests/test_lanes.py``). A lane whose sample is done
+takes the next sample of its block. Measured (``benchmarks/work_precision.py``), the gain
+over the one-trajectory kernel comes from the exposures computed per piece; the per-lane
+control flow keeps LLVM from vectorising much, and 2 to 16 lanes run at about the same speed.
+A sample the ``auto`` stiffness test flags ends with status :data:`STIFF_DETECTED`; the
+caller solves it again with the one-trajectory kernel, which then switches to the Rosenbrock
+method exactly as it would have from the start.
 
-Scope: piecewise-constant concentrations (no PK channels; exposures are then constant over a
-piece and computed once per piece and lane), methods ``dopri5`` and ``auto``. A sample that
-the ``auto`` stiffness test flags ends with status :data:`STIFF_DETECTED` and no outputs
-after that point; the caller solves it again with the one-trajectory kernel, which then
-switches to the Rosenbrock method exactly as it would have from the start.
+Lockstep groups (:func:`solve_lockstep`, ``simulate(..., lockstep=True)``)
+-------------------------------------------------------------------------
+``LOCKSTEP_LANES`` consecutive samples take the same steps, controlled by the largest of
+their error norms, so every sample meets the tolerance at every step. With one time, step
+and piece for the group, every loop of a step runs over the lanes with no per-lane branch,
+and LLVM vectorises the stages, the rates and the dense output (outputs go to lane-major
+buffers first). Several times faster than one trajectory at a time, at the price of results
+that depend, within the tolerance, on the group. A group that fails or turns stiff ends with
+status :data:`REDO_ALONE` for all its samples, which the caller solves one by one.
 """
 
 from __future__ import annotations
@@ -547,7 +551,7 @@ def solve_batch(
 
 # -- lockstep: lanes that share their steps --------------------------------------------------
 
-LOCKSTEP_LANES = 16  # TOLSIM-CONSTANT
+LOCKSTEP_LANES = 32  # TOLSIM-CONSTANT: 32 was fastest on AVX-512 (8: 1.8x, 64: 1.4x slower)
 REDO_ALONE = 1  # lockstep status: stiff, or failed as a group; solve each sample alone
 
 
@@ -593,6 +597,10 @@ def lockstep_group(
     scratch = np.empty((n, w))
     k = np.empty((7, n, w))
     q = np.empty((4, n, w))
+    # outputs lane-major (contiguous over lanes, so their loops vectorise), copied to the
+    # sample-major results at the end
+    buf_x = np.empty((n_out, n, w))
+    buf_dn = np.empty((n_out, w))
     rate_buf = np.empty((stoich.shape[0], w))
     t_lanes = np.empty(w)
     acc_lanes = np.empty(w)
@@ -615,8 +623,8 @@ def lockstep_group(
         for lane in range(w):
             load_exposures(lane, level, 0, p, exposure_index, e)
     while j < n_out and t_out[j] <= breakpoints[0]:
-        _lockstep_store_rhs(j, t_out[j], first, y, p, e, stoich, rate_buf, t_lanes, scratch, k,
-                            out_x, out_dn)  # fmt: skip
+        _lockstep_store_rhs(j, t_out[j], y, p, e, stoich, rate_buf, t_lanes, scratch, k, buf_x,
+                            buf_dn)  # fmt: skip
         j += 1
 
     h = 0.0
@@ -746,22 +754,21 @@ def lockstep_group(
                                 q[0, i, lane]
                                 + sj * (q[1, i, lane] + sj * (q[2, i, lane] + sj * q[3, i, lane]))
                             )
-                            out_x[first + lane, j, i] = max(value, 0.0)
+                            buf_x[j, i, lane] = max(value, 0.0)
                             acc_lanes[lane] += q[0, i, lane] + sj * (
                                 2.0 * q[1, i, lane]
                                 + sj * (3.0 * q[2, i, lane] + sj * 4.0 * q[3, i, lane])
                             )
                     for lane in range(w):
-                        out_dn[first + lane, j] = acc_lanes[lane] / h
+                        buf_dn[j, lane] = acc_lanes[lane] / h
                     if t_out[j] >= t_end and piece + 1 < n_pieces:
                         # right-hand derivative at a breakpoint: rates of the next piece
                         for lane in range(w):
                             load_exposures(lane, level, piece + 1, p, exposure_index, e_next)
                             for i in range(n):
-                                y_stiff[i, lane] = out_x[first + lane, j, i]
-                        _lockstep_store_rhs(j, t_out[j], first, y_stiff, p, e_next, stoich,
-                                            rate_buf, t_lanes, scratch, k, out_x,
-                                            out_dn)  # fmt: skip
+                                y_stiff[i, lane] = buf_x[j, i, lane]
+                        _lockstep_store_rhs(j, t_out[j], y_stiff, p, e_next, stoich, rate_buf,
+                                            t_lanes, scratch, k, buf_x, buf_dn)  # fmt: skip
                     j += 1
             clipped = False
             for i in range(n):
@@ -793,6 +800,13 @@ def lockstep_group(
                         status = NON_FINITE_STATE
         if status != SUCCESS:
             break
+    if status == SUCCESS:  # read the buffers in order; the lanes' rows fill in parallel
+        for jj in range(n_out):
+            for lane in range(w):
+                out_dn[first + lane, jj] = buf_dn[jj, lane]
+            for i in range(n):
+                for lane in range(w):
+                    out_x[first + lane, jj, i] = buf_x[jj, i, lane]
     for lane in range(w):
         s = first + lane
         stats[s, STAT_STATUS] = SUCCESS if status == SUCCESS else REDO_ALONE
@@ -802,16 +816,17 @@ def lockstep_group(
 
 
 @njit(cache=True, error_model="numpy")
-def _lockstep_store_rhs(j, t_j, first, x, p, e, stoich, rate_buf, t_lanes, scratch, k, out_x,
-                        out_dn):  # fmt: skip
-    """Outputs ``j`` of every lane: the clipped states ``x`` and dN/dt from the rates
+def _lockstep_store_rhs(j, t_j, x, p, e, stoich, rate_buf, t_lanes, scratch, k, buf_x,
+                        buf_dn):  # fmt: skip
+    """Outputs ``j`` of every lane (lane-major buffers): the clipped states ``x`` and dN/dt
+    from the rates
     (``scratch`` and ``k[6]`` are overwritten: called before a step's stages, or after a
     step that ends its piece, whose ``k`` is not used again)."""
     n, w = x.shape
     for i in range(n):
         for lane in range(w):
             scratch[i, lane] = max(x[i, lane], 0.0)
-            out_x[first + lane, j, i] = scratch[i, lane]
+            buf_x[j, i, lane] = scratch[i, lane]
     for lane in range(w):
         t_lanes[lane] = t_j
     lane_rhs(t_lanes, scratch, p, e, stoich, rate_buf, k, 6)
@@ -819,7 +834,7 @@ def _lockstep_store_rhs(j, t_j, first, x, p, e, stoich, rate_buf, t_lanes, scrat
         total = 0.0
         for i in range(n):
             total += k[6, i, lane]
-        out_dn[first + lane, j] = total
+        buf_dn[j, lane] = total
 
 
 @njit(cache=True, error_model="numpy")
