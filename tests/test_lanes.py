@@ -313,3 +313,17 @@ def test_simulate_lockstep_records_itself_and_refuses_what_it_cannot_do(two_stat
 
 
 TWO_LINEAR = tolsim.models.TwoState(crowding="none")
+
+
+@pytest.mark.parametrize("model", [tolsim.models.TwoState(), tolsim.models.ThreeState("gompertz")])
+def test_a_lockstep_group_of_one_is_the_sample_alone(model):
+    """A table of one sample is a group of one: the one-trajectory kernel's numbers."""
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 25, "tamoxifen": 1.0}, {"days": 25, "inhibitor": 2.0}, {"days": 25}]
+    )
+    times = np.unique(np.concatenate([np.linspace(0.0, 75.0, 16), [25.0, 50.0]]))
+    table = jittered(model, 1, np.random.default_rng(9))
+    grouped = lockstep(model, table, schedule, times, code=DOPRI5)
+    alone = both(model, table, schedule, times, code=DOPRI5)[1]
+    for got, expected in zip(grouped, alone, strict=True):
+        np.testing.assert_array_equal(got, expected)
