@@ -185,32 +185,9 @@ class Model:
         for state in self.tolerant_states:
             if state not in self.states:
                 raise ValueError(f"`tolerant_states` names unknown state {state!r}")
-        py_func = getattr(self.rates, "py_func", None)
-        if py_func is None or not hasattr(self.rates, "targetoptions"):
-            raise TypeError(
-                f"`rates` = {self.rates!r}: expected a function decorated with @numba.njit"
-            )
-        if "<locals>" in py_func.__qualname__:
-            raise ValueError(
-                f"`rates` = {py_func.__qualname__}: the rate function must be defined at module "
-                "top level (not inside another function) so its solvers can be cached"
-            )
-        if len(inspect.signature(py_func).parameters) != 5:
-            raise TypeError("`rates` must take exactly (t, x, p, c, out)")
+        _check_kernel_function(self.rates, "rates", "(t, x, p, c, out)")
         if self.lane_rates is not None:
-            lane_func = getattr(self.lane_rates, "py_func", None)
-            if lane_func is None or not hasattr(self.lane_rates, "targetoptions"):
-                raise TypeError(
-                    f"`lane_rates` = {self.lane_rates!r}: expected a function decorated with "
-                    "@numba.njit, or None"
-                )
-            if "<locals>" in lane_func.__qualname__:
-                raise ValueError(
-                    f"`lane_rates` = {lane_func.__qualname__}: expected a function defined at "
-                    "module top level, so that its kernels can be cached"
-                )
-            if len(inspect.signature(lane_func).parameters) != 5:
-                raise TypeError("`lane_rates` must take exactly (t, x, p, e, out)")
+            _check_kernel_function(self.lane_rates, "lane_rates", "(t, x, p, e, out)")
 
     # -- derived arrays ----------------------------------------------------------------
     @property
@@ -382,6 +359,21 @@ class Model:
             "rates": f"{self.rates.py_func.__module__}.{self.rates.py_func.__qualname__}",
             "linear": self.linear,
         }
+
+
+def _check_kernel_function(function, name: str, signature: str) -> None:
+    """``function`` must be a top-level ``numba.njit`` function taking ``signature``, so that
+    the kernels specialised on it can be cached on disk."""
+    py_func = getattr(function, "py_func", None)
+    if py_func is None or not hasattr(function, "targetoptions"):
+        raise TypeError(f"`{name}` = {function!r}: expected a function decorated with @numba.njit")
+    if "<locals>" in py_func.__qualname__:
+        raise ValueError(
+            f"`{name}` = {py_func.__qualname__}: the function must be defined at module top "
+            "level (not inside another function) so its solvers can be cached"
+        )
+    if len(inspect.signature(py_func).parameters) != 5:
+        raise TypeError(f"`{name}` must take exactly {signature}")
 
 
 def _check_value(label: str, value: float, p: Parameter) -> None:
