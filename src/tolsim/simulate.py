@@ -285,7 +285,7 @@ def solve_batch(
     ``stats`` (samples, N_STATS): status, accepted and rejected steps, right-hand sides,
     stiffness switch. Inputs are trusted (checked by the callers).
 
-    ``lanes``: ``None`` uses the vectorised lane kernel (:mod:`~tolsim.kernels.
+    ``lanes``: ``None`` uses the lane kernel (:mod:`~tolsim.kernels.
     ode_lanes_template`) where it applies — a model with ``lane_rates``, method "dopri5" or
     "auto", no PK dosing — and the one-trajectory kernel otherwise; both give the same
     numbers. ``False`` forces the one-trajectory kernel, ``True`` the lanes (an error where
