@@ -221,6 +221,7 @@ def test_a_directory_that_is_no_store_is_an_error(tmp_path, capsys):
         ("chunk_size = 2", "rtol = true", "`run.rtol` = True in {file}"),
         ("chunk_size = 2", 'device = "gpu"', "`run.device` = 'gpu' in {file}: expected one of"),
         ("chunk_size = 2", "chunks = 2", "`run.chunks` in {file} is not a known key"),
+        ("chunk_size = 2", "lockstep = 1", "`run.lockstep` = 1 in {file}: expected true or"),
         ("[run]", "[runs]", "{file} has unknown table [runs]"),
         ("tamoxifen = 1.0", "tamoxifen = -1.0", "`schedule` in {file}: `phases[0].tamoxifen`"),
         ("tamoxifen = 1.0", "tamoxifin = 1.0", "`schedule` in {file}: the schedule gives"),
@@ -338,6 +339,15 @@ def test_help_and_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"tolsim {tolsim.__version__}"
+
+
+def test_sweep_file_lockstep_reaches_tolsim_sweep(tmp_path):
+    config = load_sweep(write(tmp_path, SMALL.replace("chunk_size = 2", "lockstep = true")))
+    kwargs = config.sweep_kwargs()
+    assert kwargs["lockstep"] is True
+    ds = sweep(config.model, config.design, config.schedule, store=None, **kwargs)
+    assert json.loads(ds.attrs["settings"])["lockstep"] is True
+    assert load_sweep(write(tmp_path, SMALL)).sweep_kwargs()["lockstep"] is False
 
 
 def test_example_sweep_file_is_valid():
@@ -552,6 +562,11 @@ def direct_fit(folder: Path):
             '[run]\nmethod = "ssa"\npaths = 3\nseed = 11\n',
             "run.svg",
             {"method": "ssa", "paths": 3, "seed": 11},
+        ),
+        (
+            '[run]\nmethod = "dopri5"\nlockstep = true\n',
+            "run.png",
+            {"method": "dopri5", "lockstep": True},
         ),
     ],
 )
@@ -810,6 +825,7 @@ def test_missing_and_invalid_files(tmp_path, capsys, command):
         ("rtol = 1e-8", "rtol = '1e-8'", "`run.rtol` = '1e-8' in {file}: expected a tolerance"),
         ("rtol = 1e-8", 'method = "euler"', "`run.method` = 'euler' in {file}: expected one of"),
         ("rtol = 1e-8", "paths = 5", "`run.paths` in {file} applies to stochastic methods"),
+        ("rtol = 1e-8", "lockstep = 'no'", "`run.lockstep` = 'no' in {file}: expected true or"),
         ("rtol = 1e-8", 'method = "ssa"', "lacks the key `run.seed`: `run.method` = 'ssa'"),
         ("lambda_S = 0.3", "lambda_S = -0.3", "`model.params.lambda_S` = -0.3 1/day"),
         ("tamoxifen = 1.0", "tamoxifen = true", "`schedule` in {file}: "),

@@ -2,9 +2,12 @@
 invariance, resuming an interrupted sweep, refusing a different sweep's store; and in memory
 (``store=None``), equal to a store."""
 
+import json
+
 import numpy as np
 import pytest
 import xarray as xr
+from user_models import GrowthSwitch
 
 import tolsim
 from tolsim.design import grid, lhs
@@ -267,3 +270,46 @@ def test_in_memory_sweep_refuses_what_needs_a_store():
         sweep(MODEL, DESIGN, SCHEDULE, store=None, client="tcp://x:1")
     with pytest.raises(ValueError, match="`max_chunks` = 1 with `store` = None"):
         sweep(MODEL, DESIGN, SCHEDULE, store=None, max_chunks=1)
+
+
+def test_lockstep_sweep_is_within_tolerance_and_keyed_to_its_chunks(client, tmp_path):
+    """``lockstep=True``: values within the solver's tolerance of the default sweep, the same
+    bits for chunk sizes whose groups coincide (32 and 96 for 40 samples), and a store that
+    resumes only with its own chunk size."""
+    grouped = sweep(MODEL, DESIGN, SCHEDULE, store=None, chunk_size=32, lockstep=True)
+    aligned = sweep(MODEL, DESIGN, SCHEDULE, store=None, chunk_size=96, lockstep=True)
+    independent = sweep(MODEL, DESIGN, SCHEDULE, store=None, chunk_size=96)
+    for name in ("burden_at_withdrawal", "tolerant_fraction_at_withdrawal", "nadir_cells"):
+        np.testing.assert_array_equal(grouped[name].values, aligned[name].values)
+        np.testing.assert_allclose(grouped[name].values, independent[name].values, rtol=2e-5)
+        assert not np.array_equal(grouped[name].values, independent[name].values)
+    settings = json.loads(grouped.attrs["settings"])
+    assert settings["lockstep"] is True and settings["chunk_size"] == 32
+    assert "lockstep" not in json.loads(independent.attrs["settings"])
+    store = tmp_path / "lockstep.zarr"
+    run = dict(client=client, lockstep=True)
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=32, max_chunks=1, **run)
+    with pytest.raises(StoreMismatchError, match="different sweep"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, **run)
+    done = sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=32, **run)
+    np.testing.assert_array_equal(done.nadir_cells.values, grouped.nadir_cells.values)
+
+
+def test_lockstep_sweep_refuses_what_it_cannot_do():
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.1, every_days=1.0, stop_day=3.0, pk=tolsim.PK.tamoxifen_mouse()
+    )
+    cases = [
+        (dict(method="rosenbrock"), ValueError, "method 'auto' or 'dopri5'"),
+        (dict(method="tau", seed=1), ValueError, "method 'auto' or 'dopri5'"),
+        (dict(model=GrowthSwitch()), ValueError, "`lane_rates`"),
+        (dict(schedule=oral), ValueError, "PK dosing"),
+    ]
+    for options, error, match in cases:
+        arguments = {"model": MODEL, "schedule": SCHEDULE, **options}
+        model, schedule = arguments.pop("model"), arguments.pop("schedule")
+        design = lhs(4, seed=1, kappa_T=(0.0, 0.6))
+        with pytest.raises(error, match=match):
+            sweep(model, design, schedule, store=None, lockstep=True, **arguments)
+    with pytest.raises(TypeError, match="`lockstep` = 1"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=None, lockstep=1)

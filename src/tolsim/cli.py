@@ -122,6 +122,7 @@ _RUN_DEFAULTS = {
     "atol": 1e-6,
     "max_steps": 100_000,
     "device": "cpu",
+    "lockstep": False,
 }
 # where a table someone may guess belongs instead
 _TABLE_HINTS = {"params": "parameter values go in [model.params]"}
@@ -158,6 +159,9 @@ class SweepConfig:
     method : str
     rtol, atol : float
     max_steps : int
+    device : {"cpu", "cuda"}
+    lockstep : bool
+        Groups of samples on shared steps (:func:`tolsim.sweep`'s ``lockstep``).
     """
 
     path: Path
@@ -174,6 +178,7 @@ class SweepConfig:
     atol: float
     max_steps: int
     device: str = "cpu"
+    lockstep: bool = False
 
     def sweep_kwargs(self, chunk_size: int | None = None) -> dict[str, Any]:
         """Keyword arguments of :func:`tolsim.sweep` other than the store, client and
@@ -188,6 +193,7 @@ class SweepConfig:
             "max_steps": self.max_steps,
             "recurrence_threshold": self.recurrence_threshold,
             "device": self.device,
+            "lockstep": self.lockstep,
         }
 
 
@@ -218,7 +224,8 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepConfig:
         ``"size_at_withdrawal"`` (default) or a number of cells.
     ``[run]`` (optional)
         ``chunk_size`` (10000), ``method`` (``"auto"``), ``rtol`` (1e-6), ``atol`` (1e-6),
-        ``max_steps`` (100000), ``device`` (``"cpu"``, or ``"cuda"`` for GPUs).
+        ``max_steps`` (100000), ``device`` (``"cpu"``, or ``"cuda"`` for GPUs), ``lockstep``
+        (false; true: groups of samples on shared steps, see :func:`tolsim.sweep`).
 
     Fixed parameters become constant columns of the design, so that the store records them
     next to the swept ones and they enter the sweep's fingerprint (a store made with other
@@ -289,6 +296,12 @@ def _number(value: Any, key: str, file: str, what: str = "a number") -> float:
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
         raise ConfigError(f"`{key}` = {value!r} in {file}: expected {what}")
     return float(value)
+
+
+def _boolean(value: Any, key: str, file: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"`{key}` = {value!r} in {file}: expected true or false")
+    return value
 
 
 def _integer(value: Any, key: str, file: str, low: int) -> int:
@@ -493,6 +506,7 @@ def _load_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
             raise ConfigError(f"`run.{name}` = {run[name]!r} in {file}: expected a tolerance > 0")
     run["max_steps"] = _integer(run["max_steps"], "run.max_steps", file, 1)
     run["device"] = _choice(run["device"], "run.device", file, ("cpu", "cuda"))
+    run["lockstep"] = _boolean(run["lockstep"], "run.lockstep", file)
     return run
 
 
@@ -658,7 +672,8 @@ def load_simulate(path: str | os.PathLike[str]) -> SimulateConfig:
     ``[run]`` (optional)
         ``method`` (``"auto"``; ``"dopri5"``, ``"rosenbrock"``, ``"exact"``, or the
         stochastic ``"ssa"``, ``"tau"``, ``"hybrid"``), ``rtol`` (1e-6), ``atol`` (1e-6),
-        ``max_steps`` (100000), ``device`` (``"cpu"`` or ``"cuda"``). Stochastic methods
+        ``max_steps`` (100000), ``device`` (``"cpu"`` or ``"cuda"``), ``lockstep`` (false;
+        see :func:`tolsim.simulate`). Stochastic methods
         only: ``seed`` (required), ``paths`` (1), ``max_events``, ``threshold`` (hybrid),
         ``recurrence_threshold``.
 
@@ -695,7 +710,7 @@ def _load_times(table: Mapping[str, Any], schedule: Schedule, file: str) -> np.n
 
 
 def _load_simulate_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
-    _check_keys(table, "run", file, (), (*_SIMULATE_RUN, "device", *_STOCHASTIC_KEYS))
+    _check_keys(table, "run", file, (), (*_SIMULATE_RUN, "device", "lockstep", *_STOCHASTIC_KEYS))
     run = {**_SIMULATE_RUN, **table}
     method = _choice(run["method"], "run.method", file, SIMULATE_METHODS)
     options: dict[str, Any] = {
@@ -711,6 +726,8 @@ def _load_simulate_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
                 f"`run.device` = 'cuda' in {file}: the GPU runs `run.method` 'auto' or "
                 f"'dopri5', not {method!r}"
             )
+    if "lockstep" in table:
+        options["lockstep"] = _boolean(table["lockstep"], "run.lockstep", file)
     if method not in STOCHASTIC_METHODS:
         for name in _STOCHASTIC_KEYS:
             if name in table:
@@ -1532,7 +1549,7 @@ RUN.toml (tables [model], [schedule], optional [times] and [run]):
   phases = [{ days = 120, tamoxifen = 1.0 }, { days = 240 }]
   [times]                      # output days: step_days (default 1) or days = [...]
   step_days = 1.0
-  [run]                        # method, rtol, atol, max_steps, device; for "ssa",
+  [run]                        # method, rtol, atol, max_steps, device, lockstep; for "ssa",
   method = "auto"              # "tau", "hybrid" also seed (required), paths,
                                # max_events, threshold, recurrence_threshold
 
