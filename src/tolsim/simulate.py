@@ -364,6 +364,11 @@ def lanes_apply(model: Model, compiled, code: int) -> bool:
     )
 
 
+def tolerant_index(model: Model) -> np.ndarray:
+    """State indices (int64) counted in the tolerant fraction."""
+    return np.array([model.states.index(s) for s in model.tolerant_states], dtype=np.int64)
+
+
 def exposure_index(model: Model) -> np.ndarray:
     """Rows (drug column, EC50 parameter, Hill parameter) of the model's exposures."""
     names = model.parameter_names
@@ -572,8 +577,7 @@ def _to_dataset(
             out_x[index, :, i],
             {"units": "cells", "long_name": f"{state} cells"},
         )
-    tolerant_columns = np.array([model.states.index(s) for s in model.tolerant_states])
-    total, fraction = totals(out_x, tolerant_columns)
+    total, fraction = totals(out_x, tolerant_index(model))
     data_vars["N"] = (dims, total[index], {"units": "cells", "long_name": "total cells"})
     data_vars["tolerant_fraction"] = (
         dims,

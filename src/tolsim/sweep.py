@@ -23,9 +23,10 @@ import xarray as xr
 import tolsim
 from tolsim.kernels.events import recurrence_days
 from tolsim.kernels.specialise import specialised
+from tolsim.kernels.summary import totals
 from tolsim.models.base import Columns, Model
 from tolsim.schedule import Schedule
-from tolsim.simulate import _METHOD_CODES, lanes_apply, solve_batch
+from tolsim.simulate import _METHOD_CODES, lanes_apply, solve_batch, tolerant_index
 
 __all__ = ["METRICS", "StoreMismatchError", "sweep"]
 
@@ -135,8 +136,9 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
         _METHOD_CODES[spec["method"]],
         lockstep=spec.get("lockstep", False),
     )
-    total = out_x.sum(axis=2)
-    tolerant = out_x[:, :, [model.states.index(s) for s in model.tolerant_states]].sum(axis=2)
+    # one parallel pass (numpy's sum over a last axis of 2 or 3 states is ~10x slower); the
+    # sums are numpy's, term by term, and the fraction is NaN for no cells as 0/0 was
+    total, fraction = totals(out_x, tolerant_index(model))
     data = {"status": stats[:, 0].astype(np.int32)}
     if spec["outputs"] in ("metrics", "both"):
         try:
@@ -151,8 +153,7 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
                 grid, np.ascontiguousarray(total), np.ascontiguousarray(out_dn), w, levels
             )
             data["burden_at_withdrawal"] = total[:, k]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                data["tolerant_fraction_at_withdrawal"] = tolerant[:, k] / total[:, k]
+            data["tolerant_fraction_at_withdrawal"] = fraction[:, k]
         else:
             for name in ("time_to_recurrence", "burden_at_withdrawal"):
                 data[name] = np.full(n, np.nan)
