@@ -48,37 +48,23 @@ def design(n):
 
 
 def direct(d):
-    """The same chunks through the kernel in this process (numba threads), no Dask/Zarr."""
+    """The same chunks through the kernel in this process (numba threads), no Dask/Zarr: the
+    kernel call and reductions the sweep's tasks make (``solve_batch``, which picks the lane
+    kernel, and the parallel totals)."""
+    from tolsim.kernels.events import recurrence_days
+    from tolsim.kernels.summary import totals
+    from tolsim.simulate import solve_batch, tolerant_index
+
     columns = {k: np.asarray(v) for k, v in d.columns.items()}
     grid = _metric_grid(SCHEDULE, None)
-    kernels = tolsim.kernels.specialise.specialised("ode_template", MODEL.rates)
-    compiled = tuple(SCHEDULE.compile(MODEL.drugs))
-    stoich = MODEL.stoichiometry.astype(np.float64)
-    from tolsim.kernels.events import recurrence_days
-
+    compiled = SCHEDULE.compile(MODEL.drugs)
     start = time.perf_counter()
     for lo in range(0, len(d), CHUNK):
         table = {k: v[lo : lo + CHUNK] for k, v in columns.items()}
         packed = MODEL.pack_table(table)
         n = packed.shape[0]
-        out_x = np.empty((n, grid.size, 2))
-        out_dn = np.empty((n, grid.size))
-        stats = np.zeros((n, kernels.N_STATS), dtype=np.int64)
-        kernels.solve_batch(
-            packed,
-            MODEL.initial_state(packed),
-            compiled,
-            stoich,
-            grid,
-            1e-6,
-            1e-6,
-            100_000,
-            1,
-            out_x,
-            out_dn,
-            stats,
-        )
-        total = out_x.sum(axis=2)
+        out_x, out_dn, _ = solve_batch(MODEL, packed, compiled, grid, 1e-6, 1e-6, 100_000, 1)
+        total, _ = totals(out_x, tolerant_index(MODEL))
         recurrence_days(grid, total, out_dn, 120.0, np.full(n, np.nan))
         total.min(axis=1)
     return time.perf_counter() - start
