@@ -83,49 +83,6 @@ def lane_rhs(t, x, p, e, stoich, rate_buf, k, stage):
                 k[stage, i, lane] += nu * rate_buf[j, lane]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def dopri5_lanes(t, h, y, p, e, stoich, rate_buf, k, y_new, y_stiff, rtol, atol, scratch, err):
-    """One Dormand–Prince step on every lane: lane ``l`` from ``(t[l], y[:, l])`` with step
-    ``h[l]`` and ``k[0, :, l]`` = f there. Fills ``k[1:7]``, the new states ``y_new``, the
-    sixth stage's argument ``y_stiff`` (stiffness detection) and ``err[l]``, the lane's error
-    norm, with the arithmetic of ``ode_template.dopri5_step`` and ``error_norm``.
-    ``scratch`` is (2, lanes) of work space."""
-    n, w = y.shape
-    acc = scratch[0]
-    t_stage = scratch[1]
-    for stage in range(1, 7):
-        for i in range(n):
-            for lane in range(w):
-                acc[lane] = 0.0
-            for m in range(stage):
-                a = DP_A[stage, m]
-                for lane in range(w):
-                    acc[lane] += a * k[m, i, lane]
-            for lane in range(w):
-                y_new[i, lane] = y[i, lane] + h[lane] * acc[lane]
-        if stage == 5:
-            for i in range(n):
-                for lane in range(w):
-                    y_stiff[i, lane] = y_new[i, lane]
-        for lane in range(w):
-            t_stage[lane] = t[lane] + DP_C[stage] * h[lane]
-        lane_rhs(t_stage, y_new, p, e, stoich, rate_buf, k, stage)
-    for lane in range(w):
-        err[lane] = 0.0
-    for i in range(n):
-        for lane in range(w):
-            acc[lane] = 0.0
-        for m in range(7):
-            a = DP_E[m]
-            for lane in range(w):
-                acc[lane] += a * k[m, i, lane]
-        for lane in range(w):
-            scale = atol + rtol * max(abs(y[i, lane]), abs(y_new[i, lane]))
-            err[lane] += (h[lane] * acc[lane] / scale) ** 2
-    for lane in range(w):
-        err[lane] = np.sqrt(err[lane] / n)
-
-
 @njit(cache=True, error_model="numpy")
 def rhs_of_lane(lane, t, x, p, e, stoich, rate_buf, scratch_t, scratch_x, dx):
     """The right-hand side of one lane at ``(t, x)`` (``x`` of length n_states), into the
@@ -189,8 +146,9 @@ def block(
     y_stiff = np.zeros((n, w))
     k = np.zeros((7, n, w))
     rate_buf = np.empty((n_transitions, w))
+    t_stage = np.zeros(w)
     err_norm = np.zeros(w)
-    scratch_w = np.zeros((2, w))
+    acc_lanes = np.zeros(w)
     scratch_t = np.empty(w)
     scratch_x = np.empty((n, w))
     x_one = np.empty(n)
@@ -297,9 +255,38 @@ def block(
         if n_busy == 0:
             break
 
-        # -- the six stages, every lane at once ---------------------------------------------
-        dopri5_lanes(t, h, y, p, e, stoich, rate_buf, k, y_new, y_stiff, rtol, atol, scratch_w,
-                     err_norm)  # fmt: skip
+        # -- the six stages, every lane at once ----------------------------------------------
+        for stage in range(1, 7):
+            for i in range(n):
+                for lane in range(w):
+                    acc_lanes[lane] = 0.0
+                for m in range(stage):
+                    a = DP_A[stage, m]
+                    for lane in range(w):
+                        acc_lanes[lane] += a * k[m, i, lane]
+                for lane in range(w):
+                    y_new[i, lane] = y[i, lane] + h[lane] * acc_lanes[lane]
+            if stage == 5:
+                for i in range(n):
+                    for lane in range(w):
+                        y_stiff[i, lane] = y_new[i, lane]
+            for lane in range(w):
+                t_stage[lane] = t[lane] + DP_C[stage] * h[lane]
+            lane_rhs(t_stage, y_new, p, e, stoich, rate_buf, k, stage)
+        for lane in range(w):
+            err_norm[lane] = 0.0
+        for i in range(n):
+            for lane in range(w):
+                acc_lanes[lane] = 0.0
+            for m in range(7):
+                a = DP_E[m]
+                for lane in range(w):
+                    acc_lanes[lane] += a * k[m, i, lane]
+            for lane in range(w):
+                scale = atol + rtol * max(abs(y[i, lane]), abs(y_new[i, lane]))
+                err_norm[lane] += (h[lane] * acc_lanes[lane] / scale) ** 2
+        for lane in range(w):
+            err_norm[lane] = np.sqrt(err_norm[lane] / n)
 
         # -- after the step: accept or reject, outputs, step-size control ---------------------
         for lane in range(w):
@@ -618,8 +605,6 @@ def lockstep_group(
     t_lanes = np.empty(w)
     acc_lanes = np.empty(w)
     err_lanes = np.empty(w)
-    h_lanes = np.empty(w)
-    scratch_w = np.empty((2, w))
     n_stiff = np.zeros(w, dtype=np.int64)
     n_nonstiff = np.zeros(w, dtype=np.int64)
     for q_ in range(n_packed):
@@ -668,16 +653,41 @@ def lockstep_group(
             if t + h >= t_end - h_min:
                 h = t_end - t
                 last = True
-            for lane in range(w):
-                t_lanes[lane] = t
-                h_lanes[lane] = h
-            dopri5_lanes(t_lanes, h_lanes, y, p, e, stoich, rate_buf, k, y_new, y_stiff, rtol,
-                         atol, scratch_w, err_lanes)  # fmt: skip
+            for stage in range(1, 7):
+                for i in range(n):
+                    for lane in range(w):
+                        acc_lanes[lane] = 0.0
+                    for m in range(stage):
+                        a = DP_A[stage, m]
+                        for lane in range(w):
+                            acc_lanes[lane] += a * k[m, i, lane]
+                    for lane in range(w):
+                        y_new[i, lane] = y[i, lane] + h * acc_lanes[lane]
+                if stage == 5:
+                    for i in range(n):
+                        for lane in range(w):
+                            y_stiff[i, lane] = y_new[i, lane]
+                t_stage = t + DP_C[stage] * h
+                for lane in range(w):
+                    t_lanes[lane] = t_stage
+                lane_rhs(t_lanes, y_new, p, e, stoich, rate_buf, k, stage)
             n_rhs += 6
+            for lane in range(w):
+                err_lanes[lane] = 0.0
+            for i in range(n):
+                for lane in range(w):
+                    acc_lanes[lane] = 0.0
+                for m in range(7):
+                    a = DP_E[m]
+                    for lane in range(w):
+                        acc_lanes[lane] += a * k[m, i, lane]
+                for lane in range(w):
+                    scale = atol + rtol * max(abs(y[i, lane]), abs(y_new[i, lane]))
+                    err_lanes[lane] += (h * acc_lanes[lane] / scale) ** 2
             err_norm = 0.0  # the largest lane's, NaN as soon as one lane's is NaN
             negative = False
             for lane in range(w):
-                value = err_lanes[lane]
+                value = np.sqrt(err_lanes[lane] / n)
                 if value > err_norm or value != value:
                     err_norm = value
                 for i in range(n):
