@@ -5,9 +5,12 @@ a Latin hypercube over ``kappa_T``, ``mu_E`` (log) and ``lambda_T``; metrics onl
 recurrence, burden and tolerant fraction at withdrawal, nadir). Reported:
 
 - samples per second of ``tolsim.sweep`` on 2 local workers (one thread each) and on 1;
-- the same samples through the batched kernel directly (``solve_batch`` on chunks of the same
-  size in this process, metrics reduced the same way, no Dask, no Zarr): Dask + Zarr overhead
-  = sweep time / direct time - 1 at equal parallelism (2 numba threads);
+- the same samples through ``tolsim.sweep(..., store=None)`` in this process (the same chunks,
+  kernel and metric reductions, no Dask, no Zarr, 2 numba threads): Dask + Zarr overhead =
+  sweep time / in-process time - 1 at equal parallelism;
+- and through the bare kernel call (``solve_batch`` on the same chunks, with only the totals
+  and the recurrence days, not the other metrics): the cost of the metrics and of Dask + Zarr
+  together = sweep time / direct time - 1;
 - peak resident memory of the workers and of this process (``ru_maxrss``) at two sample
   counts, to show it does not grow with the number of samples.
 
@@ -70,6 +73,14 @@ def direct(d):
     return time.perf_counter() - start
 
 
+def in_process(d):
+    """``tolsim.sweep(store=None)``: the sweep's own chunks, kernel and metrics in this
+    process (numba threads), without Dask or Zarr."""
+    start = time.perf_counter()
+    tolsim.sweep(MODEL, d, SCHEDULE, store=None, chunk_size=CHUNK)
+    return time.perf_counter() - start
+
+
 def swept(d, workers, store):
     from distributed import Client, LocalCluster
 
@@ -95,6 +106,7 @@ def main():
         d = design(n)
         direct(design(64))  # compile / cache load
         t_direct = min(direct(d) for _ in range(2))
+        t_memory = min(in_process(d) for _ in range(2))
         t2, rss2 = swept(d, 2, f"{folder}/two.zarr")
         t1, rss1 = swept(d, 1, f"{folder}/one.zarr")
         small = design(n // 10)
@@ -105,10 +117,12 @@ def main():
         "samples": n,
         "chunk_size": CHUNK,
         "direct_kernel_s": t_direct,
+        "in_process_sweep_s": t_memory,
         "sweep_2_workers_s": t2,
         "sweep_1_worker_s": t1,
         "samples_per_s_2_workers": n / t2,
         "overhead_vs_direct": t2 / t_direct - 1,
+        "dask_zarr_overhead_vs_in_process": t2 / t_memory - 1,
         "speedup_2_vs_1_worker": t1 / t2,
         "worker_peak_rss_mib": {str(n): rss2, str(n // 10): rss2_small},
         "numba_threads_direct": numba.get_num_threads(),

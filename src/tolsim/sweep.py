@@ -152,8 +152,10 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
             data["time_to_recurrence"] = recurrence_days(
                 grid, np.ascontiguousarray(total), np.ascontiguousarray(out_dn), w, levels
             )
-            data["burden_at_withdrawal"] = total[:, k]
-            data["tolerant_fraction_at_withdrawal"] = fraction[:, k]
+            # copies: a column view would keep the chunk's whole (samples, days) arrays alive
+            # for as long as the metric is (an in-memory sweep holds every chunk's metrics)
+            data["burden_at_withdrawal"] = total[:, k].copy()
+            data["tolerant_fraction_at_withdrawal"] = fraction[:, k].copy()
         else:
             for name in ("time_to_recurrence", "burden_at_withdrawal"):
                 data[name] = np.full(n, np.nan)
