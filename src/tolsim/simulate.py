@@ -564,6 +564,12 @@ def drug_variables(model, packed, compiled, t_out, sample_dims, index) -> dict:
     return variables
 
 
+def _messages(status: np.ndarray) -> np.ndarray:
+    """The message of each status code (one dict lookup per distinct code)."""
+    codes, inverse = np.unique(status, return_inverse=True)
+    return np.array([STATUS_MESSAGES[int(c)] for c in codes], dtype=str)[inverse]
+
+
 def _to_dataset(
     model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
 ):
@@ -598,7 +604,7 @@ def _to_dataset(
     )
     data_vars["message"] = (
         sample_dims,
-        np.array([STATUS_MESSAGES[int(s)] for s in status], dtype=str)[index],
+        _messages(status)[index],
     )
     for column, name, long_name in (
         (1, "n_steps", "accepted steps (exact method: propagations)"),

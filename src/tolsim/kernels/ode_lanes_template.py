@@ -684,13 +684,17 @@ def lockstep_group(
                 for lane in range(w):
                     scale = atol + rtol * max(abs(y[i, lane]), abs(y_new[i, lane]))
                     err_lanes[lane] += (h * acc_lanes[lane] / scale) ** 2
-            err_norm = 0.0  # the largest lane's, NaN as soon as one lane's is NaN
-            negative = False
+            # the largest lane's norm, NaN as soon as one lane's is NaN; one square root,
+            # the same number as the largest of the lanes' roots (both maps are monotone)
+            err_max = 0.0
             for lane in range(w):
-                value = np.sqrt(err_lanes[lane] / n)
-                if value > err_norm or value != value:
-                    err_norm = value
-                for i in range(n):
+                value = err_lanes[lane]
+                if value > err_max or value != value:
+                    err_max = value
+            err_norm = np.sqrt(err_max / n)
+            negative = False
+            for i in range(n):
+                for lane in range(w):
                     if y_new[i, lane] < -atol:
                         negative = True
             if not np.isfinite(err_norm):
@@ -800,12 +804,11 @@ def lockstep_group(
                         status = NON_FINITE_STATE
         if status != SUCCESS:
             break
-    if status == SUCCESS:  # read the buffers in order; the lanes' rows fill in parallel
-        for jj in range(n_out):
-            for lane in range(w):
+    if status == SUCCESS:  # one sample's rows at a time: the writes are contiguous
+        for lane in range(w):
+            for jj in range(n_out):
                 out_dn[first + lane, jj] = buf_dn[jj, lane]
-            for i in range(n):
-                for lane in range(w):
+                for i in range(n):
                     out_x[first + lane, jj, i] = buf_x[jj, i, lane]
     for lane in range(w):
         s = first + lane
