@@ -13,9 +13,8 @@ from numba import njit
 
 import tolsim
 from tolsim.kernels.exposure import hill
-from tolsim.kernels.specialise import specialised
 from tolsim.models import Model, Parameter, Transition
-from tolsim.simulate import exposure_index, lanes_apply, solve_batch
+from tolsim.simulate import exposure_index, lane_kernels, lanes_apply, solve_batch
 
 AUTO, DOPRI5 = 1, 0
 RATE_NAMES = ("lambda_S", "lambda_T", "delta_S", "delta_T", "kappa_S", "kappa_T", "mu_E")
@@ -201,7 +200,7 @@ def _no_lanes_three_args(x, p, out):
 # -- lockstep: lanes that share their steps ------------------------------------------------
 
 
-GROUP = specialised("ode_lanes_template", tolsim.models.TwoState().lane_rates).LOCKSTEP_LANES
+GROUP = lane_kernels(tolsim.models.TwoState()).LOCKSTEP_LANES
 
 
 def lockstep(model, table, schedule, times, code=AUTO, rtol=1e-6, max_steps=100_000):

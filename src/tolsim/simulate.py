@@ -269,7 +269,7 @@ def simulate(
         model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
     )
     if lockstep:
-        kernels = specialised("ode_lanes_template", model.lane_rates)
+        kernels = lane_kernels(model)
         ds.attrs["lockstep_lanes"] = kernels.LOCKSTEP_LANES
         for name in ("n_steps", "n_rejected_steps", "n_rhs_evaluations"):
             ds[name].attrs["long_name"] += " (of the sample's lockstep group)"
@@ -306,13 +306,12 @@ def solve_batch(
     stoich = model.stoichiometry.astype(np.float64)
     x0 = model.initial_state(packed)
     if usable and (lanes is not False or lockstep):
-        lane_kernels = specialised("ode_lanes_template", model.lane_rates)
+        lanes_module = lane_kernels(model)
         arguments = (
             packed,
             x0,
             compiled.breakpoints_days,
             np.ascontiguousarray(compiled.level_um),
-            stoich,
             exposure_index(model),
             t_out,
             rtol,
@@ -321,12 +320,12 @@ def solve_batch(
             code,
         )
         if lockstep:
-            lane_kernels.solve_lockstep(*arguments, out_x, out_dn, stats)
-            redo = np.flatnonzero(stats[:, 0] == lane_kernels.REDO_ALONE)
+            lanes_module.solve_lockstep(*arguments, out_x, out_dn, stats)
+            redo = np.flatnonzero(stats[:, 0] == lanes_module.REDO_ALONE)
         else:
-            block_size = _lane_block_size(n_samples, lane_kernels.LANES)
-            lane_kernels.solve_batch(*arguments, block_size, out_x, out_dn, stats)
-            redo = np.flatnonzero(stats[:, 0] == lane_kernels.STIFF_DETECTED)
+            block_size = _lane_block_size(n_samples, lanes_module.LANES)
+            lanes_module.solve_batch(*arguments, block_size, out_x, out_dn, stats)
+            redo = np.flatnonzero(stats[:, 0] == lanes_module.STIFF_DETECTED)
         if redo.size == 0:
             return out_x, out_dn, stats
         packed, x0 = packed[redo], x0[redo]
@@ -353,6 +352,13 @@ def solve_batch(
         return out_x, out_dn, stats
     full[0][redo], full[1][redo], full[2][redo] = out_x, out_dn, stats
     return full
+
+
+def lane_kernels(model: Model):
+    """The model's copy of :mod:`~tolsim.kernels.ode_lanes_template`: its ``lane_rates`` and
+    its stoichiometry (a compile-time constant of the copy) built in."""
+    stoich = tuple(tuple(float(v) for v in row) for row in model.stoichiometry)
+    return specialised("ode_lanes_template", model.lane_rates, {"STOICH": repr(stoich)})
 
 
 def lanes_apply(model: Model, compiled, code: int) -> bool:

@@ -2,7 +2,8 @@
 kernels.
 
 This file is a *template* like :mod:`tolsim.kernels.ode_template`; its copies import a model's
-``lane_rates`` (:class:`tolsim.models.Model`) where it is marked ``TOLSIM-RATES``. Both
+``lane_rates`` (:class:`tolsim.models.Model`) where it is marked ``TOLSIM-RATES``, and set
+:data:`STOICH` to the model's stoichiometry (:func:`tolsim.simulate.lane_kernels`). Both
 kernels need piecewise-constant concentrations (no PK channels): the exposures are then
 constant over a piece, computed once per piece and lane rather than in every right-hand side.
 Methods ``dopri5`` and ``auto``.
@@ -63,28 +64,35 @@ from tolsim.kernels.placeholder import lane_rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
 LANES = 8  # TOLSIM-CONSTANT
+# The model's stoichiometry (transitions x states), set in each model's copy
+# (:func:`tolsim.simulate.lane_kernels`); the template's own is a placeholder.
+STOICH = ((0.0,),)  # TOLSIM-CONSTANT
+N_TRANSITIONS = len(STOICH)
+N_STATES = len(STOICH[0])
 STIFF_DETECTED = 1  # a status of this kernel only: solve the sample again without lanes
 
 lane_rates = njit(error_model="numpy", inline="always")(model_rates.py_func)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def lane_rhs(t, x, p, e, stoich, rate_buf, k, stage):
-    """``k[stage, :, lane] = stoich.T @ lane_rates(...)[:, lane]`` for every lane."""
+def lane_rhs(t, x, p, e, rate_buf, k, stage):
+    """``k[stage, :, lane] = STOICH.T @ lane_rates(...)[:, lane]`` for every lane.
+
+    The stoichiometry is a constant of this copy, so the sum over transitions unrolls and
+    stays in registers; each lane's sum is in the order of the one-trajectory kernel's, from
+    0.0, zero coefficients included, so the numbers are the same."""
     lane_rates(t, x, p, e, rate_buf)
-    # loops over lanes innermost, each lane's sum in the order of the one-trajectory kernel's
     w = x.shape[1]
-    for i in range(k.shape[1]):
+    for i in range(N_STATES):
         for lane in range(w):
-            k[stage, i, lane] = 0.0
-        for j in range(stoich.shape[0]):
-            nu = stoich[j, i]
-            for lane in range(w):
-                k[stage, i, lane] += nu * rate_buf[j, lane]
+            acc = 0.0
+            for j in range(N_TRANSITIONS):
+                acc += STOICH[j][i] * rate_buf[j, lane]
+            k[stage, i, lane] = acc
 
 
 @njit(cache=True, error_model="numpy")
-def rhs_of_lane(lane, t, x, p, e, stoich, rate_buf, scratch_t, scratch_x, dx):
+def rhs_of_lane(lane, t, x, p, e, rate_buf, scratch_t, scratch_x, dx):
     """The right-hand side of one lane at ``(t, x)`` (``x`` of length n_states), into the
     1-d ``dx``: evaluated for all lanes on scratch copies, one column kept (rare calls)."""
     for other in range(LANES):
@@ -94,8 +102,8 @@ def rhs_of_lane(lane, t, x, p, e, stoich, rate_buf, scratch_t, scratch_x, dx):
     lane_rates(scratch_t, scratch_x, p, e, rate_buf)
     for i in range(dx.shape[0]):
         acc = 0.0
-        for j in range(stoich.shape[0]):
-            acc += stoich[j, i] * rate_buf[j, lane]
+        for j in range(N_TRANSITIONS):
+            acc += STOICH[j][i] * rate_buf[j, lane]
         dx[i] = acc
 
 
@@ -118,7 +126,6 @@ def block(
     x0,
     breakpoints,
     level,
-    stoich,
     exposure_index,
     t_out,
     rtol,
@@ -132,7 +139,7 @@ def block(
     """Solve samples ``first .. stop - 1`` on ``LANES`` lanes; see the module docstring."""
     n = x0.shape[1]
     n_packed = params.shape[1]
-    n_transitions = stoich.shape[0]
+    n_transitions = N_TRANSITIONS
     n_pieces = breakpoints.shape[0] - 1
     n_out = t_out.shape[0]
     n_exposures = exposure_index.shape[0]
@@ -183,7 +190,7 @@ def block(
     n_busy = 0
     for lane in range(w):
         if next_sample < stop:
-            _take(lane, next_sample, params, x0, breakpoints, level, stoich, exposure_index,
+            _take(lane, next_sample, params, x0, breakpoints, level, exposure_index,
                   t_out, p, e, y, rate_buf, scratch_t, scratch_x, x_one, dx_one, out_x, out_dn,
                   sample, h, log_err_old, piece, j_out, n_stiff, n_nonstiff, overflowing,
                   starting)  # fmt: skip
@@ -207,13 +214,13 @@ def block(
                         load_exposures(lane, level, pc, p, exposure_index, e)
                         for i in range(n):
                             x_one[i] = y[i, lane]
-                        rhs_of_lane(lane, t[lane], x_one, p, e, stoich, rate_buf, scratch_t,
+                        rhs_of_lane(lane, t[lane], x_one, p, e, rate_buf, scratch_t,
                                     scratch_x, dx_one)  # fmt: skip
                         for i in range(n):
                             k[0, i, lane] = dx_one[i]
                         stats[s, STAT_RHS] += 1
                         if h[lane] == 0.0:
-                            h[lane] = _initial_step(lane, t[lane], x_one, dx_one, p, e, stoich,
+                            h[lane] = _initial_step(lane, t[lane], x_one, dx_one, p, e,
                                                     rate_buf, scratch_t, scratch_x, f1_one,
                                                     rtol, atol)  # fmt: skip
                             stats[s, STAT_RHS] += 1
@@ -246,7 +253,7 @@ def block(
                 sample[lane] = -1
                 n_busy -= 1
                 if next_sample < stop:
-                    _take(lane, next_sample, params, x0, breakpoints, level, stoich,
+                    _take(lane, next_sample, params, x0, breakpoints, level,
                           exposure_index, t_out, p, e, y, rate_buf, scratch_t, scratch_x,
                           x_one, dx_one, out_x, out_dn, sample, h, log_err_old, piece, j_out,
                           n_stiff, n_nonstiff, overflowing, starting)  # fmt: skip
@@ -272,7 +279,7 @@ def block(
                         y_stiff[i, lane] = y_new[i, lane]
             for lane in range(w):
                 t_stage[lane] = t[lane] + DP_C[stage] * h[lane]
-            lane_rhs(t_stage, y_new, p, e, stoich, rate_buf, k, stage)
+            lane_rhs(t_stage, y_new, p, e, rate_buf, k, stage)
         for lane in range(w):
             err_norm[lane] = 0.0
         for i in range(n):
@@ -310,7 +317,7 @@ def block(
                     sample[lane] = -1
                     n_busy -= 1
                     if next_sample < stop:
-                        _take(lane, next_sample, params, x0, breakpoints, level, stoich,
+                        _take(lane, next_sample, params, x0, breakpoints, level,
                               exposure_index, t_out, p, e, y, rate_buf, scratch_t, scratch_x,
                               x_one, dx_one, out_x, out_dn, sample, h, log_err_old, piece,
                               j_out, n_stiff, n_nonstiff, overflowing, starting)  # fmt: skip
@@ -346,7 +353,7 @@ def block(
                         sample[lane] = -1
                         n_busy -= 1
                         if next_sample < stop:
-                            _take(lane, next_sample, params, x0, breakpoints, level, stoich,
+                            _take(lane, next_sample, params, x0, breakpoints, level,
                                   exposure_index, t_out, p, e, y, rate_buf, scratch_t,
                                   scratch_x, x_one, dx_one, out_x, out_dn, sample, h,
                                   log_err_old, piece, j_out, n_stiff, n_nonstiff, overflowing,
@@ -388,7 +395,7 @@ def block(
                         for i in range(n):
                             x_one[i] = max(out_x[s, j, i], 0.0)
                             out_x[s, j, i] = x_one[i]
-                        rhs_of_lane(lane, t_out[j], x_one, p, e_next, stoich, rate_buf,
+                        rhs_of_lane(lane, t_out[j], x_one, p, e_next, rate_buf,
                                     scratch_t, scratch_x, dx_one)  # fmt: skip
                         total = 0.0
                         for i in range(n):
@@ -412,7 +419,7 @@ def block(
             if clipped:
                 for i in range(n):
                     x_one[i] = y[i, lane]
-                rhs_of_lane(lane, t[lane], x_one, p, e, stoich, rate_buf, scratch_t, scratch_x,
+                rhs_of_lane(lane, t[lane], x_one, p, e, rate_buf, scratch_t, scratch_x,
                             dx_one)  # fmt: skip
                 for i in range(n):
                     k[0, i, lane] = dx_one[i]
@@ -423,7 +430,7 @@ def block(
 
 
 @njit(cache=True, error_model="numpy")
-def _take(lane, s, params, x0, breakpoints, level, stoich, exposure_index, t_out, p, e, y,
+def _take(lane, s, params, x0, breakpoints, level, exposure_index, t_out, p, e, y,
           rate_buf, scratch_t, scratch_x, x_one, dx_one, out_x, out_dn, sample, h, log_err_old,
           piece, j_out, n_stiff, n_nonstiff, overflowing, starting):  # fmt: skip
     """Put sample ``s`` on lane ``lane``: its parameters and initial state, and the outputs
@@ -448,7 +455,7 @@ def _take(lane, s, params, x0, breakpoints, level, stoich, exposure_index, t_out
         for i in range(n):
             x_one[i] = max(y[i, lane], 0.0)
             out_x[s, j, i] = x_one[i]
-        rhs_of_lane(lane, t_out[j], x_one, p, e, stoich, rate_buf, scratch_t, scratch_x, dx_one)
+        rhs_of_lane(lane, t_out[j], x_one, p, e, rate_buf, scratch_t, scratch_x, dx_one)
         total = 0.0
         for i in range(n):
             total += dx_one[i]
@@ -469,7 +476,7 @@ def _finish(s, status, j, out_x, out_dn, stats):
 
 
 @njit(cache=True, error_model="numpy")
-def _initial_step(lane, t, x, f0, p, e, stoich, rate_buf, scratch_t, scratch_x, f1, rtol, atol):
+def _initial_step(lane, t, x, f0, p, e, rate_buf, scratch_t, scratch_x, f1, rtol, atol):
     """:func:`tolsim.kernels.ode_template.initial_step` (order 4) for one lane."""
     n = x.shape[0]
     d0 = 0.0
@@ -484,7 +491,7 @@ def _initial_step(lane, t, x, f0, p, e, stoich, rate_buf, scratch_t, scratch_x, 
     work = np.empty(n)
     for i in range(n):
         work[i] = x[i] + h0 * f0[i]
-    rhs_of_lane(lane, t + h0, work, p, e, stoich, rate_buf, scratch_t, scratch_x, f1)
+    rhs_of_lane(lane, t + h0, work, p, e, rate_buf, scratch_t, scratch_x, f1)
     d2 = 0.0
     for i in range(n):
         scale = atol + rtol * abs(x[i])
@@ -503,7 +510,6 @@ def solve_batch(
     x0,
     breakpoints,
     level,
-    stoich,
     exposure_index,
     t_out,
     rtol,
@@ -518,9 +524,10 @@ def solve_batch(
     """Solve every parameter set (rows of ``params``), blocks of ``block_size`` samples in
     parallel, each block on ``LANES`` lanes.
 
-    Arguments as :func:`tolsim.kernels.ode_template.solve_batch`, except the schedule: its
-    ``breakpoints`` (n_pieces + 1,) days and ``level`` (n_pieces, n_drugs) µM only (no PK),
-    and ``exposure_index`` (n_exposures, 3) int64: for each of the model's exposures, the
+    Arguments as :func:`tolsim.kernels.ode_template.solve_batch`, except the stoichiometry,
+    which is this copy's :data:`STOICH`, and the schedule: its ``breakpoints``
+    (n_pieces + 1,) days and ``level`` (n_pieces, n_drugs) µM only (no PK), and
+    ``exposure_index`` (n_exposures, 3) int64: for each of the model's exposures, the
     drug column, EC50 parameter and Hill parameter. ``stats`` is zeroed by the caller; status
     :data:`STIFF_DETECTED` marks samples to solve again without lanes.
     """
@@ -536,7 +543,6 @@ def solve_batch(
             x0,
             breakpoints,
             level,
-            stoich.copy(),
             exposure_index,
             t_out,
             rtol,
@@ -563,7 +569,6 @@ def lockstep_group(
     x0,
     breakpoints,
     level,
-    stoich,
     exposure_index,
     t_out,
     rtol,
@@ -601,7 +606,7 @@ def lockstep_group(
     # sample-major results at the end
     buf_x = np.empty((n_out, n, w))
     buf_dn = np.empty((n_out, w))
-    rate_buf = np.empty((stoich.shape[0], w))
+    rate_buf = np.empty((N_TRANSITIONS, w))
     t_lanes = np.empty(w)
     acc_lanes = np.empty(w)
     err_lanes = np.empty(w)
@@ -623,7 +628,7 @@ def lockstep_group(
         for lane in range(w):
             load_exposures(lane, level, 0, p, exposure_index, e)
     while j < n_out and t_out[j] <= breakpoints[0]:
-        _lockstep_store_rhs(j, t_out[j], y, p, e, stoich, rate_buf, t_lanes, scratch, k, buf_x,
+        _lockstep_store_rhs(j, t_out[j], y, p, e, rate_buf, t_lanes, scratch, k, buf_x,
                             buf_dn)  # fmt: skip
         j += 1
 
@@ -635,10 +640,10 @@ def lockstep_group(
         for lane in range(w):
             load_exposures(lane, level, piece, p, exposure_index, e)
             t_lanes[lane] = t
-        lane_rhs(t_lanes, y, p, e, stoich, rate_buf, k, 0)
+        lane_rhs(t_lanes, y, p, e, rate_buf, k, 0)
         n_rhs += 1
         if h == 0.0:
-            h = _lockstep_initial_step(t, y, p, e, stoich, rate_buf, t_lanes, y_new, k, rtol,
+            h = _lockstep_initial_step(t, y, p, e, rate_buf, t_lanes, y_new, k, rtol,
                                        atol)  # fmt: skip
             n_rhs += 1
         while t < t_end:
@@ -670,7 +675,7 @@ def lockstep_group(
                 t_stage = t + DP_C[stage] * h
                 for lane in range(w):
                     t_lanes[lane] = t_stage
-                lane_rhs(t_lanes, y_new, p, e, stoich, rate_buf, k, stage)
+                lane_rhs(t_lanes, y_new, p, e, rate_buf, k, stage)
             n_rhs += 6
             for lane in range(w):
                 err_lanes[lane] = 0.0
@@ -771,7 +776,7 @@ def lockstep_group(
                             load_exposures(lane, level, piece + 1, p, exposure_index, e_next)
                             for i in range(n):
                                 y_stiff[i, lane] = buf_x[j, i, lane]
-                        _lockstep_store_rhs(j, t_out[j], y_stiff, p, e_next, stoich, rate_buf,
+                        _lockstep_store_rhs(j, t_out[j], y_stiff, p, e_next, rate_buf,
                                             t_lanes, scratch, k, buf_x, buf_dn)  # fmt: skip
                     j += 1
             clipped = False
@@ -791,7 +796,7 @@ def lockstep_group(
             if clipped:
                 for lane in range(w):
                     t_lanes[lane] = t
-                lane_rhs(t_lanes, y, p, e, stoich, rate_buf, k, 0)
+                lane_rhs(t_lanes, y, p, e, rate_buf, k, 0)
                 n_rhs += 1
             else:
                 for i in range(n):
@@ -819,7 +824,7 @@ def lockstep_group(
 
 
 @njit(cache=True, error_model="numpy")
-def _lockstep_store_rhs(j, t_j, x, p, e, stoich, rate_buf, t_lanes, scratch, k, buf_x,
+def _lockstep_store_rhs(j, t_j, x, p, e, rate_buf, t_lanes, scratch, k, buf_x,
                         buf_dn):  # fmt: skip
     """Outputs ``j`` of every lane (lane-major buffers): the clipped states ``x`` and dN/dt
     from the rates
@@ -832,7 +837,7 @@ def _lockstep_store_rhs(j, t_j, x, p, e, stoich, rate_buf, t_lanes, scratch, k, 
             buf_x[j, i, lane] = scratch[i, lane]
     for lane in range(w):
         t_lanes[lane] = t_j
-    lane_rhs(t_lanes, scratch, p, e, stoich, rate_buf, k, 6)
+    lane_rhs(t_lanes, scratch, p, e, rate_buf, k, 6)
     for lane in range(w):
         total = 0.0
         for i in range(n):
@@ -841,7 +846,7 @@ def _lockstep_store_rhs(j, t_j, x, p, e, stoich, rate_buf, t_lanes, scratch, k, 
 
 
 @njit(cache=True, error_model="numpy")
-def _lockstep_initial_step(t, x, p, e, stoich, rate_buf, t_lanes, work, k, rtol, atol):
+def _lockstep_initial_step(t, x, p, e, rate_buf, t_lanes, work, k, rtol, atol):
     """The smallest of the lanes' initial steps (``ode_template.initial_step``, order 4);
     ``k[0]`` holds f(t, x); ``work`` and ``k[1]`` are overwritten."""
     n, w = x.shape
@@ -860,7 +865,7 @@ def _lockstep_initial_step(t, x, p, e, stoich, rate_buf, t_lanes, work, k, rtol,
         for i in range(n):
             work[i, lane] = x[i, lane] + h0[lane] * k[0, i, lane]
         t_lanes[lane] = t + h0[lane]
-    lane_rhs(t_lanes, work, p, e, stoich, rate_buf, k, 1)
+    lane_rhs(t_lanes, work, p, e, rate_buf, k, 1)
     h = np.inf
     for lane in range(w):
         d2 = 0.0
@@ -882,7 +887,6 @@ def solve_lockstep(
     x0,
     breakpoints,
     level,
-    stoich,
     exposure_index,
     t_out,
     rtol,
@@ -906,7 +910,6 @@ def solve_lockstep(
             x0,
             breakpoints,
             level,
-            stoich.copy(),
             exposure_index,
             t_out,
             rtol,
