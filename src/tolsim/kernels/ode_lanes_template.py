@@ -16,8 +16,10 @@ floating-point operations, in the same order, as
 :func:`tolsim.kernels.ode_template.integrate_adaptive`: a trajectory is the same, bit for
 bit, whichever samples share its lanes (``tests/test_lanes.py``). A lane whose sample is done
 takes the next sample of its block. Measured (``benchmarks/work_precision.py``), the gain
-over the one-trajectory kernel comes from the exposures computed per piece; the per-lane
-control flow keeps LLVM from vectorising much, and 2 to 16 lanes run at about the same speed.
+over the one-trajectory kernel comes from the exposures computed per piece and from the
+stages and rates, which run over all lanes at once in AVX registers (see the note on the
+lane count in :func:`block`); the per-lane accept/reject, step control and dense output stay
+scalar, and 8 or 16 lanes run at about the same speed.
 A sample the ``auto`` stiffness test flags ends with status :data:`STIFF_DETECTED`; the
 caller solves it again with the one-trajectory kernel, which then switches to the Rosenbrock
 method exactly as it would have from the start.
