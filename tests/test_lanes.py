@@ -13,6 +13,7 @@ from numba import njit
 
 import tolsim
 from tolsim.kernels.exposure import hill
+from tolsim.kernels.specialise import specialised
 from tolsim.models import Model, Parameter, Transition
 from tolsim.simulate import exposure_index, lane_kernels, lanes_apply, solve_batch
 
@@ -326,3 +327,13 @@ def test_a_lockstep_group_of_one_is_the_sample_alone(model):
     alone = both(model, table, schedule, times, code=DOPRI5)[1]
     for got, expected in zip(grouped, alone, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_a_lane_kernel_copy_without_the_models_stoichiometry_is_refused():
+    # the guard both kernels call first (compiling only the guard keeps this test cheap)
+    model = tolsim.models.TwoState()
+    x0 = model.initial_state(model.pack_table({"lambda_S": np.array([0.3])}))
+    placeholder = specialised("ode_lanes_template", model.lane_rates)  # STOICH not set
+    with pytest.raises(ValueError, match="lane_kernels"):
+        placeholder._check_copy(x0)
+    lane_kernels(model)._check_copy(x0)  # the model's own copy passes

@@ -512,6 +512,17 @@ def _initial_step(lane, t, x, f0, p, e, rate_buf, scratch_t, scratch_x, f1, rtol
     return min(100.0 * h0, h1)
 
 
+@njit(cache=True, error_model="numpy")
+def _check_copy(x0):
+    """Refuse a copy whose :data:`STOICH` is not the model's (the template's placeholder,
+    for one): its rate buffers would not fit the model's transitions."""
+    if x0.shape[1] != N_STATES:
+        raise ValueError(
+            "this copy of the lane kernels has another model's stoichiometry: build it with "
+            "tolsim.simulate.lane_kernels(model)"
+        )
+
+
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
 def solve_batch(
     params,
@@ -539,6 +550,7 @@ def solve_batch(
     drug column, EC50 parameter and Hill parameter. ``stats`` is zeroed by the caller; status
     :data:`STIFF_DETECTED` marks samples to solve again without lanes.
     """
+    _check_copy(x0)
     n_samples = params.shape[0]
     n_blocks = (n_samples + block_size - 1) // block_size
     for b in prange(n_blocks):
@@ -907,6 +919,7 @@ def solve_lockstep(
 ):
     """Groups of ``LOCKSTEP_LANES`` consecutive samples in parallel, each group's lanes
     sharing steps (:func:`lockstep_group`); arguments as :func:`solve_batch`."""
+    _check_copy(x0)
     n_samples = params.shape[0]
     n_groups = (n_samples + LOCKSTEP_LANES - 1) // LOCKSTEP_LANES
     for g in prange(n_groups):
