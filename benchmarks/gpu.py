@@ -15,7 +15,11 @@ sets: five parameters jittered by a uniform(0.8, 1.2) factor. Reported, medians 
 - kernel alone: one launch over ``--samples`` device-resident parameter sets, metrics only;
 - end to end: host packed parameters -> host metrics through :func:`tolsim.cuda.solve`
   (chunks over two streams, transfers included), and the same with ``pack_table`` from the
-  design columns; with ``--sweep``, ``tolsim.sweep(device="cuda")`` into a Zarr store;
+  design columns; ``end_to_end_s_by_input``: from packed rows or from the design's columns as
+  given (``Model.pack_columns``, what ``sweep`` sends), each with the generic kernel and with
+  the design's constant parameters compiled in (``specialise=True``; its compile is timed
+  apart), with the host's phases (``profile``) of one call each; with ``--sweep``,
+  ``tolsim.sweep(device="cuda")`` into a Zarr store;
   ``host_column_scan_s``: the part of the end to end spent finding the varying columns;
 - CPU ensemble: ``solve_batch`` on all cores plus the same metric reduction (``--cpu-samples``);
 - diffrax ``jit(vmap(diffeqsolve))`` (Dopri5, PID controller at the same tolerances, dose days
@@ -298,6 +302,40 @@ def gpu_figures(args, grid) -> dict:
     result = end_to_end()
     e2e_s, e2e_all = median_time(end_to_end, args.repeats)
 
+    # the design's constant parameters compiled into the kernel (specialise=True)
+    base, _, slot = cuda.parameter_slots(packed)
+    start = time.perf_counter()
+    fixed = cuda.kernel_module(MODEL, tab.n_channels, best_cap, fixed=(base, slot))
+    launch(fixed, best_threads)
+    specialise_first_s = time.perf_counter() - start
+    spec_kernel_s, _ = median_time(lambda: launch(fixed, best_threads), args.repeats)
+    spec_status = d_status.copy_to_host()
+
+    # end to end by input (packed rows, or the design's columns as given) and kernel
+    given = MODEL.pack_columns(columns)
+    variants, profiles = {}, {}
+    for name, rows, specialise in (
+        ("packed", packed, False),
+        ("packed_specialised", packed, True),
+        ("columns", given, False),
+        ("columns_specialised", given, True),
+    ):
+        profile = {}
+
+        def run(rows=rows, specialise=specialise, profile=profile):
+            return cuda.solve(
+                MODEL, rows, tab, schedule_of, rtol=RTOL, atol=ATOL, method="dopri5",
+                threads_per_block=best_threads, chunk_size=args.gpu_chunk,
+                max_registers=best_cap, specialise=specialise, profile=profile,
+            )  # fmt: skip
+
+        same = run()
+        for field in ("metrics", "status"):
+            assert np.array_equal(getattr(same, field), getattr(result, field), equal_nan=True)
+        variants[name], _ = median_time(run, args.repeats)
+        profiles[name] = dict(profile)  # of the last repeat
+    best_e2e = min(variants, key=variants.get)
+
     def from_design():
         rows = MODEL.pack_table(columns, "design")
         return cuda.solve(
@@ -329,6 +367,15 @@ def gpu_figures(args, grid) -> dict:
         "end_to_end_with_pack_trajectories_per_s": args.samples / design_s,
         "host_column_scan_s": scan_s,
         "failed_samples": int(np.count_nonzero(status != 0)),
+        "specialised_compile_and_first_launch_s": specialise_first_s,
+        "specialised_kernel_s": spec_kernel_s,
+        "specialised_kernel_trajectories_per_s": args.samples / spec_kernel_s,
+        "specialised_failed_samples": int(np.count_nonzero(spec_status != 0)),
+        "end_to_end_s_by_input": variants,
+        "end_to_end_host_phases_s": profiles,
+        "end_to_end_best": best_e2e,
+        "end_to_end_best_s": variants[best_e2e],
+        "end_to_end_best_trajectories_per_s": args.samples / variants[best_e2e],
     }
     return figures, result, packed
 
@@ -556,8 +603,14 @@ def main() -> None:
         / report["cpu"]["cpu_trajectories_per_s"],
     }
     diffrax_rate = (report.get("diffrax") or {}).get("diffrax_trajectories_per_s")
+    ratios["end_to_end_best_vs_cpu"] = (
+        gpu["end_to_end_best_trajectories_per_s"] / report["cpu"]["cpu_trajectories_per_s"]
+    )
     if diffrax_rate:
         ratios["end_to_end_vs_diffrax"] = gpu["end_to_end_trajectories_per_s"] / diffrax_rate
+        ratios["end_to_end_best_vs_diffrax"] = (
+            gpu["end_to_end_best_trajectories_per_s"] / diffrax_rate
+        )
         ratios["kernel_vs_diffrax"] = gpu["kernel_trajectories_per_s"] / diffrax_rate
     report["ratios"] = ratios
     print(json.dumps(ratios, indent=1))

@@ -9,6 +9,9 @@ with the first variant's::
 
     python benchmarks/gpu_variants.py base=64:128 wide=128:128 uncapped=64:0 --out v.json
 
+``--specialise`` adds, for each variant, a copy with the design's constant parameters compiled
+in; ``--e2e-chunks`` also times :func:`tolsim.cuda.solve` end to end by chunk size.
+
 ``benchmarks/results/gpu_h100_shared_variants.json`` holds a run of this script with a
 prototype (since removed) that kept per-thread arrays in shared memory.
 """
@@ -39,10 +42,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument(
         "--specialise",
-        metavar="NAME",
-        default=None,
-        help="also a variant NAME: the first variant with this design's constant parameters "
-        "compiled in (the template's SPEC_SLOT and SPEC_BASE)",
+        action="store_true",
+        help="also, for every variant NAME, a variant NAME+spec: the same with this design's "
+        "constant parameters compiled in (the template's SPEC_SLOT and SPEC_BASE)",
+    )
+    parser.add_argument(
+        "--e2e-chunks",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time tolsim.cuda.solve end to end (host rows -> host metrics) with these "
+        "chunk sizes (0: the default), with the first variant's block size and register cap",
     )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
@@ -57,12 +67,13 @@ def main() -> None:
     specs = list(args.variants)
     if args.specialise:
         base, _, slot = cuda.parameter_slots(packed)
-        first = specs[0].split("=", 1)[1]
         fixed = (
             f"SPEC_SLOT=np.array({slot.tolist()!r}, dtype=np.int64)"
             f"/SPEC_BASE=np.array({base.tolist()!r})"
         )
-        specs.append(f"{args.specialise}={first}{'/' if first.count(':') > 1 else ':'}{fixed}")
+        for spec in list(specs):
+            name, rest = spec.split("=", 1)
+            specs.append(f"{name}+spec={rest}{'/' if rest.count(':') > 1 else ':'}{fixed}")
     variants = {}
     for spec in specs:
         name, rest = spec.split("=", 1)
@@ -115,8 +126,27 @@ def main() -> None:
             f"regs {entry['registers']}  identical {entry['metrics_identical_to_first']}  "
             f"failed {entry['failed']}  first call {entry['first_call_s']:.1f} s"
         )
+    e2e = {}
+    if args.e2e_chunks:
+        block, cap = (int(v) for v in specs[0].split("=", 1)[1].split(":")[:2])
+        schedule_of = np.zeros(args.samples, np.int32)
+
+        def solve(chunk):
+            return cuda.solve(
+                gpu.MODEL, packed, tab, schedule_of, rtol=gpu.RTOL, atol=gpu.ATOL,
+                method="dopri5", threads_per_block=block, max_registers=cap,
+                chunk_size=chunk or None,
+            )  # fmt: skip
+
+        for chunk in args.e2e_chunks:
+            solve(chunk)
+            median, all_s = gpu.median_time(lambda c=chunk: solve(c), args.repeats)
+            e2e[str(chunk)] = {"median_s": median, "all": all_s}
+            print(f"end to end, chunk {chunk or 'default'}: {median * 1e3:8.2f} ms "
+                  f"{args.samples / median:.3g}/s")  # fmt: skip
     if args.out:
-        args.out.write_text(json.dumps({"samples": args.samples, "variants": report}, indent=1))
+        record = {"samples": args.samples, "variants": report, "end_to_end": e2e}
+        args.out.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

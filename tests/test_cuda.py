@@ -126,38 +126,57 @@ def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
     assert np.isnan(result.metrics[schedule_of == 2, 1]).all()  # no tamoxifen: no withdrawal
 
 
-def test_constant_parameters_compiled_into_the_kernel_change_no_bit(monkeypatch):
-    """The prototype behind the template's SPEC_SLOT and SPEC_BASE (measured with
-    ``benchmarks/gpu_variants.py --specialise``): with the design's constant parameters
-    compiled in as constants, every metric, step count and status is the generic kernel's;
-    and the constants are what the kernel uses (a changed one changes the results)."""
+def test_constant_parameters_compiled_into_the_kernel_change_no_bit():
+    """``specialise=True`` compiles the parameters that are the same in every row into the
+    kernel: every metric, step count and status is the generic kernel's, for packed rows and
+    for columns; and the compiled constants are the design's values (two designs that differ
+    only in a constant parameter give the generic kernel's results for each, and differ)."""
     scheds = schedules()
-    packed = MODEL.pack_table(random_table(9, seed=3))
     schedule_of = np.arange(9) % 3
     table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
-    generic = cuda.solve(MODEL, packed, table, schedule_of, stats=True)
-    base, _, slot = cuda.parameter_slots(packed)
-    constants = cuda.kernel_constants
+    for capacity in (1e6, 5e5):
+        columns = random_table(9, seed=3) | {"K": np.full(9, capacity)}
+        packed = MODEL.pack_table(columns)
+        base, _, slot = cuda.parameter_slots(packed)
+        assert slot[MODEL.parameter_names.index("K")] == -1  # constant: compiled in
+        generic = cuda.solve(MODEL, packed, table, schedule_of, stats=True)
+        compiled = cuda.solve(MODEL, packed, table, schedule_of, stats=True, specialise=True)
+        kept = cuda.solve(MODEL, MODEL.pack_columns(random_table(9, seed=3) | {"K": capacity}),
+                          table, schedule_of, stats=True, specialise=True)  # fmt: skip
+        for result in (compiled, kept):
+            for name in ("status", "stats", "metrics"):
+                np.testing.assert_array_equal(getattr(result, name), getattr(generic, name))
+        module = cuda.kernel_module(MODEL, table.n_channels, fixed=(base, slot))
+        assert module.SPEC_BASE.tolist() == base.tolist()  # the values, bit for bit
+        if capacity == 1e6:
+            first = generic.metrics
+    assert not np.array_equal(first, generic.metrics, equal_nan=True)
 
-    def solve_with(base_values):
-        fixed = {
-            "SPEC_SLOT": f"np.array({slot.tolist()!r}, dtype=np.int64)",
-            "SPEC_BASE": f"np.array({base_values.tolist()!r})",
-        }
-        monkeypatch.setattr(cuda, "kernel_constants", lambda *a, **k: constants(*a, **k) | fixed)
-        assert cuda.kernel_module(MODEL, table.n_channels).SPEC_SLOT.shape == slot.shape
-        return cuda.solve(MODEL, packed, table, schedule_of, stats=True)
 
-    compiled_in = solve_with(base)
-    np.testing.assert_array_equal(compiled_in.status, generic.status)
-    np.testing.assert_array_equal(compiled_in.stats, generic.stats)
-    np.testing.assert_array_equal(compiled_in.metrics, generic.metrics)
-    other = base.copy()
-    k_column = np.flatnonzero(MODEL.pack({}) != MODEL.pack({"K": 1e6}))  # packed column of K
-    assert k_column.size == 1 and slot[k_column[0]] < 0  # constant in this design
-    other[k_column] *= 0.5
-    changed = solve_with(other)
-    assert not np.array_equal(changed.metrics, generic.metrics, equal_nan=True)
+def test_specialised_constants_are_exact_and_refuse_what_has_no_source_text():
+    base = np.array([0.1, 1 / 3, 2.0**-1074, 1e300])
+    slot = np.array([-1, 0, -1, -1])
+    text = cuda.specialised_constants(base, slot)
+    assert eval(text["SPEC_BASE"], {"np": np}).tolist() == base.tolist()  # round trip
+    assert eval(text["SPEC_SLOT"], {"np": np}).dtype == np.int64
+    with pytest.raises(ValueError, match="`base` = .*expected finite"):
+        cuda.specialised_constants(np.array([1.0, np.nan]), np.array([-1, -1]))
+    scheds = schedules()
+    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    with pytest.raises(ValueError, match="`specialise` = 'yes': expected True or False"):
+        cuda.solve(MODEL, MODEL.pack({})[None], table, np.zeros(1, np.int32), specialise="yes")
+
+
+def test_solve_reports_where_the_host_time_goes():
+    scheds = schedules()
+    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    profile = {}
+    cuda.solve(MODEL, MODEL.pack_table(random_table(5, seed=1)), table, np.arange(5) % 3,
+               chunk_size=2, profile=profile)  # fmt: skip
+    phases = ("slots", "kernel_module", "setup", "fill", "enqueue", "wait", "collect")
+    assert set(profile) == {*phases, "total", "chunks"} and profile["chunks"] == 3
+    assert all(profile[name] >= 0.0 for name in phases)
+    assert sum(profile[name] for name in phases) == pytest.approx(profile["total"], rel=1e-6)
 
 
 def test_a_table_kept_as_columns_gives_the_packed_results():
@@ -262,6 +281,10 @@ def test_in_memory_sweep_on_cuda_equals_the_cpu():
     for name in (*METRICS, "S", "T", "N"):
         np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
     assert gpu.attrs["device"] == "cuda" and "chunk_done" not in gpu
+    compiled = sweep(MODEL, design, template, device="cuda", chunk_size=3, gpu_specialise=True,
+                     **kwargs)  # fmt: skip
+    for name in (*METRICS, "S", "T", "N"):
+        np.testing.assert_array_equal(compiled[name].values, gpu[name].values)
 
 
 @pytest.mark.filterwarnings("ignore:.*under-utilization")  # a one-thread launch, on purpose
@@ -360,6 +383,9 @@ def test_bad_device_arguments_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="`gpu_chunk_size` = 0"):
         sweep(MODEL, grid(kappa_T=[0.1]), schedule, store=tmp_path / "x", device="cuda",
               gpu_chunk_size=0)  # fmt: skip
+    with pytest.raises(TypeError, match="`gpu_specialise` = 1: expected True or False"):
+        sweep(MODEL, grid(kappa_T=[0.1]), schedule, store=tmp_path / "x", device="cuda",
+              gpu_specialise=1)  # fmt: skip
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 

@@ -43,12 +43,14 @@ TOLERANT = np.zeros(2)  # TOLSIM-CONSTANT
 INITIAL = np.zeros(2, dtype=np.int64)  # TOLSIM-CONSTANT
 # register cap per thread (0: the compiler's choice); fewer registers, more resident threads
 MAX_REGISTERS = 0  # TOLSIM-CONSTANT
-# Parameters fixed when the kernel is compiled (a prototype, measured only through
-# benchmarks/gpu_variants.py --specialise): packed parameter i is column SPEC_SLOT[i] of
-# var_values where that is >= 0, else the constant SPEC_BASE[i], so the compiler folds the
-# constant ones into the arithmetic; empty (the default): var_slot and base_params at run time
+# Parameters fixed when the kernel is compiled (tolsim.cuda.solve(..., specialise=True)):
+# packed parameter i is column SPEC_SLOT[i] of var_values where that is >= 0, else the
+# constant SPEC_BASE[i], so the compiler folds the constant ones into the arithmetic; empty
+# (the default): var_slot and base_params at run time
 SPEC_SLOT = np.zeros(0, dtype=np.int64)  # TOLSIM-CONSTANT
 SPEC_BASE = np.zeros(0)  # TOLSIM-CONSTANT
+# concentrations of the last Dormand-Prince stage taken from the one before (same day)
+REUSE_END_CONCENTRATIONS = True  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -188,9 +190,9 @@ def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
 
 
 @cuda.jit(device=True)
-def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
-    """``dx = STOICH.T @ rates(t, x, p, c(t))``; the loaded piece started on day ``t0``.
-    Returns dN/dt, the sum of ``dx`` (where a caller ignores it, the compiler drops the sum)."""
+def concentrations(t, t0, level, pk, conc):
+    """``conc`` = the drug concentrations (µM) on day ``t`` of the loaded piece (started on
+    day ``t0``): its constant levels plus each PK channel's central amount."""
     tau = t - t0
     for d in range(N_DRUGS):
         conc[d] = level[d]
@@ -202,6 +204,12 @@ def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
         for d in range(N_DRUGS):  # constant indices: conc stays in registers
             if pk[ch, PK_DRUG] == d:
                 conc[d] += pk[ch, PK_UM_PER_MG] * amount
+
+
+@cuda.jit(device=True)
+def field(t, x, p, conc, rate_buf, dx):
+    """``dx = STOICH.T @ rates(t, x, p, conc)``. Returns dN/dt, the sum of ``dx`` (where a
+    caller ignores it, the compiler drops the sum)."""
     rates(t, x, p, conc, rate_buf)
     for i in range(N_STATES):
         acc = 0.0
@@ -212,6 +220,13 @@ def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
     for i in range(N_STATES):
         total += dx[i]
     return total
+
+
+@cuda.jit(device=True)
+def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
+    """:func:`field` at the concentrations of day ``t`` (:func:`concentrations`)."""
+    concentrations(t, t0, level, pk, conc)
+    return field(t, x, p, conc, rate_buf, dx)
 
 
 @cuda.jit(device=True)
@@ -506,7 +521,11 @@ def solve_kernel(
                 else:
                     stage_state(y, h, k, int64(6), y_new)
                     c_stage = DP_C[6]
-                rhs(t + c_stage * h, t0, level, pk, y_new, p, conc, rate_buf, work)
+                # the last two stages are both at t + h (DP_C[5] == DP_C[6] == 1): the
+                # concentrations of stage 5 serve stage 6 too, the same values to the bit
+                if stage != 6 or not REUSE_END_CONCENTRATIONS:
+                    concentrations(t + c_stage * h, t0, level, pk, conc)
+                field(t + c_stage * h, y_new, p, conc, rate_buf, work)
                 if stage == 1:
                     store_stage(work, k, int64(1))
                 elif stage == 2:
