@@ -1,6 +1,7 @@
 """Kernel building blocks: the Runge-Kutta tableau, and per-model kernel copies."""
 
 import importlib
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -52,6 +53,22 @@ def test_copies_are_per_rate_function_and_follow_source_edits(tmp_path, monkeypa
     # the previous copy stays until it is an hour old (another process may be using it)
     assert (tmp_path / "cache" / "kernels").exists()
     del sys.modules["edited_model"]
+
+
+def test_loading_a_copy_again_leaves_it_untouched(tmp_path, monkeypatch):
+    """numba's disk cache is keyed on the source file's modification time: a later process
+    that loads an existing copy must neither rewrite nor touch it, or numba compiles every
+    kernel again (seconds per process)."""
+    from tolsim.kernels import specialise
+
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "cache"))
+    rates = tolsim.models.TwoState().rates
+    path = Path(specialised("ode_template", rates).__file__)
+    stamp = path.stat().st_mtime_ns - 10**9  # as if written a second ago
+    os.utime(path, ns=(stamp, stamp))
+    monkeypatch.setattr(specialise, "_LOADED", {})  # a new process
+    again = specialised("ode_template", rates)
+    assert Path(again.__file__) == path and path.stat().st_mtime_ns == stamp
 
 
 def test_cache_dir_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):

@@ -116,11 +116,6 @@ def specialised(template: str, rates, constants: dict[str, str] | None = None) -
             with os.fdopen(fd, "w") as handle:
                 handle.write(source)
             os.replace(tmp, path)
-        else:
-            try:  # in use: not stale (_remove_stale_copies goes by the time of last use)
-                os.utime(path)
-            except OSError:
-                pass
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -151,8 +146,9 @@ def _set_constants(template: str, source: str, constants: dict[str, str]) -> str
 def _remove_stale_copies(directory: Path, prefix: str) -> None:
     """Delete older copies (and their numba cache files) of the same template and rates.
 
-    Only copies neither written nor loaded for an hour go, so a process still importing one is
-    not disturbed.
+    Only copies untouched for an hour go, so a process still importing one is not disturbed.
+    (Loading a copy must not touch it: numba's disk cache is keyed on the source file's
+    modification time, so touching the copy would make numba compile it again.)
     """
     now = time.time()
     stale = list(directory.glob(f"{prefix}*.py"))
