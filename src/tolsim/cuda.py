@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -251,6 +251,9 @@ class ScheduleTable:
     w_day: np.ndarray  # (S,) days
     traj_slot: np.ndarray  # (S, G) int32, trajectory slot of each output, -1 if none
     n_channels: int  # PK channels (the padded arrays hold at least one)
+    # copies of arrays() on each GPU (by device id), made by the first solve there: a table
+    # is not changed once built
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)
 
     def arrays(self) -> tuple:
         return (
@@ -428,6 +431,22 @@ class Result:
     out_dn: np.ndarray | None  # (n, n_traj)
 
 
+def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Row ranges ``[lo, hi)`` covering ``range(n)`` in order, none longer than
+    ``chunk_size``: the first and the last a quarter of ``chunk_size`` (the GPU starts after
+    the host has filled a small chunk, and the host collects a small one after the GPU has
+    finished), the rest as equal as possible."""
+    if n <= chunk_size:
+        return [(0, n)]
+    edge = max(1, chunk_size // 4)
+    inner = n - 2 * edge
+    if inner <= 0:
+        return [(0, n - edge), (n - edge, n)]
+    k = -(-inner // chunk_size)
+    cuts = [edge + (inner * i) // k for i in range(k + 1)]
+    return [(0, edge), *zip(cuts[:-1], cuts[1:], strict=True), (n - edge, n)]
+
+
 def solve(
     model: Model,
     packed: np.ndarray | Columns,
@@ -528,19 +547,18 @@ def solve(
         out_x=np.empty((n, n_traj, n_states)) if n_traj else None,
         out_dn=np.empty((n, n_traj)) if n_traj else None,
     )
-    shared = [cuda.to_device(a) for a in table.arrays()]
+    gpu = getattr(cuda.get_current_device(), "id", 0)
+    shared = table._on_device.get(gpu)
+    if shared is None:
+        shared = table._on_device[gpu] = [cuda.to_device(a) for a in table.arrays()]
     d_base = cuda.to_device(base)
     d_slot = cuda.to_device(slot)
     m = chunk_size
-    dummy_metrics = cuda.device_array((1, kernels.N_METRICS))
-    dummy_stats = cuda.device_array((1, kernels.N_STATS), dtype=np.int64)
-    dummy_x = cuda.device_array((1, 1, n_states))
-    dummy_dn = cuda.device_array((1, 1))
 
     def buffers(lane):
         key = (
             id(kernels),
-            getattr(cuda.get_current_device(), "id", 0),
+            gpu,
             threading.get_ident(),  # buffers are never shared between threads
             lane,
             m,
@@ -557,14 +575,14 @@ def solve(
             "schedule_of": cuda.pinned_array(m, dtype=np.int32),
         }
         host_out = {"status": cuda.pinned_array(m, dtype=np.int32)}
-        dev = {
+        dev = {  # (one-element stand-ins for the outputs not asked for)
             "values": cuda.device_array((m, varying.size)),
             "schedule_of": cuda.device_array(m, dtype=np.int32),
             "status": cuda.device_array(m, dtype=np.int32),
-            "metrics": dummy_metrics,
-            "stats": dummy_stats,
-            "out_x": dummy_x,
-            "out_dn": dummy_dn,
+            "metrics": cuda.device_array((1, kernels.N_METRICS)),
+            "stats": cuda.device_array((1, kernels.N_STATS), dtype=np.int64),
+            "out_x": cuda.device_array((1, 1, n_states)),
+            "out_dn": cuda.device_array((1, 1)),
         }
         if metrics:
             host_out["metrics"] = cuda.pinned_array((m, kernels.N_METRICS))
@@ -579,10 +597,11 @@ def solve(
             dev["out_dn"] = cuda.device_array((m, n_traj))
         if len(_BUFFERS) >= 8:  # keep the pool small: drop the oldest
             _BUFFERS.pop(next(iter(_BUFFERS)))
-        _BUFFERS[key] = (host_in, host_out, dev)
+        _BUFFERS[key] = (cuda.stream(), host_in, host_out, dev)
         return _BUFFERS[key]
 
-    lanes = [(cuda.stream(), *buffers(lane)) for lane in range(2 if n > chunk_size else 1)]
+    bounds = chunk_bounds(n, chunk_size)
+    lanes = [buffers(lane) for lane in range(min(2, len(bounds)))]
     pending: list[tuple[int, int] | None] = [None] * len(lanes)
     lap("setup")
 
@@ -599,12 +618,11 @@ def solve(
         pending[lane] = None
         lap("collect")
 
-    for c, lo in enumerate(range(0, n, chunk_size)):
+    for c, (lo, hi) in enumerate(bounds):
         lane = c % len(lanes)
         if pending[lane] is not None:
             collect(lane)
         stream, host_in, host_out, dev = lanes[lane]
-        hi = min(lo + chunk_size, n)
         rows = hi - lo
         if source is None:
             _gather(packed, lo, varying, host_in["values"][:rows])
@@ -647,5 +665,5 @@ def solve(
         if pending[lane] is not None:
             collect(lane)
     if profile is not None:
-        profile.update(phases, total=mark - started, chunks=-(-n // chunk_size))
+        profile.update(phases, total=mark - started, chunks=len(bounds))
     return result
