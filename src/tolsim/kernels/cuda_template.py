@@ -51,6 +51,10 @@ SPEC_SLOT = np.zeros(0, dtype=np.int64)  # TOLSIM-CONSTANT
 SPEC_BASE = np.zeros(0)  # TOLSIM-CONSTANT
 # concentrations of the last Dormand-Prince stage taken from the one before (same day)
 REUSE_END_CONCENTRATIONS = True  # TOLSIM-CONSTANT
+# prototypes measured with benchmarks/gpu_variants.py: the method fixed at compile time (-1:
+# the `method` argument), and no trajectory slots (outputs reduced to metrics only)
+FIXED_METHOD = -1  # TOLSIM-CONSTANT
+NO_TRAJECTORIES = False  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -431,7 +435,7 @@ def solve_kernel(
     while j < ng and grid[s, j] <= t_first:
         for i in range(N_STATES):
             work[i] = max(y[i], 0.0)
-        slot = traj_slot[s, j]
+        slot = -1 if NO_TRAJECTORIES else traj_slot[s, j]
         dn = math.nan
         if needs_rate(slot, j, wi, acc, want_metrics):
             dn = rhs(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
@@ -568,7 +572,8 @@ def solve_kernel(
                 n_rejected += 1
                 continue
             n_steps += 1
-            if method == METHOD_AUTO and (n_stiff > 0 or n_steps % STIFF_CHECK_EVERY == 0):
+            auto = method == METHOD_AUTO if FIXED_METHOD < 0 else FIXED_METHOD == METHOD_AUTO
+            if auto and (n_stiff > 0 or n_steps % STIFF_CHECK_EVERY == 0):
                 num = 0.0
                 den = 0.0
                 for i in range(N_STATES):
@@ -599,7 +604,7 @@ def solve_kernel(
                         poly = q[0, i] + sj * (q[1, i] + sj * (q[2, i] + sj * q[3, i]))
                         value = y[i] + sj * poly
                         work[i] = max(value, 0.0)
-                    slot = traj_slot[s, j]
+                    slot = -1 if NO_TRAJECTORIES else traj_slot[s, j]
                     dn = math.nan
                     if needs_rate(slot, j, wi, acc, want_metrics):
                         if t_j >= t_end and piece + 1 < np_s:
@@ -646,7 +651,7 @@ def solve_kernel(
 
     if code != SUCCESS:  # outputs a failed solve did not reach are NaN, as on the CPU
         while j < ng:
-            slot = traj_slot[s, j]
+            slot = -1 if NO_TRAJECTORIES else traj_slot[s, j]
             if slot >= 0:
                 for i in range(N_STATES):
                     out_x[sample, slot, i] = math.nan
