@@ -9,8 +9,10 @@ with the first variant's::
 
     python benchmarks/gpu_variants.py base=64:128 wide=128:128 uncapped=64:0 --out v.json
 
-``--specialise`` adds, for each variant, a copy with the design's constant parameters compiled
-in; ``--e2e-chunks`` also times :func:`tolsim.cuda.solve` end to end by chunk size.
+Variants start from the kernel :func:`tolsim.cuda.solve` launches here (DOPRI5 and metrics
+only compiled in: ``FIXED_METHOD=0``, ``NO_TRAJECTORIES=True``). ``--specialise`` adds, for
+each variant, a copy with the design's constant parameters compiled in; ``--e2e-chunks``
+also times :func:`tolsim.cuda.solve` end to end by chunk size.
 
 ``benchmarks/results/gpu_h100_shared_variants.json`` holds a run of this script with a
 prototype (since removed) that kept per-thread arrays in shared memory.
@@ -87,6 +89,8 @@ def main() -> None:
         block, cap, *overrides = rest.split(":", 2)
         cap = 0 if cuda._simulated() else int(cap)  # (the simulator caps nothing)
         constants = cuda.kernel_constants(gpu.MODEL, tab.n_channels, cap)
+        # as cuda.solve compiles a metrics-only DOPRI5 launch (override to compare)
+        constants |= {"FIXED_METHOD": "0", "NO_TRAJECTORIES": "True"}
         for item in overrides[0].split("/") if overrides else ():
             key, value = item.split("=", 1)
             constants[key] = value

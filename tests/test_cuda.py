@@ -155,6 +155,31 @@ def test_constant_parameters_compiled_into_the_kernel_change_no_bit():
     assert not np.array_equal(first, generic.metrics, equal_nan=True)
 
 
+def test_launches_compile_in_their_method_and_whether_they_store_trajectories(monkeypatch):
+    """``solve`` asks for a kernel with its method compiled in, and, for metrics only, one
+    without trajectory slots (the results of both are checked against the CPU above)."""
+    built = []
+    original = cuda.kernel_module
+    monkeypatch.setattr(
+        cuda, "kernel_module", lambda *a, **k: built.append(k) or original(*a, **k)
+    )
+    scheds = schedules()
+    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds],
+                                traj_times=np.array([5.0]))  # fmt: skip
+    rows = MODEL.pack({})[None]
+    cuda.solve(MODEL, rows, table, np.zeros(1, np.int32), method="dopri5")
+    with_paths = cuda.solve(MODEL, rows, table, np.zeros(1, np.int32), method="auto", n_traj=1)
+    assert [(k["method"], k["trajectories"]) for k in built] == [("dopri5", False), ("auto", True)]
+    assert np.isfinite(with_paths.out_x).all()
+    metrics_only = original(MODEL, 1, method="dopri5", trajectories=False)
+    assert metrics_only.FIXED_METHOD == metrics_only.METHOD_DOPRI5 and metrics_only.NO_TRAJECTORIES
+    generic = original(MODEL, 1)
+    assert generic.FIXED_METHOD == -1 and not generic.NO_TRAJECTORIES
+    assert original(MODEL, 1, method="auto").FIXED_METHOD == generic.METHOD_AUTO
+    with pytest.raises(ValueError, match="`method` = 'rk4'"):
+        original(MODEL, 1, method="rk4")
+
+
 def test_specialised_constants_are_exact_and_refuse_what_has_no_source_text():
     base = np.array([0.1, 1 / 3, 2.0**-1074, 1e300])
     slot = np.array([-1, 0, -1, -1])

@@ -47,6 +47,8 @@ METRIC_NAMES = (
     "nadir_day",
 )
 METHODS = ("auto", "dopri5")
+# the kernel's codes for them (cuda_template.METHOD_AUTO, METHOD_DOPRI5)
+METHOD_CODES = {"auto": 1, "dopri5": 0}
 STIFF_DETECTED = -4  # the kernel's code for "auto found this sample stiff"
 # Block size and register cap measured best (benchmarks/gpu.py on an H200: 254 registers
 # uncapped; capped at 128, with some spilling, the kernel ran 18 % faster, at 64 to 256 threads
@@ -169,17 +171,30 @@ def kernel_module(
     n_channels: int,
     max_registers: int = 0,
     fixed: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    method: str | None = None,
+    trajectories: bool = True,
 ):
     """The model's CUDA kernel module (specialised copy of ``cuda_template``); a nonzero
     ``max_registers`` caps the registers per thread. ``fixed = (base, slot)`` (as from
     :func:`parameter_slots`) compiles the parameters whose slot is -1 in as the constants
-    ``base`` (:func:`specialised_constants`)."""
+    ``base`` (:func:`specialised_constants`). ``method`` (one of :data:`METHODS`) compiles
+    the method in (the kernel's ``method`` argument is then ignored; None: read at run time),
+    and ``trajectories=False`` a kernel that stores no trajectory slots (metrics only): each
+    drops code the launch does not run, about 3% of the kernel's time each (H200,
+    ``benchmarks/results/gpu_h200_fixed_variants.json``)."""
     require()
     if _simulated():
         max_registers = 0  # the simulator has no registers to cap
     constants = kernel_constants(model, n_channels, max_registers)
     if fixed is not None:
         constants |= specialised_constants(*fixed)
+    if method is not None:
+        if method not in METHODS:
+            raise ValueError(f"`method` = {method!r}: the CUDA kernel runs {list(METHODS)}")
+        constants["FIXED_METHOD"] = str(METHOD_CODES[method])
+    if not trajectories:
+        constants["NO_TRAJECTORIES"] = "True"
     return specialised("cuda_template", model.rates, constants)
 
 
@@ -517,7 +532,12 @@ def solve(
         source = None
     lap("slots")
     kernels = kernel_module(
-        model, table.n_channels, max_registers, (base, slot) if specialise else None
+        model,
+        table.n_channels,
+        max_registers,
+        (base, slot) if specialise else None,
+        method=method,
+        trajectories=bool(n_traj),
     )
     lap("kernel_module")
     n_states = len(model.states)
@@ -649,7 +669,7 @@ def solve(
                 float(rtol),
                 float(atol),
                 int(max_steps),
-                1 if method == "auto" else 0,
+                METHOD_CODES[method],
                 bool(metrics),
                 bool(stats),
                 dev["metrics"][:rows] if metrics else dev["metrics"],

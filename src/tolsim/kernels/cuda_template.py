@@ -51,8 +51,8 @@ SPEC_SLOT = np.zeros(0, dtype=np.int64)  # TOLSIM-CONSTANT
 SPEC_BASE = np.zeros(0)  # TOLSIM-CONSTANT
 # concentrations of the last Dormand-Prince stage taken from the one before (same day)
 REUSE_END_CONCENTRATIONS = True  # TOLSIM-CONSTANT
-# prototypes measured with benchmarks/gpu_variants.py: the method fixed at compile time (-1:
-# the `method` argument), and no trajectory slots (outputs reduced to metrics only)
+# the method compiled in (METHOD_DOPRI5 or METHOD_AUTO; -1: the `method` argument), and a
+# kernel for metrics only, with no trajectory slots (tolsim.cuda.kernel_module)
 FIXED_METHOD = -1  # TOLSIM-CONSTANT
 NO_TRAJECTORIES = False  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
