@@ -62,6 +62,7 @@ def test_loading_a_copy_again_leaves_it_untouched(tmp_path, monkeypatch):
     from tolsim.kernels import specialise
 
     monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(specialise, "_LOADED", {})  # this process has loaded no copy yet
     rates = tolsim.models.TwoState().rates
     path = Path(specialised("ode_template", rates).__file__)
     stamp = path.stat().st_mtime_ns - 10**9  # as if written a second ago
