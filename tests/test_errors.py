@@ -113,6 +113,23 @@ def test_a_table_kept_as_columns_is_checked_and_packs_as_pack_table():
     np.testing.assert_array_equal(columns.packed(), model.pack_table(table))
     np.testing.assert_array_equal(columns.rows(np.array([2, 0])), model.pack_table(table)[[2, 0]])
     assert len(columns) == 3 and columns.values.shape == (3, 2)
+    by_hand = np.repeat(model.pack({})[None], 3, axis=0)
+    names = model.parameter_names
+    by_hand[:, names.index("K")], by_hand[:, names.index("mu_E")] = table["K"], table["mu_E"]
+    np.testing.assert_array_equal(columns.packed(), by_hand)
+    np.testing.assert_array_equal(columns.rows(slice(1, 3)), by_hand[1:])
+    assert any(c is table["K"] for c in columns.columns)  # float64 columns are not copied
+    # the first bad row is named, whatever the order the parallel check finds them in
+    many = np.full(50_000, 1e-3)
+    many[[40_000, 7, 30_000]] = [np.nan, -1.0, np.inf]
+    with pytest.raises(ValueError, match=r"`design.mu_E\[7\]` = -1.0"):
+        model.pack_columns({"mu_E": many}, "design")
+    many[7] = 1e-3
+    with pytest.raises(ValueError, match=r"`design.mu_E\[30000\]` = inf 1/day: expected a fin"):
+        model.pack_columns({"mu_E": many}, "design")
+    many[30_000] = 1e-3
+    with pytest.raises(ValueError, match=r"`design.mu_E\[40000\]` is NaN"):
+        model.pack_columns({"mu_E": many}, "design")
     with pytest.raises(ValueError, match=r"`design` \(row 1\) violates K > S0 \+ T0"):
         model.pack_columns({"K": np.array([1e7, 5e4])}, "design")
     with pytest.raises(ValueError, match=r"`design.mu_E\[1\]` = -1.0"):

@@ -404,17 +404,30 @@ def parameter_slots(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return packed[0].copy(), varying, slot
 
 
-def column_slots(columns: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`parameter_slots` for a table kept as its given columns, and the values to send
-    (``(n, k)``, row by row)."""
+def column_slots(
+    columns: Columns,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """:func:`parameter_slots` for a table kept as its given columns, and the columns to send
+    (each ``(n,)``; :func:`_interleave` writes them side by side into a chunk's buffer)."""
     if columns.index.size:
-        index, values = columns.index, columns.values
+        index, given = columns.index, columns.columns
     else:  # nothing given: send column 0 as it is, so that no array has zero width
         index = np.zeros(1, dtype=np.int64)
-        values = np.full((len(columns), 1), columns.base[0])
+        given = (np.full(len(columns), columns.base[0]),)
     slot = np.full(columns.base.size, -1, dtype=np.int64)
     slot[index] = np.arange(index.size)
-    return columns.base.copy(), index, slot, values
+    return columns.base.copy(), index, slot, given
+
+
+def _interleave(columns: Sequence[np.ndarray], lo: int, out: np.ndarray) -> None:
+    """``out[:, k] = columns[k][lo : lo + len(out)]`` for every ``k`` (in parallel over
+    rows)."""
+
+    def fill(_, a, b):
+        for k, column in enumerate(columns):
+            out[a:b, k] = column[lo + a : lo + b]
+
+    _in_blocks(out.shape[0], fill)
 
 
 def _gather(packed: np.ndarray, lo: int, varying: np.ndarray, out: np.ndarray) -> None:
@@ -440,7 +453,7 @@ class Result:
     """What :func:`solve` returns (host arrays, one row per sample)."""
 
     status: np.ndarray  # (n,) int32; STIFF_DETECTED for samples the CPU must redo
-    metrics: np.ndarray | None  # (n, 5) float64 in METRIC_NAMES order
+    metrics: np.ndarray | None  # (n, 5) float64 in METRIC_NAMES order, column-major
     stats: np.ndarray | None  # (n, 3) int64: accepted steps, rejected steps, rhs evaluations
     out_x: np.ndarray | None  # (n, n_traj, n_states)
     out_dn: np.ndarray | None  # (n, n_traj)
@@ -562,7 +575,8 @@ def solve(
 
     result = Result(
         status=np.empty(n, dtype=np.int32),
-        metrics=np.empty((n, kernels.N_METRICS)) if metrics else None,
+        # column-major: each metric is one contiguous array (what a sweep stores)
+        metrics=np.empty((n, kernels.N_METRICS), order="F") if metrics else None,
         stats=np.empty((n, kernels.N_STATS), dtype=np.int64) if stats else None,
         out_x=np.empty((n, n_traj, n_states)) if n_traj else None,
         out_dn=np.empty((n, n_traj)) if n_traj else None,
@@ -647,7 +661,7 @@ def solve(
         if source is None:
             _gather(packed, lo, varying, host_in["values"][:rows])
         else:
-            _copy_rows(source[lo:hi], host_in["values"][:rows])
+            _interleave(source, lo, host_in["values"][:rows])
         host_in["schedule_of"][:rows] = schedule_of[lo:hi]
         lap("fill")
         d_values = dev["values"][:rows]

@@ -253,7 +253,7 @@ def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
         if table:
             packed = model.pack_columns(table, "design")
         else:
-            packed = Columns(model.pack({}), np.zeros(0, dtype=np.int64), np.empty((n, 0)))
+            packed = Columns(model.pack({}), np.zeros(0, dtype=np.int64), (), n)
     elif table:
         packed = model.pack_table(table, "design")
     else:
@@ -732,8 +732,13 @@ def _in_memory(spec, design, columns, stochastic, settings, fingerprint) -> xr.D
         )
         for lo in range(0, n, size)
     ]
-    data_vars = {
-        name: (_dims(parts[0][name]), np.concatenate([part[name] for part in parts]))
+    data_vars = {  # (one chunk: its arrays as they are, contiguous)
+        name: (
+            _dims(parts[0][name]),
+            np.ascontiguousarray(parts[0][name])
+            if len(parts) == 1
+            else np.concatenate([part[name] for part in parts]),
+        )
         for name in parts[0]
     }
     data_vars.update({name: (("sample",), values) for name, values in columns.items()})

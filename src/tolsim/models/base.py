@@ -267,10 +267,14 @@ class Model:
         (n,) = sizes
         if n == 0:
             raise ValueError(f"`{argument}` is an empty table: expected at least one row")
+        from tolsim.kernels.columns import first_outside
+
         base = np.empty(len(self.parameters) + len(self.constants))
-        index, given = [], []
         for i, p in enumerate(self.parameters):
             base[i] = p.default  # a default lies within its bounds (checked once)
+        base[len(self.parameters) :] = np.asarray(self.constants, dtype=np.float64)
+        index, given = [], []
+        for i, p in enumerate(self.parameters):
             if p.name not in table:
                 continue
             column = np.asarray(table[p.name])
@@ -278,26 +282,20 @@ class Model:
                 raise TypeError(
                     f"`{argument}.{p.name}` has dtype {column.dtype}: expected real numbers"
                 )
-            column = column.astype(np.float64)
-            low, high = p.bounds
-            ok = (column >= low) & (column <= high)  # False for NaN
-            if not (np.isfinite(low) and np.isfinite(high)):
-                ok &= np.isfinite(column)
-            bad = np.flatnonzero(~ok)
-            if bad.size:
-                _check_value(f"{argument}.{p.name}[{bad[0]}]", float(column[bad[0]]), p)
+            column = np.ascontiguousarray(column, dtype=np.float64)  # no copy if it is one
+            bad = first_outside(column, float(p.bounds[0]), float(p.bounds[1]))
+            if bad >= 0:
+                label, value = f"{argument}.{p.name}[{bad}]", float(column[bad])
+                if math.isinf(value):
+                    raise ValueError(f"`{label}` = {value!r} {p.unit}: expected a finite number")
+                _check_value(label, value, p)
             index.append(i)
             given.append(column)
-        base[len(self.parameters) :] = np.asarray(self.constants, dtype=np.float64)
-        values = np.empty((n, len(given)))
-        for k, column in enumerate(given):
-            values[:, k] = column
-        columns = Columns(base, np.array(index, dtype=np.int64), values)
         if self.constraints:
             named = {name: base[i] for i, name in enumerate(self.parameter_names)}
             named.update({self.parameter_names[i]: c for i, c in zip(index, given, strict=True)})
             self._check_named_constraints(named, n, argument, table=True)
-        return columns
+        return Columns(base, np.array(index, dtype=np.int64), tuple(given), n)
 
     def _check_constraints(self, matrix: np.ndarray, argument: str, table: bool) -> None:
         if not self.constraints:
@@ -394,20 +392,30 @@ def _check_value(label: str, value: float, p: Parameter) -> None:
 class Columns:
     """A validated table of parameter sets kept as its given columns (from
     :meth:`Model.pack_columns`): row ``r`` packs to ``base`` with ``base[index[k]]`` replaced
-    by ``values[r, k]``."""
+    by ``columns[k][r]``."""
 
     base: np.ndarray  # (n_packed,) float64: defaults and constants
     index: np.ndarray  # (k,) int64: the packed column of each given column
-    values: np.ndarray  # (n_samples, k) float64
+    columns: tuple[np.ndarray, ...]  # k contiguous float64 arrays of n_samples (not copied)
+    n: int  # samples
 
     def __len__(self) -> int:
-        return self.values.shape[0]
+        return self.n
+
+    @property
+    def values(self) -> np.ndarray:
+        """The given columns side by side, ``(n_samples, k)`` (built at each call)."""
+        out = np.empty((self.n, len(self.columns)))
+        for k, column in enumerate(self.columns):
+            out[:, k] = column
+        return out
 
     def rows(self, rows) -> np.ndarray:
         """The packed rows ``rows`` (an index array or slice), ``(len(rows), n_packed)``."""
-        values = self.values[rows]
-        out = np.repeat(self.base[None, :], values.shape[0], axis=0)
-        out[:, self.index] = values
+        count = np.arange(self.n)[rows].size
+        out = np.repeat(self.base[None, :], count, axis=0)
+        for i, column in zip(self.index, self.columns, strict=True):
+            out[:, i] = column[rows]
         return out
 
     def packed(self) -> np.ndarray:
@@ -418,6 +426,6 @@ class Columns:
         n = len(self)
         transposed = np.empty((self.base.size, n))
         transposed[:] = self.base[:, None]
-        for k, i in enumerate(self.index):
-            transposed[i] = self.values[:, k]
+        for i, column in zip(self.index, self.columns, strict=True):
+            transposed[i] = column
         return np.ascontiguousarray(transposed.T)
