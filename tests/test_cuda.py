@@ -322,6 +322,10 @@ def test_in_memory_sweep_on_cuda_equals_the_cpu():
     for name in (*METRICS, "S", "T", "N"):
         np.testing.assert_allclose(gpu[name].values, cpu[name].values, rtol=RTOL_AGREE)
     assert gpu.attrs["device"] == "cuda" and "chunk_done" not in gpu
+    whole = sweep(MODEL, design, template, device="cuda", **kwargs)  # default batch: 2**20
+    assert whole.attrs["chunk_size"] == 2**20 and cpu.attrs["chunk_size"] == 10_000
+    for name in (*METRICS, "S", "T", "N"):
+        np.testing.assert_array_equal(whole[name].values, gpu[name].values)
     compiled = sweep(MODEL, design, template, device="cuda", chunk_size=3, gpu_specialise=True,
                      **kwargs)  # fmt: skip
     for name in (*METRICS, "S", "T", "N"):

@@ -340,6 +340,10 @@ def _fingerprint(model, schedule, design, outputs, times, settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+DEFAULT_CHUNK = 10_000  # samples per task, Zarr chunk or in-memory batch
+IN_MEMORY_GPU_CHUNK = 2**20  # samples per batch of sweep(store=None, device="cuda")
+
+
 def sweep(
     model: Model,
     design,
@@ -349,7 +353,7 @@ def sweep(
     outputs: str = "metrics",
     times: Sequence[float] | None = None,
     client=None,
-    chunk_size: int = 10_000,
+    chunk_size: int | None = None,
     method: str = "auto",
     rtol: float = 1e-6,
     atol: float = 1e-6,
@@ -398,9 +402,11 @@ def sweep(
         (``"tcp://host:8786"``), a cluster object (e.g. ``dask_jobqueue.SLURMCluster``) or a
         client of any cluster runs there unchanged. Each task sets its kernel's numba threads
         to its worker's thread count.
-    chunk_size : int
+    chunk_size : int, optional
         Samples per task (and per Zarr chunk); with ``store=None``, per batch (the CPU holds
         one batch's trajectories on the metric grid, ~6 kB per sample for two states).
+        Default 10,000; for an in-memory sweep on the GPU (``store=None``,
+        ``device="cuda"``), 2**20: a batch of 10,000 would fill a small part of a GPU.
     max_chunks : int, optional
         Compute at most this many pending chunks, then return (the rest stay pending for a
         later call on the same store).
@@ -490,6 +496,8 @@ def sweep(
                 f"`outputs` = {outputs!r}: stochastic sweeps store metrics only (per-sample "
                 "probabilities over paths); use tolsim.simulate for paths"
             )
+    if chunk_size is None:
+        chunk_size = IN_MEMORY_GPU_CHUNK if store is None and device == "cuda" else DEFAULT_CHUNK
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
         raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
     if not isinstance(lockstep, bool | np.bool_):
