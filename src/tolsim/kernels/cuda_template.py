@@ -49,8 +49,6 @@ MAX_REGISTERS = 0  # TOLSIM-CONSTANT
 # (the default): var_slot and base_params at run time
 SPEC_SLOT = np.zeros(0, dtype=np.int64)  # TOLSIM-CONSTANT
 SPEC_BASE = np.zeros(0)  # TOLSIM-CONSTANT
-# concentrations of the last Dormand-Prince stage taken from the one before (same day)
-REUSE_END_CONCENTRATIONS = True  # TOLSIM-CONSTANT
 # the method compiled in (METHOD_DOPRI5 or METHOD_AUTO; -1: the `method` argument), and a
 # kernel for metrics only, with no trajectory slots (tolsim.cuda.kernel_module)
 FIXED_METHOD = -1  # TOLSIM-CONSTANT
@@ -527,7 +525,8 @@ def solve_kernel(
                     c_stage = DP_C[6]
                 # the last two stages are both at t + h (DP_C[5] == DP_C[6] == 1): the
                 # concentrations of stage 5 serve stage 6 too, the same values to the bit
-                if stage != 6 or not REUSE_END_CONCENTRATIONS:
+                # (H200: 1-3% faster, benchmarks/results/gpu_h200_reuse_variants.json)
+                if stage != 6:
                     concentrations(t + c_stage * h, t0, level, pk, conc)
                 field(t + c_stage * h, y_new, p, conc, rate_buf, work)
                 if stage == 1:
