@@ -350,6 +350,16 @@ def test_sweep_file_lockstep_reaches_tolsim_sweep(tmp_path):
     assert load_sweep(write(tmp_path, SMALL)).sweep_kwargs()["lockstep"] is False
 
 
+def test_sweep_file_gpu_specialise_reaches_tolsim_sweep(tmp_path):
+    text = SMALL.replace("chunk_size = 2", 'device = "cuda"\ngpu_specialise = true')
+    kwargs = load_sweep(write(tmp_path, text)).sweep_kwargs()
+    assert kwargs["gpu_specialise"] is True and kwargs["device"] == "cuda"
+    assert load_sweep(write(tmp_path, SMALL)).sweep_kwargs()["gpu_specialise"] is False
+    bad = write(tmp_path, SMALL.replace("chunk_size = 2", "gpu_specialise = 'yes'"))
+    with pytest.raises(ConfigError, match="`run.gpu_specialise` = 'yes' in .*expected true or"):
+        load_sweep(bad)
+
+
 def test_example_sweep_file_is_valid():
     config = load_sweep(EXAMPLE)
     assert config.model.name == "TwoState"

@@ -123,6 +123,7 @@ _RUN_DEFAULTS = {
     "max_steps": 100_000,
     "device": "cpu",
     "lockstep": False,
+    "gpu_specialise": False,
 }
 # where a table someone may guess belongs instead
 _TABLE_HINTS = {"params": "parameter values go in [model.params]"}
@@ -162,6 +163,9 @@ class SweepConfig:
     device : {"cpu", "cuda"}
     lockstep : bool
         Groups of samples on shared steps (:func:`tolsim.sweep`'s ``lockstep``).
+    gpu_specialise : bool
+        With ``device = "cuda"``: the fixed parameters compiled into the GPU kernel
+        (:func:`tolsim.sweep`'s ``gpu_specialise``).
     """
 
     path: Path
@@ -179,6 +183,7 @@ class SweepConfig:
     max_steps: int
     device: str = "cpu"
     lockstep: bool = False
+    gpu_specialise: bool = False
 
     def sweep_kwargs(self, chunk_size: int | None = None) -> dict[str, Any]:
         """Keyword arguments of :func:`tolsim.sweep` other than the store, client and
@@ -194,6 +199,7 @@ class SweepConfig:
             "recurrence_threshold": self.recurrence_threshold,
             "device": self.device,
             "lockstep": self.lockstep,
+            "gpu_specialise": self.gpu_specialise,
         }
 
 
@@ -225,7 +231,9 @@ def load_sweep(path: str | os.PathLike[str]) -> SweepConfig:
     ``[run]`` (optional)
         ``chunk_size`` (10000), ``method`` (``"auto"``), ``rtol`` (1e-6), ``atol`` (1e-6),
         ``max_steps`` (100000), ``device`` (``"cpu"``, or ``"cuda"`` for GPUs), ``lockstep``
-        (false; true: groups of samples on shared steps, see :func:`tolsim.sweep`).
+        (false; true: groups of samples on shared steps, see :func:`tolsim.sweep`),
+        ``gpu_specialise`` (false; true with ``device = "cuda"``: the parameters the design
+        does not vary compiled into the GPU kernel, see :func:`tolsim.sweep`).
 
     Fixed parameters become constant columns of the design, so that the store records them
     next to the swept ones and they enter the sweep's fingerprint (a store made with other
@@ -507,6 +515,7 @@ def _load_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
     run["max_steps"] = _integer(run["max_steps"], "run.max_steps", file, 1)
     run["device"] = _choice(run["device"], "run.device", file, ("cpu", "cuda"))
     run["lockstep"] = _boolean(run["lockstep"], "run.lockstep", file)
+    run["gpu_specialise"] = _boolean(run["gpu_specialise"], "run.gpu_specialise", file)
     return run
 
 
