@@ -203,8 +203,9 @@ def test_solve_reports_where_the_host_time_goes():
     phases = ("slots", "kernel_module", "setup", "fill", "enqueue", "wait", "collect")
     assert set(profile) == {*phases, "total", "chunks"}
     assert profile["chunks"] == len(cuda.chunk_bounds(5, 2)) == 4
-    assert all(profile[name] >= 0.0 for name in phases)
-    assert sum(profile[name] for name in phases) == pytest.approx(profile["total"], rel=1e-6)
+    assert all(profile[name] > 0.0 for name in phases)  # every phase was timed
+    accounted = sum(profile[name] for name in phases)  # the call's time, to what returning costs
+    assert 0.0 <= profile["total"] - accounted < 1e-3
 
 
 def test_a_table_kept_as_columns_gives_the_packed_results():

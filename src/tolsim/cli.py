@@ -68,7 +68,7 @@ from tolsim.optimize import OBJECTIVES
 from tolsim.predict import DEMOGRAPHIC, UNCERTAINTIES
 from tolsim.schedule import Schedule
 from tolsim.simulate import METHODS as SIMULATE_METHODS
-from tolsim.sweep import _METHOD_CODES, StoreMismatchError, sweep
+from tolsim.sweep import _METHOD_CODES, DEFAULT_CHUNK, StoreMismatchError, sweep
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -116,7 +116,7 @@ _DESIGN_KEYS = {
     "csv": (("path",), ()),
 }
 _RUN_DEFAULTS = {
-    "chunk_size": 10_000,
+    "chunk_size": DEFAULT_CHUNK,
     "method": "auto",
     "rtol": 1e-6,
     "atol": 1e-6,

@@ -699,5 +699,5 @@ def solve(
         if pending[lane] is not None:
             collect(lane)
     if profile is not None:
-        profile.update(phases, total=mark - started, chunks=len(bounds))
+        profile.update(phases, total=clock() - started, chunks=len(bounds))
     return result

@@ -305,6 +305,13 @@ def upcrossing(y0, y1, d0, d1, h, level):
 
 
 @cuda.jit(device=True)
+def trajectory_slot(traj_slot, s, j):
+    """The trajectory slot of output ``j`` of schedule ``s`` (-1: none; always -1 in a
+    metrics-only kernel, which then has no trajectory code)."""
+    return -1 if NO_TRAJECTORIES else traj_slot[s, j]
+
+
+@cuda.jit(device=True)
 def needs_rate(slot, j, w_index, acc, want_metrics):
     """Whether output ``j`` needs dN/dt: a stored trajectory slot, or (for the metrics) the
     withdrawal output and those after it until the recurrence is found (the crossing is
@@ -433,7 +440,7 @@ def solve_kernel(
     while j < ng and grid[s, j] <= t_first:
         for i in range(N_STATES):
             work[i] = max(y[i], 0.0)
-        slot = -1 if NO_TRAJECTORIES else traj_slot[s, j]
+        slot = trajectory_slot(traj_slot, s, j)
         dn = math.nan
         if needs_rate(slot, j, wi, acc, want_metrics):
             dn = rhs(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
@@ -442,6 +449,7 @@ def solve_kernel(
         j += 1
 
     code = SUCCESS
+    auto = method == METHOD_AUTO if FIXED_METHOD < 0 else FIXED_METHOD == METHOD_AUTO
     h = 0.0
     overflowing = False
     log_err_old = LOG_1E_4
@@ -571,7 +579,6 @@ def solve_kernel(
                 n_rejected += 1
                 continue
             n_steps += 1
-            auto = method == METHOD_AUTO if FIXED_METHOD < 0 else FIXED_METHOD == METHOD_AUTO
             if auto and (n_stiff > 0 or n_steps % STIFF_CHECK_EVERY == 0):
                 num = 0.0
                 den = 0.0
@@ -603,7 +610,7 @@ def solve_kernel(
                         poly = q[0, i] + sj * (q[1, i] + sj * (q[2, i] + sj * q[3, i]))
                         value = y[i] + sj * poly
                         work[i] = max(value, 0.0)
-                    slot = -1 if NO_TRAJECTORIES else traj_slot[s, j]
+                    slot = trajectory_slot(traj_slot, s, j)
                     dn = math.nan
                     if needs_rate(slot, j, wi, acc, want_metrics):
                         if t_j >= t_end and piece + 1 < np_s:
@@ -650,7 +657,7 @@ def solve_kernel(
 
     if code != SUCCESS:  # outputs a failed solve did not reach are NaN, as on the CPU
         while j < ng:
-            slot = -1 if NO_TRAJECTORIES else traj_slot[s, j]
+            slot = trajectory_slot(traj_slot, s, j)
             if slot >= 0:
                 for i in range(N_STATES):
                     out_x[sample, slot, i] = math.nan
