@@ -4,8 +4,8 @@ Each variant is ``NAME=BLOCK:CAP[:CONST=VALUE/...]``: threads per block, the reg
 the compiler's choice) and overrides of the template's ``TOLSIM-CONSTANT`` lines (source text,
 ``/``-separated), for prototypes behind a constant. Scenario and launch as
 ``benchmarks/gpu.py``'s "kernel alone" (1e6 samples, inputs on the device, metrics only);
-medians of ``--repeats`` interleaved rounds. Each variant's metrics are compared bit for bit
-with the first variant's::
+medians of ``--repeats`` interleaved rounds. Each variant's metrics are compared with the first
+variant's (bit for bit, and the largest relative difference)::
 
     python benchmarks/gpu_variants.py base=64:128 wide=128:128 uncapped=64:0 --out v.json
 
@@ -112,6 +112,8 @@ def main() -> None:
         if reference is None:
             reference = metrics
         same = np.array_equal(metrics, reference, equal_nan=True)
+        both = np.isfinite(metrics) & np.isfinite(reference)
+        gap = np.abs(metrics - reference)[both] / np.maximum(np.abs(reference[both]), 1e-300)
         regs = None
         if not cuda._simulated():
             found = variants[name][0].solve_kernel.get_regs_per_thread()
@@ -121,6 +123,10 @@ def main() -> None:
             "first_call_s": compile_s,
             "failed": failed,
             "metrics_identical_to_first": bool(same),
+            "max_relative_difference_to_first": float(gap.max()) if gap.size else 0.0,
+            "same_finite_pattern_as_first": bool(
+                np.array_equal(np.isfinite(metrics), np.isfinite(reference))
+            ),
             "registers": regs,
             "all": [],
         }
@@ -134,7 +140,8 @@ def main() -> None:
         entry["traj_per_s"] = args.samples / entry["median_s"]
         print(
             f"{name:>12}: {entry['median_s'] * 1e3:8.2f} ms  {entry['traj_per_s']:.3g}/s  "
-            f"regs {entry['registers']}  identical {entry['metrics_identical_to_first']}  "
+            f"regs {entry['registers']}  identical {entry['metrics_identical_to_first']} "
+            f"(max rel. diff {entry['max_relative_difference_to_first']:.2g})  "
             f"failed {entry['failed']}  first call {entry['first_call_s']:.1f} s"
         )
     e2e = {}

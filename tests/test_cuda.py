@@ -3,7 +3,9 @@
 
 The GPU kernel is the CPU's Dormand–Prince method step for step, so on the same step sequence
 the results agree to rounding: the tests ask for the same step counts and 1e-9 relative
-agreement (the simulator evaluates the same Python arithmetic, and gives more: bit equality).
+agreement. (The GPU kernel takes its stages' PK decay factors from one exponential per rate
+and step, ``STAGE_DECAY``; with the CPU's two per stage, the simulator, which evaluates the
+same Python arithmetic, gives bit equality.)
 """
 
 import numpy as np
@@ -126,6 +128,52 @@ def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
     finite = np.isfinite(result.metrics[:, 0])
     assert finite.any() and not finite.all()  # some regrow within the schedule, some not
     assert np.isnan(result.metrics[schedule_of == 2, 1]).all()  # no tamoxifen: no withdrawal
+
+
+def test_decay_factors_as_powers_agree_with_an_exponential_per_stage(monkeypatch):
+    """The kernel's two ways to the PK decay factors of a step's stages (``DECAY_POWERS``:
+    one exp per rate and step, r = exp(-k h / 90), then r^n, the step's factor carried between
+    steps; or two exps per stage, as the CPU) take the same steps and agree to 1e-11 on oral
+    doses (depot), a pellet (infusion) and in-vitro phases; the second is the CPU's to the
+    bit under the simulator."""
+    scheds = schedules()
+    packed = MODEL.pack_table(random_table(6, seed=5))
+    schedule_of = np.arange(6) % 3
+    common = np.array([0.0, 3.5, 8.0, 12.25, 25.0])
+    grids = [np.union1d(_metric_grid(s, None), common) for s in scheds]
+    table = cuda.schedule_table(MODEL, scheds, grids, traj_times=common)
+    original = cuda.kernel_constants
+    results = {}
+    for powers in (True, False):
+        monkeypatch.setattr(
+            cuda, "kernel_constants", lambda *a, v=powers: original(*a) | {"DECAY_POWERS": str(v)}
+        )
+        results[powers] = cuda.solve(
+            MODEL, packed, table, schedule_of, stats=True, n_traj=common.size, method="dopri5"
+        )
+        assert cuda.kernel_module(MODEL, table.n_channels).DECAY_POWERS is powers
+    powers, exps = results[True], results[False]
+    np.testing.assert_array_equal(powers.stats, exps.stats)
+    np.testing.assert_allclose(powers.out_x, exps.out_x, rtol=1e-11, atol=0)
+    np.testing.assert_allclose(powers.metrics, exps.metrics, rtol=RTOL_AGREE)
+    pk_rows = schedule_of == 1
+    assert not np.array_equal(powers.out_x[pk_rows], exps.out_x[pk_rows])  # another way
+    np.testing.assert_array_equal(powers.out_x[~pk_rows], exps.out_x[~pk_rows])  # no PK
+    if cuda._simulated():
+        for g, schedule in enumerate(scheds):
+            rows = np.flatnonzero(schedule_of == g)
+            np.testing.assert_array_equal(
+                exps.out_x[rows], cpu_batch(packed[rows], schedule, common)[0]
+            )
+
+
+@pytest.mark.skipif(not cuda._simulated(), reason="calls a device function from the host")
+@settings(max_examples=200, deadline=None)
+@given(r=st.floats(0.5, 1.0), n=st.integers(0, 90))
+def test_power_by_squaring_is_the_power_to_a_few_ulps_per_factor(r, n):
+    module = cuda.kernel_module(MODEL, 1)
+    assert module.power(r, n) == pytest.approx(r**n, rel=max(n, 1) * 2.3e-16, abs=0)
+    assert module.power(r, 0) == 1.0 and module.power(r, 1) == r
 
 
 def test_constant_parameters_compiled_into_the_kernel_change_no_bit():

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import types
 
+import numba
 import numpy as np
 from numba import cuda, float64, int64
 from numba.core.registry import CPUDispatcher
@@ -53,6 +54,14 @@ SPEC_BASE = np.zeros(0)  # TOLSIM-CONSTANT
 # kernel for metrics only, with no trajectory slots (tolsim.cuda.kernel_module)
 FIXED_METHOD = -1  # TOLSIM-CONSTANT
 NO_TRAJECTORIES = False  # TOLSIM-CONSTANT
+# How a step's stages get the PK decay factors exp(-k tau) (k = ke, ka) of each channel.
+# True: one exp per rate and step, r = exp(-k h / 90); the Dormand-Prince nodes are n/90
+# (n = 18, 27, 72, 80, 90), so each stage's factor is the step's times r^n (a few multiplies),
+# and the step's own factor is carried from the last accepted step (1 at a piece's start).
+# False: two exps per channel and stage, as the CPU kernels. The two agree to about 1e-12
+# relative, on the same steps (tests/test_cuda.py); True is 10% faster (H200, constants
+# compiled in, 36.2 -> 32.6 ms: benchmarks/results/gpu_h200_decay_variants.json)
+DECAY_POWERS = True  # TOLSIM-CONSTANT
 # source line tables in the cubin, for a profiler (benchmarks/gpu_profile.py); same machine code
 LINEINFO = False  # TOLSIM-CONSTANT
 _KERNEL_OPTIONS = (
@@ -60,6 +69,9 @@ _KERNEL_OPTIONS = (
     | ({"max_registers": MAX_REGISTERS} if MAX_REGISTERS else {})
     | ({"lineinfo": True} if LINEINFO else {})
 )
+
+# inlined by NVVM whatever its size (numba's CUDA simulator takes no such option)
+_FORCE_INLINE = {} if numba.config.ENABLE_CUDASIM else {"forceinline": True}
 
 NC_ALLOC = max(N_CHANNELS, 1)  # CUDA has no zero-length local arrays
 
@@ -191,6 +203,77 @@ def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
     return amount
 
 
+# the Dormand-Prince nodes (tolsim.kernels.tableau.DP_C) as n/90, and what each stage
+# multiplies the last stage's decay factors by: r^18, r^9, r^45, r^8, r^10
+NODE_DENOMINATOR = 90.0
+STAGE_POWER_STEPS = (0, 18, 9, 45, 8, 10)
+
+
+@cuda.jit(device=True)
+def power(r, n):
+    """``r**n`` for a small whole ``n`` by repeated squaring (a constant ``n``, inlined, unrolls
+    to a few multiplies)."""
+    result = 1.0
+    while n > 0:
+        if n & 1:
+            result *= r
+        r *= r
+        n >>= 1
+    return result
+
+
+@cuda.jit(device=True)
+def start_decays(h, pk, ratio, decay, base):
+    """Before a step's stages (:data:`DECAY_POWERS`): per channel ``ch`` and rate ``m`` (0: ke,
+    1: ka, where the piece has a depot), ``ratio`` = exp(-k h / 90), and ``decay`` = ``base``,
+    the factors at the step's start."""
+    for ch in range(N_CHANNELS):
+        for m in range(2):
+            if m == 0 or pk[ch, PK_DEPOT] != 0.0:
+                k = pk[ch, PK_KE] if m == 0 else pk[ch, PK_KA]
+                ratio[ch, m] = math.exp(-k * (h / NODE_DENOMINATOR))
+                decay[ch, m] = base[ch, m]
+
+
+@cuda.jit(device=True)
+def advance_decays(ratio, decay, n):
+    """Multiply the decay factors by ``ratio**n``: from one stage's node to the next."""
+    if not DECAY_POWERS:
+        return
+    for ch in range(N_CHANNELS):
+        for m in range(2):
+            decay[ch, m] *= power(ratio[ch, m], n)
+
+
+@cuda.jit(device=True)
+def amount_from_decays(tau, decay_e, decay_a, depot0, central0, infusion, ka, absorbed, infused):
+    """:func:`central_amount` with its factors exp(-ke tau) and exp(-ka tau) given."""
+    amount = central0 * decay_e
+    if depot0 != 0.0:
+        if absorbed != absorbed:  # ka == ke (to 1e-9)
+            amount += depot0 * ka * tau * decay_e
+        else:
+            amount += absorbed * (decay_e - decay_a)
+    if infusion != 0.0:
+        amount += infused * (1.0 - decay_e)
+    return amount
+
+
+@cuda.jit(device=True)
+def stage_concentrations(tau, level, pk, decay, conc):
+    """:func:`concentrations` ``tau`` days into the piece from the stage's decay factors."""
+    for d in range(N_DRUGS):
+        conc[d] = level[d]
+    for ch in range(N_CHANNELS):
+        amount = amount_from_decays(
+            tau, decay[ch, 0], decay[ch, 1], pk[ch, PK_DEPOT], pk[ch, PK_CENTRAL],
+            pk[ch, PK_INFUSION], pk[ch, PK_KA], pk[ch, PK_ABSORBED], pk[ch, PK_INFUSED],
+        )  # fmt: skip
+        for d in range(N_DRUGS):
+            if pk[ch, PK_DRUG] == d:
+                conc[d] += pk[ch, PK_UM_PER_MG] * amount
+
+
 @cuda.jit(device=True)
 def concentrations(t, t0, level, pk, conc):
     """``conc`` = the drug concentrations (µM) on day ``t`` of the loaded piece (started on
@@ -229,6 +312,27 @@ def rhs(t, t0, level, pk, x, p, conc, rate_buf, dx):
     """:func:`field` at the concentrations of day ``t`` (:func:`concentrations`)."""
     concentrations(t, t0, level, pk, conc)
     return field(t, x, p, conc, rate_buf, dx)
+
+
+@cuda.jit(device=True, **_FORCE_INLINE)
+def dp_stage(stage, y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p, conc,
+             rate_buf, work):  # fmt: skip
+    """Dormand-Prince stage ``stage`` (1-6) of the step from ``(t, y)`` with size ``h``: its
+    state, decay factors, concentrations (stage 6 reuses stage 5's: both are at t + h) and
+    rates into ``k[stage]``. Inlined with a constant ``stage``, so ``k`` stays in registers."""
+    stage_state(y, h, k, stage, y_new)
+    if stage == 5:
+        for i in range(N_STATES):
+            y_stiff[i] = y_new[i]
+    c_stage = DP_C[stage]
+    if stage != 6:
+        advance_decays(decay_ratio, decay, STAGE_POWER_STEPS[stage])
+        if DECAY_POWERS:
+            stage_concentrations(t + c_stage * h - t0, level, pk, decay, conc)
+        else:
+            concentrations(t + c_stage * h, t0, level, pk, conc)
+    field(t + c_stage * h, y_new, p, conc, rate_buf, work)
+    store_stage(work, k, stage)
 
 
 @cuda.jit(device=True)
@@ -415,6 +519,11 @@ def solve_kernel(
     k = cuda.local.array((7, N_STATES), float64)
     q = cuda.local.array((4, N_STATES), float64)
     acc = cuda.local.array(9, float64)
+    # PK decay factors exp(-k tau) per channel and rate (ke, ka) with DECAY_POWERS: at the
+    # step's start, its ratio exp(-k h / 90), and at the current stage
+    decay_base = cuda.local.array((NC_ALLOC, 2), float64)
+    decay_ratio = cuda.local.array((NC_ALLOC, 2), float64)
+    decay = cuda.local.array((NC_ALLOC, 2), float64)
     # acc: 0 time to recurrence (NaN: not found), 1 burden and 2 tolerant fraction at
     # withdrawal, 3 nadir cells, 4 nadir day, 5-6-8 previous output (day, cells, dN/dt),
     # 7 recurrence level
@@ -461,6 +570,11 @@ def solve_kernel(
         t_end = breakpoints[s, piece + 1]
         t0 = t
         load_piece(level_tab, pk_tab, s, piece, level, pk)
+        for ch in range(N_CHANNELS):
+            for m in range(2):
+                decay_base[ch, m] = 1.0  # tau = 0
+                decay_ratio[ch, m] = 1.0
+                decay[ch, m] = 1.0
         rhs(t, t0, level, pk, y, p, conc, rate_buf, k[0])
         n_rhs += 1
         for ch in range(N_CHANNELS):
@@ -503,52 +617,28 @@ def solve_kernel(
             if t + h >= t_end - h_min:
                 h = t_end - t
                 last = True
-            # Dormand-Prince stages as a loop, so that the right-hand side appears once in the
-            # hot loop (written out six times, the step outgrew the instruction cache: a third
-            # of the warps' time went to instruction fetch), with constant stage indices in
-            # every branch, so that k stays in registers (indexed at run time, it would live
-            # in local memory and cost address arithmetic); int64(1) ... rather than literals
-            # compiles stage_state and store_stage once, not six times (the same PTX: the
-            # compiler inlines them and propagates the constant)
-            for stage in range(1, 7):
-                if stage == 1:
-                    stage_state(y, h, k, int64(1), y_new)
-                    c_stage = DP_C[1]
-                elif stage == 2:
-                    stage_state(y, h, k, int64(2), y_new)
-                    c_stage = DP_C[2]
-                elif stage == 3:
-                    stage_state(y, h, k, int64(3), y_new)
-                    c_stage = DP_C[3]
-                elif stage == 4:
-                    stage_state(y, h, k, int64(4), y_new)
-                    c_stage = DP_C[4]
-                elif stage == 5:
-                    stage_state(y, h, k, int64(5), y_new)
-                    for i in range(N_STATES):
-                        y_stiff[i] = y_new[i]
-                    c_stage = DP_C[5]
-                else:
-                    stage_state(y, h, k, int64(6), y_new)
-                    c_stage = DP_C[6]
-                # the last two stages are both at t + h (DP_C[5] == DP_C[6] == 1): the
-                # concentrations of stage 5 serve stage 6 too, the same values to the bit
-                # (H200: 1-3% faster, benchmarks/results/gpu_h200_reuse_variants.json)
-                if stage != 6:
-                    concentrations(t + c_stage * h, t0, level, pk, conc)
-                field(t + c_stage * h, y_new, p, conc, rate_buf, work)
-                if stage == 1:
-                    store_stage(work, k, int64(1))
-                elif stage == 2:
-                    store_stage(work, k, int64(2))
-                elif stage == 3:
-                    store_stage(work, k, int64(3))
-                elif stage == 4:
-                    store_stage(work, k, int64(4))
-                elif stage == 5:
-                    store_stage(work, k, int64(5))
-                else:
-                    store_stage(work, k, int64(6))
+            # The six stages written out, each an inlined dp_stage with a constant stage, so
+            # that k stays in registers (indexed at run time, it would live in local memory).
+            # Written as a loop over the stages (one right-hand side in the code), the kernel
+            # spent ~16 register moves per stage merging k at the loop's head; with the decay
+            # factors below the stages are small enough to write out: H200, constants compiled
+            # in, 32.5 -> 28.7 ms (benchmarks/results/gpu_h200_unrolled_variants.json); when
+            # each stage still held two exps, writing them out overflowed the instruction
+            # cache. int64(1) ... rather than literals compiles dp_stage once, not six times
+            if DECAY_POWERS:
+                start_decays(h, pk, decay_ratio, decay, decay_base)
+            dp_stage(int64(1), y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p,
+                     conc, rate_buf, work)  # fmt: skip
+            dp_stage(int64(2), y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p,
+                     conc, rate_buf, work)  # fmt: skip
+            dp_stage(int64(3), y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p,
+                     conc, rate_buf, work)  # fmt: skip
+            dp_stage(int64(4), y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p,
+                     conc, rate_buf, work)  # fmt: skip
+            dp_stage(int64(5), y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p,
+                     conc, rate_buf, work)  # fmt: skip
+            dp_stage(int64(6), y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, decay, p,
+                     conc, rate_buf, work)  # fmt: skip
             n_rhs += 6
             err_sq = 0.0
             negative = False
@@ -635,6 +725,10 @@ def solve_kernel(
                     clipped = True
                 y[i] = y_new[i]
             t = t_new
+            if DECAY_POWERS:  # carried: the factors at the new t are stage 5's (n = 90)
+                for ch in range(N_CHANNELS):
+                    for m in range(2):
+                        decay_base[ch, m] = decay[ch, m]
             log_err = math.log(max(err_norm, 1e-10))
             fac = math.exp(PI_EXPO1 * log_err - PI_BETA * log_err_old)
             h /= max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
