@@ -506,10 +506,10 @@ def solve(
 
     ``specialise=True`` compiles the parameters that are the same in every row into the kernel
     as constants (:func:`specialised_constants`), which the compiler then folds into the
-    arithmetic: the same results bit for bit, a kernel about 15% faster (1e6 samples of
-    ``benchmarks/gpu.py``'s scenario on an H200, 16 of 21 parameters constant: 40.0 against
-    46.8 ms), at the price of one compile (5–10 s, then in numba's disk cache) for each
-    distinct set of constants. Worth it for sweeps of tens of millions of samples, or
+    arithmetic: the same results bit for bit, a kernel about 30% faster (1e6 samples of
+    ``benchmarks/gpu.py``'s scenario on an H200, 16 of 21 parameters constant: 27.0 against
+    39.4 ms), at the price of one compile (5–10 s, then in numba's disk cache) for each
+    distinct set of constants. Worth it for sweeps of hundreds of millions of samples, or
     repeated sweeps of one design; not for fits, whose parameters change at every call.
 
     ``profile``, a dict, receives the host's seconds in each phase (``slots``: finding the

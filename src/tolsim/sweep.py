@@ -427,7 +427,7 @@ def sweep(
     gpu_specialise : bool
         ``device="cuda"``: compile the parameters that are the same in every sample (those
         the design does not set) into the GPU kernel as constants. The same results bit for
-        bit and a kernel about 15% faster, for one compile (5–10 s, then cached on disk) per
+        bit and a kernel about 30% faster, for one compile (5–10 s, then cached on disk) per
         distinct set of constant values: for large sweeps (see
         :func:`tolsim.cuda.solve`). Not part of the store's fingerprint.
     lockstep : bool
