@@ -8,6 +8,8 @@ and step, ``STAGE_DECAY``; with the CPU's two per stage, the simulator, which ev
 same Python arithmetic, gives bit equality.)
 """
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -440,6 +442,56 @@ def test_the_kernels_pk_factors_reproduce_the_cpu_central_amount():
     kernel[1, 1](numba_cuda.to_device(table), numba_cuda.to_device(taus), out)
     expected = [[exposure.central_amount(tau, *row[:5]) for tau in taus] for row in rows]
     np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-14, atol=0.0)
+
+
+@pytest.mark.filterwarnings("ignore:.*under-utilization")  # a one-thread launch, on purpose
+@pytest.mark.parametrize("tau0, h", [(0.0, 0.3), (2.5, 0.01), (1.0, 4.0)])
+def test_the_stages_decay_powers_reproduce_the_cpu_central_amount_at_every_node(tau0, h):
+    """With ``DECAY_POWERS``, a step from ``tau0`` of size ``h`` reaches each stage's node
+    ``tau0 + c h`` by multiplying the decay factors by powers of exp(-k h / 90): the central
+    amounts there are the CPU's closed form to 1e-12 (oral dose, ka = ke, pellet, padding)."""
+    from numba import cuda as numba_cuda
+
+    from tolsim.kernels import exposure
+    from tolsim.kernels.tableau import DP_C
+
+    kernels = cuda.kernel_module(MODEL, 1)
+    assert kernels.DECAY_POWERS and kernels.N_CHANNELS == 1
+    start, advance = kernels.start_decays, kernels.advance_decays
+    amount = kernels.amount_from_decays
+    rows = np.array(
+        [  # depot, central, infusion, ka, ke, µM per mg, drug
+            [5.0, 1.0, 0.0, 24.0, 3.0, 1.0, 0.0],  # oral dose
+            [5.0, 1.0, 0.0, 3.0, 3.0 + 1e-10, 1.0, 0.0],  # ka = ke: the analytic limit
+            [0.0, 2.0, 0.2, 24.0, 0.5, 1.0, 1.0],  # pellet
+            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # padding channel
+        ]
+    )
+    table = cuda.pk_factors(rows)
+    steps = np.array(kernels.STAGE_POWER_STEPS, dtype=np.int64)
+
+    @numba_cuda.jit
+    def kernel(table, steps, nodes, tau0, h, ratio, decay, base, out):
+        for r in range(table.shape[0]):
+            pk = table[r : r + 1]
+            base[0, 0] = math.exp(-pk[0, 4] * tau0)  # the factors at the step's start
+            base[0, 1] = math.exp(-pk[0, 3] * tau0)
+            start(h, pk, ratio, decay, base)
+            for stage in range(1, 6):
+                advance(ratio, decay, steps[stage])
+                out[r, stage - 1] = amount(
+                    tau0 + nodes[stage] * h, decay[0, 0], decay[0, 1], pk[0, 0], pk[0, 1],
+                    pk[0, 2], pk[0, 3], pk[0, 7], pk[0, 8],
+                )  # fmt: skip
+
+    out = numba_cuda.device_array((rows.shape[0], 5))
+    scratch = [numba_cuda.device_array((1, 2)) for _ in range(3)]  # ratio, decay, base
+    kernel[1, 1](numba_cuda.to_device(table), steps, DP_C, tau0, h, *scratch, out)
+    expected = [
+        [exposure.central_amount(tau0 + c * h, *row[:5]) for c in DP_C[1:6]] for row in rows
+    ]
+    np.testing.assert_allclose(out.copy_to_host(), expected, rtol=1e-12, atol=1e-300)
+    np.testing.assert_array_equal(DP_C[1:6] * 90, np.cumsum(steps)[1:])  # the nodes are n/90
 
 
 def test_varying_columns_are_found_across_the_host_blocks(monkeypatch):
