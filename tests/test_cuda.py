@@ -4,7 +4,7 @@
 The GPU kernel is the CPU's Dormand–Prince method step for step, so on the same step sequence
 the results agree to rounding: the tests ask for the same step counts and 1e-9 relative
 agreement. (The GPU kernel takes its stages' PK decay factors from one exponential per rate
-and step, ``STAGE_DECAY``; with the CPU's two per stage, the simulator, which evaluates the
+and step, ``DECAY_POWERS``; with the CPU's two per stage, the simulator, which evaluates the
 same Python arithmetic, gives bit equality.)
 """
 
