@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU checks, as one prepared run for a machine lent for a few minutes (issue 7).
 #
-#   bash benchmarks/device_check.sh [OUT_DIR]        # ~6 min on an H100, 3 steps
+#   bash benchmarks/device_check.sh [OUT_DIR]        # at most 9.5 min (run it with a 600 s limit), 3 steps
 #
-# 1. the stochastic CUDA tests on the device (raw streams, tau paths, portable log/exp);
-# 2. the ODE CUDA tests on the device;
-# 3. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep).
+# 1. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep): first,
+#    so that its compile times are those of a fresh machine (~2 min on an H200);
+# 2. the ODE CUDA tests on the device (~3 min on an H200: each test compiles its kernels);
+# 3. the stochastic CUDA tests on the device (raw streams, tau paths, portable log/exp;
+#    ~1.5 min on an H100).
 # Each step has its own time limit and its own log; a failing step does not stop the next.
 # Python packages missing on the machine can be carried as wheels in .whl/ (installed with
 # --no-deps into a private directory). Results land in OUT_DIR (default $OUT or
@@ -26,11 +28,11 @@ step() {  # name, time limit (s), command...
     echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 }
 
+step benchmark 200 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
+    --max-registers 128 --sweep --out "$out/gpu.json"
+step ode_tests 220 env TOLSIM_TEST_CUDA=device \
+    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
 step stochastic_tests 150 env TOLSIM_TEST_CUDA=device \
     python3 -m pytest -q -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
-step ode_tests 150 env TOLSIM_TEST_CUDA=device \
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
-step benchmark 300 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
-    --max-registers 128 --sweep --out "$out/gpu.json"
 tail -n 3 "$out"/*_tests.log >> "$out/summary.txt"
 cat "$out/summary.txt"
