@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, as one prepared run for a machine lent for a few minutes (issue 7).
 #
-#   bash benchmarks/device_check.sh [OUT_DIR]        # at most 9.5 min (run it with a 600 s limit), 3 steps
+#   bash benchmarks/device_check.sh [OUT_DIR]   # at most 9.5 min: give it a 600 s limit
 #
 # 1. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep): first,
 #    so that its compile times are those of a fresh machine (~2 min on an H200);
