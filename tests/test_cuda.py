@@ -37,6 +37,15 @@ def _outer(x):
 
 
 MOUSE = tolsim.PK.tamoxifen_mouse()
+# PK channel rows of one piece, as the schedule table holds them before cuda.pk_factors
+PK_ROWS = np.array(
+    [  # depot, central, infusion, ka, ke, µM per mg, drug
+        [5.0, 1.0, 0.0, 24.0, 3.0, 1.0, 0.0],  # oral dose
+        [5.0, 1.0, 0.0, 3.0, 3.0 + 1e-10, 1.0, 0.0],  # ka = ke: the analytic limit
+        [0.0, 2.0, 0.2, 24.0, 0.5, 1.0, 1.0],  # pellet
+        [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # padding channel
+    ]
+)
 RTOL_AGREE = 1e-9
 
 
@@ -417,14 +426,7 @@ def test_the_kernels_pk_factors_reproduce_the_cpu_central_amount():
 
     kernels = cuda.kernel_module(MODEL, 1)
     device = kernels.central_amount
-    rows = np.array(
-        [  # depot, central, infusion, ka, ke, µM per mg, drug
-            [5.0, 1.0, 0.0, 24.0, 3.0, 1.0, 0.0],  # oral dose
-            [5.0, 1.0, 0.0, 3.0, 3.0 + 1e-10, 1.0, 0.0],  # ka = ke: the analytic limit
-            [0.0, 2.0, 0.2, 24.0, 0.5, 1.0, 1.0],  # pellet
-            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # padding channel
-        ]
-    )
+    rows = PK_ROWS
     table = cuda.pk_factors(rows)
     assert table.shape == (4, cuda.PK_COLUMNS) and np.isnan(table[1, 7])
     taus = np.array([0.0, 0.1, 0.7, 3.0])
@@ -459,14 +461,7 @@ def test_the_stages_decay_powers_reproduce_the_cpu_central_amount_at_every_node(
     assert kernels.DECAY_POWERS and kernels.N_CHANNELS == 1
     start, advance = kernels.start_decays, kernels.advance_decays
     amount = kernels.amount_from_decays
-    rows = np.array(
-        [  # depot, central, infusion, ka, ke, µM per mg, drug
-            [5.0, 1.0, 0.0, 24.0, 3.0, 1.0, 0.0],  # oral dose
-            [5.0, 1.0, 0.0, 3.0, 3.0 + 1e-10, 1.0, 0.0],  # ka = ke: the analytic limit
-            [0.0, 2.0, 0.2, 24.0, 0.5, 1.0, 1.0],  # pellet
-            [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # padding channel
-        ]
-    )
+    rows = PK_ROWS
     table = cuda.pk_factors(rows)
     steps = np.array(kernels.STAGE_POWER_STEPS, dtype=np.int64)
 
