@@ -241,8 +241,6 @@ def start_decays(h, pk, ratio, decay, base):
 @cuda.jit(device=True)
 def advance_decays(ratio, decay, n):
     """Multiply the decay factors by ``ratio**n``: from one stage's node to the next."""
-    if not DECAY_POWERS:
-        return
     for ch in range(N_CHANNELS):
         for m in range(2):
             decay[ch, m] *= power(ratio[ch, m], n)
@@ -329,8 +327,8 @@ def dp_stage(stage, y, h, k, y_new, y_stiff, t, t0, level, pk, decay_ratio, deca
             y_stiff[i] = y_new[i]
     c_stage = DP_C[stage]
     if stage != 6:
-        advance_decays(decay_ratio, decay, STAGE_POWER_STEPS[stage])
         if DECAY_POWERS:
+            advance_decays(decay_ratio, decay, STAGE_POWER_STEPS[stage])
             stage_concentrations(t + c_stage * h - t0, level, pk, decay, conc)
         else:
             concentrations(t + c_stage * h, t0, level, pk, conc)
