@@ -40,6 +40,29 @@ def test_parameter_table_equals_single_runs_bit_for_bit():
     )
 
 
+@pytest.mark.parametrize(
+    ("model", "kernel"),
+    [(MODEL, "lanes"), (tolsim.models.TwoState(crowding="none"), "one trajectory")],
+)
+def test_read_only_inputs_reuse_the_compiled_kernel(model, kernel):
+    """A dataset's own times (a read-only view of xarray's index) and a read-only parameter
+    table give the same dataset without compiling the kernel again for read-only arrays."""
+    from tolsim.kernels.specialise import specialised
+    from tolsim.simulate import lane_kernels
+
+    module = lane_kernels(model) if kernel == "lanes" else specialised("ode_template", model.rates)
+    table = {"mu_E": np.array([0.001, 0.004]), "K": np.array([5e6, 8e6])}
+    first = tolsim.simulate(model, table, SCHEDULE, TIMES)
+    signatures = list(module.solve_batch.signatures)
+    times = first.time.values
+    assert not times.flags.writeable  # the case this test is about
+    for column in table.values():
+        column.setflags(write=False)
+    again = tolsim.simulate(model, table, SCHEDULE, times)
+    xr.testing.assert_identical(again, first)
+    assert module.solve_batch.signatures == signatures
+
+
 def test_dataset_records_everything_and_round_trips_netcdf(tmp_path):
     ds = tolsim.simulate(MODEL, MODEL.default_params(mu_E=0.002), SCHEDULE, TIMES)
     for name in (

@@ -37,6 +37,7 @@ from tolsim.observe import (
     tumour_volume,
 )
 from tolsim.schedule import Schedule
+from tolsim.simulate import kernel_array
 
 __all__ = ["FitResult", "NonConvergenceWarning", "fit", "likelihood_ratio_test"]
 
@@ -135,7 +136,7 @@ class _Objective:
                         if n in self.model_names and n not in overrides
                     ],
                     "schedule": schedule.compile(model.drugs),
-                    "t_out": np.ascontiguousarray(t_out),
+                    "t_out": kernel_array(t_out),
                     "groups": groups,
                     "withdrawal": withdrawal,
                 }

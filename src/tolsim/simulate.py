@@ -293,6 +293,7 @@ def solve_batch(
     (:func:`~tolsim.kernels.ode_lanes_template.lockstep_group`; needs what the lanes need).
     """
     kernels = specialised("ode_template", model.rates)
+    packed, t_out = kernel_array(packed), kernel_array(t_out)
     usable = lanes_apply(model, compiled, code)
     if (lanes or lockstep) and not usable:
         raise ValueError(
@@ -523,7 +524,16 @@ def _check_times(times, duration_days: float) -> np.ndarray:
             f"(day {duration_days!r}); extend the schedule (e.g. a final drug-free phase) to "
             "simulate further"
         )
-    return np.ascontiguousarray(t)
+    return kernel_array(t)
+
+
+def kernel_array(a) -> np.ndarray:
+    """``a`` as the kernels take it: C-contiguous, float64 and writeable (copied if not).
+
+    numba compiles a new specialisation for a read-only array (``ds.time.values``, a view
+    of xarray's index, is one); the ODE kernels take tens of seconds to compile.
+    """
+    return np.require(a, np.float64, ("C", "W"))
 
 
 def _pack_params(model: Model, params) -> tuple[np.ndarray, bool]:
