@@ -242,6 +242,10 @@ def test_overflow_is_reported_not_returned_as_inf(method):
     assert str(ds.message.values).startswith("non-finite state")
     assert np.isfinite(ds.N.values[:10]).all()  # the outputs before the overflow are kept
     assert not np.isinf(ds.N.values).any()
+    # the outputs the solver did not reach are NaN, never left as uninitialised memory
+    reached = np.isfinite(ds.N.values)
+    assert not reached[-1] and np.isnan(ds.N.values[~reached]).all()
+    assert np.isnan(ds.dN_dt.values[~reached]).all()
     with pytest.raises(tolsim.SolverError, match="non-finite state"):
         tolsim.simulate(model, params, schedule, np.arange(361.0), method=method)
 

@@ -94,56 +94,83 @@ def matmul(a, b, out):
             out[i, j] = s
 
 
+# (n, n) work matrices :func:`expm_into` needs
+EXPM_WORK = 7
+
+
 @njit(cache=True, error_model="numpy")
 def expm(a):
-    """Matrix exponential by scaling and squaring with a Padé(13) approximant.
+    """Matrix exponential of ``a`` (a new array); see :func:`expm_into`."""
+    n = a.shape[0]
+    out = np.empty((n, n))
+    expm_into(a, 1.0, np.empty((EXPM_WORK, n, n)), np.empty(n, dtype=np.int64), np.empty(n), out)
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def expm_into(a, scale, work, piv, col, out):
+    """``out = expm(a * scale)`` by scaling and squaring with a Padé(13) approximant, with no
+    allocation: ``work`` is ``(EXPM_WORK, n, n)``, ``piv`` ``(n,)`` int64, ``col`` ``(n,)``.
 
     Higham (2005), "The scaling and squaring method for the matrix exponential revisited";
     the degree-13 branch is used for every norm (accurate to unit roundoff; the matrices here
-    are tiny, so the cheaper low-degree branches are not worth their code).
+    are tiny, so the cheaper low-degree branches are not worth their code). The exact ODE path
+    calls it once per piece and output spacing inside its parallel loop, where an allocation
+    per temporary cost more than the arithmetic.
     """
     n = a.shape[0]
+    x, a2, a4, a6, u, v, tmp = (
+        work[0], work[1], work[2], work[3], work[4], work[5], work[6]
+    )  # fmt: skip
     norm1 = 0.0
     for j in range(n):
-        col = 0.0
+        column = 0.0
         for i in range(n):
-            col += abs(a[i, j])
-        norm1 = max(norm1, col)
+            x[i, j] = a[i, j] * scale
+            column += abs(x[i, j])
+        norm1 = max(norm1, column)
     s = 0
     if norm1 > _THETA13:
         s = int(np.ceil(np.log2(norm1 / _THETA13)))
-    scaled = a / (2.0**s)
+    divisor = 2.0**s
+    for i in range(n):
+        for j in range(n):
+            x[i, j] = x[i, j] / divisor
     b = _PADE13
-    a2 = np.empty((n, n))
-    a4 = np.empty((n, n))
-    a6 = np.empty((n, n))
-    matmul(scaled, scaled, a2)
+    matmul(x, x, a2)
     matmul(a2, a2, a4)
     matmul(a4, a2, a6)
-    inner_u = b[13] * a6 + b[11] * a4 + b[9] * a2
-    tmp = np.empty((n, n))
-    matmul(a6, inner_u, tmp)
-    eye = np.eye(n)
-    tmp += b[7] * a6 + b[5] * a4 + b[3] * a2 + b[1] * eye
-    u = np.empty((n, n))
-    matmul(scaled, tmp, u)
-    inner_v = b[12] * a6 + b[10] * a4 + b[8] * a2
-    v = np.empty((n, n))
-    matmul(a6, inner_v, v)
-    v += b[6] * a6 + b[4] * a4 + b[2] * a2 + b[0] * eye
-    lu = v - u
-    rhs = v + u
-    piv = np.empty(n, dtype=np.int64)
-    lu_factor(lu, piv)
-    result = np.empty((n, n))
-    col = np.empty(n)
+    for i in range(n):
+        for j in range(n):
+            tmp[i, j] = b[13] * a6[i, j] + b[11] * a4[i, j] + b[9] * a2[i, j]
+    matmul(a6, tmp, v)
+    for i in range(n):
+        for j in range(n):
+            eye = 1.0 if i == j else 0.0
+            v[i, j] += b[7] * a6[i, j] + b[5] * a4[i, j] + b[3] * a2[i, j] + b[1] * eye
+    matmul(x, v, u)
+    for i in range(n):
+        for j in range(n):
+            tmp[i, j] = b[12] * a6[i, j] + b[10] * a4[i, j] + b[8] * a2[i, j]
+    matmul(a6, tmp, v)
+    for i in range(n):
+        for j in range(n):
+            eye = 1.0 if i == j else 0.0
+            v[i, j] += b[6] * a6[i, j] + b[4] * a4[i, j] + b[2] * a2[i, j] + b[0] * eye
+    # solve (V - U) R = V + U: the factors in tmp, the right-hand sides in x
+    for i in range(n):
+        for j in range(n):
+            tmp[i, j] = v[i, j] - u[i, j]
+            x[i, j] = v[i, j] + u[i, j]
+    lu_factor(tmp, piv)
     for j in range(n):
         for i in range(n):
-            col[i] = rhs[i, j]
-        lu_solve(lu, piv, col)
+            col[i] = x[i, j]
+        lu_solve(tmp, piv, col)
         for i in range(n):
-            result[i, j] = col[i]
+            out[i, j] = col[i]
     for _ in range(s):
-        matmul(result, result, tmp)
-        result[:, :] = tmp
-    return result
+        matmul(out, out, tmp)
+        for i in range(n):
+            for j in range(n):
+                out[i, j] = tmp[i, j]

@@ -34,7 +34,7 @@ from tolsim.kernels.exposure import (
     load_piece,
     piece_concentrations,
 )
-from tolsim.kernels.linalg import expm, lu_factor, lu_solve
+from tolsim.kernels.linalg import EXPM_WORK, expm_into, lu_factor, lu_solve
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
@@ -512,7 +512,10 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
     unit = np.zeros(n)
     column = np.empty(n)
     a = np.empty((n, n))
+    growth = np.empty(n)
     propagator = np.empty((n, n))
+    work = np.empty((EXPM_WORK, n, n))
+    piv = np.empty(n, dtype=np.int64)
     y = x.copy()
     y_next = np.empty(n)
     n_propagations = 0
@@ -525,8 +528,10 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
             unit[c] = 1.0
             rhs(t, t, level, pk, unit, p, stoich, conc, rate_buf, column)
             unit[c] = 0.0
+            growth[c] = 0.0  # dN/dt per cell in state c: the column sum of A
             for i in range(n):
                 a[i, c] = column[i]
+                growth[c] += column[i]
         stats[STAT_RHS] += n
         dt_cached = -1.0
         last_piece = piece == n_pieces - 1
@@ -537,7 +542,7 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
             dt = t_next - t
             if dt > 0.0:
                 if dt != dt_cached:
-                    propagator[:, :] = expm(a * dt)
+                    expm_into(a, dt, work, piv, column, propagator)
                     dt_cached = dt
                 for i in range(n):
                     acc = 0.0
@@ -545,6 +550,8 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                         acc += propagator[i, c] * y[c]
                     if not np.isfinite(acc):  # overflow: report it, never a silent inf
                         stats[STAT_STEPS] += n_propagations
+                        out_x[j:, :] = np.nan
+                        out_dn[j:] = np.nan
                         return NON_FINITE_STATE
                     y_next[i] = max(acc, 0.0)
                 for i in range(n):
@@ -556,10 +563,11 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
             rate = 0.0
             for i in range(n):
                 out_x[j, i] = y[i]
-                for c in range(n):
-                    rate += a[i, c] * y[c]
+                rate += growth[i] * y[i]
             out_dn[j] = rate
             j += 1
+    out_x[j:, :] = np.nan  # outputs past the schedule's end (none from simulate's checks)
+    out_dn[j:] = np.nan
     stats[STAT_STEPS] += n_propagations
     return SUCCESS
 
@@ -604,10 +612,10 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
 def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats):
     """Solve one parameter set; returns the status code. Outputs a failed solve did not
     reach stay NaN."""
+    if method == METHOD_EXACT:  # writes every output itself (NaN past a failure)
+        return integrate_exact(x0, p, sched, stoich, t_out, out_x, out_dn, stats)
     out_x[:, :] = np.nan
     out_dn[:] = np.nan
-    if method == METHOD_EXACT:
-        return integrate_exact(x0, p, sched, stoich, t_out, out_x, out_dn, stats)
     return integrate_adaptive(
         x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats
     )
