@@ -34,7 +34,7 @@ from tolsim.kernels.exposure import (
     load_piece,
     piece_concentrations,
 )
-from tolsim.kernels.linalg import EXPM_WORK, expm_into, lu_factor, lu_solve
+from tolsim.kernels.linalg import EXPM_WORK, expm_into, lu_factor, lu_solve, matmul
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
@@ -80,6 +80,8 @@ SAFETY = 0.9
 # The exact path reuses its propagator for an output spacing within this relative distance of
 # the cached one, with a first-order correction (the neglected term is ~(|A| dt 1e-12)^2).
 SPACING_RTOL = 1e-12
+# outputs the exact path propagates at once along a run of equal spacings
+EXACT_BLOCK = 4
 # PI controller of DOPRI5 (Hairer, Norsett & Wanner, Solving ODEs I, II.4).
 PI_BETA = 0.04
 PI_EXPO1 = 0.2 - PI_BETA * 0.75
@@ -496,6 +498,23 @@ def integrate_adaptive(
 
 
 @njit(cache=True, error_model="numpy")
+def _spaced_run(t_out, j, t, spacing, t_end, last_piece):
+    """Whether outputs ``j .. j + EXACT_BLOCK - 1`` exist, lie in the piece ending at
+    ``t_end`` and each is ``spacing`` after the one before (output ``j`` after ``t``)."""
+    last = j + EXACT_BLOCK - 1
+    if last >= t_out.shape[0]:
+        return False
+    if not (t_out[last] < t_end or (last_piece and t_out[last] <= t_end)):
+        return False
+    before = t
+    for m in range(j, last + 1):
+        if t_out[m] - before != spacing:
+            return False
+        before = t_out[m]
+    return True
+
+
+@njit(cache=True, error_model="numpy")
 def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
     """Exact solution of a linear model with piecewise-constant concentrations.
 
@@ -518,7 +537,12 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
     column = np.empty(n)
     a = np.empty((n, n))
     growth = np.empty(n)
-    propagator = np.empty((n, n))
+    # propagators over 1 .. EXACT_BLOCK output spacings: a run of equally spaced outputs is
+    # propagated EXACT_BLOCK at a time from the run's last state, so the outputs of a block
+    # do not wait for each other (one after the other, each waits for the last: latency)
+    powers = np.empty((EXACT_BLOCK, n, n))
+    propagator = powers[0]
+    block = np.empty((EXACT_BLOCK, n))
     work = np.empty((EXPM_WORK, n, n))
     piv = np.empty(n, dtype=np.int64)
     y = x.copy()
@@ -541,6 +565,29 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
         dt_cached = -1.0
         last_piece = piece == n_pieces - 1
         while True:
+            if dt_cached > 0.0 and _spaced_run(t_out, j, t, dt_cached, t_end, last_piece):
+                finite = True
+                for m in range(EXACT_BLOCK):
+                    for i in range(n):
+                        acc = 0.0
+                        for c in range(n):
+                            acc += powers[m, i, c] * y[c]
+                        block[m, i] = acc
+                        finite = finite and np.isfinite(acc)
+                if finite:  # else the one-output path below finds where it overflows
+                    for m in range(EXACT_BLOCK):
+                        rate = 0.0
+                        for i in range(n):
+                            value = max(block[m, i], 0.0)
+                            out_x[j + m, i] = value
+                            rate += growth[i] * value
+                        out_dn[j + m] = rate
+                    for i in range(n):
+                        y[i] = max(block[EXACT_BLOCK - 1, i], 0.0)
+                    j += EXACT_BLOCK
+                    t = t_out[j - 1]
+                    n_propagations += EXACT_BLOCK
+                    continue
             # outputs in [t, t_end) belong to this piece; the schedule's end to the last one
             is_output = j < n_out and (t_out[j] < t_end or (last_piece and t_out[j] <= t_end))
             t_next = t_out[j] if is_output else t_end
@@ -552,6 +599,8 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
                         near = dt - dt_cached  # exact (Sterbenz)
                     else:
                         expm_into(a, dt, work, piv, column, propagator)
+                        for m in range(1, EXACT_BLOCK):
+                            matmul(powers[m - 1], propagator, powers[m])
                         dt_cached = dt
                 for i in range(n):
                     acc = 0.0
