@@ -521,8 +521,10 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
     Per piece, ``A[:, c] = stoich.T @ rates(e_c)`` (the propensities are linear in the state)
     and ``x(t) = expm(A (t - t_k)) x(t_k)``; one propagator is computed per distinct output
     spacing, and a spacing within ``SPACING_RTOL`` of the last one (``np.linspace`` grids
-    differ in the last bits) reuses it with a first-order correction. dN/dt is ``sum(A x)``
-    with the ``A`` of the piece an output starts.
+    differ in the last bits) reuses it with a first-order correction. Runs of equally spaced
+    outputs go ``EXACT_BLOCK`` at a time, each output from the run's last state with its own
+    power of the propagator. dN/dt is ``sum(A x)`` with the ``A`` of the piece an output
+    starts.
     """
     n = x.shape[0]
     breakpoints = sched.breakpoints_days
