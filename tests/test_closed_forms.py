@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import scipy.linalg
 from conftest import linear_two_state_matrix
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from user_models import GrowthSwitch
 
 import tolsim
@@ -104,6 +106,30 @@ def test_linear_switching_matches_expm_per_phase():
     # the exact path equals the Runge-Kutta path
     np.testing.assert_allclose(rk.S.values, exact.S.values, rtol=1e-6)
     np.testing.assert_allclose(rk.T.values, exact.T.values, rtol=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0.25, 0.5, 0.5 * (1 + 3e-13), 1.0, 1.7]), st.integers(1, 9)),
+        min_size=1,
+        max_size=12,
+    ),
+    st.floats(0.0, 0.02),
+)
+def test_exact_path_matches_expm_on_mixed_output_grids(runs, mu_e):
+    """Runs of equal spacings (propagated in blocks), spacings a few ulps apart (the corrected
+    propagator) and changes of spacing, across the phases' breakpoints: every output equals
+    scipy's expm from the phase start to 1e-11."""
+    model = tolsim.models.TwoState(crowding="none")
+    params = model.default_params(mu_E=mu_e, nu_off=0.2)
+    steps = np.concatenate([np.full(count, spacing) for spacing, count in runs])
+    times = np.concatenate([[0.0], np.cumsum(steps)])
+    times = times[times <= 100.0]
+    ds = tolsim.simulate(model, params, phase_schedule(), times, method="exact")
+    expected = expm_reference(params, phase_schedule(), times)
+    np.testing.assert_allclose(ds.S.values, expected[:, 0], rtol=1e-11)
+    np.testing.assert_allclose(ds.T.values, expected[:, 1], rtol=1e-11)
 
 
 def test_exact_three_state_matches_expm():
