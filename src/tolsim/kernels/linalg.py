@@ -108,24 +108,6 @@ def expm(a):
 
 
 @njit(cache=True, error_model="numpy")
-def _pade_sum(a2, a4, a6, odd, tmp, out):
-    """``out = A6 (b[12+o] A6 + b[10+o] A4 + b[8+o] A2) + b[6+o] A6 + b[4+o] A4 + b[2+o] A2
-    + b[o] I`` with ``o = odd`` (0 or 1), ``b`` the Padé(13) coefficients (Higham 2005,
-    eq. 2.3's U without its factor A, and V); ``tmp`` is overwritten."""
-    n = a2.shape[0]
-    b12, b10, b8 = _PADE13[12 + odd], _PADE13[10 + odd], _PADE13[8 + odd]
-    b6, b4, b2, b0 = _PADE13[6 + odd], _PADE13[4 + odd], _PADE13[2 + odd], _PADE13[odd]
-    for i in range(n):
-        for j in range(n):
-            tmp[i, j] = b12 * a6[i, j] + b10 * a4[i, j] + b8 * a2[i, j]
-    matmul(a6, tmp, out)
-    for i in range(n):
-        for j in range(n):
-            eye = 1.0 if i == j else 0.0
-            out[i, j] += b6 * a6[i, j] + b4 * a4[i, j] + b2 * a2[i, j] + b0 * eye
-
-
-@njit(cache=True, error_model="numpy")
 def expm_into(a, scale, work, piv, col, out):
     """``out = expm(a * scale)`` by scaling and squaring with a Padé(13) approximant, with no
     allocation: ``work`` is ``(EXPM_WORK, n, n)``, ``piv`` ``(n,)`` int64, ``col`` ``(n,)``.
@@ -154,12 +136,30 @@ def expm_into(a, scale, work, piv, col, out):
     for i in range(n):
         for j in range(n):
             x[i, j] = x[i, j] / divisor
+    # The odd and even sums below are written out rather than one helper with the
+    # coefficients as arguments: the helper (inlined or not) made a 2x2 expm 13-70% slower,
+    # since LLVM no longer folds the coefficients into the loops.
+    b = _PADE13
     matmul(x, x, a2)
     matmul(a2, a2, a4)
     matmul(a4, a2, a6)
-    _pade_sum(a2, a4, a6, 1, tmp, v)  # the odd coefficients: U = X V_odd
+    for i in range(n):
+        for j in range(n):
+            tmp[i, j] = b[13] * a6[i, j] + b[11] * a4[i, j] + b[9] * a2[i, j]
+    matmul(a6, tmp, v)
+    for i in range(n):
+        for j in range(n):
+            eye = 1.0 if i == j else 0.0
+            v[i, j] += b[7] * a6[i, j] + b[5] * a4[i, j] + b[3] * a2[i, j] + b[1] * eye
     matmul(x, v, u)
-    _pade_sum(a2, a4, a6, 0, tmp, v)  # the even ones: V
+    for i in range(n):
+        for j in range(n):
+            tmp[i, j] = b[12] * a6[i, j] + b[10] * a4[i, j] + b[8] * a2[i, j]
+    matmul(a6, tmp, v)
+    for i in range(n):
+        for j in range(n):
+            eye = 1.0 if i == j else 0.0
+            v[i, j] += b[6] * a6[i, j] + b[4] * a4[i, j] + b[2] * a2[i, j] + b[0] * eye
     # solve (V - U) R = V + U: the factors in tmp, the right-hand sides in x
     for i in range(n):
         for j in range(n):
