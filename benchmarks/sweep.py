@@ -53,10 +53,9 @@ def design(n):
 def direct(d):
     """The same chunks through the kernel in this process (numba threads), no Dask/Zarr: the
     kernel call and reductions the sweep's tasks make (``solve_batch``, which picks the lane
-    kernel, and the parallel totals)."""
+    kernel, with the totals computed in it)."""
     from tolsim.kernels.events import recurrence_days
-    from tolsim.kernels.summary import totals
-    from tolsim.simulate import solve_batch, tolerant_index
+    from tolsim.simulate import solve_batch
 
     columns = {k: np.asarray(v) for k, v in d.columns.items()}
     grid = _metric_grid(SCHEDULE, None)
@@ -66,8 +65,9 @@ def direct(d):
         table = {k: v[lo : lo + CHUNK] for k, v in columns.items()}
         packed = MODEL.pack_table(table)
         n = packed.shape[0]
-        out_x, out_dn, _ = solve_batch(MODEL, packed, compiled, grid, 1e-6, 1e-6, 100_000, 1)
-        total, _ = totals(out_x, tolerant_index(MODEL))
+        _, out_dn, _, total, _ = solve_batch(
+            MODEL, packed, compiled, grid, 1e-6, 1e-6, 100_000, 1, totals=True
+        )
         recurrence_days(grid, total, out_dn, 120.0, np.full(n, np.nan))
         total.min(axis=1)
     return time.perf_counter() - start

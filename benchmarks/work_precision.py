@@ -462,6 +462,7 @@ def work_precision(args) -> dict[str, object]:
     out_x = np.empty((args.samples, times.size, len(linear.states)))
     out_dn = np.empty((args.samples, times.size))
     stats = np.zeros((args.samples, kernels.N_STATS), dtype=np.int64)
+    no_columns, no_totals = np.zeros(0, dtype=np.int64), np.empty((0, times.size))
 
     def kernel(code, rtol):
         stats[:] = 0
@@ -478,6 +479,9 @@ def work_precision(args) -> dict[str, object]:
             out_x,
             out_dn,
             stats,
+            no_columns,
+            no_totals,
+            no_totals,
         )
 
     kernel_exact_s, _ = timed(lambda: kernel(kernels.METHOD_EXACT, 1e-6), args.tolsim_repeats)

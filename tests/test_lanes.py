@@ -12,10 +12,17 @@ from hypothesis import strategies as st
 from numba import njit
 
 import tolsim
+from tolsim.kernels import summary
 from tolsim.kernels.exposure import hill
 from tolsim.kernels.specialise import specialised
 from tolsim.models import Model, Parameter, Transition
-from tolsim.simulate import exposure_index, lane_kernels, lanes_apply, solve_batch
+from tolsim.simulate import (
+    exposure_index,
+    lane_kernels,
+    lanes_apply,
+    solve_batch,
+    tolerant_index,
+)
 
 AUTO, DOPRI5 = 1, 0
 RATE_NAMES = ("lambda_S", "lambda_T", "delta_S", "delta_T", "kappa_S", "kappa_T", "mu_E")
@@ -31,11 +38,25 @@ def jittered(model, n, rng, spread=0.5, **fixed):
     return table
 
 
+def checked_totals(model, result):
+    """``solve_batch(..., totals=True)`` without its totals, once they are checked bit for bit
+    against a separate pass over the states (as each sample finishes, in every kernel: lanes,
+    one trajectory, lockstep groups, samples solved again alone, failed samples)."""
+    out_x, out_dn, stats, total, fraction = result
+    expected = summary.totals(out_x, tolerant_index(model))
+    np.testing.assert_array_equal(total, expected[0], err_msg="total")
+    np.testing.assert_array_equal(fraction, expected[1], err_msg="tolerant fraction")
+    return out_x, out_dn, stats
+
+
 def both(model, table, schedule, times, code=AUTO, rtol=1e-6, max_steps=100_000):
     packed = model.pack_table(table)
     compiled = schedule.compile(model.drugs)
     args = (model, packed, compiled, np.asarray(times, float), rtol, 1e-6, max_steps, code)
-    return solve_batch(*args, lanes=True), solve_batch(*args, lanes=False)
+    return (
+        checked_totals(model, solve_batch(*args, lanes=True, totals=True)),
+        checked_totals(model, solve_batch(*args, lanes=False, totals=True)),
+    )
 
 
 def assert_identical(lanes, single):
@@ -207,10 +228,10 @@ GROUP = lane_kernels(tolsim.models.TwoState()).LOCKSTEP_LANES
 def lockstep(model, table, schedule, times, code=AUTO, rtol=1e-6, max_steps=100_000):
     packed = model.pack_table(table)
     compiled = schedule.compile(model.drugs)
-    return solve_batch(
+    return checked_totals(model, solve_batch(
         model, packed, compiled, np.asarray(times, float), rtol, 1e-6, max_steps, code,
-        lockstep=True,
-    )  # fmt: skip
+        lockstep=True, totals=True,
+    ))  # fmt: skip
 
 
 def test_a_lockstep_group_of_copies_is_the_one_trajectory_solution_bit_for_bit():

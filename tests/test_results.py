@@ -63,6 +63,37 @@ def test_read_only_inputs_reuse_the_compiled_kernel(model, kernel):
     assert module.solve_batch.signatures == signatures
 
 
+@pytest.mark.parametrize(
+    ("model", "method", "lockstep"),
+    [
+        (tolsim.models.TwoState(crowding="none"), "exact", False),
+        (MODEL, "rosenbrock", False),
+        (MODEL, "dopri5", False),
+        (MODEL, "dopri5", True),
+        (tolsim.models.ThreeState(), "auto", False),
+        (tolsim.models.ThreeState(), "auto", True),
+    ],
+)
+def test_totals_are_the_sum_of_the_states_and_nan_when_extinct(model, method, lockstep):
+    """``N`` and ``tolerant_fraction`` (computed in the kernels as each sample finishes) are
+    the states' sum and the tolerant states' share bit for bit; 0/0 is NaN, not 0 or 1."""
+    table = {"S0": np.array([1e5, 0.0, 3e4, 0.0]), "T0": np.array([50.0, 0.0, 0.0, 200.0])}
+    ds = tolsim.simulate(model, table, SCHEDULE, TIMES, method=method, lockstep=lockstep)
+    states = [ds[name].values for name in model.states]
+    total = states[0].copy()
+    for x in states[1:]:
+        total += x
+    tolerant = sum(ds[name].values for name in model.tolerant_states)
+    np.testing.assert_array_equal(ds.N.values, total)
+    extinct = total == 0.0
+    assert extinct[1].all() and not extinct[[0, 2, 3]].any()
+    np.testing.assert_array_equal(
+        ds.tolerant_fraction.values[~extinct], tolerant[~extinct] / total[~extinct]
+    )
+    assert np.isnan(ds.tolerant_fraction.values[extinct]).all()
+    assert ds.tolerant_fraction.values[2, 0] == 0.0 and ds.tolerant_fraction.values[3, 0] == 1.0
+
+
 def test_dataset_records_everything_and_round_trips_netcdf(tmp_path):
     ds = tolsim.simulate(MODEL, MODEL.default_params(mu_E=0.002), SCHEDULE, TIMES)
     for name in (

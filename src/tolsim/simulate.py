@@ -10,9 +10,9 @@ import numpy as np
 import xarray as xr
 
 import tolsim
+from tolsim.kernels import summary
 from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
-from tolsim.kernels.summary import totals
 from tolsim.models.base import Model
 from tolsim.schedule import Schedule
 
@@ -262,11 +262,23 @@ def simulate(
         )
     n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
     _check_memory(n_samples, n_times, n_states, len(model.exposures))
-    out_x, out_dn, stats = solve_batch(
-        model, packed, compiled, t_out, rtol, atol, max_steps, code, lockstep=lockstep
+    out_x, out_dn, stats, total, fraction = solve_batch(
+        model, packed, compiled, t_out, rtol, atol, max_steps, code, lockstep=lockstep, totals=True
     )
     ds = _to_dataset(
-        model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
+        model,
+        packed,
+        single,
+        schedule,
+        t_out,
+        compiled,
+        out_x,
+        out_dn,
+        stats,
+        code,
+        rtol,
+        atol,
+        (total, fraction),
     )
     if lockstep:
         kernels = lane_kernels(model)
@@ -277,13 +289,26 @@ def simulate(
 
 
 def solve_batch(
-    model: Model, packed, compiled, t_out, rtol, atol, max_steps, code, lanes=None, lockstep=False
+    model: Model,
+    packed,
+    compiled,
+    t_out,
+    rtol,
+    atol,
+    max_steps,
+    code,
+    lanes=None,
+    lockstep=False,
+    totals=False,
 ):
     """The CPU ODE kernel over the rows of ``packed`` under one compiled schedule.
 
     Returns ``out_x`` (samples, times, states) cells, ``out_dn`` (samples, times) dN/dt and
     ``stats`` (samples, N_STATS): status, accepted and rejected steps, right-hand sides,
-    stiffness switch. Inputs are trusted (checked by the callers).
+    stiffness switch; with ``totals=True`` also ``total`` cells and ``tolerant_fraction``
+    (samples, times), computed in the kernel as each sample finishes (as
+    :func:`tolsim.kernels.summary.totals` would from ``out_x``, without reading the whole
+    ensemble's outputs back from memory). Inputs are trusted (checked by the callers).
 
     ``lanes``: ``None`` uses the lane kernel (:mod:`~tolsim.kernels.
     ode_lanes_template`) where it applies — a model with ``lane_rates``, method "dopri5" or
@@ -304,6 +329,9 @@ def solve_batch(
     out_x = np.empty((n_samples, n_times, len(model.states)))
     out_dn = np.empty((n_samples, n_times))
     stats = np.zeros((n_samples, kernels.N_STATS), dtype=np.int64)
+    out_total = np.empty((n_samples if totals else 0, n_times))
+    out_fraction = np.empty_like(out_total)
+    columns = tolerant_index(model)
     stoich = model.stoichiometry.astype(np.float64)
     x0 = model.initial_state(packed)
     if usable and (lanes is not False or lockstep):
@@ -320,19 +348,22 @@ def solve_batch(
             int(max_steps),
             code,
         )
+        outputs = (out_x, out_dn, stats, columns, out_total, out_fraction)
         if lockstep:
-            lanes_module.solve_lockstep(*arguments, out_x, out_dn, stats)
+            lanes_module.solve_lockstep(*arguments, *outputs)
             redo = np.flatnonzero(stats[:, 0] == lanes_module.REDO_ALONE)
         else:
             block_size = _lane_block_size(n_samples, lanes_module.LANES)
-            lanes_module.solve_batch(*arguments, block_size, out_x, out_dn, stats)
+            lanes_module.solve_batch(*arguments, block_size, *outputs)
             redo = np.flatnonzero(stats[:, 0] == lanes_module.STIFF_DETECTED)
         if redo.size == 0:
-            return out_x, out_dn, stats
+            return (out_x, out_dn, stats, out_total, out_fraction) if totals else outputs[:3]
         packed, x0 = packed[redo], x0[redo]
-        full = out_x, out_dn, stats
+        full = out_x, out_dn, stats, out_total, out_fraction
         out_x, out_dn = out_x[redo], out_dn[redo]
         stats = np.zeros((redo.size, kernels.N_STATS), dtype=np.int64)
+        out_total = np.empty((redo.size if totals else 0, n_times))
+        out_fraction = np.empty_like(out_total)
     else:
         redo = None
     kernels.solve_batch(  # the kernel fills NaN first
@@ -348,11 +379,16 @@ def solve_batch(
         out_x,
         out_dn,
         stats,
+        columns,
+        out_total,
+        out_fraction,
     )
-    if redo is None:
-        return out_x, out_dn, stats
-    full[0][redo], full[1][redo], full[2][redo] = out_x, out_dn, stats
-    return full
+    if redo is not None:
+        full[0][redo], full[1][redo], full[2][redo] = out_x, out_dn, stats
+        if totals:
+            full[3][redo], full[4][redo] = out_total, out_fraction
+        out_x, out_dn, stats, out_total, out_fraction = full
+    return (out_x, out_dn, stats, out_total, out_fraction) if totals else (out_x, out_dn, stats)
 
 
 def lane_kernels(model: Model):
@@ -587,8 +623,22 @@ def _messages(status: np.ndarray) -> np.ndarray:
 
 
 def _to_dataset(
-    model, packed, single, schedule, t_out, compiled, out_x, out_dn, stats, code, rtol, atol
+    model,
+    packed,
+    single,
+    schedule,
+    t_out,
+    compiled,
+    out_x,
+    out_dn,
+    stats,
+    code,
+    rtol,
+    atol,
+    kernel_totals=None,
 ):
+    """The ODE result as a Dataset; ``kernel_totals`` is ``(total, fraction)`` when the kernel
+    computed them, else they are computed here from ``out_x``."""
     sample_dims = () if single else ("sample",)
     index = 0 if single else slice(None)
     dims = (*sample_dims, "time")
@@ -599,7 +649,10 @@ def _to_dataset(
             out_x[index, :, i],
             {"units": "cells", "long_name": f"{state} cells"},
         )
-    total, fraction = totals(out_x, tolerant_index(model))
+    if kernel_totals is None:
+        total, fraction = summary.totals(out_x, tolerant_index(model))
+    else:
+        total, fraction = kernel_totals
     data_vars["N"] = (dims, total[index], {"units": "cells", "long_name": "total cells"})
     data_vars["tolerant_fraction"] = (
         dims,

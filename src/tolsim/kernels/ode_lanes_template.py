@@ -63,6 +63,7 @@ from tolsim.kernels.ode_template import (
     SUCCESS,
 )
 from tolsim.kernels.placeholder import lane_rates as model_rates  # TOLSIM-RATES
+from tolsim.kernels.summary import sample_totals
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
 LANES = 8  # TOLSIM-CONSTANT: 16 measured the same
@@ -137,6 +138,9 @@ def block(
     out_x,
     out_dn,
     stats,
+    tolerant_columns,
+    out_total,
+    out_fraction,
 ):
     """Solve samples ``first .. stop - 1`` on ``LANES`` lanes; see the module docstring."""
     n = x0.shape[1]
@@ -257,7 +261,8 @@ def block(
                         stepping[lane] = True
                         break
                 # the sample is finished (status) unless it is still set up above
-                _finish(s, status, j_out[lane], out_x, out_dn, stats)
+                _finish(s, status, j_out[lane], out_x, out_dn, stats, tolerant_columns,
+                        out_total, out_fraction)  # fmt: skip
                 sample[lane] = -1
                 n_busy -= 1
                 if next_sample < stop:
@@ -321,7 +326,8 @@ def block(
                     if not np.isfinite(y[i, lane]):
                         finite = False
                 if not finite:
-                    _finish(s, NON_FINITE_STATE, j_out[lane], out_x, out_dn, stats)
+                    _finish(s, NON_FINITE_STATE, j_out[lane], out_x, out_dn, stats,
+                            tolerant_columns, out_total, out_fraction)  # fmt: skip
                     sample[lane] = -1
                     n_busy -= 1
                     if next_sample < stop:
@@ -357,7 +363,8 @@ def block(
                     n_nonstiff[lane] = 0
                     n_stiff[lane] += 1
                     if n_stiff[lane] == STIFF_STEPS:
-                        _finish(s, STIFF_DETECTED, j_out[lane], out_x, out_dn, stats)
+                        _finish(s, STIFF_DETECTED, j_out[lane], out_x, out_dn, stats,
+                                tolerant_columns, out_total, out_fraction)  # fmt: skip
                         sample[lane] = -1
                         n_busy -= 1
                         if next_sample < stop:
@@ -473,14 +480,17 @@ def _take(lane, s, params, x0, breakpoints, level, exposure_index, t_out, p, e, 
 
 
 @njit(cache=True, error_model="numpy")
-def _finish(s, status, j, out_x, out_dn, stats):
-    """Record a sample's status; outputs it did not reach are NaN."""
+def _finish(s, status, j, out_x, out_dn, stats, tolerant_columns, out_total, out_fraction):
+    """Record a sample's status; outputs it did not reach are NaN. Its totals, while its rows
+    are in cache (none for a sample the stiff kernel solves again)."""
     stats[s, STAT_STATUS] = status
     if status != SUCCESS:
         for jj in range(j, out_x.shape[1]):
             out_dn[s, jj] = np.nan
             for i in range(out_x.shape[2]):
                 out_x[s, jj, i] = np.nan
+    if out_total.shape[0] > 0 and status != STIFF_DETECTED:
+        sample_totals(out_x[s], tolerant_columns, out_total[s], out_fraction[s])
 
 
 @njit(cache=True, error_model="numpy")
@@ -539,6 +549,9 @@ def solve_batch(
     out_x,
     out_dn,
     stats,
+    tolerant_columns,
+    out_total,
+    out_fraction,
 ):
     """Solve every parameter set (rows of ``params``), blocks of ``block_size`` samples in
     parallel, each block on ``LANES`` lanes.
@@ -572,6 +585,9 @@ def solve_batch(
             out_x,
             out_dn,
             stats,
+            tolerant_columns,
+            out_total,
+            out_fraction,
         )
 
 
@@ -598,6 +614,9 @@ def lockstep_group(
     out_x,
     out_dn,
     stats,
+    tolerant_columns,
+    out_total,
+    out_fraction,
 ):
     """Samples ``first .. stop - 1`` (at most ``LOCKSTEP_LANES``) on lanes that take the
     same steps: Dormand–Prince with the one-trajectory kernel's step control applied to the
@@ -835,6 +854,9 @@ def lockstep_group(
                 out_dn[first + lane, jj] = buf_dn[jj, lane]
                 for i in range(n):
                     out_x[first + lane, jj, i] = buf_x[jj, i, lane]
+            if out_total.shape[0] > 0:
+                s = first + lane
+                sample_totals(out_x[s], tolerant_columns, out_total[s], out_fraction[s])
     for lane in range(w):
         s = first + lane
         stats[s, STAT_STATUS] = SUCCESS if status == SUCCESS else REDO_ALONE
@@ -916,6 +938,9 @@ def solve_lockstep(
     out_x,
     out_dn,
     stats,
+    tolerant_columns,
+    out_total,
+    out_fraction,
 ):
     """Groups of ``LOCKSTEP_LANES`` consecutive samples in parallel, each group's lanes
     sharing steps (:func:`lockstep_group`); arguments as :func:`solve_batch`."""
@@ -940,4 +965,7 @@ def solve_lockstep(
             out_x,
             out_dn,
             stats,
+            tolerant_columns,
+            out_total,
+            out_fraction,
         )

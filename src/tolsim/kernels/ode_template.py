@@ -36,6 +36,7 @@ from tolsim.kernels.exposure import (
 )
 from tolsim.kernels.linalg import EXPM_WORK, expm_into, lu_factor, lu_solve, matmul
 from tolsim.kernels.placeholder import rates as model_rates  # TOLSIM-RATES
+from tolsim.kernels.summary import sample_totals
 from tolsim.kernels.tableau import DENSE_P, DP_A, DP_C, DP_E
 
 # The model's rate function is compiled again here and inlined (at numba IR level) into the
@@ -705,6 +706,9 @@ def solve_batch(
     out_x,
     out_dn,
     stats,
+    tolerant_columns,
+    out_total,
+    out_fraction,
 ):
     """Solve every parameter set (rows of ``params``) in parallel.
 
@@ -723,6 +727,10 @@ def solve_batch(
     out_x : (n_samples, n_times, n_states) float64
     out_dn : (n_samples, n_times) float64, dN/dt (cells/day) at the outputs
     stats : (n_samples, N_STATS) int64, zeroed by the caller
+    tolerant_columns : (n_tolerant,) int64, the states counted as tolerant
+    out_total, out_fraction : (n_samples, n_times) float64, or (0, n_times) for none
+        Total cells and tolerant fraction (:func:`~tolsim.kernels.summary.sample_totals`),
+        computed as each sample finishes, while its outputs are in cache.
     """
     bp, level, drug, ka, ke, um_per_mg, depot, central, infusion = schedule_arrays
     for sample in prange(params.shape[0]):
@@ -743,3 +751,5 @@ def solve_batch(
             out_dn[sample],
             stats[sample],
         )
+        if out_total.shape[0] > 0:
+            sample_totals(out_x[sample], tolerant_columns, out_total[sample], out_fraction[sample])

@@ -35,6 +35,7 @@ _DEPENDENCIES = (
     "linalg.py",
     "ode_template.py",
     "random.py",
+    "summary.py",
     "tableau.py",
 )
 _MARKER = re.compile(r"^from \S+ import \S+ as model_rates  # TOLSIM-RATES$", re.M)
