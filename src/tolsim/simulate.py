@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 import tolsim
+from tolsim import buffers
 from tolsim.kernels import summary
 from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
@@ -326,11 +327,11 @@ def solve_batch(
             "with `lane_rates`, method 'dopri5' or 'auto' and a schedule without PK dosing"
         )
     n_samples, n_times = packed.shape[0], t_out.shape[0]
-    out_x = np.empty((n_samples, n_times, len(model.states)))
-    out_dn = np.empty((n_samples, n_times))
+    out_x = buffers.empty((n_samples, n_times, len(model.states)))
+    out_dn = buffers.empty((n_samples, n_times))
     stats = np.zeros((n_samples, kernels.N_STATS), dtype=np.int64)
-    out_total = np.empty((n_samples if totals else 0, n_times))
-    out_fraction = np.empty_like(out_total)
+    out_total = buffers.empty((n_samples if totals else 0, n_times))
+    out_fraction = buffers.empty(out_total.shape)
     columns = tolerant_index(model)
     stoich = model.stoichiometry.astype(np.float64)
     x0 = model.initial_state(packed)

@@ -15,6 +15,7 @@ import xarray as xr
 from scipy.special import betaincinv
 
 import tolsim
+from tolsim import buffers
 from tolsim.branching import branching_extinction
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
@@ -145,7 +146,7 @@ def simulate_paths(
                 f"`max_events` = {max_events:,}: use method='tau' or method='hybrid' for "
                 "populations this large, or raise `max_events`"
             )
-    out = np.empty((n_samples, paths, n_times, n_states), dtype=np.int64)
+    out = buffers.empty((n_samples, paths, n_times, n_states), dtype=np.int64)
     summary = np.empty((n_samples, paths, n_states + 2))
     path_stats = np.zeros((n_samples, paths, kernels.N_STATS), dtype=np.int64)
     if device == "cuda":
