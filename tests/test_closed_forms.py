@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 from conftest import linear_two_state_matrix
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from user_models import GrowthSwitch
 
@@ -168,3 +168,77 @@ def test_kernel_expm_matches_scipy():
     for scale in (1e-3, 1.0, 30.0, 400.0):
         a = rng.normal(size=(3, 3)) * scale
         np.testing.assert_allclose(expm(a), scipy.linalg.expm(a), rtol=1e-10, atol=1e-300)
+    # a 2x2 matrix with complex eigenvalues takes the Padé branch too
+    a = np.array([[0.3, -2.0], [1.5, -0.4]])
+    np.testing.assert_allclose(expm(a), scipy.linalg.expm(a), rtol=1e-13)
+
+
+def expm_2x2_decimal(a) -> np.ndarray:
+    """``expm(a)`` of a float 2x2 matrix to 60 digits (Taylor series with scaling and
+    squaring in ``decimal``): a reference for every entry, tiny ones included."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as ctx:
+        ctx.prec = 60
+        x = [[Decimal(float(a[i, j])) for j in range(2)] for i in range(2)]
+        norm = max(abs(x[0][0]) + abs(x[1][0]), abs(x[0][1]) + abs(x[1][1]))
+        squarings = 0
+        while norm > Decimal("0.01"):
+            norm /= 2
+            squarings += 1
+        x = [[v / 2**squarings for v in row] for row in x]
+        term = [[Decimal(1), Decimal(0)], [Decimal(0), Decimal(1)]]
+        total = [row[:] for row in term]
+        for k in range(1, 30):
+            term = [[sum(term[i][m] * x[m][j] for m in range(2)) / k for j in range(2)]
+                    for i in range(2)]  # fmt: skip
+            total = [[total[i][j] + term[i][j] for j in range(2)] for i in range(2)]
+        for _ in range(squarings):
+            total = [[sum(total[i][m] * total[m][j] for m in range(2)) for j in range(2)]
+                     for i in range(2)]  # fmt: skip
+        return np.array([[float(v) for v in row] for row in total])
+
+
+magnitudes = st.one_of(
+    st.just(0.0), st.floats(1e-9, 300.0).flatmap(lambda m: st.sampled_from([m, -m]))
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=magnitudes, q=magnitudes, r=magnitudes, t=magnitudes)
+@example(p=-100.0, q=1e-3, r=1e-3, t=0.0)  # x + d = 1e-8 from x = 50.00000001: cancels
+@example(p=0.0, q=2e-3, r=1e-3, t=-100.0)  # the same with d > 0
+@example(p=0.3, q=0.1, r=0.05, t=-0.2)  # x below 0.5: the series
+@example(p=-0.35, q=0.002, r=0.001, t=0.02)  # a two-state rate matrix, one day
+def test_2x2_expm_closed_form_is_accurate_in_every_entry(p, q, r, t):
+    """The closed form for 2x2 matrices with real eigenvalues (q r >= 0) against a 60-digit
+    reference, entry by entry: relative error within the rounding of the exponents
+    (eps * (|s| + x), times a few), where Padé's error is normwise only; and every entry of
+    the exponential of a Metzler matrix (off-diagonal >= 0: a rate matrix) non-negative."""
+    from tolsim.kernels.linalg import expm
+
+    if q * r < 0:
+        q = -q
+    a = np.array([[p, q], [r, t]])
+    expected = expm_2x2_decimal(a)
+    got = expm(a)
+    norm = np.abs(a).sum(axis=0).max()
+    tolerance = 1e-15 * (16.0 + 4.0 * norm)
+    nonzero = expected != 0.0
+    np.testing.assert_array_less(
+        np.abs(got - expected)[nonzero], tolerance * np.abs(expected[nonzero]) + 1e-300
+    )
+    assert (got[~nonzero] == 0.0).all()
+    if q >= 0.0 and r >= 0.0:
+        assert (got >= 0.0).all()
+
+
+def test_2x2_expm_keeps_the_tiny_entries_of_a_stiff_matrix():
+    """exp([[-100, 0], [1, 0]]) has e^-100 in its corner: the closed form gets it to the
+    last bits; a normwise method may return anything of size 1e-16 there."""
+    from tolsim.kernels.linalg import expm
+
+    got = expm(np.array([[-100.0, 0.0], [1.0, 0.0]]))
+    np.testing.assert_allclose(got[0, 0], np.exp(-100.0), rtol=1e-14)
+    np.testing.assert_allclose(got[1, 0], -np.expm1(-100.0) / 100.0, rtol=1e-14)
+    assert got[0, 1] == 0.0 and got[1, 1] == 1.0

@@ -107,18 +107,87 @@ def expm(a):
     return out
 
 
+# sinh(x)/x = sum x^(2k) / (2k+1)!, k = 0..7: below x = 0.5 the first omitted term is
+# x^16 / 17! < 1e-19 of the sum
+_SINHC = (
+    1.0,
+    1.0 / 6.0,
+    1.0 / 120.0,
+    1.0 / 5040.0,
+    1.0 / 362880.0,
+    1.0 / 39916800.0,
+    1.0 / 6227020800.0,
+    1.0 / 1307674368000.0,
+)
+
+
+@njit(cache=True, error_model="numpy")
+def _expm2_into(p, q, r, t, out):
+    """``out = expm([[p, q], [r, t]])`` for ``q * r >= 0`` (real eigenvalues ``s ± x``),
+    in closed form: ``e^s (cosh(x) I + sinh(x)/x B)`` with ``s`` the mean of the diagonal
+    and ``B`` the matrix less ``s I`` (Putzer; e.g. Moler & Van Loan 2003, method 8).
+
+    Written so that no entry loses digits to cancellation: for ``x >= 0.5`` through
+    ``e^(s+x)`` and ``e^(s-x)`` weighted by ``x ± d`` (``d = (p - t)/2``), the smaller of
+    which is ``q r / (x ∓ d)``, since ``x^2 = d^2 + q r``; below, ``sinh(x)/x`` by its
+    series. Each entry is then accurate to a few ulps relative to itself, also the tiny
+    ones of a stiff matrix (``expm([[-100, 0], [1, 0]])[0, 0] = e^-100``), and every
+    entry of the exponential of a Metzler matrix (the rate matrices here: non-negative
+    off-diagonal) comes out non-negative, which Padé's normwise error does not promise.
+    """
+    s = 0.5 * (p + t)
+    d = 0.5 * (p - t)
+    qr = q * r
+    x = np.sqrt(d * d + qr)
+    if x >= 0.5:
+        ep = np.exp(s + x)
+        em = np.exp(s - x)
+        if d >= 0.0:
+            xpd = x + d
+            xmd = qr / xpd
+        else:
+            xmd = x - d
+            xpd = qr / xmd
+        half = 0.5 / x
+        out[0, 0] = (ep * xpd + em * xmd) * half
+        out[1, 1] = (ep * xmd + em * xpd) * half
+        odd = (ep - em) * half
+        out[0, 1] = q * odd
+        out[1, 0] = r * odd
+        return
+    x2 = x * x
+    sinhc = _SINHC[7]
+    for k in range(6, -1, -1):
+        sinhc = sinhc * x2 + _SINHC[k]
+    es = np.exp(s)
+    ch = es * np.cosh(x)
+    sh = es * sinhc
+    out[0, 0] = ch + d * sh
+    out[1, 1] = ch - d * sh
+    out[0, 1] = q * sh
+    out[1, 0] = r * sh
+
+
 @njit(cache=True, error_model="numpy")
 def expm_into(a, scale, work, piv, col, out):
     """``out = expm(a * scale)`` by scaling and squaring with a Padé(13) approximant, with no
     allocation: ``work`` is ``(EXPM_WORK, n, n)``, ``piv`` ``(n,)`` int64, ``col`` ``(n,)``.
 
-    Higham (2005), "The scaling and squaring method for the matrix exponential revisited";
+    A 2x2 matrix with real eigenvalues (``a[0, 1] * a[1, 0] >= 0``, as every two-state rate
+    matrix here) takes the closed form of :func:`_expm2_into` instead: two exponentials
+    instead of six matrix products and a solve, and each entry accurate relative to itself.
+
+    Otherwise Higham (2005), "The scaling and squaring method for the matrix exponential
+    revisited";
     the degree-13 branch is used for every norm (accurate to unit roundoff; the matrices here
     are tiny, so the cheaper low-degree branches are not worth their code). The exact ODE path
     calls it once per piece and output spacing inside its parallel loop, where an allocation
     per temporary cost more than the arithmetic.
     """
     n = a.shape[0]
+    if n == 2 and a[0, 1] * a[1, 0] >= 0.0:  # real eigenvalues: two exponentials suffice
+        _expm2_into(a[0, 0] * scale, a[0, 1] * scale, a[1, 0] * scale, a[1, 1] * scale, out)
+        return
     x, a2, a4, a6, u, v, tmp = (
         work[0], work[1], work[2], work[3], work[4], work[5], work[6]
     )  # fmt: skip
