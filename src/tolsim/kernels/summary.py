@@ -38,6 +38,16 @@ def sample_totals(x, tolerant_columns, total, fraction):
     memory, which cost about as much as the rest of ``simulate()``'s work outside the kernel.
     """
     n_times, n_states = x.shape
+    if n_states == 2 and tolerant_columns.shape[0] == 1:
+        # the two-state models: one loop, twice as fast as the general one below (the same
+        # sums: 0.0 + a + b is a + b, 0.0 + t is t)
+        c = tolerant_columns[0]
+        for j in range(n_times):
+            acc = x[j, 0] + x[j, 1]
+            share = x[j, c] / acc
+            total[j] = acc
+            fraction[j] = share if acc > 0.0 else np.nan
+        return
     # loops over the outputs innermost, so that LLVM vectorises them (the division above all):
     # twice as fast as a loop over states per output, the same sums in the same order
     for j in range(n_times):
