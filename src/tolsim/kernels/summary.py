@@ -39,7 +39,7 @@ def sample_totals(x, tolerant_columns, total, fraction):
     """
     n_times, n_states = x.shape
     if n_states == 2 and tolerant_columns.shape[0] == 1:
-        # the two-state models: one loop, twice as fast as the general one below (the same
+        # the two-state models: one loop, 3x as fast as the general one below (the same
         # sums: 0.0 + a + b is a + b, 0.0 + t is t)
         c = tolerant_columns[0]
         for j in range(n_times):
