@@ -38,7 +38,7 @@ status :data:`REDO_ALONE` for all its samples, which the caller solves one by on
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import int64, njit, prange
 
 from tolsim.kernels.exposure import hill
 from tolsim.kernels.ode_template import (
@@ -697,37 +697,25 @@ def lockstep_group(
             if t + h >= t_end - h_min:
                 h = t_end - t
                 last = True
-            for stage in range(1, 7):
-                for i in range(n):
-                    for lane in range(w):
-                        acc_lanes[lane] = 0.0
-                    for m in range(stage):
-                        a = DP_A[stage, m]
-                        for lane in range(w):
-                            acc_lanes[lane] += a * k[m, i, lane]
-                    for lane in range(w):
-                        y_new[i, lane] = y[i, lane] + h * acc_lanes[lane]
-                if stage == 5:
-                    for i in range(n):
-                        for lane in range(w):
-                            y_stiff[i, lane] = y_new[i, lane]
-                t_stage = t + DP_C[stage] * h
-                for lane in range(w):
-                    t_lanes[lane] = t_stage
-                lane_rhs(t_lanes, y_new, p, e, rate_buf, k, stage)
+            # the six stages written out, each with a constant stage number, so that the
+            # sums over the earlier stages unroll and the loops over lanes, innermost,
+            # vectorise with the sums in registers
+            _lockstep_stage(int64(1), t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff)
+            _lockstep_stage(int64(2), t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff)
+            _lockstep_stage(int64(3), t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff)
+            _lockstep_stage(int64(4), t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff)
+            _lockstep_stage(int64(5), t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff)
+            _lockstep_stage(int64(6), t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff)
             n_rhs += 6
             for lane in range(w):
                 err_lanes[lane] = 0.0
             for i in range(n):
                 for lane in range(w):
-                    acc_lanes[lane] = 0.0
-                for m in range(7):
-                    a = DP_E[m]
-                    for lane in range(w):
-                        acc_lanes[lane] += a * k[m, i, lane]
-                for lane in range(w):
+                    acc = 0.0
+                    for m in range(7):
+                        acc += DP_E[m] * k[m, i, lane]
                     scale = atol + rtol * max(abs(y[i, lane]), abs(y_new[i, lane]))
-                    err_lanes[lane] += (h * acc_lanes[lane] / scale) ** 2
+                    err_lanes[lane] += (h * acc / scale) ** 2
             # the largest lane's norm, NaN as soon as one lane's is NaN; one square root,
             # the same number as the largest of the lanes' roots (both maps are monotone)
             err_max = 0.0
@@ -785,13 +773,10 @@ def lockstep_group(
                 for m in range(4):
                     for i in range(n):
                         for lane in range(w):
-                            acc_lanes[lane] = 0.0
-                        for stage in range(7):
-                            c = DENSE_P[stage, m]
-                            for lane in range(w):
-                                acc_lanes[lane] += k[stage, i, lane] * c
-                        for lane in range(w):
-                            q[m, i, lane] = h * acc_lanes[lane]
+                            acc = 0.0
+                            for stage in range(7):
+                                acc += k[stage, i, lane] * DENSE_P[stage, m]
+                            q[m, i, lane] = h * acc
                 while j < n_out and t_out[j] <= t_new:
                     sj = (t_out[j] - t) / h
                     for lane in range(w):
@@ -857,6 +842,29 @@ def lockstep_group(
         stats[s, STAT_STEPS] = n_steps
         stats[s, STAT_REJECTED] = n_rejected
         stats[s, STAT_RHS] = n_rhs
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _lockstep_stage(stage, t, h, y, p, e, rate_buf, t_lanes, k, y_new, y_stiff):
+    """Stage ``stage`` (1-6) of a lockstep Dormand-Prince step for every lane: its state
+    from ``k[:stage]`` (the one-trajectory kernel's sums, in its order) and ``k[stage]``;
+    the fifth stage's state kept in ``y_stiff`` for the stiffness test. Inlined with a
+    constant ``stage``."""
+    n, w = y.shape
+    for i in range(n):
+        for lane in range(w):
+            acc = 0.0
+            for m in range(stage):
+                acc += DP_A[stage, m] * k[m, i, lane]
+            y_new[i, lane] = y[i, lane] + h * acc
+    if stage == 5:
+        for i in range(n):
+            for lane in range(w):
+                y_stiff[i, lane] = y_new[i, lane]
+    t_stage = t + DP_C[stage] * h
+    for lane in range(w):
+        t_lanes[lane] = t_stage
+    lane_rhs(t_lanes, y_new, p, e, rate_buf, k, stage)
 
 
 @njit(cache=True, error_model="numpy")
