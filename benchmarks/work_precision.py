@@ -49,7 +49,7 @@ from scipy.integrate import solve_ivp  # noqa: E402
 
 import tolsim  # noqa: E402
 from tolsim.kernels.specialise import specialised  # noqa: E402
-from tolsim.simulate import solve_batch  # noqa: E402
+from tolsim.simulate import lane_kernels, solve_batch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "work_precision.json"
 
@@ -714,7 +714,9 @@ def report(results: dict[str, object]) -> str:
         "",
         "Fastest tolsim row of each mode whose error is <= the solve_ivp row's error "
         "(independent: every sample on its own steps, the default; lockstep: "
-        "`simulate(..., lockstep=True)`, groups of 32 samples on shared steps).",
+        "`simulate(..., lockstep=True)`, groups of "
+        f"{lane_kernels(tolsim.models.TwoState()).LOCKSTEP_LANES} "
+        "samples on shared steps).",
         "",
         "| tolsim mode | solve_ivp | rtol | error | tolsim rtol | tolsim error | "
         "speed-up (time ratio) |",

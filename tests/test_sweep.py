@@ -274,24 +274,28 @@ def test_in_memory_sweep_refuses_what_needs_a_store():
 
 def test_lockstep_sweep_is_within_tolerance_and_keyed_to_its_chunks(client, tmp_path):
     """``lockstep=True``: values within the solver's tolerance of the default sweep, the same
-    bits for chunk sizes whose groups coincide (32 and 96 for 40 samples), and a store that
-    resumes only with its own chunk size."""
-    grouped = sweep(MODEL, DESIGN, SCHEDULE, store=None, chunk_size=32, lockstep=True)
-    aligned = sweep(MODEL, DESIGN, SCHEDULE, store=None, chunk_size=96, lockstep=True)
-    independent = sweep(MODEL, DESIGN, SCHEDULE, store=None, chunk_size=96)
+    bits for chunk sizes whose groups coincide (one group and three groups a chunk, for two
+    groups and 8 samples), and a store that resumes only with its own chunk size."""
+    from tolsim.simulate import lane_kernels
+
+    group = lane_kernels(MODEL).LOCKSTEP_LANES
+    design = lhs(2 * group + 8, seed=3, kappa_T=(0.0, 0.6), mu_E=(1e-5, 1e-2, "log"))
+    grouped = sweep(MODEL, design, SCHEDULE, store=None, chunk_size=group, lockstep=True)
+    aligned = sweep(MODEL, design, SCHEDULE, store=None, chunk_size=3 * group, lockstep=True)
+    independent = sweep(MODEL, design, SCHEDULE, store=None, chunk_size=3 * group)
     for name in ("burden_at_withdrawal", "tolerant_fraction_at_withdrawal", "nadir_cells"):
         np.testing.assert_array_equal(grouped[name].values, aligned[name].values)
         np.testing.assert_allclose(grouped[name].values, independent[name].values, rtol=2e-5)
         assert not np.array_equal(grouped[name].values, independent[name].values)
     settings = json.loads(grouped.attrs["settings"])
-    assert settings["lockstep"] is True and settings["chunk_size"] == 32
+    assert settings["lockstep"] is True and settings["chunk_size"] == group
     assert "lockstep" not in json.loads(independent.attrs["settings"])
     store = tmp_path / "lockstep.zarr"
     run = dict(client=client, lockstep=True)
-    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=32, max_chunks=1, **run)
+    sweep(MODEL, design, SCHEDULE, store=store, chunk_size=group, max_chunks=1, **run)
     with pytest.raises(StoreMismatchError, match="different sweep"):
-        sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, **run)
-    done = sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=32, **run)
+        sweep(MODEL, design, SCHEDULE, store=store, chunk_size=20, **run)
+    done = sweep(MODEL, design, SCHEDULE, store=store, chunk_size=group, **run)
     np.testing.assert_array_equal(done.nadir_cells.values, grouped.nadir_cells.values)
 
 

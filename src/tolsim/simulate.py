@@ -123,7 +123,7 @@ def simulate(
         on the CPU, so the paths are the CPU's (:mod:`tolsim.cuda_stochastic` says where
         the GPU's ``exp``/``log``/``pow`` can change last bits).
     lockstep : bool
-        Solve consecutive parameter sets in groups of 32 that take the same Dormand–Prince
+        Solve consecutive parameter sets in groups of 64 that take the same Dormand–Prince
         steps (CPU, ``method`` "dopri5" or "auto", a model with ``lane_rates`` such as the
         built-in ones, no PK dosing): several times faster for large tables. The step
         control takes the largest error estimate of the group, so every sample meets the

@@ -593,7 +593,9 @@ def solve_batch(
 
 # -- lockstep: lanes that share their steps --------------------------------------------------
 
-LOCKSTEP_LANES = 32  # TOLSIM-CONSTANT: 32 was fastest on AVX-512 (8: 1.8x, 64: 1.4x slower)
+# 64 lanes were fastest once the stages were written out (2026-11-27, in one process,
+# interleaved: 32 lanes 2-8% slower, 128 no faster); 32 before (8: 1.8x, 64: 1.4x slower)
+LOCKSTEP_LANES = 64  # TOLSIM-CONSTANT
 REDO_ALONE = 1  # lockstep status: stiff, or failed as a group; solve each sample alone
 
 
