@@ -515,8 +515,34 @@ def _spaced_run(t_out, j, t, spacing, t_end, last_piece):
     return True
 
 
+EXACT_CHUNK = 16  # samples per parallel task of the exact method: its work arrays are the task's
+
+
 @njit(cache=True, error_model="numpy")
-def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
+def exact_workspace(n, n_drugs, n_transitions):
+    """The work arrays of :func:`integrate_exact` for ``n`` states: allocated once and reused
+    for many samples (14 allocations cost ~0.6 µs, half of a sample's own work with two
+    output days)."""
+    return (
+        np.empty(n_drugs),  # conc
+        np.empty(n_drugs),  # level
+        np.empty((0, PK_COLUMNS)),  # pk: the exact method takes no PK channels
+        np.empty(n_transitions),  # rate_buf
+        np.zeros(n),  # unit: zero between uses
+        np.empty(n),  # column
+        np.empty((n, n)),  # a
+        np.empty(n),  # growth
+        np.empty((EXACT_BLOCK, n, n)),  # powers
+        np.empty((EXACT_BLOCK, n)),  # block
+        np.empty((EXPM_WORK, n, n)),  # work
+        np.empty(n, dtype=np.int64),  # piv
+        np.empty(n),  # y
+        np.empty(n),  # y_next
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats, workspace):
     """Exact solution of a linear model with piecewise-constant concentrations.
 
     Per piece, ``A[:, c] = stoich.T @ rates(e_c)`` (the propensities are linear in the state)
@@ -525,31 +551,20 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats):
     differ in the last bits) reuses it with a first-order correction. Runs of equally spaced
     outputs go ``EXACT_BLOCK`` at a time, each output from the run's last state with its own
     power of the propagator. dN/dt is ``sum(A x)`` with the ``A`` of the piece an output
-    starts.
+    starts. ``workspace`` is :func:`exact_workspace`'s.
     """
     n = x.shape[0]
     breakpoints = sched.breakpoints_days
     n_pieces = breakpoints.shape[0] - 1
     n_out = t_out.shape[0]
-    n_drugs = sched.level_um.shape[1]
-    conc = np.empty(n_drugs)
-    level = np.empty(n_drugs)
-    pk = np.empty((0, PK_COLUMNS))  # the exact method takes no PK channels
-    rate_buf = np.empty(stoich.shape[0])
-    unit = np.zeros(n)
-    column = np.empty(n)
-    a = np.empty((n, n))
-    growth = np.empty(n)
+    conc, level, pk, rate_buf, unit, column, a, growth = workspace[:8]
     # propagators over 1 .. EXACT_BLOCK output spacings: a run of equally spaced outputs is
     # propagated EXACT_BLOCK at a time from the run's last state, so the outputs of a block
     # do not wait for each other (one after the other, each waits for the last: latency)
-    powers = np.empty((EXACT_BLOCK, n, n))
+    powers, block, work, piv, y, y_next = workspace[8:]
     propagator = powers[0]
-    block = np.empty((EXACT_BLOCK, n))
-    work = np.empty((EXPM_WORK, n, n))
-    piv = np.empty(n, dtype=np.int64)
-    y = x.copy()
-    y_next = np.empty(n)
+    for i in range(n):
+        y[i] = x[i]
     n_propagations = 0
     j = 0
     for piece in range(n_pieces):
@@ -684,7 +699,8 @@ def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x,
     """Solve one parameter set; returns the status code. Outputs a failed solve did not
     reach stay NaN."""
     if method == METHOD_EXACT:  # writes every output itself (NaN past a failure)
-        return integrate_exact(x0, p, sched, stoich, t_out, out_x, out_dn, stats)
+        workspace = exact_workspace(x0.shape[0], sched.level_um.shape[1], stoich.shape[0])
+        return integrate_exact(x0, p, sched, stoich, t_out, out_x, out_dn, stats, workspace)
     out_x[:, :] = np.nan
     out_dn[:] = np.nan
     return integrate_adaptive(
@@ -733,6 +749,28 @@ def solve_batch(
         computed as each sample finishes, while its outputs are in cache.
     """
     bp, level, drug, ka, ke, um_per_mg, depot, central, infusion = schedule_arrays
+    if method == METHOD_EXACT:  # tasks of EXACT_CHUNK samples that share work arrays
+        n_samples, n_states = x0.shape
+        for task in prange((n_samples + EXACT_CHUNK - 1) // EXACT_CHUNK):
+            sched = CompiledSchedule(bp, level, drug, ka, ke, um_per_mg, depot, central,
+                                     infusion)  # fmt: skip
+            workspace = exact_workspace(n_states, level.shape[1], stoich.shape[0])
+            local_stoich = stoich.copy()
+            x_local = np.empty(n_states)
+            p_local = np.empty(params.shape[1])
+            for sample in range(task * EXACT_CHUNK, min((task + 1) * EXACT_CHUNK, n_samples)):
+                for i in range(n_states):
+                    x_local[i] = x0[sample, i]
+                for q in range(params.shape[1]):
+                    p_local[q] = params[sample, q]
+                stats[sample, STAT_STATUS] = integrate_exact(
+                    x_local, p_local, sched, local_stoich, t_out, out_x[sample],
+                    out_dn[sample], stats[sample], workspace,
+                )  # fmt: skip
+                if out_total.shape[0] > 0:
+                    sample_totals(out_x[sample], tolerant_columns, out_total[sample],
+                                  out_fraction[sample])  # fmt: skip
+        return
     for sample in prange(params.shape[0]):
         sched = CompiledSchedule(bp, level, drug, ka, ke, um_per_mg, depot, central, infusion)
         # thread-local copies: passing views of shared arrays to the step functions would
