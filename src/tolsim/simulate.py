@@ -263,30 +263,16 @@ def simulate(
         )
     n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
     _check_memory(n_samples, n_times, n_states, len(model.exposures))
-    out_x, out_dn, stats, total, fraction = solve_batch(
+    solution = solve_batch(
         model, packed, compiled, t_out, rtol, atol, max_steps, code, lockstep=lockstep, totals=True
     )
-    ds = _to_dataset(
-        model,
-        packed,
-        single,
-        schedule,
-        t_out,
-        compiled,
-        out_x,
-        out_dn,
-        stats,
-        code,
-        rtol,
-        atol,
-        (total, fraction),
-    )
+    ds = _to_dataset(model, packed, single, schedule, t_out, compiled, solution, code, rtol, atol)
     if lockstep:
         kernels = lane_kernels(model)
         ds.attrs["lockstep_lanes"] = kernels.LOCKSTEP_LANES
         for name in ("n_steps", "n_rejected_steps", "n_rhs_evaluations"):
             ds[name].attrs["long_name"] += " (of the sample's lockstep group)"
-    return _checked(ds, stats[:, 0], throw)
+    return _checked(ds, solution[2][:, 0], throw)
 
 
 def solve_batch(
@@ -479,20 +465,9 @@ def _simulate_cuda(
         out_x[stiff], out_dn[stiff], stats[stiff] = solve_batch(
             model, packed[stiff], compiled, t_out, rtol, atol, max_steps, _METHOD_CODES["auto"]
         )
-    ds = _to_dataset(
-        model,
-        packed,
-        single,
-        schedule,
-        t_out,
-        compiled,
-        out_x,
-        out_dn,
-        stats,
-        _METHOD_CODES[method],
-        rtol,
-        atol,
-    )
+    solution = (out_x, out_dn, stats)
+    code = _METHOD_CODES[method]
+    ds = _to_dataset(model, packed, single, schedule, t_out, compiled, solution, code, rtol, atol)
     ds.attrs["device"] = "cuda"
     ds["switched_to_stiff"].attrs["long_name"] = (
         "stiffness detected on the GPU: solved on the CPU, Rosenbrock method from then on"
@@ -623,23 +598,11 @@ def _messages(status: np.ndarray) -> np.ndarray:
     return np.array([STATUS_MESSAGES[int(c)] for c in codes], dtype=str)[inverse]
 
 
-def _to_dataset(
-    model,
-    packed,
-    single,
-    schedule,
-    t_out,
-    compiled,
-    out_x,
-    out_dn,
-    stats,
-    code,
-    rtol,
-    atol,
-    kernel_totals=None,
-):
-    """The ODE result as a Dataset; ``kernel_totals`` is ``(total, fraction)`` when the kernel
-    computed them, else they are computed here from ``out_x``."""
+def _to_dataset(model, packed, single, schedule, t_out, compiled, solution, code, rtol, atol):
+    """The ODE result as a Dataset. ``solution`` is :func:`solve_batch`'s: ``(out_x, out_dn,
+    stats)``, or with ``(total, fraction)`` after them when the kernel computed the totals
+    (else they are computed here from ``out_x``)."""
+    out_x, out_dn, stats = solution[:3]
     sample_dims = () if single else ("sample",)
     index = 0 if single else slice(None)
     dims = (*sample_dims, "time")
@@ -650,10 +613,10 @@ def _to_dataset(
             out_x[index, :, i],
             {"units": "cells", "long_name": f"{state} cells"},
         )
-    if kernel_totals is None:
-        total, fraction = summary.totals(out_x, tolerant_index(model))
+    if len(solution) == 5:
+        total, fraction = solution[3:]
     else:
-        total, fraction = kernel_totals
+        total, fraction = summary.totals(out_x, tolerant_index(model))
     data_vars["N"] = (dims, total[index], {"units": "cells", "long_name": "total cells"})
     data_vars["tolerant_fraction"] = (
         dims,
