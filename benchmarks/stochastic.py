@@ -64,7 +64,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tolsim  # noqa: E402
-from tolsim.kernels.specialise import specialised  # noqa: E402
+from tolsim.stochastic import kernel_module  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 try:
@@ -244,7 +244,7 @@ class Kernel:
     arguments ``tolsim.stochastic.simulate_paths`` gives it (no validation, no Dataset)."""
 
     def __init__(self, model, params, schedule, times, method, paths, max_events, threshold):
-        self.kernels = specialised("stochastic_template", model.rates)
+        self.kernels = kernel_module(model, method)
         self.code = {"ssa": 0, "tau": 1, "hybrid": 2}[method]
         assert self.code == getattr(self.kernels, f"METHOD_{method.upper()}")
         self.packed = model.pack(params)[None, :]

@@ -399,6 +399,47 @@ def test_same_seed_same_paths_whatever_threads_and_batches(linear, method):
     assert not np.array_equal(other.N.values, many.N.values)
 
 
+@pytest.mark.parametrize("method", ["ssa", "tau", "hybrid"])
+def test_a_kernel_copy_compiles_its_own_method_alone(linear, method):
+    """Each method's copy of the kernels has that method compiled in: after numba's branch
+    pruning (which runs before typing) its ``simulate_batch`` calls that method's path alone,
+    so no other path is compiled; and it refuses a call for another method instead of running
+    the wrong one."""
+    from numba.core import analysis, compiler, ir
+
+    from tolsim.stochastic import kernel_module
+
+    kernels = kernel_module(linear, method)
+    assert kernels.METHOD == getattr(kernels, f"METHOD_{method.upper()}")
+    func_ir = compiler.run_frontend(kernels.simulate_batch.py_func)
+    analysis.dead_branch_prune(func_ir, [numba.types.int64] * func_ir.arg_count)
+    called = {
+        stmt.value.name
+        for block in func_ir.blocks.values()
+        for stmt in block.body
+        if isinstance(stmt, ir.Assign) and isinstance(stmt.value, ir.Global)
+    }
+    assert called & {"ssa_path", "tau_path", "hybrid_path"} == {f"{method}_path"}
+
+    p = linear.default_params(S0=50, T0=5)
+    ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], method=method, paths=2, seed=5)
+    assert ds.attrs["method"] == method
+    packed = linear.pack(p)[None, :]
+    compiled = TAM_THEN_OFF.compile(linear.drugs)
+    t_out = np.array([0.0, 40.0])
+    out = np.zeros((1, 1, 2, 2), dtype=np.int64)
+    other = (kernels.METHOD + 1) % 3
+    with pytest.raises(ValueError, match="not the method compiled into this copy"):
+        kernels.simulate_batch(
+            other, packed, linear.initial_state(packed), tuple(compiled),
+            linear.stoichiometry.astype(np.float64), t_out, 1, 0, 0, 1000, -1,
+            np.full(1, np.nan), 50.0, out, np.zeros((1, 1, 4)),
+            np.zeros((1, 1, kernels.N_STATS), dtype=np.int64),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="`method` = 'gillespie'"):
+        kernel_module(linear, "gillespie")
+
+
 def test_samples_get_their_own_streams(linear):
     table = {"S0": np.array([200.0, 200.0]), "T0": np.array([5.0, 5.0])}
     ds = tolsim.simulate(linear, table, TAM_THEN_OFF, [0.0, 40.0], method="ssa", paths=3, seed=1)

