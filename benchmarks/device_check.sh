@@ -9,8 +9,9 @@
 # 3. the stochastic CUDA tests on the device (raw streams, tau paths, portable log/exp;
 #    ~1.5 min on an H100).
 # Each step has its own time limit and its own log; a failing step does not stop the next.
-# Python packages missing on the machine can be carried as wheels in .whl/ (installed with
-# --no-deps into a private directory). Results land in OUT_DIR (default $OUT or
+# Python packages missing on the machine are carried as wheels in .whl/ (fetch them first
+# with benchmarks/device_wheels.sh; installed with --no-deps into a private directory; name
+# .whl in the run's carry). Results land in OUT_DIR (default $OUT or
 # /tmp/tolsim-device-check): *.log, gpu.json, and summary.txt with each step's exit status.
 set -u
 out=${1:-${OUT:-/tmp/tolsim-device-check}}
