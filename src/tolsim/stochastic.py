@@ -45,7 +45,8 @@ def kernel_module(model: Model, method: str):
     """The model's stochastic kernels (a copy of :mod:`tolsim.kernels.stochastic_template`)
     with ``method`` ("ssa", "tau" or "hybrid") compiled in: its ``simulate_batch`` runs that
     method alone, and compiles that method's path alone (on 2 cores, a fresh cache's first
-    call: SSA 34 s, tau 25 s, hybrid 22 s, against 62 s for one copy holding all three)."""
+    call: SSA 34-38 s, tau 25-28 s, hybrid 22-23 s, against 62 s for one copy holding all
+    three methods)."""
     if method not in _METHOD_CODES:
         raise ValueError(f"`method` = {method!r}: expected one of {list(_METHOD_CODES)}")
     return specialised("stochastic_template", model.rates, {"METHOD": str(_METHOD_CODES[method])})

@@ -63,10 +63,10 @@ rates = njit(error_model="numpy", inline="always")(model_rates.py_func)
 METHOD_SSA = 0
 METHOD_TAU = 1
 METHOD_HYBRID = 2
-# The method compiled into this copy (a METHOD_* code), or -1: chosen per call by
-# simulate_batch's ``method``. Numba prunes the branches on this constant before typing, so a
-# copy for one method compiles that method's path alone (a fresh cache's first SSA call on 2
-# cores: 62 s with all three, 31 s alone; tolsim.stochastic.kernel_module)
+# The method compiled into this copy (a METHOD_* code; tolsim.stochastic.kernel_module); -1,
+# the template's own value: none, and simulate_batch refuses every call. Numba prunes the
+# branches on this constant before typing, so a copy compiles its own method's path alone (a
+# fresh cache's first SSA call on 2 cores: 62 s when one copy held all three, 34-38 s now)
 METHOD = -1  # TOLSIM-CONSTANT
 
 SUCCESS = 0
@@ -1027,7 +1027,7 @@ def simulate_batch(
 
     Parameters
     ----------
-    method : int, one of ``METHOD_*``
+    method : int, this copy's :data:`METHOD` (checked: a copy runs its own method alone)
     params : (n_samples, n_packed) float64
     x0 : (n_samples, n_states) float64, whole initial counts
     schedule_arrays : tuple, the fields of a CompiledSchedule
@@ -1044,7 +1044,7 @@ def simulate_batch(
         the whole population, and days from withdrawal to recurrence
     stats : (n_samples, n_paths, N_STATS) int64
     """
-    if METHOD >= 0 and method != METHOD:
+    if method != METHOD:
         raise ValueError("simulate_batch: `method` is not the method compiled into this copy")
     n_samples = out.shape[0]
     n_paths = out.shape[1]
@@ -1060,7 +1060,7 @@ def simulate_batch(
         x = x0[s].copy()
         p = params[s].copy()
         st = stoich.copy()
-        if METHOD == METHOD_SSA or (METHOD < 0 and method == METHOD_SSA):
+        if METHOD == METHOD_SSA:
             status = ssa_path(
                 x,
                 p,
@@ -1075,7 +1075,7 @@ def simulate_batch(
                 summary[s, q],
                 stats[s, q],
             )
-        elif METHOD == METHOD_TAU or (METHOD < 0 and method == METHOD_TAU):
+        elif METHOD == METHOD_TAU:
             status = tau_path(
                 x,
                 p,
