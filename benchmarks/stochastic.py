@@ -245,8 +245,6 @@ class Kernel:
 
     def __init__(self, model, params, schedule, times, method, paths, max_events, threshold):
         self.kernels = kernel_module(model, method)
-        self.code = {"ssa": 0, "tau": 1, "hybrid": 2}[method]
-        assert self.code == getattr(self.kernels, f"METHOD_{method.upper()}")
         self.packed = model.pack(params)[None, :]
         self.x0 = model.initial_state(self.packed)
         compiled = schedule.compile(model.drugs)
@@ -265,7 +263,7 @@ class Kernel:
     def __call__(self, seed: int) -> np.ndarray:
         self.stats[:] = 0
         self.kernels.simulate_batch(
-            self.code,
+            self.kernels.METHOD,
             self.packed,
             self.x0,
             self.schedule,

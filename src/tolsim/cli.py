@@ -68,6 +68,7 @@ from tolsim.optimize import OBJECTIVES
 from tolsim.predict import DEMOGRAPHIC, UNCERTAINTIES
 from tolsim.schedule import Schedule
 from tolsim.simulate import METHODS as SIMULATE_METHODS
+from tolsim.stochastic import STOCHASTIC_METHODS
 from tolsim.sweep import _METHOD_CODES, DEFAULT_CHUNK, StoreMismatchError, sweep
 
 if TYPE_CHECKING:
@@ -103,7 +104,6 @@ TEMPLATES = {
     "inhibitor_course": designs.inhibitor_course,
     "intermittent_tamoxifen": designs.intermittent_tamoxifen,
 }
-STOCHASTIC_METHODS = ("ssa", "tau", "hybrid")
 NETCDF_SUFFIXES = (".nc", ".nc4")
 FIGURE_SUFFIXES = (".png", ".svg")
 CHUNKS_PER_WORKER_THREAD = 2  # chunks per progress step: keeps every worker busy between steps

@@ -182,7 +182,7 @@ def simulate_paths(
         )
     else:
         kernels.simulate_batch(
-            _METHOD_CODES[method],
+            kernels.METHOD,
             packed,
             x0,
             tuple(compiled),

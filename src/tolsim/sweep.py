@@ -25,6 +25,7 @@ from tolsim.kernels.events import recurrence_days
 from tolsim.models.base import Columns, Model
 from tolsim.schedule import Schedule
 from tolsim.simulate import _METHOD_CODES, lanes_apply, solve_batch
+from tolsim.stochastic import STOCHASTIC_METHODS, _check_initial_counts, kernel_module
 
 __all__ = ["METRICS", "StoreMismatchError", "sweep"]
 
@@ -58,14 +59,11 @@ STOCHASTIC_METRICS = (
     "burden_at_withdrawal",
     "status",
 )
-_STOCHASTIC_CODES = {"ssa": 0, "tau": 1, "hybrid": 2}
 
 
 def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
     """Stochastic metrics per sample over ``spec["paths"]`` paths; sample ``i`` draws from the
     streams of its global index ``sample_ids[i]`` (so chunking does not change them)."""
-    from tolsim.stochastic import _check_initial_counts, kernel_module
-
     kernels = kernel_module(model, spec["method"])
     try:
         w = schedule.withdrawal_day("tamoxifen")
@@ -84,7 +82,7 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
     stoich = model.stoichiometry.astype(np.float64)
     for i in range(n):  # one call per sample: its streams follow its global index
         kernels.simulate_batch(
-            _STOCHASTIC_CODES[spec["method"]],
+            kernels.METHOD,
             packed[i : i + 1],
             x0[i : i + 1],
             tuple(compiled),
@@ -256,7 +254,7 @@ def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
         packed = model.pack_table(table, "design")
     else:
         packed = model.pack({})[None].repeat(n, 0)
-    stochastic = spec["method"] in _STOCHASTIC_CODES
+    stochastic = spec["method"] in STOCHASTIC_METHODS
 
     def evaluate(packed_rows, schedule, rows):
         if stochastic:
@@ -461,12 +459,12 @@ def sweep(
     reference = template() if template is not None else schedule  # defaults: checks, times
     if outputs not in ("metrics", "trajectories", "both"):
         raise ValueError(f"`outputs` = {outputs!r}: expected 'metrics', 'trajectories' or 'both'")
-    if method not in _METHOD_CODES and method not in _STOCHASTIC_CODES:
+    if method not in _METHOD_CODES and method not in STOCHASTIC_METHODS:
         raise ValueError(
             f"`method` = {method!r}: expected one of "
-            f"{list(_METHOD_CODES) + list(_STOCHASTIC_CODES)}"
+            f"{list(_METHOD_CODES) + list(STOCHASTIC_METHODS)}"
         )
-    stochastic = method in _STOCHASTIC_CODES
+    stochastic = method in STOCHASTIC_METHODS
     if device not in ("cpu", "cuda"):
         raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
     if device == "cuda":
