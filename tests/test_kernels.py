@@ -72,6 +72,50 @@ def test_loading_a_copy_again_leaves_it_untouched(tmp_path, monkeypatch):
     assert Path(again.__file__) == path and path.stat().st_mtime_ns == stamp
 
 
+def test_rewriting_a_copy_removes_only_older_versions_of_the_same_kernel(tmp_path, monkeypatch):
+    """A new copy deletes the hour-old copies it replaces: the same template, rates and
+    constants with older source. Copies with other constants (another stochastic method, a
+    GPU variant) are other kernels and stay, whatever their age, with their numba caches."""
+    from tolsim.kernels import specialise
+
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(specialise, "_LOADED", {})
+    rates = tolsim.models.TwoState().rates
+    ssa = Path(specialised("stochastic_template", rates, {"METHOD": "0"}).__file__)
+    tau = Path(specialised("stochastic_template", rates, {"METHOD": "1"}).__file__)
+    folder, name = ssa.parent, ssa.stem
+    stem, variant, tag = name[: -(16 + 1 + 8)], name[-(16 + 1 + 8) : -17], name[-16:]
+    assert tau.stem.startswith(stem) and not tau.stem.startswith(stem + variant)
+    other_tag = ("0" if tag[0] != "0" else "1") + tag[1:]
+    (folder / "__pycache__").mkdir(exist_ok=True)
+    files = {
+        "other method": tau,
+        "other method's numba cache": folder / "__pycache__" / f"{tau.stem}.run-90.py311.nbi",
+        "older source": folder / f"{stem}{variant}_{other_tag}.py",
+        "older source's numba cache": folder
+        / "__pycache__"
+        / f"{stem}{variant}_{other_tag}.run-90.py311.nbi",
+        "named before constants were": folder / f"{stem}{other_tag}.py",
+        "a rate function named longer": folder / f"{stem}v2_{variant}_{tag}.py",
+        "older source, just written": folder / f"{stem}{variant}_{'f' * 16}.py",
+    }
+    for label, path in files.items():
+        path.touch()
+        if label != "older source, just written":
+            old = path.stat().st_mtime_ns - 2 * 3600 * 10**9
+            os.utime(path, ns=(old, old))
+    ssa.unlink()  # the next load writes the copy again
+    monkeypatch.setattr(specialise, "_LOADED", {})
+    assert Path(specialised("stochastic_template", rates, {"METHOD": "0"}).__file__) == ssa
+    left = {label for label, path in files.items() if path.exists()}
+    assert left == {
+        "other method",
+        "other method's numba cache",
+        "a rate function named longer",
+        "older source, just written",
+    }
+
+
 def test_cache_dir_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
     from tolsim.kernels.specialise import cache_dir
 

@@ -102,7 +102,11 @@ def specialised(template: str, rates, constants: dict[str, str] | None = None) -
         digest.update(repr(constants).encode())
         tag = digest.hexdigest()[:16]
         safe = re.sub(r"\W", "_", f"{func.__module__}_{func.__qualname__}")
-        name = f"tolsim_{template}_{safe}_{tag}"
+        # copies with other constants (another stochastic method, a GPU kernel variant) are
+        # other kernels, not older versions of this one: the name keeps them apart
+        variant = hashlib.sha256(repr(constants).encode()).hexdigest()[:8]
+        prefix = f"tolsim_{template}_{safe}_{variant}_"
+        name = f"{prefix}{tag}"
         import_line = (
             f"from {func.__module__} import {func.__qualname__} as model_rates  # TOLSIM-RATES"
         )
@@ -112,7 +116,7 @@ def specialised(template: str, rates, constants: dict[str, str] | None = None) -
         source = _set_constants(template, source, constants)
         path = cache_dir() / f"{name}.py"
         if not path.exists() or path.read_text() != source:
-            _remove_stale_copies(path.parent, f"tolsim_{template}_{safe}_")
+            _remove_stale_copies(path.parent, f"tolsim_{template}_{safe}_", variant)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             with os.fdopen(fd, "w") as handle:
                 handle.write(source)
@@ -144,16 +148,21 @@ def _set_constants(template: str, source: str, constants: dict[str, str]) -> str
     return source
 
 
-def _remove_stale_copies(directory: Path, prefix: str) -> None:
-    """Delete older copies (and their numba cache files) of the same template and rates.
+def _remove_stale_copies(directory: Path, stem: str, variant: str) -> None:
+    """Delete older copies (and their numba cache files) of the same template, rates and
+    constants: ``<stem><variant>_`` and a tag other than the current one (the hash of older
+    source), or a copy named as before the constants were part of the name (``<stem><tag>``).
 
     Only copies untouched for an hour go, so a process still importing one is not disturbed.
     (Loading a copy must not touch it: numba's disk cache is keyed on the source file's
     modification time, so touching the copy would make numba compile it again.)
     """
     now = time.time()
-    stale = list(directory.glob(f"{prefix}*.py"))
-    stale += list((directory / "__pycache__").glob(f"{prefix}*"))
+    # "<name>.py" and numba's "<name>.<function>-<line>...": a name, then a dot. Matching the
+    # whole name keeps the copies of a rate function whose name merely starts with this one's.
+    own = re.compile(re.escape(stem) + rf"({variant}_)?[0-9a-f]{{16}}\.")
+    stale = [p for p in directory.glob(f"{stem}*.py") if own.match(p.name)]
+    stale += [p for p in (directory / "__pycache__").glob(f"{stem}*") if own.match(p.name)]
     for path in stale:
         try:
             if now - path.stat().st_mtime > _STALE_AFTER_S:
