@@ -48,8 +48,7 @@ import scipy  # noqa: E402
 from scipy.integrate import solve_ivp  # noqa: E402
 
 import tolsim  # noqa: E402
-from tolsim.kernels.specialise import specialised  # noqa: E402
-from tolsim.simulate import lane_kernels, solve_batch  # noqa: E402
+from tolsim.simulate import lane_kernels, ode_kernels, solve_batch  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "work_precision.json"
 
@@ -454,7 +453,7 @@ def work_precision(args) -> dict[str, object]:
             "speedups": per_round,
         }
     # the kernels alone (a direct call into preallocated arrays: no validation, no Dataset)
-    kernels = specialised("ode_template", linear.rates)
+    kernels = ode_kernels(linear, 0)  # constants and sizes; each call takes its code's copy
     packed = linear.pack_table(table)
     x0 = linear.initial_state(packed)
     compiled = tuple(schedule.compile(linear.drugs))
@@ -466,7 +465,7 @@ def work_precision(args) -> dict[str, object]:
 
     def kernel(code, rtol):
         stats[:] = 0
-        kernels.solve_batch(
+        ode_kernels(linear, code).solve_batch(
             packed,
             x0,
             compiled,

@@ -6,6 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -28,6 +29,58 @@ def test_dormand_prince_tableau_satisfies_order_conditions(kernels):
     assert e.sum() == pytest.approx(0.0, abs=1e-15)  # the error estimate of a constant is 0
     # the dense output at s = 1 is the fifth-order solution
     np.testing.assert_allclose(dense.sum(axis=1), np.r_[b, 0.0], atol=1e-14)
+
+
+@pytest.mark.parametrize("method", ["exact", "auto"])
+def test_an_ode_copy_compiles_its_own_solver_alone(method):
+    """The exact and the adaptive solvers live in separate copies of the ODE kernels: after
+    numba's branch pruning (which runs before typing) a copy's entry points call one solver
+    alone, so a first call compiles only the code it runs; and a copy refuses a method code it
+    does not solve instead of running the wrong solver."""
+    from numba.core import analysis, compiler, ir
+
+    from tolsim.simulate import _METHOD_CODES, ode_kernels
+
+    model = tolsim.models.TwoState(crowding="none")
+    code = _METHOD_CODES[method]
+    kernels = ode_kernels(model, code)
+    exact = method == "exact"
+    assert kernels.SOLVER == (kernels.SOLVER_EXACT if exact else kernels.SOLVER_ADAPTIVE)
+
+    def called(func):
+        func_ir = compiler.run_frontend(func.py_func)
+        analysis.dead_branch_prune(func_ir, [numba.types.int64] * func_ir.arg_count)
+        return {
+            stmt.value.name
+            for block in func_ir.blocks.values()
+            for stmt in block.body
+            if isinstance(stmt, ir.Assign) and isinstance(stmt.value, ir.Global)
+        }
+
+    solvers = {"integrate_exact", "integrate_adaptive", "solve_one"}
+    assert called(kernels.solve_one) & solvers == (
+        {"integrate_exact"} if exact else {"integrate_adaptive"}
+    )
+    assert called(kernels.solve_batch) & solvers == (
+        {"integrate_exact"} if exact else {"solve_one"}
+    )
+    # the template itself solves nothing
+    template = specialised("ode_template", model.rates)
+    assert template.SOLVER == -1 and called(template.solve_one) & solvers == set()
+
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}])
+    packed = model.pack(model.default_params())[None, :]
+    t_out = np.array([0.0, 10.0])
+    other = _METHOD_CODES["dopri5" if exact else "exact"]
+    with pytest.raises(ValueError, match="not solved by the solver compiled into this copy"):
+        kernels.solve_batch(
+            packed, model.initial_state(packed), tuple(schedule.compile(model.drugs)),
+            model.stoichiometry.astype(np.float64), t_out, 1e-6, 1e-6, 1000, other,
+            np.empty((1, 2, 2)), np.empty((1, 2)), np.zeros((1, kernels.N_STATS), np.int64),
+            np.zeros(0, np.int64), np.empty((0, 2)), np.empty((0, 2)),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="`code` = 7"):
+        ode_kernels(model, 7)
 
 
 def test_copies_are_per_rate_function_and_follow_source_edits(tmp_path, monkeypatch):

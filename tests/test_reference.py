@@ -8,7 +8,7 @@ from scipy.integrate import solve_ivp
 from user_models import GrowthSwitch
 
 import tolsim
-from tolsim.kernels.specialise import specialised
+from tolsim.simulate import ode_kernels
 
 REFERENCE = dict(rtol=1e-10, atol=1e-12)
 
@@ -134,7 +134,7 @@ def test_measured_convergence_order(method, order):
     model = tolsim.models.TwoState(crowding="none")
     params = model.default_params(lambda_S=0.6, mu_E=0.05, nu_off=0.3)
     schedule = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 0.3}])
-    kernels = specialised("ode_template", model.rates)
+    kernels = ode_kernels(model, method)
     packed = model.pack(params)
     compiled = schedule.compile(model.drugs)
     x0 = model.initial_state(packed)

@@ -47,10 +47,10 @@ def test_parameter_table_equals_single_runs_bit_for_bit():
 def test_read_only_inputs_reuse_the_compiled_kernel(model, kernel):
     """A dataset's own times (a read-only view of xarray's index) and a read-only parameter
     table give the same dataset without compiling the kernel again for read-only arrays."""
-    from tolsim.kernels.specialise import specialised
-    from tolsim.simulate import lane_kernels
+    from tolsim.simulate import _METHOD_CODES, lane_kernels, ode_kernels
 
-    module = lane_kernels(model) if kernel == "lanes" else specialised("ode_template", model.rates)
+    exact = _METHOD_CODES["exact"]  # "auto" on a linear model without PK
+    module = lane_kernels(model) if kernel == "lanes" else ode_kernels(model, exact)
     table = {"mu_E": np.array([0.001, 0.004]), "K": np.array([5e6, 8e6])}
     first = tolsim.simulate(model, table, SCHEDULE, TIMES)
     signatures = list(module.solve_batch.signatures)

@@ -23,7 +23,6 @@ from scipy.special import chdtrc, chdtri
 
 import tolsim
 from tolsim.data import Measurements, read_measurements
-from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model, Parameter
 from tolsim.observe import (
     Normal,
@@ -37,7 +36,7 @@ from tolsim.observe import (
     tumour_volume,
 )
 from tolsim.schedule import Schedule
-from tolsim.simulate import kernel_array
+from tolsim.simulate import _METHOD_CODES, kernel_array, ode_kernels
 
 __all__ = ["FitResult", "NonConvergenceWarning", "fit", "likelihood_ratio_test"]
 
@@ -51,6 +50,7 @@ BUILTIN_OBSERVABLES = {
 }
 _RTOL = 1e-8
 _ATOL = 1e-8
+_AUTO = _METHOD_CODES["auto"]
 _CONVERGED_WITHIN = 0.1  # nllh units: starts this close to the best count as reaching it
 
 
@@ -81,7 +81,7 @@ class _Objective:
         self.free = tuple(free)
         self.values = dict(values)
         self.bounds = bounds
-        self.kernels = specialised("ode_template", model.rates)
+        self.kernels = ode_kernels(model, _AUTO)
         self.stoich = model.stoichiometry.astype(np.float64)
         self.model_names = model.parameter_names
         table = data.table
@@ -191,7 +191,7 @@ class _Objective:
                 _RTOL,
                 _ATOL,
                 100_000,
-                1,  # auto: DOPRI5 switching to Rosenbrock when stiff
+                _AUTO,  # DOPRI5 switching to Rosenbrock when stiff
                 out_x,
                 out_dn,
                 stats_,

@@ -304,7 +304,7 @@ def solve_batch(
     they do not apply). ``lockstep``: groups of lanes that share their steps
     (:func:`~tolsim.kernels.ode_lanes_template.lockstep_group`; needs what the lanes need).
     """
-    kernels = specialised("ode_template", model.rates)
+    kernels = ode_kernels(model, code)
     packed, t_out = kernel_array(packed), kernel_array(t_out)
     usable = lanes_apply(model, compiled, code)
     if (lanes or lockstep) and not usable:
@@ -376,6 +376,20 @@ def solve_batch(
             full[3][redo], full[4][redo] = out_total, out_fraction
         out_x, out_dn, stats, out_total, out_fraction = full
     return (out_x, out_dn, stats, out_total, out_fraction) if totals else (out_x, out_dn, stats)
+
+
+def ode_kernels(model: Model, code: int):
+    """The model's copy of :mod:`~tolsim.kernels.ode_template` for method code ``code``.
+
+    There are two copies per model: one compiles the exact solver alone ("exact"), the other
+    the adaptive ones alone ("dopri5", "auto", "rosenbrock"). A first call compiles only the
+    code it runs, about half the compile of one copy holding both. Each copy refuses the
+    other's method codes.
+    """
+    if code not in _METHOD_CODES.values():
+        raise ValueError(f"`code` = {code!r}: expected one of {sorted(_METHOD_CODES.values())}")
+    solver = "SOLVER_EXACT" if code == _METHOD_CODES["exact"] else "SOLVER_ADAPTIVE"
+    return specialised("ode_template", model.rates, {"SOLVER": solver})
 
 
 def lane_kernels(model: Model):

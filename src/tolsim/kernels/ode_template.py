@@ -55,6 +55,14 @@ METHOD_AUTO = 1
 METHOD_ROSENBROCK = 2
 METHOD_EXACT = 3
 
+SOLVER_ADAPTIVE = 0  # METHOD_DOPRI5, METHOD_AUTO, METHOD_ROSENBROCK: integrate_adaptive
+SOLVER_EXACT = 1  # METHOD_EXACT: integrate_exact
+# The solver compiled into this copy (a SOLVER_* code; tolsim.simulate.ode_kernels); -1, the
+# template's own value: none, and solve_one / solve_batch refuse every call. Numba prunes the
+# branches on this constant before typing, so a copy compiles one solver's code alone (a fresh
+# cache's first call on 2 cores: 33 s when one copy held both, 14 s exact and 18 s adaptive)
+SOLVER = -1  # TOLSIM-CONSTANT
+
 # stats columns
 STAT_STATUS = 0
 STAT_STEPS = 1
@@ -694,18 +702,28 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     return y
 
 
+_WRONG_SOLVER = "`method` is not solved by the solver compiled into this copy of the kernels"
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def solve_one(x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats):
     """Solve one parameter set; returns the status code. Outputs a failed solve did not
-    reach stay NaN."""
-    if method == METHOD_EXACT:  # writes every output itself (NaN past a failure)
+    reach stay NaN. ``method`` must be one this copy's :data:`SOLVER` solves."""
+    if SOLVER == SOLVER_EXACT:  # writes every output itself (NaN past a failure)
+        if method != METHOD_EXACT:
+            raise ValueError(_WRONG_SOLVER)
         workspace = exact_workspace(x0.shape[0], sched.level_um.shape[1], stoich.shape[0])
         return integrate_exact(x0, p, sched, stoich, t_out, out_x, out_dn, stats, workspace)
-    out_x[:, :] = np.nan
-    out_dn[:] = np.nan
-    return integrate_adaptive(
-        x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats
-    )
+    elif SOLVER == SOLVER_ADAPTIVE:
+        if method == METHOD_EXACT:
+            raise ValueError(_WRONG_SOLVER)
+        out_x[:, :] = np.nan
+        out_dn[:] = np.nan
+        return integrate_adaptive(
+            x0, p, sched, stoich, t_out, rtol, atol, max_steps, method, out_x, out_dn, stats
+        )
+    else:
+        raise ValueError(_WRONG_SOLVER)
 
 
 @njit(cache=True, parallel=True, nogil=True, error_model="numpy")
@@ -739,7 +757,7 @@ def solve_batch(
     t_out : (n_times,) float64, sorted output days within the schedule
     rtol, atol : float
     max_steps : int, accepted plus rejected steps allowed per sample
-    method : int, one of the ``METHOD_*`` codes
+    method : int, one of the ``METHOD_*`` codes, solved by this copy's :data:`SOLVER`
     out_x : (n_samples, n_times, n_states) float64
     out_dn : (n_samples, n_times) float64, dN/dt (cells/day) at the outputs
     stats : (n_samples, N_STATS) int64, zeroed by the caller
@@ -748,8 +766,10 @@ def solve_batch(
         Total cells and tolerant fraction (:func:`~tolsim.kernels.summary.sample_totals`),
         computed as each sample finishes, while its outputs are in cache.
     """
+    if (SOLVER == SOLVER_EXACT) != (method == METHOD_EXACT) or SOLVER < 0:
+        raise ValueError(_WRONG_SOLVER)
     bp, level, drug, ka, ke, um_per_mg, depot, central, infusion = schedule_arrays
-    if method == METHOD_EXACT:  # tasks of EXACT_CHUNK samples that share work arrays
+    if SOLVER == SOLVER_EXACT:  # tasks of EXACT_CHUNK samples that share work arrays
         n_samples, n_states = x0.shape
         for task in prange((n_samples + EXACT_CHUNK - 1) // EXACT_CHUNK):
             sched = CompiledSchedule(bp, level, drug, ka, ke, um_per_mg, depot, central,
@@ -771,6 +791,7 @@ def solve_batch(
                     sample_totals(out_x[sample], tolerant_columns, out_total[sample],
                                   out_fraction[sample])  # fmt: skip
         return
+    # the adaptive solver (an exact copy's numba prunes this loop, unreachable past its return)
     for sample in prange(params.shape[0]):
         sched = CompiledSchedule(bp, level, drug, ka, ke, um_per_mg, depot, central, infusion)
         # thread-local copies: passing views of shared arrays to the step functions would
