@@ -60,7 +60,7 @@ SOLVER_EXACT = 1  # METHOD_EXACT: integrate_exact
 # The solver compiled into this copy (a SOLVER_* code; tolsim.simulate.ode_kernels); -1, the
 # template's own value: none, and solve_one / solve_batch refuse every call. Numba prunes the
 # branches on this constant before typing, so a copy compiles one solver's code alone (a fresh
-# cache's first call on 2 cores: 33 s when one copy held both, 14 s exact and 18 s adaptive)
+# cache's first call on 2 cores: 33 s when one copy held both, 14.5 s exact and 15 s adaptive)
 SOLVER = -1  # TOLSIM-CONSTANT
 
 # stats columns
@@ -796,7 +796,10 @@ def solve_batch(
         sched = CompiledSchedule(bp, level, drug, ka, ke, um_per_mg, depot, central, infusion)
         # thread-local copies: passing views of shared arrays to the step functions would
         # make the threads contend for the shared arrays' reference counts
-        stats[sample, STAT_STATUS] = solve_one(
+        # integrate_adaptive itself, not solve_one: one compiled function fewer in the first call
+        out_x[sample, :, :] = np.nan
+        out_dn[sample, :] = np.nan
+        stats[sample, STAT_STATUS] = integrate_adaptive(
             x0[sample].copy(),
             params[sample].copy(),
             sched,
