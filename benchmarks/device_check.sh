@@ -32,8 +32,8 @@ step() {  # name, time limit (s), command...
 step benchmark 200 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
     --max-registers 128 --sweep --out "$out/gpu.json"
 step ode_tests 220 env TOLSIM_TEST_CUDA=device \
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py
+    python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda.py
 step stochastic_tests 150 env TOLSIM_TEST_CUDA=device \
-    python3 -m pytest -q -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
+    python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
 tail -n 3 "$out"/*_tests.log >> "$out/summary.txt"
 cat "$out/summary.txt"
