@@ -46,6 +46,10 @@ def test_an_ode_copy_compiles_its_own_solver_alone(method):
     kernels = ode_kernels(model, code)
     exact = method == "exact"
     assert kernels.SOLVER == (kernels.SOLVER_EXACT if exact else kernels.SOLVER_ADAPTIVE)
+    # the front door's method codes are the kernels' own
+    assert {name: getattr(kernels, f"METHOD_{name.upper()}") for name in _METHOD_CODES} == (
+        _METHOD_CODES
+    )
 
     def called(func):
         func_ir = compiler.run_frontend(func.py_func)
