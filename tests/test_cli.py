@@ -1010,3 +1010,37 @@ def test_example_files_are_valid():
     assert prediction.options["threshold"] == 1e8
     opt = load_optimize(folder / "optimize.toml")
     assert opt.template.name == "inhibitor_course" and opt.space["inhibitor_days"] == (0.0, 56.0)
+
+
+def test_info_prints_the_versions_of_this_installation(capsys):
+    import numba
+
+    import tolsim.cuda
+
+    assert main(["info", "--no-cuda"]) == 0
+    lines = dict(
+        (part.strip() for part in line.split(" : ", 1))
+        for line in capsys.readouterr().out.splitlines()
+    )
+    assert lines["tolsim"] == tolsim.__version__
+    assert lines["numpy"] == np.__version__ and lines["numba"] == numba.__version__
+    assert lines["xarray"] == xr.__version__
+    assert "cuda" not in lines  # --no-cuda: no driver loaded
+    cuda = tolsim.info.versions(cuda=True)["cuda"]  # the GPUs' names, or why there are none
+    assert cuda and cuda.startswith("unavailable: ") != tolsim.cuda.is_available()
+
+
+def test_cache_lists_and_clears_the_kernel_copies(tmp_path, monkeypatch, capsys):
+    from tolsim.kernels import specialise
+
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(specialise, "_LOADED", {})
+    assert main(["cache"]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'kernels'}: 0 kernel copies")
+    copy = Path(specialise.specialised("ode_template", tolsim.models.TwoState().rates).__file__)
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert ": 1 kernel copies" in out and copy.stem in out
+    assert main(["cache", "--clear"]) == 0
+    assert capsys.readouterr().out.startswith("removed 1 kernel copies")
+    assert not copy.exists()

@@ -183,3 +183,42 @@ def test_cache_dir_falls_back_to_a_temporary_folder(tmp_path, monkeypatch):
     assert path.is_dir() and "tolsim-kernels-" in path.name
     monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "own"))
     assert cache_dir() == tmp_path / "own" / "kernels"
+
+
+def test_the_cache_lists_and_clears_kernel_copies_with_their_numba_files(tmp_path, monkeypatch):
+    from tolsim.kernels import specialise
+
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(specialise, "_LOADED", {})
+    rates = tolsim.models.TwoState().rates
+    ode = Path(specialised("ode_template", rates, {"SOLVER": "SOLVER_EXACT"}).__file__)
+    ssa = Path(specialised("stochastic_template", rates, {"METHOD": "0"}).__file__)
+    folder = ode.parent
+    (folder / "__pycache__").mkdir(exist_ok=True)
+    numba_file = folder / "__pycache__" / f"{ode.stem}.solve_batch-770.py311.1.nbc"
+    numba_file.write_bytes(b"\0" * 1000)
+    half_written = folder / "tmpab12.tmp"
+    half_written.write_text("from")
+    mine = folder / "notes.txt"
+    mine.write_text("not tolsim's")
+
+    def size_of(copy):  # the copy, and whatever its name leads in __pycache__
+        return copy.stat().st_size + sum(
+            p.stat().st_size for p in (folder / "__pycache__").glob(f"{copy.stem}.*")
+        )
+
+    copies = {copy["name"]: copy for copy in specialise.cached_copies()}
+    assert set(copies) == {ode.stem, ssa.stem}
+    assert copies[ode.stem]["template"] == "ode_template"
+    assert copies[ssa.stem]["template"] == "stochastic_template"
+    assert copies[ode.stem]["bytes"] == size_of(ode) >= ode.stat().st_size + 1000
+    assert copies[ssa.stem]["bytes"] == size_of(ssa)
+
+    removed, n_bytes = specialise.clear_cache()
+    assert removed == 2
+    assert n_bytes == copies[ode.stem]["bytes"] + copies[ssa.stem]["bytes"] + 4
+    assert specialise.cached_copies() == []
+    assert not ode.exists() and not numba_file.exists() and not half_written.exists()
+    assert mine.read_text() == "not tolsim's"
+    monkeypatch.setattr(specialise, "_LOADED", {})  # a new process writes the copy again
+    assert Path(specialised("ode_template", rates, {"SOLVER": "SOLVER_EXACT"}).__file__) == ode

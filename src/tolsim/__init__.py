@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from tolsim import data, datasets, design, models, observe
 from tolsim.data import Measurements, read_measurements
 from tolsim.fit import FitResult, fit, likelihood_ratio_test
+from tolsim.info import show_versions
 from tolsim.optimize import optimize_schedule
 from tolsim.predict import predict
 from tolsim.recurrence import time_to_recurrence
@@ -41,6 +42,7 @@ __all__ = [
     "read_measurements",
     "recurrence_probability",
     "simulate",
+    "show_versions",
     "sweep",
     "time_to_recurrence",
 ]

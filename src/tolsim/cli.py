@@ -1848,6 +1848,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="let the experiment write into a folder that is not empty",
     )
     run.set_defaults(handler=_experiment_command)
+
+    run = commands.add_parser(
+        "info",
+        help="print versions, threads, GPU and kernel cache (for bug reports)",
+        description=_paragraph("Print what tolsim.show_versions() prints."),
+    )
+    run.add_argument(
+        "--no-cuda", action="store_true", help="do not look for a GPU (loads no CUDA driver)"
+    )
+    run.set_defaults(handler=_info_command)
+
+    run = commands.add_parser(
+        "cache",
+        help="list the compiled kernel copies in the kernel cache, or clear it",
+        description=_paragraph(
+            "List the per-model kernel copies in tolsim's kernel cache ($TOLSIM_CACHE_DIR, "
+            "default ~/.cache/tolsim): template, size with numba's cache files, and when "
+            "each was written. --clear deletes them; each kernel compiles again on its next "
+            "call. Clear it while no tolsim process is running."
+        ),
+    )
+    run.add_argument("--clear", action="store_true", help="delete every kernel copy")
+    run.set_defaults(handler=_cache_command)
     return parser
 
 
@@ -1886,6 +1909,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print(f"tolsim {args.command}: unexpected error (above)", file=sys.stderr)
         return 1
+
+
+def _info_command(args) -> int:
+    from tolsim.info import show_versions
+
+    show_versions(cuda=not args.no_cuda)
+    return 0
+
+
+def _cache_command(args) -> int:
+    import datetime
+
+    from tolsim.kernels.specialise import cache_dir, cached_copies, clear_cache
+
+    if args.clear:
+        n_copies, n_bytes = clear_cache()
+        print(f"removed {n_copies} kernel copies ({n_bytes / 1e6:.1f} MB) from {cache_dir()}")
+        return 0
+    copies = cached_copies()
+    total = sum(copy["bytes"] for copy in copies)
+    print(f"{cache_dir()}: {len(copies)} kernel copies, {total / 1e6:.1f} MB")
+    for copy in copies:
+        written = datetime.datetime.fromtimestamp(copy["written"]).isoformat(timespec="seconds")
+        print(f"  {written}  {copy['bytes'] / 1e6:7.2f} MB  {copy['name']}")
+    return 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -66,6 +66,76 @@ def cache_dir() -> Path:
     return path
 
 
+# the kernel templates whose copies live in cache_dir() (longest first: one name starts another's)
+TEMPLATES = (
+    "cuda_stochastic_template",
+    "stochastic_template",
+    "ode_lanes_template",
+    "cuda_template",
+    "ode_template",
+)
+_COPY = re.compile(r"^tolsim_(?P<template>" + "|".join(TEMPLATES) + r")_.+?\.")
+
+
+def cached_copies() -> list[dict]:
+    """The kernel copies in :func:`cache_dir`, oldest first: one dict per copy with its
+    ``name``, ``template``, ``bytes`` (the copy and numba's cache files of its kernels) and
+    ``written`` (POSIX time the copy was written)."""
+    directory = cache_dir()
+    compiled: dict[str, int] = {}
+    for path in (directory / "__pycache__").glob("tolsim_*"):
+        name = path.name.split(".", 1)[0]
+        compiled[name] = compiled.get(name, 0) + _size(path)
+    copies = []
+    for path in directory.glob("tolsim_*.py"):
+        match = _COPY.match(path.name)
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
+        if match is not None:
+            copies.append(
+                {
+                    "name": path.stem,
+                    "template": match["template"],
+                    "bytes": stat.st_size + compiled.get(path.stem, 0),
+                    "written": stat.st_mtime,
+                }
+            )
+    return sorted(copies, key=lambda copy: copy["written"])
+
+
+def clear_cache() -> tuple[int, int]:
+    """Delete every kernel copy in :func:`cache_dir`, with numba's cache files of its kernels
+    and any half-written copy; return how many copies and bytes went.
+
+    The next call of each kernel compiles it again. Run it while no tolsim process is
+    running: a process importing a copy as it goes would fail. (Numba's cache of the shared
+    kernels inside the package is numba's own, and stays; so do the cache files of the copies
+    where ``NUMBA_CACHE_DIR`` puts them elsewhere: numba compiles a rewritten copy again.)
+    """
+    directory = cache_dir()
+    n_copies = n_bytes = 0
+    paths = list(directory.glob("tolsim_*.py")) + list(directory.glob("*.tmp"))
+    paths += list((directory / "__pycache__").glob("tolsim_*"))
+    for path in paths:
+        size = _size(path)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue  # another process removed it first
+        n_bytes += size
+        n_copies += path.suffix == ".py" and _COPY.match(path.name) is not None
+    return n_copies, n_bytes
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _rates_source(rates) -> str:
     func = rates.py_func
     module = sys.modules.get(func.__module__)
