@@ -11,6 +11,7 @@ import pytest
     [
         "tolsim.simulate",
         "tolsim.recurrence",
+        "tolsim.models.base",
         "tolsim.models.tolerance",
         "tolsim.datasets",
         "tolsim.stochastic",

@@ -347,6 +347,67 @@ class Model:
                 out[exp.name] = values
         return out
 
+    def parameter_table(self):
+        """The parameters as a :class:`pandas.DataFrame`, one row each in packed order (index
+        ``parameter``): ``default``, ``unit``, ``low`` and ``high`` (the bounds),
+        ``description`` and ``source``.
+
+        >>> import tolsim
+        >>> table = tolsim.models.TwoState().parameter_table()
+        >>> table.loc["K", "unit"], float(table.loc["K", "default"])
+        ('cells', 10000000.0)
+        """
+        import pandas as pd
+
+        rows = [
+            (p.name, p.default, p.unit, p.bounds[0], p.bounds[1], p.description, p.source)
+            for p in self.parameters
+        ]
+        columns = ["parameter", "default", "unit", "low", "high", "description", "source"]
+        return pd.DataFrame(rows, columns=columns).set_index("parameter")
+
+    def __repr__(self) -> str:
+        """A summary, a line per part (``parameter_table()`` has every parameter in full)."""
+        import textwrap
+
+        def line(label: str, items: list[str]) -> str:  # lines break between items only
+            text = ", ".join(item.replace(" ", "\0") for item in items) or "(none)"
+            return textwrap.fill(
+                text,
+                width=99,
+                initial_indent=f"  {label:<12} ",
+                subsequent_indent=" " * 15,
+                break_on_hyphens=False,
+            ).replace("\0", " ")
+
+        def change(t: Transition) -> str:
+            return ", ".join(f"{state}{delta:+d}" for state, delta in t.change)
+
+        def value(p: Parameter) -> str:
+            return f"{p.name}={p.default:g}" + ("" if p.unit == "1" else f" {p.unit}")
+
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options)
+        hills = {e.drug: e.name for e in self.exposures}
+        rates = f"{self.rates.py_func.__module__}.{self.rates.py_func.__qualname__}"
+        return "\n".join(
+            [
+                f"<tolsim Model {self.name!r}{f' ({options})' if options else ''}: "
+                f"{len(self.states)} states, {len(self.parameters)} parameters, "
+                f"{len(self.transitions)} transitions{', linear' if self.linear else ''}>",
+                line("states", list(self.states)),
+                line("tolerant", list(self.tolerant_states)),
+                line(
+                    "drugs",
+                    [f"{d} (µM{f' → {hills[d]}' if d in hills else ''})" for d in self.drugs],
+                ),
+                line("transitions", [f"{t.name} ({change(t)})" for t in self.transitions]),
+                line("parameters", [value(p) for p in self.parameters]),
+                line(
+                    "rates", [rates + (" and lane_rates" if self.lane_rates is not None else "")]
+                ),
+            ]
+        )
+
     def describe(self) -> dict:
         """A JSON-able description recorded in result attrs."""
         return {
