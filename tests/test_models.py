@@ -1,4 +1,4 @@
-"""What a model shows of itself: its summary and its parameter table."""
+"""What models and schedules show of themselves: summaries and the parameter table."""
 
 import dataclasses
 
@@ -57,3 +57,27 @@ def test_summary_says_none_for_what_a_model_lacks():
     lines = repr(bare).splitlines()
     assert lines[0].startswith("<tolsim Model 'GrowthSwitch': 2 states")
     assert "  drugs        (none)" in lines and "  tolerant     (none)" in lines
+
+
+def test_schedule_summary_counts_its_parts_and_says_what_is_given_when():
+    pk = tolsim.PK.tamoxifen_mouse()
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.5, every_days=1.0, stop_day=60.0, duration_days=120.0, pk=pk
+    )
+    course = tolsim.Schedule.from_phases(
+        [{"start_day": 30, "stop_day": 60, "inhibitor": 5.0}], duration_days=120.0
+    )
+    lines = repr(oral | course).splitlines()
+    assert lines == [
+        "<tolsim Schedule over 120 days: 1 phase, 1 oral regimen, 0 pellets>",
+        "  days 30-60: inhibitor 5 µM",
+        "  tamoxifen orally 0.5 mg every 1 days, days 0-60 (60 doses; mouse, half-life 0.25 days)",
+    ]
+    washout = tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 30}])
+    assert str(washout).splitlines()[0] == (
+        "<tolsim Schedule over 90 days: 2 phases, 0 oral regimens, 0 pellets>"
+    )
+    assert str(washout).splitlines()[1:] == [
+        "  days 0-60: tamoxifen 1 µM",
+        "  days 60-90: no drug",
+    ]

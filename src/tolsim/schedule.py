@@ -1123,6 +1123,20 @@ class Schedule:
 
     # -- display ------------------------------------------------------------------------------
 
+    def __repr__(self) -> str:
+        """A summary: what each phase, oral regimen and pellet gives when (:meth:`describe`);
+        :meth:`to_toml` writes the schedule exactly."""
+
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
+        head = (
+            f"<tolsim Schedule over {_fmt(self.duration_days)} days: "
+            f"{count(len(self.phases), 'phase')}, {count(len(self.oral_doses), 'oral regimen')}, "
+            f"{count(len(self.pellets), 'pellet')}>"
+        )
+        return "\n".join([head, *self.describe().splitlines()[1:]])
+
     def describe(self) -> str:
         """A few lines saying what is given when."""
         lines = [f"Schedule over {_fmt(self.duration_days)} days"]
