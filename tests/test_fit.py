@@ -123,6 +123,13 @@ def test_parameter_the_data_cannot_see_has_a_flat_profile():
     flat = profiles.nllh.sel(parameter="kappa_T").dropna("step").values
     assert flat.size > 2 and np.ptp(flat) < 1e-6
     assert "practically non-identifiable" in result.summary()
+    # a notebook shows the summary, not the dataclass with its Datasets
+    assert repr(result) == result.summary()
+    lines = result.summary().splitlines()
+    assert lines[0].startswith(f"tolsim fit: nllh {result.nllh:.4g}, 2 free parameters")
+    for name, line in zip(result.free, lines[1:], strict=True):
+        low, high = result.ci[name]
+        assert line.startswith(f"  {name} = {result.params[name]:.4g}  [{low:.3g}, {high:.3g}]")
 
 
 def test_noise_parameter_is_estimated_with_minimize():

@@ -510,7 +510,13 @@ class FitResult:
 
         return predict(self, schedule, **options)
 
+    def __repr__(self) -> str:
+        """:meth:`summary` (the starts, predictions and profiles are attributes of their own)."""
+        return self.summary()
+
     def summary(self) -> str:
+        """The best fit in a few lines: likelihood, information criteria, convergence, and
+        each free parameter with its confidence interval once :meth:`profile` has run."""
         lines = [
             f"tolsim fit: nllh {self.nllh:.4g}, {self.n_free} free parameters, "
             f"{self.n_data} data, AIC {self.aic:.4g}, BIC {self.bic:.4g}, "
