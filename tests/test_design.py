@@ -545,3 +545,22 @@ def test_docstring_examples_run():
     result = doctest.testmod(design, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20
     assert result.failed == 0
+
+
+def test_design_and_template_show_summaries():
+    from tolsim.design import inhibitor_course, lhs
+
+    d = lhs(500, seed=4, kappa_T=(0.0, 0.6), mu_E=(1e-5, 1e-3, "log"))
+    lines = repr(d).splitlines()
+    assert lines[0] == "<tolsim Design (lhs): 500 samples, 2 columns>"
+    for line, (name, column) in zip(lines[1:], d.columns.items(), strict=True):
+        assert line.split() == [name, f"{column.min():.4g}", "to", f"{column.max():.4g}"]
+    assert repr(grid(x=[2.0])).splitlines() == [
+        "<tolsim Design (grid): 1 sample, 1 column>",
+        "  x  2",
+    ]
+    template = inhibitor_course(tamoxifen_days=60.0, follow_up_days=90.0, inhibitor_um=2.5)
+    assert repr(template) == (
+        "<tolsim ScheduleTemplate 'inhibitor_course': tamoxifen_days=60, follow_up_days=90, "
+        "inhibitor_start_day=0, inhibitor_days=28, inhibitor_um=2.5, tamoxifen_um=1>"
+    )

@@ -133,6 +133,23 @@ class Design:
     def __len__(self) -> int:
         return next(iter(self.columns.values())).size
 
+    def __repr__(self) -> str:
+        """A summary: size, how it was made, and each column's range (``columns`` has the
+        values)."""
+        width = max(len(name) for name in self.columns)
+        n = len(self.columns)
+        rows = len(self)
+        lines = [
+            f"<tolsim Design ({self.kind}): {rows:,} sample{'s' * (rows > 1)}, "
+            f"{n} column{'s' * (n > 1)}>"
+        ]
+        for name, column in self.columns.items():
+            low, high = column.min(), column.max()
+            lines.append(
+                f"  {name:<{width}}  {low:.4g}" + ("" if low == high else f" to {high:.4g}")
+            )
+        return "\n".join(lines)
+
     @property
     def names(self) -> tuple[str, ...]:
         """Column names, in order."""
@@ -688,6 +705,10 @@ class ScheduleTemplate:
         object.__setattr__(self, "slots", types.MappingProxyType(defaults))
         if not isinstance(self.name, str):
             raise TypeError(f"`name` = {self.name!r}: expected a str")
+
+    def __repr__(self) -> str:
+        slots = ", ".join(f"{slot}={value:g}" for slot, value in self.slots.items())
+        return f"<tolsim ScheduleTemplate {self.name!r}: {slots}>"
 
     def __call__(self, **values: Any) -> Schedule:
         """The schedule for the given slots (others take their defaults)."""
