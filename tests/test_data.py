@@ -524,3 +524,19 @@ def test_valid_tables_round_trip_through_csv(table_rows, separator):
     pd.testing.assert_frame_equal(from_file.table, expected)
     pd.testing.assert_frame_equal(read_measurements(expected).table, expected)
     assert from_file.file_lines == tuple(range(2, len(table_rows) + 2))
+
+
+def test_measurements_show_a_summary_per_condition_and_observable(tmp_path):
+    lines = TIDY_CSV.splitlines()
+    text = "\n".join([lines[0] + ",operator", *(line + ",kb" for line in lines[1:])]) + "\n"
+    path = write(tmp_path, "m.csv", text)
+    assert repr(read_measurements(path)).splitlines() == [
+        f"<tolsim Measurements from {path}: 4 rows, 2 conditions, 2 observables>",
+        "  control / cells: 2 rows, days 0 to 7, 1 replicate, 2 with sigma",
+        "  tamoxifen / cells: 1 row, days 7 to 7, 1 replicate",
+        "  tamoxifen / recurrence: 1 row, days 30 to 30, 1 replicate, 1 censored",
+        "  ignored columns: operator",
+    ]
+    assert repr(read_measurements(minimal_frame())).splitlines()[0] == (
+        "<tolsim Measurements from <DataFrame>: 3 rows, 2 conditions, 1 observable>"
+    )

@@ -81,3 +81,14 @@ def test_schedule_summary_counts_its_parts_and_says_what_is_given_when():
         "  days 0-60: tamoxifen 1 µM",
         "  days 60-90: no drug",
     ]
+
+
+def test_pk_shows_its_constants_in_one_line():
+    pk = tolsim.PK.from_half_life(
+        7.0, ka_per_day=24.0, volume_l=1700.0, molar_mass_g_per_mol=371.5, species="human"
+    )
+    assert repr(pk) == (
+        "<tolsim PK (human): ka 24/day, ke 0.09902/day (half-life 7 days), V 1700 L, "
+        "M 371.5 g/mol, F 1>"
+    )
+    assert "\n" not in repr(tolsim.PK.tamoxifen_mouse())  # its long note is left out

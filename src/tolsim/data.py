@@ -79,6 +79,34 @@ class Measurements:
     def __len__(self) -> int:
         return len(self.table)
 
+    def __repr__(self) -> str:
+        """A summary: rows per condition and observable, their days and replicates, censored
+        rows and given sigmas (``table`` has the rows)."""
+
+        def count(n: int, word: str) -> str:
+            return f"{n} {word}{'s' * (n != 1)}"
+
+        t = self.table
+        lines = [
+            f"<tolsim Measurements from {self.source}: {count(len(t), 'row')}, "
+            f"{count(len(self.conditions), 'condition')}, "
+            f"{count(len(self.observables), 'observable')}>"
+        ]
+        for (condition, observable), group in t.groupby(["condition", "observable"], sort=False):
+            parts = [
+                count(len(group), "row"),
+                f"days {group['time'].min():g} to {group['time'].max():g}",
+                count(group["replicate"].nunique(), "replicate"),
+            ]
+            if group["censored"].any():
+                parts.append(f"{int(group['censored'].sum())} censored")
+            if group["sigma"].notna().any():
+                parts.append(f"{int(group['sigma'].notna().sum())} with sigma")
+            lines.append(f"  {condition} / {observable}: {', '.join(parts)}")
+        if self.extra_columns:
+            lines.append(f"  ignored columns: {', '.join(self.extra_columns)}")
+        return "\n".join(lines)
+
     @property
     def conditions(self) -> tuple[str, ...]:
         """Condition names, each once, in order of first appearance."""

@@ -284,6 +284,15 @@ class PK:
             note=note,
         )
 
+    def __repr__(self) -> str:
+        """The constants in one line; :attr:`note` (where they come from) is left out."""
+        species = f" ({self.species})" if self.species else ""
+        return (
+            f"<tolsim PK{species}: ka {self.ka_per_day:.4g}/day, ke {self.ke_per_day:.4g}/day "
+            f"(half-life {self.half_life_days:.4g} days), V {self.volume_l:.4g} L, "
+            f"M {self.molar_mass_g_per_mol:.4g} g/mol, F {self.bioavailability:.4g}>"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain (JSON-able) dict of the fields."""
         return dataclasses.asdict(self)
