@@ -317,3 +317,40 @@ def test_unknown_observable_names_its_rows(small_data):
     data.loc[3, "observable"] = "reporter"
     with pytest.raises(ValueError, match=r"reporter.*row 3"):
         fit(MODEL, data, SCHEDULES, free=["lambda_S"])
+
+
+def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
+    import json
+
+    import xarray as xr
+
+    rng = np.random.default_rng(5)
+    result = fit(
+        MODEL,
+        synthetic(rng),
+        SCHEDULES,
+        free=["lambda_S", "eps_S"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA, "mu_E": TRUE["mu_E"]},
+        starts=3,
+    )
+    assert set(result.to_datatree().children) == {"starts", "predictions"}  # no profiles yet
+    result.profile(points=4)
+    draws = xr.Dataset({"log10_value": (("draw", "parameter"), np.zeros((3, 2)))})
+    result.to_datatree(posterior=draws).to_netcdf(tmp_path / "fit.nc")
+    tree = xr.open_datatree(tmp_path / "fit.nc")
+    root = tree.to_dataset(inherit=False)
+    assert list(root.parameter.values) == ["lambda_S", "eps_S"]
+    np.testing.assert_array_equal(root.value, [result.params["lambda_S"], result.params["eps_S"]])
+    assert float(root.nllh) == result.nllh and float(root.bic) == result.bic
+    np.testing.assert_array_equal(root.ci_low, [result.ci[n][0] for n in result.free])
+    assert json.loads(root.attrs["params"]) == result.all_params
+    assert json.loads(root.attrs["model"]) == MODEL.describe()
+    schedules = json.loads(root.attrs["schedules"])
+    assert {k: tolsim.Schedule.from_dict(v) for k, v in schedules.items()} == SCHEDULES
+    assert (
+        root.attrs["data"] == "<DataFrame>" and root.attrs["tolsim_version"] == tolsim.__version__
+    )
+    assert set(tree.children) == {"starts", "predictions", "profiles", "posterior"}
+    xr.testing.assert_allclose(tree["starts"].to_dataset(), result.starts)
+    xr.testing.assert_allclose(tree["profiles"].to_dataset(), result.profiles)

@@ -2195,51 +2195,21 @@ def _run_sample(result, settings: Mapping[str, Any], progress: bool) -> xr.Datas
 
 
 def _fit_tree(config: FitConfig, result, profiles, posterior):
-    import xarray as xr
-
-    model = config.model
-    root = xr.Dataset(
-        {
-            "value": (
-                "parameter",
-                [result.params[name] for name in result.free],
-                {"long_name": "best-fit value"},
-            ),
-            "nllh": ((), result.nllh, {"long_name": "negative log-likelihood at the best fit"}),
-            "aic": ((), result.aic, {"long_name": "Akaike information criterion"}),
-            "aicc": ((), result.aicc, {"long_name": "AIC with small-sample correction"}),
-            "bic": ((), result.bic, {"long_name": "Bayesian information criterion"}),
-            "converged": (
-                (),
-                result.converged,
-                {"long_name": "the best start converged and was reached by two starts"},
-            ),
-            "n_data": ((), result.n_data, {"long_name": "measurements fitted"}),
-        },
-        coords={"parameter": list(result.free)},
-        attrs={
-            "title": f"tolsim fit of {model.name}",
-            "model": json.dumps(model.describe()),
-            "params": json.dumps(result.all_params),
-            "schedules": json.dumps({c: s.to_dict() for c, s in config.schedules.items()}),
-            "data": str(config.data_path),
-            "noise": json.dumps(config.noise),
-            "method": result.method,
-            "starts": config.starts,
-            "seed": config.seed,
-            "tolsim_version": tolsim.__version__,
-        },
+    """:meth:`FitResult.to_datatree`, its root recording the fit file too (data path, noise
+    settings, starts, seed and the TOML text)."""
+    if profiles is not None:
+        result.profiles = profiles
+    tree = result.to_datatree(posterior)
+    root = tree.to_dataset(inherit=False)
+    root.attrs.update(
+        data=str(config.data_path),
+        noise=json.dumps(config.noise),
+        starts=config.starts,
+        seed=config.seed,
     )
-    if profiles is not None:
-        for name in ("ci_low", "ci_high", "identifiable"):
-            root[name] = profiles[name]
     _record(root, config.path, config.text)
-    groups = {"/": root, "starts": result.starts, "predictions": result.predictions}
-    if profiles is not None:
-        groups["profiles"] = profiles
-    if posterior is not None:
-        groups["posterior"] = posterior
-    return xr.DataTree.from_dict(groups)
+    tree.dataset = root
+    return tree
 
 
 def _draw_fit(figure: Figure, result, profiles) -> None:

@@ -76,6 +76,7 @@ class _Objective:
     ):
         self.model = model
         self.data = data
+        self.schedules = dict(schedules)
         self.observables = observables
         self.noise = noise
         self.free = tuple(free)
@@ -513,6 +514,58 @@ class FitResult:
     def __repr__(self) -> str:
         """:meth:`summary` (the starts, predictions and profiles are attributes of their own)."""
         return self.summary()
+
+    def to_datatree(self, posterior: xr.Dataset | None = None) -> xr.DataTree:
+        """The fit as an :class:`xarray.DataTree`, to keep with ``.to_netcdf(path)`` and read
+        back with :func:`xarray.open_datatree` (``tolsim fit`` writes the same groups).
+
+        ``/``: ``value`` (the best fit of each free ``parameter``), ``nllh``, ``aic``,
+        ``aicc``, ``bic``, ``converged``, ``n_data``, and ``ci_low``, ``ci_high``,
+        ``identifiable`` once :meth:`profile` has run; attrs record the model, every
+        parameter, the schedules of the conditions, the data's source, the method and
+        tolsim's version. Groups: ``starts``, ``predictions``, ``profiles`` (after
+        :meth:`profile`) and ``posterior`` (the draws of :meth:`sample`, when given).
+        """
+        objective = self.objective
+        root = xr.Dataset(
+            {
+                "value": (
+                    "parameter",
+                    [self.params[name] for name in self.free],
+                    {"long_name": "best-fit value"},
+                ),
+                "nllh": ((), self.nllh, {"long_name": "negative log-likelihood at the best fit"}),
+                "aic": ((), self.aic, {"long_name": "Akaike information criterion"}),
+                "aicc": ((), self.aicc, {"long_name": "AIC with small-sample correction"}),
+                "bic": ((), self.bic, {"long_name": "Bayesian information criterion"}),
+                "converged": (
+                    (),
+                    self.converged,
+                    {"long_name": "the best start converged and was reached by two starts"},
+                ),
+                "n_data": ((), self.n_data, {"long_name": "measurements fitted"}),
+            },
+            coords={"parameter": list(self.free)},
+            attrs={
+                "title": f"tolsim fit of {objective.model.name}",
+                "model": json.dumps(objective.model.describe()),
+                "params": json.dumps(self.all_params),
+                "schedules": json.dumps(
+                    {name: schedule.to_dict() for name, schedule in objective.schedules.items()}
+                ),
+                "data": objective.data.source,
+                "method": self.method,
+                "tolsim_version": tolsim.__version__,
+            },
+        )
+        groups = {"/": root, "starts": self.starts, "predictions": self.predictions}
+        if self.profiles is not None:
+            for name in ("ci_low", "ci_high", "identifiable"):
+                root[name] = self.profiles[name]
+            groups["profiles"] = self.profiles
+        if posterior is not None:
+            groups["posterior"] = posterior
+        return xr.DataTree.from_dict(groups)
 
     def summary(self) -> str:
         """The best fit in a few lines: likelihood, information criteria, convergence, and
