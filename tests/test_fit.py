@@ -214,17 +214,21 @@ def test_censored_event_times_enter_through_the_survival_function():
     assert result.method.startswith("minimize")
 
 
-def test_posterior_draws_centre_on_the_best_fit():
-    rng = np.random.default_rng(13)
-    result = fit(
+def fit_growth_and_block(seed: int, starts: int):
+    """lambda_S and eps_S fitted to synthetic counts, the noise and mu_E fixed at the truth."""
+    return fit(
         MODEL,
-        synthetic(rng),
+        synthetic(np.random.default_rng(seed)),
         SCHEDULES,
         free=["lambda_S", "eps_S"],
         noise=LogNormal(),
         fixed={"total_cells.sigma": SIGMA, "mu_E": TRUE["mu_E"]},
-        starts=2,
+        starts=starts,
     )
+
+
+def test_posterior_draws_centre_on_the_best_fit():
+    result = fit_growth_and_block(seed=13, starts=2)
     draws = result.sample(steps=300, walkers=8, seed=1)
     assert draws.log10_value.shape == (150 * 8, 2)
     centre = draws.log10_value.mean("draw").values
@@ -324,16 +328,7 @@ def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
 
     import xarray as xr
 
-    rng = np.random.default_rng(5)
-    result = fit(
-        MODEL,
-        synthetic(rng),
-        SCHEDULES,
-        free=["lambda_S", "eps_S"],
-        noise=LogNormal(),
-        fixed={"total_cells.sigma": SIGMA, "mu_E": TRUE["mu_E"]},
-        starts=3,
-    )
+    result = fit_growth_and_block(seed=5, starts=3)
     assert set(result.to_datatree().children) == {"starts", "predictions"}  # no profiles yet
     result.profile(points=4)
     draws = xr.Dataset({"log10_value": (("draw", "parameter"), np.zeros((3, 2)))})
