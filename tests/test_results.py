@@ -31,10 +31,15 @@ def test_parameter_table_equals_single_runs_bit_for_bit():
         np.testing.assert_array_equal(ensemble.S.values[i], single.S.values)
         np.testing.assert_array_equal(ensemble.T.values[i], single.T.values)
         assert int(ensemble.n_steps[i]) == int(single.n_steps)
-    frame = tolsim.simulate(
-        MODEL, pd.DataFrame({k: np.broadcast_to(v, 6) for k, v in table.items()}), SCHEDULE, TIMES
-    )
+    rows = pd.DataFrame({k: np.broadcast_to(v, 6) for k, v in table.items()})
+    frame = tolsim.simulate(MODEL, rows, SCHEDULE, TIMES)
     xr.testing.assert_identical(frame, ensemble)
+    # a row of the table (a Series) is one parameter set, the same as its mapping
+    row = tolsim.simulate(MODEL, rows.iloc[4], SCHEDULE, TIMES)
+    xr.testing.assert_identical(
+        row, tolsim.simulate(MODEL, rows.iloc[4].to_dict(), SCHEDULE, TIMES)
+    )
+    np.testing.assert_array_equal(row.N.values, ensemble.N.values[4])
     np.testing.assert_array_equal(
         ensemble.parameters.sel(parameter="kappa_T").values, table["kappa_T"]
     )

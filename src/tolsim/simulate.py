@@ -69,8 +69,9 @@ def simulate(
     model : Model
         e.g. ``tolsim.models.TwoState()``.
     params : mapping or table
-        One parameter set (mapping name -> value; missing names take defaults), or many:
-        a ``pandas.DataFrame`` or a mapping of equal-length 1-d arrays (scalars broadcast).
+        One parameter set (mapping name -> value, or a ``pandas.Series`` such as a row of a
+        table; missing names take defaults), or many: a ``pandas.DataFrame`` or a mapping of
+        equal-length 1-d arrays (scalars broadcast).
         Many sets add a ``sample`` dimension and are solved in parallel (``numba.prange``).
     schedule : Schedule
         Dosing schedule; exposures switch exactly at its breakpoints.
@@ -567,6 +568,8 @@ def _pack_params(model: Model, params) -> tuple[np.ndarray, bool]:
     if hasattr(params, "to_dict") and hasattr(params, "columns"):  # pandas DataFrame
         table = {str(c): np.asarray(params[c]) for c in params.columns}
         return model.pack_table(table), False
+    if hasattr(params, "to_dict") and hasattr(params, "index"):  # a Series: one set (a row)
+        params = {str(name): value for name, value in params.items()}
     if not isinstance(params, Mapping):
         raise TypeError(
             f"`params` is a {type(params).__name__}: expected a mapping of parameter names "
