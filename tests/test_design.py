@@ -564,3 +564,25 @@ def test_design_and_template_show_summaries():
         "<tolsim ScheduleTemplate 'inhibitor_course': tamoxifen_days=60, follow_up_days=90, "
         "inhibitor_start_day=0, inhibitor_days=28, inhibitor_um=2.5, tamoxifen_um=1>"
     )
+
+
+def test_from_table_takes_a_dataframe_or_columns_and_hashes_the_values():
+    import pandas as pd
+
+    from tolsim.design import from_table
+
+    columns = {"kappa_T": [0.1, 0.2, 0.3], "mu_E": [1e-4, 2e-4, 3e-4]}
+    frame = from_table(pd.DataFrame(columns, index=[7, 8, 9]))
+    mapping = from_table(columns)
+    assert frame.kind == "table" and frame.names == ("kappa_T", "mu_E") and len(frame) == 3
+    for name in columns:
+        np.testing.assert_array_equal(frame.columns[name], columns[name])
+    assert frame.to_dict() == mapping.to_dict()  # the same hash: the same table
+    nudged = from_table({**columns, "mu_E": [1e-4, 2e-4, 3.0000001e-4]})
+    assert nudged.spec["sha256"] != frame.spec["sha256"]
+    renamed = from_table({"kappa_T": columns["kappa_T"], "mu_0": columns["mu_E"]})
+    assert renamed.spec["sha256"] != frame.spec["sha256"]
+    with pytest.raises(ValueError, match=r"column 'mu_E', row 1 holds nan: expected a finite"):
+        from_table({**columns, "mu_E": [1e-4, np.nan, 3e-4]})
+    with pytest.raises(TypeError, match="`table` is a list: expected a pandas.DataFrame"):
+        from_table([[0.1, 1e-4]])

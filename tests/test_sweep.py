@@ -333,3 +333,23 @@ def test_in_memory_sweep_holds_one_chunk_of_trajectories_at_a_time():
     days = SCHEDULE.duration_days + 2  # the metric grid: daily, breakpoints, the last day
     one_chunk = 500 * days * 8 * (len(MODEL.states) + 3)  # states, dN/dt, total, fraction
     assert peak < 2 * one_chunk, f"peak {peak / 2**20:.1f} MiB"
+
+
+def test_a_dataframe_design_is_the_same_sweep_as_its_table_and_resumes_only_with_it(tmp_path):
+    import pandas as pd
+
+    from tolsim.design import from_table
+
+    frame = pd.DataFrame({name: DESIGN.columns[name][:6] for name in DESIGN.names})
+    memory = sweep(MODEL, frame, SCHEDULE, store=None)
+    table = sweep(MODEL, from_table(frame), SCHEDULE, store=None)
+    xr.testing.assert_identical(memory, table)
+    direct = tolsim.simulate(MODEL, frame, SCHEDULE, np.union1d(np.arange(0.0, 116.0), [116.0]))
+    np.testing.assert_array_equal(memory.nadir_cells.values, direct.N.min("time").values)
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, frame, SCHEDULE, store=store, max_chunks=0, chunk_size=3)  # metadata only
+    changed = frame.assign(kappa_T=frame.kappa_T * 1.01)
+    with pytest.raises(StoreMismatchError, match="holds a different sweep"):
+        sweep(MODEL, changed, SCHEDULE, store=store, chunk_size=3)
+    with pytest.raises(TypeError, match="`design` is a list: expected a tolsim.design.Design"):
+        sweep(MODEL, [[0.1, 1e-4]], SCHEDULE, store=None)

@@ -41,6 +41,7 @@ __all__ = [
     "Design",
     "ScheduleTemplate",
     "from_csv",
+    "from_table",
     "grid",
     "inhibitor_course",
     "intermittent_tamoxifen",
@@ -524,6 +525,43 @@ def from_csv(path: str | PathLike[str]) -> Design:
         "sha256": hashlib.sha256(raw).hexdigest(),
     }
     return Design({name: values[:, j] for j, name in enumerate(header)}, "table", spec)
+
+
+def from_table(table: Any) -> Design:
+    """Design from a ``pandas.DataFrame`` or a mapping of equal-length 1-d arrays: a column
+    per swept quantity, a sample point per row (a DataFrame's index is not kept).
+
+    Every value must be a finite number; the error for one that is not names its column and
+    row. The spec records a SHA-256 hash of the names and values, so that a sweep store is
+    resumed only with the same table.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> d = from_table(pd.DataFrame({"kappa_T": [0.1, 0.3], "mu_E": [1e-4, 2e-4]}))
+    >>> len(d), d.names, d.kind
+    (2, ('kappa_T', 'mu_E'), 'table')
+    """
+    if hasattr(table, "columns") and hasattr(table, "to_dict"):  # a pandas DataFrame
+        columns = {str(name): np.asarray(table[name]) for name in table.columns}
+    elif isinstance(table, Mapping):
+        columns = {name: np.asarray(values) for name, values in table.items()}
+    else:
+        raise TypeError(
+            f"`table` is a {type(table).__name__}: expected a pandas.DataFrame or a mapping of "
+            "names to 1-d arrays"
+        )
+    design = Design(columns, "table")  # names, shapes and dtypes checked
+    digest = hashlib.sha256()
+    for name, column in design.columns.items():
+        bad = np.flatnonzero(~np.isfinite(column))
+        if bad.size:
+            raise ValueError(
+                f"`table` column {name!r}, row {bad[0]} holds {float(column[bad[0]])!r}: "
+                "expected a finite number (not NaN or inf)"
+            )
+        digest.update(name.encode() + b"\0" + column.tobytes())
+    return Design(design.columns, "table", {"source": "table", "sha256": digest.hexdigest()})
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -371,8 +371,9 @@ def sweep(
     Parameters
     ----------
     model : Model
-    design : tolsim.design.Design
-        Rows are samples; every column is a model parameter or a slot of ``schedule``.
+    design : tolsim.design.Design, pandas.DataFrame or mapping of columns
+        Rows are samples; every column is a model parameter or a slot of ``schedule``. A table
+        is taken as :func:`tolsim.design.from_table` takes it.
     schedule : Schedule or tolsim.design.ScheduleTemplate
         With a template, design columns named after its slots (e.g. ``inhibitor_start_day``)
         are schedule parameters: each distinct combination builds its schedule, and the
@@ -447,8 +448,15 @@ def sweep(
 
     if not isinstance(model, Model):
         raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
-    from tolsim.design import ScheduleTemplate
+    from tolsim.design import Design, ScheduleTemplate, from_table
 
+    if not isinstance(design, Design):
+        if not (isinstance(design, Mapping) or hasattr(design, "columns")):
+            raise TypeError(
+                f"`design` is a {type(design).__name__}: expected a tolsim.design.Design (lhs, "
+                "sobol, grid, from_csv, ...), a pandas.DataFrame or a mapping of columns"
+            )
+        design = from_table(design)
     if not isinstance(schedule, Schedule | ScheduleTemplate):
         raise TypeError(
             f"`schedule` = {schedule!r}: expected a tolsim.Schedule or a "
