@@ -260,3 +260,67 @@ def test_pellet_and_oral_concentrations_reach_the_dataset():
     hill = expected[:, 0] / (expected[:, 0] + 0.1)
     np.testing.assert_allclose(ds.E_tam, hill, rtol=1e-12)
     assert int(ds.status) == 0 and ds.attrs["withdrawal_day"] == 40.0
+
+
+ARMS = {
+    "tamoxifen": SCHEDULE,
+    "longer tamoxifen": tolsim.Schedule.from_phases(
+        [{"days": 80, "tamoxifen": 1.0}, {"days": 40}]
+    ),
+    "control": tolsim.Schedule.from_phases([{"days": 120}]),
+}
+
+
+def test_arms_are_the_single_runs_stacked_with_their_schedules_and_withdrawals():
+    table = {"kappa_T": np.array([0.1, 0.4]), "mu_E": 1e-3}
+    arms = tolsim.simulate_arms(MODEL, table, ARMS, TIMES, rtol=1e-8)
+    assert arms.arm.values.tolist() == list(ARMS) and arms.N.dims == ("arm", "sample", "time")
+    for name, schedule in ARMS.items():
+        single = tolsim.simulate(MODEL, table, schedule, TIMES, rtol=1e-8)
+        one = arms.sel(arm=name)
+        for var in ("S", "T", "N", "dN_dt", "tamoxifen_um", "inhibitor_um"):
+            np.testing.assert_array_equal(one[var].values, single[var].values)
+        assert tolsim.Schedule.from_json(str(one.schedule.values)) == schedule
+        expected_day = single.attrs.get("withdrawal_day", np.nan)
+        np.testing.assert_equal(float(one.withdrawal_day), expected_day)
+        days = tolsim.time_to_recurrence(arms, threshold=1e6).sel(arm=name)
+        if np.isnan(expected_day):  # the control arm never withdraws tamoxifen
+            assert np.isnan(days.values).all()
+        else:
+            expected = tolsim.time_to_recurrence(single, threshold=1e6)
+            np.testing.assert_array_equal(days.values, expected.values)
+    assert arms.attrs["rtol"] == 1e-8 and "schedule" not in arms.attrs
+    assert "withdrawal_day" not in arms.attrs  # per arm: the variable
+
+
+def test_stochastic_arms_share_their_random_streams():
+    linear = tolsim.models.TwoState(crowding="none")
+    params = linear.default_params(S0=60, T0=4)
+    short = {
+        "off": tolsim.Schedule.from_phases([{"days": 20}]),
+        "also off": tolsim.Schedule.from_phases([{"days": 20}]),
+        "tamoxifen": tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}]),
+    }
+    arms = tolsim.simulate_arms(
+        linear, params, short, [0.0, 10.0, 20.0], method="ssa", paths=8, seed=3, dim="regimen"
+    )
+    assert arms.N.dims == ("regimen", "path", "time")
+    # the same schedule under the same seed: the same paths (common random numbers)
+    np.testing.assert_array_equal(
+        arms.N.sel(regimen="off").values, arms.N.sel(regimen="also off").values
+    )
+    single = tolsim.simulate(
+        linear, params, short["tamoxifen"], [0.0, 10.0, 20.0], method="ssa", paths=8, seed=3
+    )
+    np.testing.assert_array_equal(arms.N.sel(regimen="tamoxifen").values, single.N.values)
+
+
+def test_arms_refuse_what_is_not_a_mapping_of_schedules():
+    with pytest.raises(TypeError, match="`schedules` is list: expected a non-empty mapping"):
+        tolsim.simulate_arms(MODEL, {}, [SCHEDULE], TIMES)
+    with pytest.raises(TypeError, match="`schedules` is an empty mapping: expected"):
+        tolsim.simulate_arms(MODEL, {}, {}, TIMES)
+    with pytest.raises(TypeError, match=r"`schedules\['b'\]` = 3: expected a tolsim.Schedule"):
+        tolsim.simulate_arms(MODEL, {}, {"a": SCHEDULE, "b": 3}, TIMES)
+    with pytest.raises(ValueError, match="`dim` = 'time' is already a name in the result"):
+        tolsim.simulate_arms(MODEL, {}, ARMS, TIMES, dim="time")

@@ -15,7 +15,7 @@ from tolsim.optimize import optimize_schedule
 from tolsim.predict import predict
 from tolsim.recurrence import time_to_recurrence
 from tolsim.schedule import PK, OralDoses, Pellet, Phase, Schedule
-from tolsim.simulate import SolverError, simulate
+from tolsim.simulate import SolverError, simulate, simulate_arms
 from tolsim.stochastic import extinction_probability, recurrence_probability
 from tolsim.sweep import sweep
 
@@ -42,6 +42,7 @@ __all__ = [
     "read_measurements",
     "recurrence_probability",
     "simulate",
+    "simulate_arms",
     "show_versions",
     "sweep",
     "time_to_recurrence",

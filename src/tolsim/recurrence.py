@@ -36,7 +36,8 @@ def time_to_recurrence(
         that size) or an absolute number of cells, e.g. a detection limit.
     withdrawal_day : float, optional
         Day tamoxifen is withdrawn; default ``ds.attrs["withdrawal_day"]`` (recorded by
-        :func:`tolsim.simulate` from the schedule).
+        :func:`tolsim.simulate` from the schedule), or for a :func:`tolsim.simulate_arms`
+        result each arm's own ``withdrawal_day`` (NaN for an arm without tamoxifen).
 
     Returns
     -------
@@ -56,6 +57,8 @@ def time_to_recurrence(
     >>> round(float(tolsim.time_to_recurrence(ds, threshold=1e6)), 1)  # days after day 56
     8.6
     """
+    if withdrawal_day is None and "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
+        return _per_arm(ds, threshold)  # a tolsim.simulate_arms result
     if "path" in ds.dims and "time_to_recurrence" in ds:
         return _stochastic_recurrence(ds, threshold, withdrawal_day)
     for name in ("N", "dN_dt"):
@@ -128,6 +131,28 @@ def time_to_recurrence(
             "withdrawal_day": withdrawal_day,
         },
     )
+
+
+def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:
+    """:func:`time_to_recurrence` of each arm of a :func:`tolsim.simulate_arms` result, from
+    its own withdrawal day and schedule; NaN for an arm that never gives tamoxifen."""
+    (dim,) = ds["withdrawal_day"].dims
+    parts = []
+    for i in range(ds.sizes[dim]):
+        arm = ds.isel({dim: i})
+        day = float(arm["withdrawal_day"])
+        attrs = {"withdrawal_day": day, "schedule": str(arm["schedule"].values)}
+        arm = arm.drop_vars(["withdrawal_day", "schedule"]).assign_attrs(attrs)
+        if np.isfinite(day):
+            parts.append(time_to_recurrence(arm, threshold))
+        else:
+            shape = arm["N"].isel(time=0, drop=True)
+            parts.append(xr.full_like(shape, np.nan, dtype=float).rename("time_to_recurrence"))
+    parts = [part.drop_vars([c for c in part.coords if c not in part.dims]) for part in parts]
+    days = xr.concat(parts, dim=ds[dim], coords="minimal", compat="override")
+    days.attrs = next((p.attrs for p in parts if "withdrawal_day" in p.attrs), {})
+    days.attrs.pop("withdrawal_day", None)  # per arm: ds.withdrawal_day
+    return days
 
 
 def _stochastic_recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:
