@@ -324,3 +324,6 @@ def test_arms_refuse_what_is_not_a_mapping_of_schedules():
         tolsim.simulate_arms(MODEL, {}, {"a": SCHEDULE, "b": 3}, TIMES)
     with pytest.raises(ValueError, match="`dim` = 'time' is already a name in the result"):
         tolsim.simulate_arms(MODEL, {}, ARMS, TIMES, dim="time")
+    short = {**ARMS, "short": tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}])}
+    with pytest.raises(ValueError, match=r"arm 'short': `times` ends at day 120.0, after"):
+        tolsim.simulate_arms(MODEL, {}, short, TIMES)

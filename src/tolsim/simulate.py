@@ -331,8 +331,11 @@ def simulate_arms(
     if not isinstance(dim, str) or not dim:
         raise TypeError(f"`dim` = {dim!r}: expected a non-empty str")
     runs = []
-    for schedule in schedules.values():
-        ds = simulate(model, params, schedule, times, **options)
+    for name, schedule in schedules.items():
+        try:
+            ds = simulate(model, params, schedule, times, **options)
+        except (TypeError, ValueError) as error:  # say which arm
+            raise type(error)(f"arm {name!r}: {error}") from error
         if dim in ds.dims or dim in ds.variables:
             raise ValueError(f"`dim` = {dim!r} is already a name in the result: choose another")
         runs.append(ds)
