@@ -92,25 +92,8 @@ def jittered_parameters(model, n: int, seed: int) -> dict[str, np.ndarray]:
 def simulate_regimens(model, table, schedules, threshold: float) -> xr.Dataset:
     """One ensemble ``simulate`` per regimen, stacked along ``regimen``, with recurrence."""
     times = np.arange(HORIZON_DAYS + 1.0)  # daily: holds every dose day and the withdrawal
-    runs = {name: tolsim.simulate(model, table, s, times) for name, s in schedules.items()}
-    ds = xr.concat(
-        list(runs.values()),
-        dim=xr.Variable("regimen", list(runs)),
-        data_vars="all",
-        coords="different",
-        compat="equals",
-        join="outer",
-        combine_attrs="drop_conflicts",  # the schedules differ: kept as a variable below
-    )
-    ds["schedule"] = (
-        "regimen",
-        [s.to_json() for s in schedules.values()],
-        {"long_name": "tolsim.Schedule as JSON (Schedule.from_json)"},
-    )
-    ds["time_to_recurrence"] = xr.concat(
-        [tolsim.time_to_recurrence(r, threshold=threshold) for r in runs.values()],
-        dim=ds["regimen"],
-    )
+    ds = tolsim.simulate_arms(model, table, schedules, times, dim="regimen")
+    ds["time_to_recurrence"] = tolsim.time_to_recurrence(ds, threshold=threshold)
     v_cell = {p.name: p.default for p in tolsim.observe.tumour_volume().parameters}["v_cell"]
     ds["tumour_volume"] = (ds["N"] * v_cell).assign_attrs(
         units="mm^3", long_name="tumour volume v_cell * N", v_cell_mm3_per_cell=v_cell
@@ -131,7 +114,7 @@ def mean_exposure(schedule: tolsim.Schedule, params) -> float:
 
 def figure(ds: xr.Dataset, path: Path) -> None:
     fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
-    withdrawal = float(ds.attrs["withdrawal_day"])
+    withdrawal = float(ds.withdrawal_day.max())  # the same day in both regimens
     threshold = float(ds.attrs["threshold_cells"])
     v_cell = float(ds["tumour_volume"].attrs["v_cell_mm3_per_cell"])
 
@@ -166,7 +149,7 @@ def figure(ds: xr.Dataset, path: Path) -> None:
             color=COLOURS[regimen],
             label=regimen,
         )
-    ec50 = float(ds.parameters.isel(regimen=0, sample=0).sel(parameter="EC50_tam"))
+    ec50 = float(ds.parameters.isel(sample=0).sel(parameter="EC50_tam"))
     ax.axhline(ec50, color="k", lw=0.8, ls=":", label=f"EC50 ({ec50:g} µM)")
     ax.set_xlabel("time (days)")
     ax.set_ylabel("tamoxifen (µM, mouse PK)")

@@ -284,6 +284,9 @@ def test_arms_are_the_single_runs_stacked_with_their_schedules_and_withdrawals()
         expected_day = single.attrs.get("withdrawal_day", np.nan)
         np.testing.assert_equal(float(one.withdrawal_day), expected_day)
         days = tolsim.time_to_recurrence(arms, threshold=1e6).sel(arm=name)
+        # one arm selected out of the stack: the same, from its own withdrawal day
+        alone = tolsim.time_to_recurrence(one, threshold=1e6)
+        np.testing.assert_array_equal(alone.values, days.values)
         if np.isnan(expected_day):  # the control arm never withdraws tamoxifen
             assert np.isnan(days.values).all()
         else:

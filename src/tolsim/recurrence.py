@@ -58,7 +58,9 @@ def time_to_recurrence(
     8.6
     """
     if withdrawal_day is None and "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
-        return _per_arm(ds, threshold)  # a tolsim.simulate_arms result
+        if ds["withdrawal_day"].ndim == 1:
+            return _per_arm(ds, threshold)  # a tolsim.simulate_arms result
+        return _per_arm(ds.expand_dims("arm"), threshold).squeeze("arm", drop=True)  # one arm
     if "path" in ds.dims and "time_to_recurrence" in ds:
         return _stochastic_recurrence(ds, threshold, withdrawal_day)
     for name in ("N", "dN_dt"):
