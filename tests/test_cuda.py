@@ -141,6 +141,38 @@ def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
     assert np.isnan(result.metrics[schedule_of == 2, 1]).all()  # no tamoxifen: no withdrawal
 
 
+def test_a_level_step_on_an_output_day_after_withdrawal_is_treated_like_the_cpu():
+    """The inhibitor starts on day 40, 12 days after withdrawal, while N rises: the interval
+    ending there is the quadratic of its left end on the device too (kernels/events.py)."""
+    schedule = tolsim.Schedule.from_phases(
+        [
+            {"days": 28, "tamoxifen": 1.0},
+            {"days": 12},
+            {"days": 20, "inhibitor": 50.0},
+            {"days": 40},
+        ]  # fmt: skip
+    )
+    table = {"kappa_T": np.linspace(1.5, 2.5, 6), "mu_E": np.full(6, 1e-3), "T0": np.full(6, 1e4)}
+    packed = MODEL.pack_table(table)
+    fine = tolsim.simulate(MODEL, {k: v[0] for k, v in table.items()}, schedule, [39.0, 39.5])
+    level = float(fine.N.sel(time=39.5))
+    grid_ = _metric_grid(schedule, None)
+    result = cuda.solve(
+        MODEL, packed, cuda.schedule_table(MODEL, [schedule], [grid_]), np.zeros(6, dtype=np.int64),
+        threshold=level, method="dopri5",
+    )  # fmt: skip
+    spec = {"times": None, "rtol": 1e-6, "atol": 1e-6, "max_steps": 100_000,
+            "method": "dopri5", "outputs": "metrics", "recurrence_threshold": level}  # fmt: skip
+    expected = _evaluate(MODEL, packed, schedule, spec)
+    for i, name in enumerate(cuda.METRIC_NAMES):
+        np.testing.assert_allclose(
+            result.metrics[:, i], expected[name], rtol=RTOL_AGREE, err_msg=name
+        )
+    ttr = result.metrics[:, 0]
+    assert 39.0 < 28.0 + ttr[0] < 40.0  # crossed in the interval that ends at the step
+    assert abs(28.0 + ttr[0] - 39.5) < 2e-3
+
+
 def test_decay_factors_as_powers_agree_with_an_exponential_per_stage(monkeypatch):
     """The kernel's two ways to the PK decay factors of a step's stages (``DECAY_POWERS``:
     one exp per rate and step, r = exp(-k h / 90), then r^n, the step's factor carried between

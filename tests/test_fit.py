@@ -349,3 +349,125 @@ def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
     assert set(tree.children) == {"starts", "predictions", "profiles", "posterior"}
     xr.testing.assert_allclose(tree["starts"].to_dataset(), result.starts)
     xr.testing.assert_allclose(tree["profiles"].to_dataset(), result.profiles)
+
+
+def test_bounds_name_free_parameters_only(small_data):
+    """A typo or the bounds of a fixed parameter used to be ignored without a word."""
+    with pytest.raises(ValueError, match=r"`bounds` names \['lambda_s'\].*\['lambda_S'\]"):
+        fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], bounds={"lambda_s": (0.01, 1.0)})
+    with pytest.raises(ValueError, match=r"`bounds` names \['eps_S'\], which is not free"):
+        fit(
+            MODEL,
+            small_data,
+            SCHEDULES,
+            free=["lambda_S"],
+            bounds={"lambda_S": (0.01, 1.0), "eps_S": (0.1, 1.0)},
+        )
+    with pytest.raises(ValueError, match=r"`bounds\['lambda_S'\]` = 1.0: expected a pair"):
+        fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], bounds={"lambda_S": 1.0})
+
+
+def test_a_single_name_is_one_parameter_not_its_letters(small_data):
+    options = dict(noise=LogNormal(), fixed={"total_cells.sigma": SIGMA}, starts=1)
+    one = fit(MODEL, small_data, SCHEDULES, free="lambda_S", **options)
+    assert one.free == ("lambda_S",)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonConvergenceWarning)
+        profile = one.profile(names="lambda_S", points=3)
+    assert list(profile.parameter.values) == ["lambda_S"]
+
+
+def test_non_positive_values_name_the_table_rows_under_lognormal(small_data, tmp_path):
+    """Row 15 is the 6th row of the tamoxifen condition: the error names 15, not 5."""
+    data = small_data.copy()
+    data.loc[15, "value"] = 0.0
+    assert data.loc[15, "condition"] == "tamoxifen"
+    message = r"values <= 0 \[0.0\] at row 15, condition 'tamoxifen', observable 'total_cells'"
+    with pytest.raises(ValueError, match=message):
+        fit(MODEL, data, SCHEDULES, free=["lambda_S"], noise=LogNormal())
+    path = tmp_path / "measurements.csv"
+    data.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"at row 15 \(file line 17\), condition 'tamoxifen'"):
+        fit(MODEL, path, SCHEDULES, free=["lambda_S"], noise=LogNormal())
+
+
+def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):
+    options = dict(noise=LogNormal(), fixed={"total_cells.sigma": SIGMA}, starts=1)
+    one = fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], **options)
+    two = fit(MODEL, small_data, SCHEDULES, free=["lambda_S", "eps_S"], **options)
+    assert likelihood_ratio_test(one, two)["df"] == 1  # the same data: accepted
+    other = small_data.copy()
+    other.loc[4, "value"] *= 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonConvergenceWarning)
+        two_other = fit(MODEL, other, SCHEDULES, free=["lambda_S", "eps_S"], **options)
+    assert two_other.n_data == one.n_data
+    with pytest.raises(ValueError, match=r"different data \(row 4 has value"):
+        likelihood_ratio_test(one, two_other)
+
+
+def test_profile_points_and_sample_steps_are_checked(small_data):
+    result = fit(
+        MODEL,
+        small_data,
+        SCHEDULES,
+        free=["lambda_S"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=1,
+    )
+    with pytest.raises(ValueError, match=r"`points` = 0: expected an integer >= 3"):
+        result.profile(points=0)
+    with pytest.raises(ValueError, match=r"`steps` = 0: expected an integer >= 1"):
+        result.sample(steps=0)
+    with pytest.raises(ValueError, match=r"`walkers` = 1: expected an integer >= 2"):
+        result.sample(steps=10, walkers=1)
+    with pytest.raises(ValueError, match=r"`burn` = 10: expected fewer than `steps` = 10"):
+        result.sample(steps=10, burn=10)
+
+
+def test_a_recurrence_observable_reads_a_level_step_on_its_grid_as_simulate_does():
+    """The inhibitor starts on day 40 while N still rises; the fit's grid holds day 40, where
+    the stored dN/dt is the falling right-hand one. kappa_T (free) acts only from day 40, so the
+    crossing in [39, 40] must not depend on it (it did, by up to 0.5 days)."""
+    model = tolsim.models.TwoState(crowding="none")
+    schedule = tolsim.Schedule.from_phases(
+        [
+            {"days": 28, "tamoxifen": 1.0},
+            {"days": 12},
+            {"days": 20, "inhibitor": 50.0},
+            {"days": 40},
+        ]  # fmt: skip
+    )
+    base = {"mu_E": 1e-3, "T0": 1e4}
+    reference = tolsim.simulate(
+        model, model.default_params(**base, kappa_T=2.0), schedule, np.arange(0.0, 100.5, 0.5)
+    )
+    level = float(reference.N.sel(time=39.5))
+    data = pd.DataFrame(
+        {
+            "condition": ["arm"],
+            "observable": ["time_to_recurrence"],
+            "time": [90.0],
+            "value": [11.0],
+        }  # fmt: skip
+    )
+    result = fit(
+        model,
+        data,
+        {"arm": schedule},
+        free=["kappa_T"],
+        observables={"time_to_recurrence": tolsim.observe.time_to_recurrence(threshold=level)},
+        noise=Normal(),
+        fixed={"time_to_recurrence.sigma": 1.0, **base},
+        starts=2,
+        bounds={"kappa_T": (0.5, 3.0)},
+    )
+    predicted = float(result.predictions.predicted.values[0])
+    assert predicted == pytest.approx(11.5, abs=2e-3)  # N(39.5) = level
+    days = np.union1d(np.arange(0.0, 100.0), schedule.breakpoints())
+    ds = tolsim.simulate(
+        model, model.default_params(**base, kappa_T=result.params["kappa_T"]), schedule, days,
+        rtol=1e-8, atol=1e-8, method="dopri5",
+    )  # fmt: skip
+    assert predicted == pytest.approx(float(tolsim.time_to_recurrence(ds, level)), abs=1e-6)

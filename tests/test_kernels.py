@@ -222,3 +222,21 @@ def test_the_cache_lists_and_clears_kernel_copies_with_their_numba_files(tmp_pat
     assert mine.read_text() == "not tolsim's"
     monkeypatch.setattr(specialise, "_LOADED", {})  # a new process writes the copy again
     assert Path(specialised("ode_template", rates, {"SOLVER": "SOLVER_EXACT"}).__file__) == ode
+
+
+def test_an_interval_ending_at_a_derivative_jump_is_the_quadratic_of_its_left_end():
+    """y = 1 + s + 2 s^2 on [0, 1], then a kink: dy stored at s = 1 is the next piece's
+    (-10). With the jump marked the crossing is the quadratic's to rounding; unmarked, the
+    cubic Hermite through the wrong slope finds another day."""
+    from tolsim.kernels.events import first_upcrossing, hermite_value
+
+    times = np.array([0.0, 1.0, 2.0])
+    y = np.array([1.0, 4.0, 0.0])
+    dy = np.array([1.0, -10.0, -4.0])
+    level = 3.0
+    exact = (-1.0 + np.sqrt(1.0 + 16.0)) / 4.0  # 2 s^2 + s - 2 = 0
+    marked = np.array([False, True, False])
+    assert first_upcrossing(times, y, dy, marked, 0.0, level) == pytest.approx(exact, abs=1e-14)
+    assert hermite_value(times, y, dy, marked, 0.5) == pytest.approx(2.0, abs=1e-15)
+    unmarked = np.zeros(3, dtype=np.bool_)
+    assert abs(first_upcrossing(times, y, dy, unmarked, 0.0, level) - exact) > 0.05

@@ -208,6 +208,13 @@ def test_drug_burden_with_pk_matches_adaptive_quadrature():
         ({"budget": -1.0}, ValueError, "`budget` = -1.0"),
         ({"top": 0}, ValueError, "`top` = 0"),
         ({"threshold": "twice"}, ValueError, "`threshold` = 'twice'"),
+        # these three used to run, scoring every candidate 0 or nonsense
+        ({"burden": "aspirin_days"}, ValueError, r"`burden` = 'aspirin_days': 'aspirin' is not"),
+        ({"burden": "aspirin_um_days"}, ValueError, r"drug in \['tamoxifen', 'inhibitor'\]"),
+        ({"threshold": -5.0}, ValueError, r"`threshold` = -5.0 cells: expected a finite number"),
+        ({"threshold": float("inf")}, ValueError, r"`threshold` = inf cells"),
+        ({"rtol": -1.0}, ValueError, r"`rtol` = -1.0: expected a finite relative tolerance"),
+        ({"rtol": 0.0}, ValueError, r"`rtol` = 0.0"),
         ({"horizon_days": 500.0}, ValueError, "`horizon_days` = 500.0"),
         ({"template": TEMPLATE(), "space": {"x": [1.0]}}, TypeError, "`template`"),
     ],

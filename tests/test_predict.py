@@ -202,6 +202,51 @@ def test_paths_agree_with_the_branching_mixture(small_fit):
         assert abs(paths[name].item() - p) < 4 * standard_error, name
 
 
+@pytest.fixture(scope="module")
+def initial_count_fit():
+    """T0 fitted, as in the selection model of the Magi workflow: its draws are not whole."""
+    selection = {"lambda_S": 0.25, "eps_S": 0.7, "T0": 3000.0}  # pre-existing tolerant cells
+    return tolsim.fit(
+        MODEL,
+        synthetic(np.random.default_rng(21), params=selection),
+        SCHEDULES,
+        free=["lambda_S", "eps_S", "T0"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=2,
+        seed=1,
+    )
+
+
+def test_a_fitted_initial_count_is_rounded_to_whole_cells(initial_count_fit):
+    """The branching process and the paths start from whole cells: each draw's T0 rounded
+    down or up (stochastically, keeping the expected count), the whole S0 left as it is."""
+    options = dict(draws=200, threshold=THRESHOLD, seed=3)
+    prediction = initial_count_fit.predict(NEW, demographic="branching", **options)
+    drawn = prediction.parameter_value.sel(parameter="T0").values
+    assert np.any(drawn != np.round(drawn))
+    cells = prediction.initial_cells.sel(state="T").values
+    assert np.all((cells == np.floor(drawn)) | (cells == np.ceil(drawn)))
+    # mean rounding error: sd <= 0.5 / sqrt(200) = 0.035 under stochastic rounding
+    assert abs(np.mean(cells - drawn)) < 0.15
+    np.testing.assert_array_equal(
+        prediction.initial_cells.sel(state="S"), MODEL.default_params()["S0"]
+    )
+    assert np.all(
+        (prediction.extinction_probability >= 0) & (prediction.extinction_probability < 1e-6)
+    )
+    low, high = prediction.time_to_recurrence_interval.values
+    assert 0 < low < high < 60
+    again = initial_count_fit.predict(NEW, demographic="branching", **options)
+    np.testing.assert_array_equal(again.initial_cells, prediction.initial_cells)
+    paths = initial_count_fit.predict(NEW, demographic="paths", paths=4, **{**options, "draws": 4})
+    assert paths.time_to_recurrence.shape == (4, 4)
+    assert np.all(np.isfinite(paths.time_to_recurrence))
+    cells = paths.initial_cells.sel(state="T").values
+    drawn = paths.parameter_value.sel(parameter="T0").values
+    assert np.all((cells == np.floor(drawn)) | (cells == np.ceil(drawn)))
+
+
 def test_a_best_fit_on_a_bound_still_gets_laplace_draws():
     """eps_S = 1 is the parameter's admissible limit: the curvature is taken just inside."""
     rng = np.random.default_rng(8)

@@ -118,5 +118,69 @@ def test_warns_when_a_breakpoint_falls_between_outputs():
         [{"days": 20.0, "tamoxifen": 1.0}, {"days": 10.5, "inhibitor": 1.0}, {"days": 69.5}]
     )
     ds = tolsim.simulate(MODEL, {}, schedule, TIMES)
-    with pytest.warns(UserWarning, match=r"breakpoint\(s\) at day\(s\) \[30.5\]"):
+    with pytest.warns(UserWarning, match=r"level step\(s\) at day\(s\) \[30.5\]"):
         tolsim.time_to_recurrence(ds, threshold=1e4)
+
+
+def test_warns_when_withdrawal_falls_between_outputs():
+    ds = tolsim.simulate(MODEL, {}, SCHEDULE, np.arange(0.0, 101.0, 3.0))  # day 20 not an output
+    with pytest.warns(UserWarning, match=r"level step\(s\) at day\(s\) \[20.0\]"):
+        tolsim.time_to_recurrence(ds, threshold=1e4)
+
+
+def test_derivative_jumps_mark_level_steps_not_doses():
+    oral = tolsim.Schedule.oral(
+        "tamoxifen",
+        dose_mg=0.5,
+        every_days=1.0,
+        stop_day=5.0,
+        pk=tolsim.PK.tamoxifen_mouse(),
+        duration_days=10.0,
+    )
+    course = tolsim.Schedule.from_phases(
+        [{"start_day": 3.0, "stop_day": 6.0, "inhibitor": 2.0}], duration_days=10.0
+    )
+    times = np.arange(11.0)
+    jumps = tolsim.recurrence.derivative_jumps(oral | course, times)
+    assert times[jumps].tolist() == [3.0, 6.0]  # not the dose days 1-4, nor days 0 and 10
+    assert not tolsim.recurrence.derivative_jumps(oral, times).any()
+
+
+def test_a_level_step_on_an_output_day_does_not_bend_the_interval_before_it():
+    """The inhibitor starts at day 40, an output day, 12 days after withdrawal; N rises until
+    then and falls after. dN/dt stored at day 40 is the falling right-hand one: as the end
+    slope of [39, 40] it made the interpolant overshoot, and found a recurrence at day 39.5
+    that never happens (3.97 days early; up to 0.5 days off for thresholds crossed in [39, 40])."""
+    model = tolsim.models.TwoState(crowding="none")
+    p = model.default_params(mu_E=1e-3, kappa_T=2.0, T0=1e4)
+    schedule = tolsim.Schedule.from_phases(
+        [
+            {"days": 28, "tamoxifen": 1.0},
+            {"days": 12},
+            {"days": 20, "inhibitor": 50.0},
+            {"days": 40},
+        ]  # fmt: skip
+    )
+    pieces = [(0.0, 28.0, 1.0, 0.0), (28.0, 40.0, 0.0, 0.0), (40.0, 60.0, 0.0, 50.0),
+              (60.0, 100.0, 0.0, 0.0)]  # fmt: skip
+
+    def total(t):
+        x = np.array([p["S0"], p["T0"]])
+        for start, stop, tamoxifen, inhibitor in pieces:
+            a = linear_two_state_matrix(p, tamoxifen, inhibitor)
+            if t <= stop:
+                return (scipy.linalg.expm(a * (t - start)) @ x).sum()
+            x = scipy.linalg.expm(a * (stop - start)) @ x
+
+    ds = tolsim.simulate(model, p, schedule, np.arange(101.0))
+    assert ds.attrs["method"] == "exact"
+    assert total(39.0) < total(40.0) and total(41.0) < total(40.0)  # the kink
+    # thresholds crossed first in [39, 40] (the quadratic: O(h^3)) and after the dip (cubic)
+    for level, crossed_in, tolerance in (
+        (total(39.5), (39.0, 40.0), 2e-3),
+        (total(39.9), (39.0, 40.0), 2e-3),
+        (3.2e6, (43.0, 44.0), 1e-3),
+    ):
+        expected = brentq(lambda t, level=level: total(t) - level, *crossed_in, xtol=1e-12)
+        got = float(tolsim.time_to_recurrence(ds, threshold=level))
+        assert got + 28.0 == pytest.approx(expected, abs=tolerance)

@@ -10,7 +10,7 @@ import xarray as xr
 from user_models import GrowthSwitch
 
 import tolsim
-from tolsim.design import grid, lhs
+from tolsim.design import grid, inhibitor_course, lhs
 from tolsim.sweep import StoreMismatchError, sweep
 
 MODEL = tolsim.models.TwoState()
@@ -80,6 +80,18 @@ def test_store_of_another_sweep_is_refused(client, tmp_path):
     assert before.sum() == 1  # nothing was overwritten
 
 
+def test_resuming_with_another_chunk_size_of_the_same_chunk_count_is_refused(client, tmp_path):
+    """10 samples in chunks of 5 or of 6 are both 2 chunks: resuming the first with the second
+    marked chunk 0 (samples 0-4) done for samples 0-5, and sample 5 was never computed."""
+    store = tmp_path / "s.zarr"
+    design = grid(kappa_T=np.linspace(0.0, 0.5, 10))
+    sweep(MODEL, design, SCHEDULE, store=store, client=client, chunk_size=5, max_chunks=1)
+    with pytest.raises(StoreMismatchError, match="chunks of 5 samples .*`chunk_size` = 6"):
+        sweep(MODEL, design, SCHEDULE, store=store, client=client, chunk_size=6)
+    done = sweep(MODEL, design, SCHEDULE, store=store, client=client, chunk_size=5)
+    assert np.all(done.status.values == 0)
+
+
 def test_trajectories_at_chosen_times(client, tmp_path):
     times = [0.0, 28.0, 56.0, 100.0]
     ds = sweep(
@@ -95,6 +107,38 @@ def test_trajectories_at_chosen_times(client, tmp_path):
     direct = tolsim.simulate(MODEL, dict(DESIGN.columns), SCHEDULE, times)
     np.testing.assert_allclose(ds.N.values, direct.N.values, rtol=1e-12)
     assert "time_to_recurrence" not in ds
+
+
+def test_bad_settings_are_refused_before_any_work():
+    bad = [
+        ({"rtol": -1.0}, ValueError, "`rtol` = -1.0"),
+        ({"atol": 0.0}, ValueError, "`atol` = 0.0"),
+        ({"rtol": "x"}, TypeError, "`rtol` = 'x'"),
+        ({"max_steps": 0}, ValueError, "`max_steps` = 0"),
+        ({"recurrence_threshold": "abc"}, ValueError, "`recurrence_threshold` = 'abc'"),
+        ({"recurrence_threshold": -5.0}, ValueError, "`recurrence_threshold` = -5.0"),
+        ({"method": "tau", "seed": 1, "threshold": 0.0}, ValueError, "`threshold` = 0.0"),
+        ({"method": "ssa", "seed": 1, "max_events": 0}, ValueError, "`max_events` = 0"),
+        ({"outputs": "trajectories", "times": [0.0, np.nan]}, ValueError, "NaN"),
+    ]
+    for kwargs, error, message in bad:
+        with pytest.raises(error, match=message):
+            sweep(MODEL, DESIGN, SCHEDULE, store=None, **kwargs)
+    with pytest.raises(ValueError, match="`max_chunks` = -1"):  # it ran all chunks but one
+        sweep(MODEL, DESIGN, SCHEDULE, store="never.zarr", max_chunks=-1)
+
+
+def test_a_bad_design_row_is_named_by_its_row_in_the_design(tmp_path):
+    design = grid(kappa_T=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, -1.0])
+    with pytest.raises(ValueError, match=r"`design.kappa_T\[7\]` = -1.0"):
+        sweep(MODEL, design, SCHEDULE, store=None, chunk_size=4)
+    with pytest.raises(ValueError, match=r"`design.kappa_T\[7\]` = -1.0"):
+        sweep(MODEL, design, SCHEDULE, store=tmp_path / "x.zarr", chunk_size=4)
+    assert not (tmp_path / "x.zarr").exists()  # refused before the store is made
+    template = inhibitor_course(tamoxifen_days=10.0, follow_up_days=15.0, inhibitor_days=4.0)
+    slots = grid(inhibitor_start_day=[0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, -3.0])
+    with pytest.raises(ValueError, match=r"`design` row 7 \(inhibitor_start_day=-3.0\)"):
+        sweep(MODEL, slots, template, store=None, chunk_size=4)
 
 
 def test_bad_arguments(tmp_path):
@@ -207,6 +251,21 @@ def test_stochastic_sweep_matches_simulate_and_ignores_chunking(client, tmp_path
     assert 0 < a.tolerant_extinction_probability.values.mean() < 1
     with pytest.raises(ValueError, match="`seed` = None"):
         sweep(linear, design, schedule, store=tmp_path / "c.zarr", method="tau", client=client)
+
+
+def test_a_stochastic_sample_with_a_failed_path_has_nan_metrics():
+    """An event budget of 30 stops the growing sample's paths part-way (status -2): its counts
+    are not an estimate of anything (the mean burden was -2, the -1 'missing' markers)."""
+    linear = tolsim.models.TwoState(crowding="none")
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}, {"days": 10}])
+    design = {"S0": [0.0, 0.0], "T0": [50.0, 0.0], "lambda_T": [0.5, 0.5]}  # sample 1: none
+    ds = sweep(linear, design, schedule, store=None, method="hybrid", paths=20, seed=1,
+               max_events=30, recurrence_threshold=60.0)  # fmt: skip
+    assert ds.status.values.tolist()[0] == -2
+    for name in ("extinction_probability", "recurrence_probability", "time_to_recurrence",
+                 "burden_at_withdrawal"):  # fmt: skip
+        assert np.isnan(ds[name].values[0]), name
+    assert ds.status.values[1] == 0 and ds.extinction_probability.values[1] == 1.0
 
 
 def test_failing_samples_are_marked_and_the_sweep_goes_on(client, tmp_path):

@@ -1097,7 +1097,7 @@ def _load_profile(table: Mapping[str, Any], file: str) -> dict[str, Any]:
     level = _number(table.get("level", 0.95), "profile.level", file, "a level in (0, 1)")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"`profile.level` = {level!r} in {file}: expected a level in (0, 1)")
-    return {"level": level, "points": _integer(table.get("points", 20), "profile.points", file, 1)}
+    return {"level": level, "points": _integer(table.get("points", 20), "profile.points", file, 3)}
 
 
 def _load_sample(table: Mapping[str, Any], n_free: int, file: str) -> dict[str, Any]:

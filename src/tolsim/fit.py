@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from scipy import optimize
 from scipy.special import chdtrc, chdtri
 
 import tolsim
-from tolsim.data import Measurements, read_measurements
+from tolsim.data import Measurements, _where, read_measurements
 from tolsim.models.base import Model, Parameter
 from tolsim.observe import (
     Normal,
@@ -35,6 +36,7 @@ from tolsim.observe import (
     total_cells,
     tumour_volume,
 )
+from tolsim.recurrence import derivative_jumps
 from tolsim.schedule import Schedule
 from tolsim.simulate import _METHOD_CODES, kernel_array, ode_kernels
 
@@ -87,6 +89,7 @@ class _Objective:
         self.model_names = model.parameter_names
         table = data.table
         self.conditions = []
+        unobservable = []  # rows a noise model cannot take, reported together
         for name in data.conditions:
             rows = table.index[table["condition"] == name].to_numpy()
             schedule = schedules[name]
@@ -104,6 +107,11 @@ class _Objective:
                     days.append(grid[grid <= schedule.duration_days])
                 else:
                     days.append(observable.required_days(obs_days))
+                problem = _rows_noise_cannot_take(
+                    noise[obs_name], np.asarray(table.loc[obs_rows, "value"], dtype=float)
+                )
+                if problem is not None:
+                    unobservable.append((name, obs_name, noise[obs_name], obs_rows, *problem))
                 groups.append(
                     (
                         observable,
@@ -138,10 +146,13 @@ class _Objective:
                     ],
                     "schedule": schedule.compile(model.drugs),
                     "t_out": kernel_array(t_out),
+                    "jumps": derivative_jumps(schedule, t_out),
                     "groups": groups,
                     "withdrawal": withdrawal,
                 }
             )
+        if unobservable:
+            raise ValueError(_unobservable_message(unobservable, table, data.file_lines))
         self.n_data = len(table)
         self.evaluations = 0
         self._gaussian = None
@@ -208,7 +219,7 @@ class _Objective:
             with np.errstate(invalid="ignore", divide="ignore"):
                 values["tolerant_fraction"] = np.where(total > 0, tolerant / total, np.nan)
             values["dN_dt"] = out_dn
-            out.append(Trajectory(cond["t_out"], values, cond["withdrawal"]))
+            out.append(Trajectory(cond["t_out"], values, cond["withdrawal"], cond["jumps"]))
         return out
 
     def predictions(self, params: Mapping[str, float]) -> np.ndarray:
@@ -273,6 +284,44 @@ class _Objective:
                 if set(noise_names) & set(self.free) or residual is None:
                     self._gaussian = False
         return self._gaussian
+
+
+def _rows_noise_cannot_take(noise, observed: np.ndarray):
+    """``(positions, what, reason)`` of the values a noise model refuses (e.g. values <= 0
+    for log-normal noise), or None. The noise model reports positions within the array it
+    was given; the caller maps them to the table's rows."""
+    try:
+        noise._observed_scale(observed)
+        return None
+    except ValueError as error:
+        message = str(error)
+    bad = []
+    for i in range(observed.size):
+        try:
+            noise._observed_scale(observed[i : i + 1])
+        except ValueError:
+            bad.append(i)
+    if not bad:  # pragma: no cover - a refusal of the whole array is a refusal of a value
+        bad = list(range(observed.size))
+    match = re.fullmatch(r"`observed` has (.+?) at rows \[[^\]]*\] \([^)]*\): (.*)", message)
+    what, reason = (match.group(1), match.group(2)) if match else ("values", message)
+    return np.asarray(bad), what, reason
+
+
+def _unobservable_message(problems, table, file_lines) -> str:
+    """One error for every condition and observable with values its noise model refuses,
+    naming the table's own rows (and the file's lines)."""
+    parts = []
+    for condition, observable, noise, rows, bad, what, _ in problems:
+        table_rows = [int(table.index.get_loc(row)) for row in rows[bad]]
+        values = table["value"].to_numpy(dtype=float)[table_rows]
+        parts.append(
+            f"{what} {values[:5].tolist()}{', ...' if len(values) > 5 else ''} at "
+            f"{_where(table_rows, file_lines)}, condition {condition!r}, observable "
+            f"{observable!r} ({type(noise).__name__} noise)"
+        )
+    reason = problems[0][-1]
+    return f"`data` has values its noise model cannot take ({'; '.join(parts)}): {reason}"
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -347,7 +396,11 @@ class FitResult:
 
     # profiles ---------------------------------------------------------------------------
     def profile(
-        self, names: Sequence[str] | None = None, *, level: float = 0.95, points: int = 20
+        self,
+        names: str | Sequence[str] | None = None,
+        *,
+        level: float = 0.95,
+        points: int = 20,
     ) -> xr.Dataset:
         """Profile likelihood of each free parameter, with likelihood-ratio intervals.
 
@@ -358,6 +411,16 @@ class FitResult:
         leaves the interval open there (the bound is reported) and marks the parameter
         *practically non-identifiable*, with a warning.
 
+        Parameters
+        ----------
+        names : str or sequence of str, optional
+            Free parameter(s) to profile (a single string is one name); default all.
+        level : float
+            Confidence level of the intervals, in (0, 1).
+        points : int
+            Most steps on each side of the optimum, >= 3 (a step rises by at most half the
+            threshold, so fewer could never cross it).
+
         Returns
         -------
         xarray.Dataset
@@ -365,7 +428,15 @@ class FitResult:
             ``identifiable`` per parameter; also stored on the result (``profiles``, ``ci``,
             ``identifiable``).
         """
-        names = list(self.free if names is None else names)
+        if names is None:
+            names = list(self.free)
+        else:  # one name, not its letters
+            names = [names] if isinstance(names, str) else list(names)
+        if isinstance(points, bool) or not isinstance(points, int | np.integer) or points < 3:
+            raise ValueError(
+                f"`points` = {points!r}: expected an integer >= 3 steps each side (each step "
+                "rises at most half the threshold, so fewer cannot cross it)"
+            )
         unknown = [n for n in names if n not in self.free]
         if unknown:
             raise ValueError(f"`names` = {unknown}: expected free parameters {list(self.free)}")
@@ -462,12 +533,23 @@ class FitResult:
         """Posterior samples (emcee's affine-invariant ensemble) with flat priors on the
         log10 parameters within their bounds, walkers started in a small ball around the
         best fit. Returns ``log10_value`` (draw, parameter) after discarding ``burn`` steps
-        (default: half), with the acceptance fraction and autocorrelation time in attrs."""
+        (default: half), with the acceptance fraction and autocorrelation time in attrs.
+
+        ``steps`` >= 1, ``walkers`` >= twice the number of free parameters (default
+        ``max(2 n + 2, 16)``), ``0 <= burn < steps``."""
         import emcee
 
         n = self.n_free
+        steps = _check_int(steps, "steps", 1)
         walkers = max(2 * n + 2, 16) if walkers is None else walkers
-        burn = steps // 2 if burn is None else burn
+        # emcee's stretch move moves one half of the ensemble using the other: it needs at
+        # least twice as many walkers as dimensions
+        walkers = _check_int(walkers, "walkers", 2 * n)
+        burn = steps // 2 if burn is None else _check_int(burn, "burn", 0)
+        if burn >= steps:
+            raise ValueError(
+                f"`burn` = {burn}: expected fewer than `steps` = {steps}, or no draw is left"
+            )
         obj = self.objective
         lower = np.log10([obj.bounds[name][0] for name in self.free])
         upper = np.log10([obj.bounds[name][1] for name in self.free])
@@ -646,7 +728,7 @@ def fit(
     data,
     schedules: Mapping[str, Schedule],
     *,
-    free: Sequence[str],
+    free: str | Sequence[str],
     fixed: Mapping[str, float] | None = None,
     bounds: Mapping[str, tuple[float, float]] | None = None,
     observables: Mapping[str, Observable] | None = None,
@@ -666,15 +748,17 @@ def fit(
         Measurement table (see :func:`tolsim.read_measurements`).
     schedules : mapping condition -> Schedule
         The schedule of every condition in the data.
-    free : sequence of str
-        Parameters to estimate: the model's (``"lambda_S"``), the observables' and the noise
-        models', named after the observable they belong to (``"tumour_volume.v_cell"``,
-        ``"total_cells.sigma"``). Each is estimated on a log10 scale within its bounds.
+    free : str or sequence of str
+        Parameters to estimate (a single string is one name): the model's (``"lambda_S"``),
+        the observables' and the noise models', named after the observable they belong to
+        (``"tumour_volume.v_cell"``, ``"total_cells.sigma"``). Each is estimated on a log10
+        scale within its bounds.
     fixed : mapping, optional
         Values of parameters that are not estimated (others keep their defaults); also the
         starting point of the first start for free ones.
     bounds : mapping name -> (low, high), optional
-        Search box (the Sobol starts fill it; profiles end at it). Default: two decades either
+        Search box of free parameters (the Sobol starts fill it; profiles end at it); a name
+        that is not in ``free`` is an error. Default: two decades either
         side of the parameter's default (``fixed`` does not move it), within the parameter's
         admissible range.
     observables : mapping name -> Observable, optional
@@ -752,7 +836,7 @@ def fit(
     for name in data.observables:  # qualified names, e.g. "luminescence.alpha"
         for p in observables[name].fit_parameters(noise[name]):
             catalogue[p.name] = p
-    free = list(free)
+    free = [free] if isinstance(free, str) else list(free)  # one name, not its letters
     if not free:
         raise ValueError("`free` is empty: name at least one parameter to estimate")
     unknown = [n for n in free if n not in catalogue]
@@ -766,10 +850,11 @@ def fit(
         raise ValueError(f"`fixed` has unknown parameter(s) {unknown}")
     values = {name: p.default for name, p in catalogue.items()}
     values.update(fixed)
+    bounds = _check_bounds(bounds, free)
     box = {}
     for name in free:
         p = catalogue[name]
-        if name in (bounds or {}):
+        if name in bounds:
             low, high = bounds[name]
         else:  # two decades either side of the default, within the admissible range
             low = max(p.bounds[0], p.default * 1e-2)
@@ -887,12 +972,47 @@ def fit(
     )
 
 
+def _check_int(value, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"`{name}` = {value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_bounds(bounds, free: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """``bounds`` as ``name -> (low, high)`` floats; every name a free parameter (a typo or
+    the bounds of a fixed parameter would otherwise be ignored without a word)."""
+    if bounds is None:
+        return {}
+    if not isinstance(bounds, Mapping):
+        raise TypeError(f"`bounds` = {bounds!r}: expected a mapping free parameter -> (low, high)")
+    stray = [name for name in bounds if name not in free]
+    if stray:
+        raise ValueError(
+            f"`bounds` names {stray}, which {'is' if len(stray) == 1 else 'are'} not free: "
+            f"bounds apply to the free parameters {list(free)} only"
+        )
+    checked = {}
+    for name, pair in bounds.items():
+        try:
+            low, high = pair
+            checked[name] = (float(low), float(high))
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"`bounds[{name!r}]` = {pair!r}: expected a pair of numbers (low, high)"
+            ) from None
+    return checked
+
+
 def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
     """Likelihood-ratio test of a nested (restricted) model against the full one, e.g.
     selection (``mu_E = 0``, fixed) against induction (``mu_E`` free).
 
     Returns ``statistic`` = 2 (nllh_restricted - nllh_full), ``df`` (difference in free
     parameters), ``p_value`` (chi-square), and both models' AIC, AICc and BIC.
+
+    Both fits must be to the same data: the same measurement rows (condition, observable,
+    time, value, censoring, per-row sigma, in the same order) under the same schedules;
+    a ``ValueError`` names the first difference otherwise.
     """
     df = full.n_free - restricted.n_free
     if df <= 0:
@@ -900,8 +1020,12 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
             f"`full` has {full.n_free} free parameters and `restricted` {restricted.n_free}: "
             "the full model must have more"
         )
-    if restricted.n_data != full.n_data:
-        raise ValueError("both fits must use the same data")
+    difference = _data_difference(restricted.objective, full.objective)
+    if difference:
+        raise ValueError(
+            f"`restricted` and `full` were fitted to different data ({difference}): a "
+            "likelihood-ratio test compares two models of the same measurements"
+        )
     statistic = max(2.0 * (restricted.nllh - full.nllh), 0.0)
     return {
         "statistic": statistic,
@@ -911,3 +1035,29 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
         "aicc": (restricted.aicc, full.aicc),
         "bic": (restricted.bic, full.bic),
     }
+
+
+_COMPARED_COLUMNS = ("condition", "observable", "time", "value", "censored", "sigma")
+
+
+def _data_difference(a: _Objective, b: _Objective) -> str | None:
+    """The first difference between the data two objectives were built from (measurement
+    rows and the schedules of their conditions), or None when they are the same."""
+    table_a, table_b = a.data.table, b.data.table
+    if len(table_a) != len(table_b):
+        return f"{len(table_a)} and {len(table_b)} measurement rows"
+    for column in _COMPARED_COLUMNS:
+        x, y = table_a[column].to_numpy(), table_b[column].to_numpy()
+        same = x == y
+        if column == "sigma":  # NaN: not given, in both
+            same |= np.isnan(x.astype(float)) & np.isnan(y.astype(float))
+        if not np.all(same):
+            row = int(np.flatnonzero(~same)[0])
+            first, second = (
+                v.item() if isinstance(v, np.generic) else v for v in (x[row], y[row])
+            )
+            return f"row {row} has {column} {first!r} and {second!r}"
+    for condition in a.data.conditions:
+        if a.schedules[condition] != b.schedules[condition]:
+            return f"condition {condition!r} has different schedules"
+    return None

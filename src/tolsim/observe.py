@@ -47,6 +47,8 @@ from scipy.special import log_ndtr
 
 from tolsim.kernels.events import recurrence_days
 from tolsim.models.base import Parameter
+from tolsim.recurrence import derivative_jumps
+from tolsim.schedule import Schedule
 
 __all__ = [
     "OBSERVABLE_KINDS",
@@ -84,6 +86,9 @@ class Trajectory(NamedTuple):
         (cells/day) at ``times``.
     withdrawal_day : float or None
         Day tamoxifen is withdrawn; None when the schedule never gives it.
+    jumps : numpy.ndarray of bool, shape (n,), optional
+        True at output days where a drug's level steps, so ``dN_dt`` (stored from the right)
+        jumps (:func:`tolsim.recurrence.derivative_jumps`); None: nowhere.
 
     Examples
     --------
@@ -96,6 +101,7 @@ class Trajectory(NamedTuple):
     times: np.ndarray
     values: Mapping[str, np.ndarray]
     withdrawal_day: float | None = None
+    jumps: np.ndarray | None = None
 
     def at(self, name: str, days: np.ndarray) -> np.ndarray:
         """Values of ``name`` at output days exactly (no interpolation).
@@ -157,11 +163,11 @@ class Trajectory(NamedTuple):
         names = [*json.loads(ds.attrs["model"])["states"], "N", "tolerant_fraction", "dN_dt"]
         values = {n: np.ascontiguousarray(ds[n].values, dtype=np.float64) for n in names}
         withdrawal = ds.attrs.get("withdrawal_day")
-        return cls(
-            np.ascontiguousarray(ds["time"].values, dtype=np.float64),
-            values,
-            None if withdrawal is None else float(withdrawal),
-        )
+        times = np.ascontiguousarray(ds["time"].values, dtype=np.float64)
+        jumps = None
+        if "schedule" in ds.attrs:
+            jumps = derivative_jumps(Schedule.from_json(ds.attrs["schedule"]), times)
+        return cls(times, values, None if withdrawal is None else float(withdrawal), jumps)
 
 
 # -- observables ----------------------------------------------------------------------------
@@ -439,7 +445,11 @@ def _time_to_recurrence(trajectory, days, params, *, name, level):
         )
     n_cells = np.ascontiguousarray(trajectory.values["N"], dtype=np.float64)[None, :]
     dn_dt = np.ascontiguousarray(trajectory.values["dN_dt"], dtype=np.float64)[None, :]
-    after = recurrence_days(times, n_cells, dn_dt, float(withdrawal), np.array([level]))[0]
+    jumps = trajectory.jumps
+    if jumps is None:
+        jumps = np.zeros(times.shape[0], dtype=np.bool_)
+    jumps = np.ascontiguousarray(jumps, dtype=np.bool_)
+    after = recurrence_days(times, n_cells, dn_dt, jumps, float(withdrawal), np.array([level]))[0]
     return np.full(days.shape, after)
 
 

@@ -116,7 +116,9 @@ def _drug_burden_of(schedule: Schedule, *, drug: str, kind: str) -> float:
     return drug_burden(schedule, drug, kind)
 
 
-def _burden_function(burden) -> tuple[Callable[[Schedule], float], str, str]:
+def _burden_function(
+    burden, drugs: tuple[str, ...]
+) -> tuple[Callable[[Schedule], float], str, str]:
     if callable(burden):
         name = getattr(burden, "__name__", "burden")
         return burden, name, ""
@@ -124,6 +126,11 @@ def _burden_function(burden) -> tuple[Callable[[Schedule], float], str, str]:
         for suffix, kind, unit in (("_um_days", "um_days", "µM·day"), ("_days", "days", "days")):
             if burden.endswith(suffix) and len(burden) > len(suffix):
                 drug = burden[: -len(suffix)]
+                if drug not in drugs:  # a schedule never gives it: every burden would be 0
+                    raise ValueError(
+                        f"`burden` = {burden!r}: {drug!r} is not a drug of the model; expected "
+                        f"'<drug>{suffix}' with a drug in {list(drugs)}"
+                    )
                 return functools.partial(_drug_burden_of, drug=drug, kind=kind), burden, unit
     raise ValueError(
         f"`burden` = {burden!r}: expected '<drug>_days' (e.g. 'inhibitor_days'), "
@@ -231,7 +238,8 @@ def optimize_schedule(
         (default: the end of treatment, the last day any drug is given).
     burden : str or callable
         ``"<drug>_days"`` (days the drug is given), ``"<drug>_um_days"`` (cumulative exposure,
-        µM·day; see :func:`drug_burden`), or a function schedule -> float.
+        µM·day; see :func:`drug_burden`) of one of the model's drugs, or a function
+        schedule -> float.
     budget : float, optional
         Candidates whose burden exceeds it are infeasible (still reported; never the best).
     candidates : int
@@ -240,9 +248,14 @@ def optimize_schedule(
         Follow-up counted after withdrawal; default each schedule's own follow-up, which must
         then be the same for all candidates to compare them fairly (an error otherwise).
     threshold : "size_at_withdrawal" or float
-        Recurrence threshold (cells), as for :func:`tolsim.time_to_recurrence`.
+        Recurrence threshold (cells, finite and >= 0), as for
+        :func:`tolsim.time_to_recurrence`.
+    eradication_day : float, optional
+        Day by which the tolerant reservoir must be empty (``eradication_probability``).
     top : int
         How many of the best feasible candidates ``ranking`` lists.
+    rtol : float
+        Relative tolerance of the ODE solves (>= 1e-13).
     workers : int, optional
         Threads evaluating candidates; default the number of CPUs.
     progress : bool
@@ -284,12 +297,31 @@ def optimize_schedule(
             f"`objective` = 'eradication_probability' needs a linear model (exact branching "
             f"probabilities); {model.name} is not"
         )
-    burden_of, burden_name, burden_unit = _burden_function(burden)
+    burden_of, burden_name, burden_unit = _burden_function(burden, model.drugs)
     if budget is not None and not (isinstance(budget, Real) and budget >= 0):
         raise ValueError(f"`budget` = {budget!r}: expected a number >= 0 (or None)")
-    if isinstance(threshold, str) and threshold != "size_at_withdrawal":
+    if isinstance(threshold, str):
+        if threshold != "size_at_withdrawal":
+            raise ValueError(
+                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
+            )
+    elif (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, Real)
+        or not (math.isfinite(threshold) and threshold >= 0)
+    ):
         raise ValueError(
-            f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
+            f"`threshold` = {threshold!r} cells: expected a finite number >= 0 or "
+            "'size_at_withdrawal'"
+        )
+    if (
+        isinstance(rtol, bool)
+        or not isinstance(rtol, Real)
+        or not (math.isfinite(rtol) and rtol >= 1e-13)
+    ):
+        raise ValueError(
+            f"`rtol` = {rtol!r}: expected a finite relative tolerance >= 1e-13 (below it "
+            "round-off dominates)"
         )
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` = {top!r}: expected an integer >= 1")

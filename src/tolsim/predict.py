@@ -156,6 +156,29 @@ def _posterior_draws(posterior: xr.Dataset, names: Sequence[str], draws: int, rn
     return chain[index]
 
 
+def _whole_initial_counts(model, table: Mapping[str, np.ndarray], seed_sequence) -> dict:
+    """``table`` with its initial cell counts (e.g. ``S0``, ``T0``) rounded to whole cells.
+
+    A fitted or fixed initial count is a mean-field number of cells (``T0`` = 3964.85); the
+    branching process and stochastic paths need whole cells. Each non-whole count ``x`` is
+    rounded stochastically, up to ``ceil(x)`` with probability ``x - floor(x)`` and down to
+    ``floor(x)`` otherwise, so that the expected count is ``x`` (always rounding to nearest
+    would take every draw of ``T0`` = 0.4 to no tolerant cell at all). The uniform numbers
+    come from ``seed_sequence`` (one per draw and count, in draw order): the same seed
+    gives the same counts. Whole counts are kept as they are.
+    """
+    rng = np.random.default_rng(seed_sequence)
+    out = dict(table)
+    for _, name in model.initial:
+        values = np.asarray(out[name], dtype=float)
+        uniform = rng.random(values.shape)  # drawn even when whole: later counts keep streams
+        fraction = values - np.floor(values)
+        if np.all(fraction == 0) or not np.all(np.isfinite(values)):
+            continue  # whole already (or not a count at all: left for the checks to name)
+        out[name] = np.floor(values) + (uniform < fraction)
+    return out
+
+
 # -- quantiles of a weighted sample with mass at infinity ------------------------------------
 def weighted_quantile(values, weights, q) -> np.ndarray:
     """Quantiles ``q`` of the distribution putting mass ``weights`` on ``values``.
@@ -236,7 +259,11 @@ def predict(
     demographic : {"auto", "branching", "paths", "none"}
         Demographic noise: exact branching-process extinction (linear models; what ``"auto"``
         picks for them), ``paths`` hybrid stochastic paths per draw (any model; ``"auto"`` for
-        non-linear ones), or none (deterministic recurrence only).
+        non-linear ones), or none (deterministic recurrence only). Both start from whole
+        cells: an initial count that is not whole (a fitted ``T0`` = 3964.85, say) is rounded
+        stochastically per draw, up with probability its fractional part and down otherwise,
+        so the expected count is the draw's (reproducible: the uniforms come from ``seed``);
+        the mean-field solves keep the draw's own value. Whole counts are used as they are.
     params : mapping, optional
         Model parameter overrides for the new schedule (e.g. a knockout's ``kappa_T``); a
         free parameter cannot be overridden.
@@ -264,8 +291,9 @@ def predict(
     xarray.Dataset
         Per draw (dim ``draw``): ``parameter_value`` (draw, parameter), ``time_to_recurrence``
         (days after withdrawal, ``inf`` if not within the schedule; with paths: (draw,
-        path)), ``extinction_probability`` and ``eradication_probability_draw`` (with
-        demographic noise). Summaries: ``time_to_recurrence_quantiles`` (quantile, days),
+        path)), ``extinction_probability``, ``eradication_probability_draw`` and
+        ``initial_cells`` (draw, state; the whole cells they start from) with demographic
+        noise. Summaries: ``time_to_recurrence_quantiles`` (quantile, days),
         ``time_to_recurrence_interval`` (bound: low/high, days) at ``level``,
         ``recurrence_free_probability`` with ``recurrence_free_low``/``_high`` (Monte Carlo
         interval) against ``day_since_withdrawal``, ``probability_no_recurrence`` by
@@ -380,6 +408,9 @@ def predict(
         if name in model.parameter_names:
             table[name] = 10.0 ** theta[:, k]
 
+    # the branching process and the stochastic paths start from whole cells
+    counts = _whole_initial_counts(model, table, np.random.SeedSequence([seed, 2]))
+
     # 2. mean-field trajectories and recurrence days -----------------------------------------
     ode = simulate(model, table, schedule, times, rtol=rtol, throw=False)
     ok = ode["status"].values == 0
@@ -398,7 +429,7 @@ def predict(
     if demographic == "paths":
         stochastic = simulate(
             model,
-            table,
+            counts,
             schedule,
             np.unique([eradication_day, schedule.duration_days]),
             method="hybrid",
@@ -436,10 +467,10 @@ def predict(
             {"units": "days", "long_name": "mean-field days from withdrawal to recurrence"},
         )
         if demographic == "branching":
-            whole = branching_extinction(model, table, schedule)
+            whole = branching_extinction(model, counts, schedule)
             extinction = whole["extinction_probability"].values
             reservoir = branching_extinction(
-                model, table, schedule, by_day=eradication_day, states=model.tolerant_states
+                model, counts, schedule, by_day=eradication_day, states=model.tolerant_states
             )
             eradication = reservoir["extinction_probability"].values
         else:
@@ -452,6 +483,15 @@ def predict(
         curve_terms = 1.0 - recurred_by * (1.0 - extinction)[:, None]
         n_mc = int(ok.sum())
     if demographic != "none":
+        data_vars["initial_cells"] = (
+            ("draw", "state"),
+            np.column_stack([counts[name] for _, name in model.initial]),
+            {
+                "units": "cells",
+                "long_name": "whole cells of each state on day 0 for the demographic noise "
+                "(non-whole draws rounded stochastically, keeping the expected count)",
+            },
+        )
         data_vars["extinction_probability"] = (
             "draw",
             extinction,
@@ -542,6 +582,8 @@ def predict(
         "time": ("time", times, {"units": "days"}),
         "day_since_withdrawal": ("day_since_withdrawal", day_grid, {"units": "days"}),
     }
+    if demographic != "none":
+        coords["state"] = [state for state, _ in model.initial]
     if demographic == "paths":
         coords["path"] = np.arange(paths)
     return xr.Dataset(

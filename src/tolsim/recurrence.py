@@ -10,7 +10,38 @@ import xarray as xr
 from tolsim.kernels.events import recurrence_days
 from tolsim.schedule import Schedule
 
-__all__ = ["time_to_recurrence"]
+__all__ = ["derivative_jumps", "time_to_recurrence"]
+
+
+def derivative_jumps(schedule: Schedule, times: np.ndarray) -> np.ndarray:
+    """Which output days fall on a breakpoint where a drug's level steps, so ``dN/dt`` jumps.
+
+    At those outputs the kernels store the right-hand derivative (the rates of the piece the
+    breakpoint starts), and the crossing search of :mod:`tolsim.kernels.events` treats the
+    interval ending there accordingly. Breakpoints of pharmacokinetic dosing (oral doses,
+    pellets) are not jumps: their concentrations, and so ``dN/dt``, are continuous.
+
+    Parameters
+    ----------
+    schedule : Schedule
+    times : numpy.ndarray, shape (n,)
+        Output days.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+
+    Examples
+    --------
+    >>> import numpy as np, tolsim
+    >>> s = tolsim.Schedule.from_phases([{"days": 2, "tamoxifen": 1.0}, {"days": 2}])
+    >>> derivative_jumps(s, np.arange(5.0)).tolist()
+    [False, False, True, False, False]
+    """
+    compiled = schedule.compile(schedule.drugs)
+    inner = compiled.breakpoints_days[1:-1]
+    steps = np.any(compiled.level_um[1:] != compiled.level_um[:-1], axis=1)
+    return np.isin(np.asarray(times, dtype=np.float64), inner[steps])
 
 
 def time_to_recurrence(
@@ -23,9 +54,12 @@ def time_to_recurrence(
 
     The burden between outputs is the cubic Hermite interpolant of the stored ``N`` and
     ``dN_dt`` (error ``O(h^4)`` in the output spacing ``h``; about 1e-5 days for daily outputs
-    of a tumour doubling in four days). The recurrence time is 0 when the burden already
-    exceeds the threshold at withdrawal, and ``inf`` when it never rises through it within the
-    simulated horizon (right-censored at ``ds.time[-1]``).
+    of a tumour doubling in four days). Where a drug's level steps at an output day, ``dN/dt``
+    jumps there, and the interval ending at it is the quadratic through its values and its left
+    derivative (``O(h^3)``). A step between output days (the withdrawal day included) is
+    warned about: the interpolant cannot follow the kink. The recurrence time is 0 when the
+    burden already exceeds the threshold at withdrawal, and ``inf`` when it never rises through
+    it within the simulated horizon (right-censored at ``ds.time[-1]``).
 
     Parameters
     ----------
@@ -82,18 +116,18 @@ def time_to_recurrence(
             f"`withdrawal_day` = {withdrawal_day!r}: expected a day within the simulated "
             f"times [{times[0]}, {times[-1]}]"
         )
+    jumps = np.zeros(times.size, dtype=np.bool_)
     if "schedule" in ds.attrs:
-        breakpoints = Schedule.from_json(ds.attrs["schedule"]).breakpoints()
-        between = breakpoints[
-            (breakpoints > withdrawal_day)
-            & (breakpoints < times[-1])
-            & ~np.isin(breakpoints, times)
-        ]
+        schedule = Schedule.from_json(ds.attrs["schedule"])
+        jumps = derivative_jumps(schedule, times)
+        steps = schedule.breakpoints()
+        steps = steps[derivative_jumps(schedule, steps)]
+        between = steps[(steps >= withdrawal_day) & (steps < times[-1]) & ~np.isin(steps, times)]
         if between.size:
             warnings.warn(
-                f"schedule breakpoint(s) at day(s) {between[:5].tolist()} fall between output "
+                f"drug level step(s) at day(s) {between[:5].tolist()} fall between output "
                 "times: the burden's derivative jumps there, so a crossing in those intervals "
-                "is located less accurately; include the breakpoints in `times`",
+                "is located less accurately; include those days in `times`",
                 UserWarning,
                 stacklevel=2,
             )
@@ -117,6 +151,7 @@ def time_to_recurrence(
         times,
         np.ascontiguousarray(n_cells, dtype=np.float64),
         np.ascontiguousarray(dn_dt, dtype=np.float64),
+        jumps,
         withdrawal_day,
         levels,
     )

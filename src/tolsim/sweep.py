@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,9 +24,21 @@ import xarray as xr
 import tolsim
 from tolsim.kernels.events import recurrence_days
 from tolsim.models.base import Columns, Model
+from tolsim.recurrence import derivative_jumps
 from tolsim.schedule import Schedule
-from tolsim.simulate import _METHOD_CODES, lanes_apply, solve_batch
-from tolsim.stochastic import STOCHASTIC_METHODS, _check_initial_counts, kernel_module
+from tolsim.simulate import (
+    _METHOD_CODES,
+    _check_times,
+    _positive_float,
+    lanes_apply,
+    solve_batch,
+)
+from tolsim.stochastic import (
+    STOCHASTIC_METHODS,
+    _check_count,
+    _check_initial_counts,
+    kernel_module,
+)
 
 __all__ = ["METRICS", "StoreMismatchError", "sweep"]
 
@@ -114,6 +127,10 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
             out[:, :, 0, :].sum(axis=2).mean(axis=1) if t_out.size == 2 else np.full(n, np.nan)
         ),
     }
+    failed = data["status"] != 0  # a failed path's counts stop part-way: no estimate holds
+    for name, values in data.items():
+        if name != "status":
+            values[failed] = np.nan
     return data
 
 
@@ -146,7 +163,12 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
             level = spec["recurrence_threshold"]
             levels = np.full(n, np.nan if level is None else level)
             data["time_to_recurrence"] = recurrence_days(
-                grid, np.ascontiguousarray(total), np.ascontiguousarray(out_dn), w, levels
+                grid,
+                np.ascontiguousarray(total),
+                np.ascontiguousarray(out_dn),
+                derivative_jumps(schedule, grid),
+                w,
+                levels,
             )
             # copies: a column view would keep the chunk's whole (samples, days) arrays alive
             # for as long as the metric is (an in-memory sweep holds every chunk's metrics)
@@ -265,10 +287,19 @@ def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
     if slots:
         keys = np.stack([columns[name] for name in slots], axis=1)
         unique, group = np.unique(keys, axis=0, return_inverse=True)
-        schedules = [
-            spec["schedule"](**dict(zip(slots, values.tolist(), strict=True))) for values in unique
-        ]
         group = group.ravel()
+        schedules = []
+        for g, values in enumerate(unique):
+            try:
+                schedules.append(
+                    spec["schedule"](**dict(zip(slots, values.tolist(), strict=True)))
+                )
+            except (TypeError, ValueError) as error:  # name the design row, not the template
+                row = start + int(np.flatnonzero(group == g)[0])
+                given = ", ".join(
+                    f"{s}={v!r}" for s, v in zip(slots, values.tolist(), strict=True)
+                )
+                raise type(error)(f"`design` row {row} ({given}): {error}") from None
     else:
         schedules, group = [spec["schedule"]], np.zeros(n, dtype=np.int64)
     if spec["device"] == "cuda":  # all schedules in one launch
@@ -391,8 +422,9 @@ def sweep(
         ``metrics``: per sample ``time_to_recurrence`` (days after tamoxifen withdrawal,
         ``inf`` if not within the schedule), ``burden_at_withdrawal``,
         ``tolerant_fraction_at_withdrawal``, ``nadir_cells`` and ``nadir_day`` (lowest burden
-        on the daily grid with breakpoints) and ``status``; memory and disk per sample are
-        constant. ``trajectories``: states and ``N`` at ``times``.
+        on the daily grid with breakpoints) and ``status``; a sample whose solve failed
+        (``status`` < 0) has NaN metrics. Memory and disk per sample are constant.
+        ``trajectories``: states and ``N`` at ``times``.
     client : distributed.Client, cluster, scheduler address, or None
         Where to run. None starts a local cluster sized to the machine (one single-threaded
         worker per core) and closes it afterwards; a scheduler address
@@ -406,7 +438,8 @@ def sweep(
         ``device="cuda"``), 2**20: a batch of 10,000 would fill a small part of a GPU.
     max_chunks : int, optional
         Compute at most this many pending chunks, then return (the rest stay pending for a
-        later call on the same store).
+        later call on the same store, which must use the same ``chunk_size``); 0 creates the
+        store only.
     method : str
         ODE methods as in :func:`tolsim.simulate`, or ``"ssa"``, ``"tau"``, ``"hybrid"``:
         each sample then runs ``paths`` stochastic paths (streams from ``(seed, sample
@@ -414,7 +447,8 @@ def sweep(
         ``extinction_probability`` and ``tolerant_extinction_probability`` (no cell, no
         tolerant cell at the schedule's end), ``recurrence_probability``, the median
         ``time_to_recurrence`` over paths, the mean ``burden_at_withdrawal`` and the worst
-        path ``status``. ``seed`` is required; ``max_events`` and ``threshold`` as in
+        path ``status`` (where a path failed, every metric of the sample is NaN: its counts
+        stopped part-way). ``seed`` is required; ``max_events`` and ``threshold`` as in
         :func:`tolsim.simulate`.
 
     device : {"cpu", "cuda"}
@@ -491,7 +525,7 @@ def sweep(
             raise TypeError(f"`gpu_specialise` = {gpu_specialise!r}: expected True or False")
         n_gpus = cuda.device_count()  # raises CudaUnavailableError here, before any work
     if stochastic:
-        from tolsim.stochastic import _check_count, check_seed
+        from tolsim.stochastic import check_seed
 
         seed = check_seed(seed)
         paths = _check_count(paths, "paths", 1)
@@ -508,24 +542,40 @@ def sweep(
         raise TypeError(f"`lockstep` = {lockstep!r}: expected True or False")
     if lockstep:
         _check_lockstep(model, reference, method, device)
+    rtol = _positive_float(rtol, "rtol")
+    atol = _positive_float(atol, "atol")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
+        raise ValueError(f"`max_steps` = {max_steps!r}: expected an integer >= 1")
+    if isinstance(recurrence_threshold, str):
+        if recurrence_threshold != "size_at_withdrawal":
+            raise ValueError(
+                f"`recurrence_threshold` = {recurrence_threshold!r}: expected "
+                "'size_at_withdrawal' or a number of cells"
+            )
+    else:
+        try:
+            level = float(recurrence_threshold)
+        except (TypeError, ValueError):
+            level = math.nan
+        if not (math.isfinite(level) and level >= 0):
+            raise ValueError(
+                f"`recurrence_threshold` = {recurrence_threshold!r}: expected "
+                "'size_at_withdrawal' or a finite number of cells >= 0"
+            )
+    if stochastic:
+        threshold = _positive_float(threshold, "threshold")
+        max_events = _check_count(max_events, "max_events", 1)
+    if max_chunks is not None:
+        max_chunks = _check_count(max_chunks, "max_chunks", 0)
     t_out = None
     if outputs != "metrics":
         if times is None:
             raise ValueError("`times` is required when `outputs` includes trajectories")
-        t_out = np.asarray(times, dtype=float)
-        if (
-            t_out.ndim != 1
-            or np.any(np.diff(t_out) <= 0)
-            or t_out[0] < 0
-            or (t_out[-1] > reference.duration_days)
-        ):
-            raise ValueError(
-                f"`times` must be increasing days within [0, {reference.duration_days:g}]"
-            )
+        t_out = np.array(_check_times(times, reference.duration_days))
     columns = {name: np.asarray(values, dtype=float) for name, values in design.columns.items()}
-    parameter_columns = {k: v[:1] for k, v in columns.items() if k not in slots}
-    if parameter_columns:
-        model.pack_table(parameter_columns, "design")  # names, and the first row's values
+    parameter_columns = {k: v for k, v in columns.items() if k not in slots}
+    if parameter_columns:  # every row, as columns (no packed matrix): errors name the row
+        model.pack_columns(parameter_columns, "design")
     n_samples = len(design)
     n_chunks = -(-n_samples // chunk_size)
     settings = {
@@ -585,10 +635,12 @@ def sweep(
                 f"this one is {fingerprint!r}: model, schedule, design, outputs or settings "
                 "differ); choose a new store path"
             )
-        if existing.sizes["chunk"] != n_chunks:
+        written = existing.attrs.get("chunk_size")
+        if existing.sizes["chunk"] != n_chunks or written != chunk_size:
             raise StoreMismatchError(
-                f"`store` = {str(store)!r} was written with {existing.sizes['chunk']} chunks; "
-                f"pass the same `chunk_size` as before to resume it"
+                f"`store` = {str(store)!r} was written in chunks of {written} samples "
+                f"({existing.sizes['chunk']} chunks), not `chunk_size` = {chunk_size!r}: pass "
+                "the same `chunk_size` as before to resume it"
             )
         done = existing["chunk_done"].values.copy()
     else:

@@ -349,6 +349,7 @@ def load_piece(level_tab, pk_tab, s, piece, level, pk):
 # the cubic Hermite interpolant of tolsim.kernels.events, as device functions
 hermite_cubic = device_function(events._cubic)
 cubic_value = device_function(events._eval)
+end_slope = device_function(events._end_slope)
 
 
 @cuda.jit(device=True)
@@ -425,10 +426,12 @@ def needs_rate(slot, j, w_index, acc, want_metrics):
 
 
 @cuda.jit(device=True)
-def emit(sample, j, t_j, x, dn, slot, w_index, w_day, threshold, acc, want_metrics, out_x,
-         out_dn):  # fmt: skip
-    """Output ``j`` (day ``t_j``, states ``x``, dN/dt ``dn``, NaN where not needed): store it
-    if it is a trajectory slot, and fold it into the metrics held in ``acc``."""
+def emit(sample, j, t_j, x, dn, jump, slot, w_index, w_day, threshold, acc, want_metrics,
+         out_x, out_dn):  # fmt: skip
+    """Output ``j`` (day ``t_j``, states ``x``, dN/dt ``dn``, NaN where not needed; ``jump``:
+    a drug's level steps at ``t_j``, so ``dn`` is the right-hand derivative, as in
+    :mod:`tolsim.kernels.events`): store it if it is a trajectory slot, and fold it into the
+    metrics held in ``acc``."""
     if slot >= 0:
         for i in range(N_STATES):
             out_x[sample, slot, i] = x[i]
@@ -454,7 +457,8 @@ def emit(sample, j, t_j, x, dn, slot, w_index, w_day, threshold, acc, want_metri
                 acc[0] = 0.0
         elif j > w_index and acc[0] != acc[0]:  # recurrence not yet found (NaN)
             h = t_j - acc[5]
-            crossing = upcrossing(acc[6], total, acc[8], dn, h, acc[7])
+            d1 = end_slope(acc[6], total, acc[8], dn, h, jump)
+            crossing = upcrossing(acc[6], total, acc[8], d1, h, acc[7])
             if crossing >= 0.0:
                 acc[0] = acc[5] + crossing * h - w_day
     acc[5] = t_j
@@ -554,8 +558,8 @@ def solve_kernel(
         dn = math.nan
         if needs_rate(slot, j, wi, acc, want_metrics):
             dn = rhs(grid[s, j], t_first, level, pk, work, p, conc, rate_buf, y_stiff)
-        emit(sample, j, grid[s, j], work, dn, slot, wi, wd, threshold, acc, want_metrics, out_x,
-             out_dn)  # fmt: skip
+        emit(sample, j, grid[s, j], work, dn, False, slot, wi, wd, threshold, acc, want_metrics,
+             out_x, out_dn)  # fmt: skip
         j += 1
 
     code = SUCCESS
@@ -703,9 +707,13 @@ def solve_kernel(
                         work[i] = max(value, 0.0)
                     slot = trajectory_slot(traj_slot, s, j)
                     dn = math.nan
+                    jump = False
                     if needs_rate(slot, j, wi, acc, want_metrics):
                         if t_j >= t_end and piece + 1 < np_s:
                             # right-hand derivative at a breakpoint: rates of the next piece
+                            for d in range(N_DRUGS):
+                                if level_tab[s, piece + 1, d] != level[d]:
+                                    jump = True
                             load_piece(level_tab, pk_tab, s, piece + 1, level, pk)
                             dn = rhs(t_j, t_end, level, pk, work, p, conc, rate_buf, y_stiff)
                             load_piece(level_tab, pk_tab, s, piece, level, pk)
@@ -716,8 +724,8 @@ def solve_kernel(
                                     2.0 * q[1, i] + sj * (3.0 * q[2, i] + sj * 4.0 * q[3, i])
                                 )
                             dn = dn / h
-                    emit(sample, j, t_j, work, dn, slot, wi, wd, threshold, acc, want_metrics,
-                         out_x, out_dn)  # fmt: skip
+                    emit(sample, j, t_j, work, dn, jump, slot, wi, wd, threshold, acc,
+                         want_metrics, out_x, out_dn)  # fmt: skip
                     j += 1
             clipped = False
             for i in range(N_STATES):
