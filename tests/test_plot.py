@@ -87,6 +87,33 @@ def test_without_a_recorded_schedule_spans_follow_the_output_days():
     assert spans["tamoxifen"] == (0.0, first_off)
 
 
+def test_oral_doses_shade_from_the_first_dose_until_the_drug_is_negligible():
+    """Weekly doses from day 0, outputs every 5 days: the concentration is 0 at the dose
+    itself, so reading presence at output days started the span at day 5 (and a decaying
+    tail of 1e-24 µM kept it to the schedule's end)."""
+    mouse = tolsim.PK.tamoxifen_mouse()
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.5, every_days=7.0, stop_day=50.0, pk=mouse, duration_days=120.0
+    )
+    ds = tolsim.simulate(MODEL, MODEL.default_params(), oral, np.arange(0.0, 121.0, 5.0))
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in plot.drug_shading(ds).patches]
+    # the mouse half-life is 6 hours: each dose washes out (below 0.1% of the peak) before
+    # the next, so one span per dose, from its dose day to the next grid day past washout
+    assert [start for start, _ in spans] == oral.oral_doses[0].dose_days.tolist()
+    assert all(stop <= start + 5.0 for start, stop in spans)
+    assert spans[-1][1] < 120.0
+
+
+def test_arms_are_shaded_one_at_a_time():
+    arms = {"a": SCHEDULE, "b": tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0},
+                                                             {"days": 50}])}  # fmt: skip
+    ds = tolsim.simulate_arms(MODEL, MODEL.default_params(), arms, TIMES)
+    with pytest.raises(ValueError, match="holds 2 schedules .*ds.isel\\(arm=0\\)"):
+        plot.drug_shading(ds)
+    assert spans_by_drug(plot.drug_shading(ds.sel(arm="b"))) == {"tamoxifen": (0.0, 10.0)}
+    assert len(plot.trajectories(ds).patches) == 0  # pooled arms: no single schedule to shade
+
+
 def test_trajectories_of_an_ensemble_draw_median_and_band_or_thin_lines():
     table = {"lambda_T": np.linspace(0.1, 0.3, 5)}
     ds = tolsim.simulate(MODEL, table, SCHEDULE, TIMES)

@@ -118,6 +118,8 @@ def _schedule_of(ds: xr.Dataset):
     from tolsim.schedule import Schedule
 
     text = ds.attrs.get("schedule")
+    if text is None and "schedule" in ds and ds["schedule"].ndim == 0:
+        text = ds["schedule"].item()  # one arm of a tolsim.simulate_arms result
     if not isinstance(text, str):
         return None
     try:
@@ -126,24 +128,47 @@ def _schedule_of(ds: xr.Dataset):
         return None
 
 
-def _drug_levels(ds: xr.Dataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Days and each drug's concentration (µM) on them: from the recorded schedule on the
-    output days plus its breakpoints (so phase edges are exact whatever the output spacing),
-    else from the ``<drug>_um`` variables on the output days."""
+def _drug_spans(ds: xr.Dataset) -> dict[str, list[tuple[float, float]]]:
+    """Each drug's intervals of presence (days).
+
+    From the recorded schedule: the days are the output days plus its breakpoints, and a drug
+    is present on the interval between two of them where its concentration at the midpoint
+    exceeds 0.1% of its peak. Phase edges and dose days are then exact whatever the output
+    spacing (an oral dose's concentration is 0 at the dose itself), and a pharmacokinetic
+    tail ends where the drug is negligible rather than never. Otherwise from the ``<drug>_um``
+    variables at the output days (concentration > 0; edges as fine as the output spacing).
+    """
     time = np.asarray(ds["time"].values, dtype=float)
     schedule = _schedule_of(ds)
+    spans: dict[str, list[tuple[float, float]]] = {}
     if schedule is not None and time.size and time[0] >= 0 and time[-1] <= schedule.duration_days:
         breakpoints = schedule.breakpoints()
-        inside = breakpoints[(breakpoints >= time[0]) & (breakpoints <= time[-1])]
-        days = np.union1d(time, inside)
-        levels = schedule.concentrations(days)
-        return days, {drug: levels[:, d] for d, drug in enumerate(schedule.drugs)}
-    levels = {
-        str(name)[: -len("_um")]: np.asarray(ds[name].values, dtype=float)
-        for name in ds.data_vars
-        if str(name).endswith("_um") and ds[name].dims == ("time",)
-    }
-    return time, levels
+        days = np.union1d(time, breakpoints[(breakpoints >= time[0]) & (breakpoints <= time[-1])])
+        if days.size < 2:
+            return spans
+        middle = 0.5 * (days[:-1] + days[1:])
+        levels = schedule.concentrations(np.union1d(middle, days))
+        peak = levels.max(axis=0)
+        at_middle = schedule.concentrations(middle)
+        for d, drug in enumerate(schedule.drugs):
+            present = at_middle[:, d] > 1e-3 * peak[d]
+            spans[drug] = _runs(present, days[:-1], days[1:])
+        return spans
+    for name in ds.data_vars:
+        if str(name).endswith("_um") and ds[name].dims == ("time",):
+            present = np.asarray(ds[name].values, dtype=float) > 0
+            stops = np.r_[time[1:], time[-1]]  # a run ends at the next output day
+            spans[str(name)[: -len("_um")]] = _runs(present, time, stops)
+    return spans
+
+
+def _runs(present: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
+    """``(start, stop)`` of each run of True in ``present`` (``starts[i]`` to ``stops[j]``)."""
+    edges = np.flatnonzero(np.diff(np.r_[0, present.astype(int), 0]))
+    return [
+        (float(starts[a]), float(stops[b - 1]))
+        for a, b in zip(edges[::2], edges[1::2], strict=True)
+    ]
 
 
 def drug_shading(ds: xr.Dataset, ax: Axes | None = None, *, alpha: float = 0.12) -> Axes:
@@ -153,9 +178,11 @@ def drug_shading(ds: xr.Dataset, ax: Axes | None = None, *, alpha: float = 0.12)
     ----------
     ds : xarray.Dataset
         A result of :func:`tolsim.simulate` (or any dataset with a ``time`` coordinate in
-        days). Where ``ds.attrs["schedule"]`` records a schedule, spans start and end exactly
-        at its breakpoints; otherwise they follow the ``<drug>_um`` variables at the output
-        days (edges then only as fine as the output spacing).
+        days), or one arm of a :func:`tolsim.simulate_arms` result. Where it records its
+        schedule, spans start and end exactly at the schedule's breakpoints (oral doses from
+        their dose day), and a drug with pharmacokinetics counts as present while above 0.1%
+        of its peak concentration; otherwise spans follow the ``<drug>_um`` variables at the
+        output days (edges then only as fine as the output spacing).
     ax : matplotlib.axes.Axes, optional
     alpha : float
         Opacity of the spans.
@@ -177,21 +204,22 @@ def drug_shading(ds: xr.Dataset, ax: Axes | None = None, *, alpha: float = 0.12)
     """
     ds = _dataset(ds, "ds", _SIMULATION)
     _require(ds, "ds", _SIMULATION, {"time": ("time",)})
+    if "schedule" in ds and ds["schedule"].ndim > 0:
+        (dim,) = ds["schedule"].dims
+        raise ValueError(
+            f"`ds` holds {ds.sizes[dim]} schedules (dim {dim!r}, a tolsim.simulate_arms result): "
+            f"shade one at a time, e.g. drug_shading(ds.isel({dim}=0))"
+        )
     ax = _axes(ax)
-    days, levels = _drug_levels(ds)
-    for drug, level in levels.items():
-        present = level > 0
-        if not present.any():
-            continue
-        edges = np.flatnonzero(np.diff(np.r_[0, present.astype(int), 0]))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for drug, spans in _drug_spans(ds).items():
+        for i, (start, stop) in enumerate(spans):
             ax.axvspan(
-                float(days[start]),
-                float(days[min(stop, days.size - 1)]),
+                start,
+                stop,
                 color=_DRUG_COLOURS.get(drug, "tab:gray"),
                 alpha=alpha,
                 lw=0,
-                label=drug if start == edges[0] else None,
+                label=drug if i == 0 else None,
             )
     return ax
 
@@ -244,7 +272,8 @@ def trajectories(
     quantiles : (float, float)
         Lower and upper quantile of the band.
     drugs : bool
-        Shade the days each drug is present (:func:`drug_shading`).
+        Shade the days each drug is present (:func:`drug_shading`); not for a dataset of
+        several schedules (a :func:`tolsim.simulate_arms` result: select one arm).
     label : str, optional
         Legend label of the ``N`` line (default ``"N"``, or ``"N (median, 90% band)"``).
     **line_kwargs
@@ -274,7 +303,7 @@ def trajectories(
         raise ValueError(f"`spread` = {spread!r}: expected 'band' or 'lines'")
     low, high = _check_quantiles(quantiles)
     ax = _axes(ax)
-    if drugs:
+    if drugs and not ("schedule" in ds and ds["schedule"].ndim > 0):  # arms: no one schedule
         drug_shading(ds, ax)
     time = ds["time"].values
     members = [dim for dim in ds["N"].dims if dim != "time"]
