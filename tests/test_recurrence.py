@@ -103,6 +103,9 @@ def test_failed_sample_gives_nan_and_errors():
         tolsim.time_to_recurrence(ds, threshold="baseline")
     with pytest.raises(ValueError, match="`threshold` = -1.0 cells"):
         tolsim.time_to_recurrence(ds, threshold=-1.0)
+    for threshold in (None, np.array([1.0, 2.0]), object()):
+        with pytest.raises(TypeError, match="`threshold` = .*expected 'size_at_withdrawal'"):
+            tolsim.time_to_recurrence(ds, threshold=threshold)
     with pytest.raises(ValueError, match="`withdrawal_day` = 200.0"):
         tolsim.time_to_recurrence(ds, withdrawal_day=200.0)
     no_drug = tolsim.simulate(

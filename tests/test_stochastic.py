@@ -485,10 +485,12 @@ def test_seed_from_a_generator_is_recorded_and_reproduces(linear):
 def test_event_budget_keeps_the_partial_paths(linear):
     p = linear.default_params(S0=100, T0=5)
     times = np.arange(0.0, 41.0)
-    with pytest.raises(SolverError, match="event budget reached") as error:
+    with pytest.raises(
+        SolverError, match=r"event budget reached \(raise `max_events`\)\. "
+    ) as error:
         tolsim.simulate(
             linear, p, TAM_THEN_OFF, times, method="hybrid", paths=2, seed=1, max_events=200
-        )
+        )  # (no advice to use the hybrid method it already is)
     ds = error.value.dataset
     assert np.all(ds.status.values == -2)
     reached = ds.N.values >= 0
@@ -592,6 +594,11 @@ def test_probability_helpers_check_their_input(linear):
     no_drug = tolsim.simulate(linear, p, DRUG_FREE, [0.0, 20.0], method="ssa", paths=2, seed=1)
     with pytest.raises(ValueError, match="records no tamoxifen withdrawal"):
         tolsim.recurrence_probability(no_drug, horizon=5.0)
+    with pytest.raises(TypeError, match="`horizon` = 'x': expected a number of days"):
+        tolsim.recurrence_probability(ds, horizon="x")
+    before = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 5.0], method="ssa", paths=2, seed=1)
+    with pytest.raises(ValueError, match="ends on day 5, before tamoxifen is withdrawn"):
+        tolsim.recurrence_probability(before, horizon=1.0)
 
 
 def test_intervals_cover_and_bracket_the_estimate(linear):

@@ -142,7 +142,17 @@ def time_to_recurrence(
         levels = np.full(n_cells.shape[0], np.nan)
         description = "burden at withdrawal"
     else:
-        level = float(threshold)
+        if isinstance(threshold, bool) or np.ndim(threshold) != 0:
+            raise TypeError(
+                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or one number of "
+                "cells"
+            )
+        try:
+            level = float(threshold)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
+            ) from None
         if not np.isfinite(level) or level < 0:
             raise ValueError(f"`threshold` = {threshold!r} cells: expected a finite number >= 0")
         levels = np.full(n_cells.shape[0], level)

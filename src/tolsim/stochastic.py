@@ -223,9 +223,13 @@ def simulate_paths(
     failed = np.argwhere(path_stats[..., 0] != 0)
     if failed.size and throw:
         sample, path = (int(v) for v in failed[0])
+        code = int(path_stats[sample, path, 0])
+        message = STATUS_MESSAGES[code]
+        if code == -2 and method != "ssa":  # the advice to leave the SSA does not apply
+            message = "event budget reached (raise `max_events`)"
         raise SolverError(
             f"{failed.shape[0]} of {n_samples * paths} path(s) failed, first sample {sample} "
-            f"path {path_start + path}: {STATUS_MESSAGES[int(path_stats[sample, path, 0])]}. "
+            f"path {path_start + path}: {message}. "
             "The partial result is in `error.dataset`; pass throw=False to get it returned.",
             ds,
         )
@@ -551,10 +555,18 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
     True
     """
     _check_paths_dataset(ds)
-    horizon = float(horizon)
+    try:
+        horizon = float(horizon)
+    except (TypeError, ValueError):
+        raise TypeError(f"`horizon` = {horizon!r}: expected a number of days") from None
     if "withdrawal_day" not in ds.attrs:
         raise ValueError("`ds` records no tamoxifen withdrawal: there is no recurrence to count")
     last = float(ds["time"].values[-1]) - ds.attrs["withdrawal_day"]
+    if last < 0:
+        raise ValueError(
+            f"`ds` ends on day {float(ds['time'].values[-1]):g}, before tamoxifen is withdrawn "
+            f"(day {ds.attrs['withdrawal_day']:g}): simulate past the withdrawal"
+        )
     if not 0 <= horizon <= last:
         raise ValueError(
             f"`horizon` = {horizon!r} days: expected a number of days after withdrawal within "
