@@ -109,7 +109,7 @@ def test_trajectories_at_chosen_times(client, tmp_path):
     assert "time_to_recurrence" not in ds
 
 
-def test_bad_settings_are_refused_before_any_work():
+def test_bad_settings_are_refused_before_any_work(tmp_path):
     bad = [
         ({"rtol": -1.0}, ValueError, "`rtol` = -1.0"),
         ({"atol": 0.0}, ValueError, "`atol` = 0.0"),
@@ -124,6 +124,12 @@ def test_bad_settings_are_refused_before_any_work():
     for kwargs, error, message in bad:
         with pytest.raises(error, match=message):
             sweep(MODEL, DESIGN, SCHEDULE, store=None, **kwargs)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file.zarr").write_text("not a store")
+    for path in (tmp_path / "empty", tmp_path / "file.zarr"):
+        with pytest.raises(StoreMismatchError, match="exists but is not a Zarr store"):
+            sweep(MODEL, DESIGN, SCHEDULE, store=path)
+        assert path.exists()  # left as it was
     with pytest.raises(ValueError, match="`max_chunks` = -1"):  # it ran all chunks but one
         sweep(MODEL, DESIGN, SCHEDULE, store="never.zarr", max_chunks=-1)
 

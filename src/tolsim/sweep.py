@@ -627,7 +627,13 @@ def sweep(
         return _in_memory(spec, design, columns, stochastic, settings, fingerprint)
     store = Path(store)
     if store.exists():
-        existing = xr.open_zarr(store, consolidated=False)
+        try:
+            existing = xr.open_zarr(store, consolidated=False)
+        except Exception as error:  # zarr's errors differ by version: name the argument
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} exists but is not a Zarr store of a sweep "
+                f"({type(error).__name__}: {error}); choose a new store path"
+            ) from error
         found = existing.attrs.get("tolsim_sweep_fingerprint")
         if found != fingerprint:
             raise StoreMismatchError(
