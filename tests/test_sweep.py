@@ -120,6 +120,9 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
         ({"method": "tau", "seed": 1, "threshold": 0.0}, ValueError, "`threshold` = 0.0"),
         ({"method": "ssa", "seed": 1, "max_events": 0}, ValueError, "`max_events` = 0"),
         ({"outputs": "trajectories", "times": [0.0, np.nan]}, ValueError, "NaN"),
+        ({"paths": 10}, ValueError, "`paths` = 10 with `method` = 'auto'"),
+        ({"seed": 1}, ValueError, "`seed` = 1 with `method` = 'auto'"),
+        ({"times": [0.0, 10.0]}, ValueError, "`times` is given with `outputs` = 'metrics'"),
     ]
     for kwargs, error, message in bad:
         with pytest.raises(error, match=message):

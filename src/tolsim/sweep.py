@@ -387,7 +387,7 @@ def sweep(
     max_steps: int = 100_000,
     recurrence_threshold: str | float = "size_at_withdrawal",
     max_chunks: int | None = None,
-    paths: int = 100,
+    paths: int | None = None,
     seed: int | None = None,
     max_events: int = 10**8,
     threshold: float = 1000.0,
@@ -442,8 +442,8 @@ def sweep(
         store only.
     method : str
         ODE methods as in :func:`tolsim.simulate`, or ``"ssa"``, ``"tau"``, ``"hybrid"``:
-        each sample then runs ``paths`` stochastic paths (streams from ``(seed, sample
-        index, path)``, so the store does not depend on chunking) and stores
+        each sample then runs ``paths`` stochastic paths (default 100; streams from
+        ``(seed, sample index, path)``, so the store does not depend on chunking) and stores
         ``extinction_probability`` and ``tolerant_extinction_probability`` (no cell, no
         tolerant cell at the schedule's end), ``recurrence_probability``, the median
         ``time_to_recurrence`` over paths, the mean ``burden_at_withdrawal`` and the worst
@@ -528,12 +528,24 @@ def sweep(
         from tolsim.stochastic import check_seed
 
         seed = check_seed(seed)
-        paths = _check_count(paths, "paths", 1)
+        paths = _check_count(100 if paths is None else paths, "paths", 1)
         if outputs != "metrics":
             raise ValueError(
                 f"`outputs` = {outputs!r}: stochastic sweeps store metrics only (per-sample "
                 "probabilities over paths); use tolsim.simulate for paths"
             )
+    else:
+        for name, value in (("paths", paths), ("seed", seed)):
+            if value is not None:  # silently unused otherwise
+                raise ValueError(
+                    f"`{name}` = {value!r} with `method` = {method!r}: `{name}` applies to the "
+                    f"stochastic methods {list(STOCHASTIC_METHODS)}"
+                )
+    if outputs == "metrics" and times is not None:
+        raise ValueError(
+            "`times` is given with `outputs` = 'metrics': the metrics come from their own "
+            "daily grid; `times` chooses stored trajectories (outputs 'trajectories' or 'both')"
+        )
     if chunk_size is None:
         chunk_size = IN_MEMORY_GPU_CHUNK if store is None and device == "cuda" else DEFAULT_CHUNK
     if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
