@@ -120,6 +120,22 @@ def test_a_dataframe_reads_like_its_csv_and_is_not_modified(tmp_path):
     pd.testing.assert_frame_equal(frame, before)
 
 
+def test_numeric_replicates_of_a_frame_name_them_as_a_file_does(tmp_path):
+    """A numeric replicate column with a gap is float in pandas: 1.0 must be replicate "1", as
+    the same file's cell "1" is, and the gap the default "0"."""
+    rows = {"condition": ["a", "a", "a"], "observable": ["cells"] * 3, "time": [1.0, 1.0, 1.0],
+            "value": [1.0, 2.0, 3.0]}  # fmt: skip
+    frame = pd.DataFrame({**rows, "replicate": [1, 2, None]})
+    assert frame["replicate"].dtype == np.float64
+    path = tmp_path / "m.csv"
+    frame.assign(replicate=["1", "2", ""]).to_csv(path, index=False)
+    from_frame, from_file = read_measurements(frame), read_measurements(path)
+    assert from_frame.table["replicate"].tolist() == ["1", "2", "0"]
+    pd.testing.assert_frame_equal(from_frame.table, from_file.table)
+    with pytest.raises(ValueError, match="one row per key"):  # 0.0 and a gap are one replicate
+        read_measurements(pd.DataFrame({**rows, "replicate": [1, 0.0, None]}))
+
+
 def test_absent_optional_columns_take_their_defaults():
     measurements = read_measurements(minimal_frame())
     table = measurements.table

@@ -403,8 +403,12 @@ def _parse_names(column, name, label, n_rows, lines, problems) -> list[str]:
             if name != "replicate":
                 empty.append(row)
             names.append("0")
+        elif isinstance(cell, str):
+            names.append(cell.strip())
+        elif isinstance(cell, float | np.floating) and float(cell).is_integer():
+            names.append(str(int(cell)))  # a numeric column with gaps is float: 1.0 is "1"
         else:
-            names.append(cell.strip() if isinstance(cell, str) else str(cell))
+            names.append(str(cell))
     if empty:
         problems.append(
             f"{label} is empty at {_where(empty, lines)}; every measurement needs a {name}"
