@@ -341,6 +341,14 @@ def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
     np.testing.assert_array_equal(root.ci_low, [result.ci[n][0] for n in result.free])
     assert json.loads(root.attrs["params"]) == result.all_params
     assert json.loads(root.attrs["model"]) == MODEL.describe()
+    fixed = json.loads(root.attrs["fixed"])
+    assert fixed["mu_E"] == TRUE["mu_E"] and fixed["total_cells.sigma"] == SIGMA
+    assert not set(fixed) & set(result.free)
+    assert json.loads(root.attrs["noise"]) == {"total_cells": "LogNormal"}
+    box = result.objective.bounds
+    np.testing.assert_array_equal(root.lower_bound, [box[n][0] for n in result.free])
+    np.testing.assert_array_equal(root.upper_bound, [box[n][1] for n in result.free])
+    assert np.all(root.lower_bound < root.value) and np.all(root.value < root.upper_bound)
     schedules = json.loads(root.attrs["schedules"])
     assert {k: tolsim.Schedule.from_dict(v) for k, v in schedules.items()} == SCHEDULES
     assert (

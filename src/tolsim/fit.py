@@ -602,11 +602,13 @@ class FitResult:
         back with :func:`xarray.open_datatree` (``tolsim fit`` writes the same groups).
 
         ``/``: ``value`` (the best fit of each free ``parameter``), ``nllh``, ``aic``,
-        ``aicc``, ``bic``, ``converged``, ``n_data``, and ``ci_low``, ``ci_high``,
-        ``identifiable`` once :meth:`profile` has run; attrs record the model, every
-        parameter, the schedules of the conditions, the data's source, the method and
-        tolsim's version. Groups: ``starts``, ``predictions``, ``profiles`` (after
-        :meth:`profile`) and ``posterior`` (the draws of :meth:`sample`, when given).
+        ``aicc``, ``bic``, ``converged``, ``n_data``, ``lower_bound`` and ``upper_bound``
+        (the search box), and ``ci_low``, ``ci_high``, ``identifiable`` once :meth:`profile`
+        has run; attrs record the model, every parameter (``params``) and those not fitted
+        (``fixed``), the noise model of each observable (``noise``), the schedules of the
+        conditions, the data's source, the method and tolsim's version. Groups: ``starts``,
+        ``predictions``, ``profiles`` (after :meth:`profile`) and ``posterior`` (the draws of
+        :meth:`sample`, when given).
         """
         objective = self.objective
         root = xr.Dataset(
@@ -626,12 +628,28 @@ class FitResult:
                     {"long_name": "the best start converged and was reached by two starts"},
                 ),
                 "n_data": ((), self.n_data, {"long_name": "measurements fitted"}),
+                "lower_bound": (
+                    "parameter",
+                    [objective.bounds[name][0] for name in self.free],
+                    {"long_name": "lower end of the search box"},
+                ),
+                "upper_bound": (
+                    "parameter",
+                    [objective.bounds[name][1] for name in self.free],
+                    {"long_name": "upper end of the search box"},
+                ),
             },
             coords={"parameter": list(self.free)},
             attrs={
                 "title": f"tolsim fit of {objective.model.name}",
                 "model": json.dumps(objective.model.describe()),
                 "params": json.dumps(self.all_params),
+                "fixed": json.dumps(
+                    {k: v for k, v in self.all_params.items() if k not in self.free}
+                ),
+                "noise": json.dumps(
+                    {name: type(model).__name__ for name, model in objective.noise.items()}
+                ),
                 "schedules": json.dumps(
                     {name: schedule.to_dict() for name, schedule in objective.schedules.items()}
                 ),
