@@ -156,11 +156,10 @@ def test_a_level_step_on_an_output_day_after_withdrawal_is_treated_like_the_cpu(
     packed = MODEL.pack_table(table)
     fine = tolsim.simulate(MODEL, {k: v[0] for k, v in table.items()}, schedule, [39.0, 39.5])
     level = float(fine.N.sel(time=39.5))
-    grid_ = _metric_grid(schedule, None)
+    table_ = cuda.schedule_table(MODEL, [schedule], [_metric_grid(schedule, None)])
     result = cuda.solve(
-        MODEL, packed, cuda.schedule_table(MODEL, [schedule], [grid_]), np.zeros(6, dtype=np.int64),
-        threshold=level, method="dopri5",
-    )  # fmt: skip
+        MODEL, packed, table_, np.zeros(6, dtype=np.int64), threshold=level, method="dopri5"
+    )
     spec = {"times": None, "rtol": 1e-6, "atol": 1e-6, "max_steps": 100_000,
             "method": "dopri5", "outputs": "metrics", "recurrence_threshold": level}  # fmt: skip
     expected = _evaluate(MODEL, packed, schedule, spec)

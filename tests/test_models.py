@@ -1,6 +1,7 @@
 """What models and schedules show of themselves: summaries and the parameter table."""
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -92,3 +93,44 @@ def test_pk_shows_its_constants_in_one_line():
         "M 371.5 g/mol, F 1>"
     )
     assert "\n" not in repr(tolsim.PK.tamoxifen_mouse())  # its long note is left out
+
+
+@pytest.mark.parametrize(
+    "value", [True, np.bool_(False), "0.1", b"0.1", 0.1 + 0j, np.complex128(0.1), None],
+    ids=["bool", "numpy bool", "str", "bytes", "complex", "numpy complex", "None"],
+)  # fmt: skip
+def test_single_parameter_values_must_be_real_numbers(value):
+    model = tolsim.models.TwoState()
+    message = re.escape(f"`params.lambda_S` = {value!r}: expected a real number (1/day)")
+    with pytest.raises(TypeError, match=message):
+        model.pack({"lambda_S": value})
+    with pytest.raises(TypeError, match=message):
+        model.default_params(lambda_S=value)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [np.array([0.1, 0.2 + 1j]), np.array([True, False]), np.array(["0.1", "0.2"])],
+    ids=["complex", "bool", "str"],
+)
+def test_parameter_columns_must_be_real_numbers(column):
+    model = tolsim.models.TwoState()
+    # a complex column was accepted with only a ComplexWarning (its imaginary part dropped)
+    with pytest.raises(TypeError, match=rf"`params.lambda_S` has dtype {column.dtype}: expected"):
+        model.pack_table({"lambda_S": column})
+
+
+def test_default_params_are_floats_and_integers_and_numpy_numbers_are_accepted():
+    model = tolsim.models.TwoState()
+    params = model.default_params(K=10**7, S0=np.int64(1000), T0=np.float32(5.0))
+    assert all(type(value) is float for value in params.values())
+    assert (params["K"], params["S0"], params["T0"]) == (1e7, 1000.0, 5.0)
+    np.testing.assert_array_equal(model.pack(params), model.pack({"K": 1e7, "S0": 1e3, "T0": 5}))
+
+
+def test_a_table_without_columns_is_named():
+    model = tolsim.models.TwoState()
+    with pytest.raises(ValueError, match="`params` is a table with no columns: expected"):
+        model.pack_table({})
+    with pytest.raises(ValueError, match=r"`design` is a table with only single values \(sh"):
+        model.pack_columns({"K": 1e7}, "design")

@@ -330,3 +330,37 @@ def test_arms_refuse_what_is_not_a_mapping_of_schedules():
     short = {**ARMS, "short": tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}])}
     with pytest.raises(ValueError, match=r"arm 'short': `times` ends at day 120.0, after"):
         tolsim.simulate_arms(MODEL, {}, short, TIMES)
+
+
+def test_arms_solved_by_different_methods_keep_each_arm_s_method():
+    # a linear model: "auto" solves the in-vitro arm exactly, the arm with PK dosing by DOPRI5
+    linear = tolsim.models.TwoState(crowding="none")
+    pk_arm = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.5, every_days=1.0, stop_day=60.0, duration_days=120.0,
+        pk=tolsim.PK.tamoxifen_mouse(),
+    )  # fmt: skip
+    arms = {"in vitro": ARMS["tamoxifen"], "oral": pk_arm}
+    stacked = tolsim.simulate_arms(linear, {}, arms, TIMES)
+    assert stacked["method"].dims == ("arm",)
+    assert stacked["method"].values.tolist() == ["exact", "auto"]
+    assert "method" not in stacked.attrs and stacked.attrs["rtol"] == 1e-6
+    for name, schedule in arms.items():
+        single = tolsim.simulate(linear, {}, schedule, TIMES)
+        assert str(stacked["method"].sel(arm=name).values) == single.attrs["method"]
+    # time_to_recurrence still reads each arm's withdrawal day and schedule
+    days = tolsim.time_to_recurrence(stacked, threshold=1e7)
+    for name, schedule in arms.items():
+        single = tolsim.simulate(linear, {}, schedule, TIMES)
+        expected = float(tolsim.time_to_recurrence(single, threshold=1e7))
+        assert 0.0 < expected < 60.0
+        assert float(days.sel(arm=name)) == expected
+    # arms that agree keep it an attribute
+    same = tolsim.simulate_arms(linear, {}, {"a": pk_arm, "b": pk_arm}, TIMES)
+    assert same.attrs["method"] == "auto" and "method" not in same
+
+
+@pytest.mark.parametrize("dim", ["schedule", "withdrawal_day"])
+def test_arms_refuse_a_dim_named_like_a_per_arm_variable(dim):
+    # the arm names were replaced by the schedules' JSON or the withdrawal days
+    with pytest.raises(ValueError, match=f"`dim` = '{dim}' is the name of a per-arm variable"):
+        tolsim.simulate_arms(MODEL, {}, ARMS, TIMES, dim=dim)

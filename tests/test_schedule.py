@@ -664,3 +664,62 @@ def test_treatment_end_day_is_the_last_drug_day_within_the_schedule():
     assert doses.treatment_end_day() == 60.0  # clipped to the schedule
     with pytest.raises(ValueError, match="gives no drug"):
         Schedule.from_phases([{"days": 10}]).treatment_end_day()
+
+
+# --------------------------------------------------------------------------------------------
+# dose counts under rounding, drugs named at level 0
+
+
+@pytest.mark.parametrize(
+    ("every_days", "stop_day"), [(0.3, 0.9), (0.7, 2.1), (0.6, 1.8), (0.1, 0.3), (1.0, 3.0)]
+)
+def test_no_dose_on_stop_day_through_rounding(every_days, stop_day):
+    # 0.9 / 0.3 = 3.0000000000000004: a fourth dose at day 0.8999999999999999 was given
+    schedule = Schedule.oral(
+        "tamoxifen", dose_mg=1, every_days=every_days, stop_day=stop_day, pk=toy_pk()
+    )
+    days = schedule.oral_doses[0].dose_days
+    assert days.size == 3
+    np.testing.assert_allclose(days, [0.0, every_days, 2 * every_days], rtol=1e-15)
+    assert "(3 doses;" in schedule.describe()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    start=st.floats(min_value=0.0, max_value=100.0),
+    every=st.floats(min_value=1e-3, max_value=10.0),
+    count=st.integers(min_value=1, max_value=200),
+    nudge=st.sampled_from([0.0, 1e-14, -1e-14, 0.5]),
+)
+def test_dose_days_are_equally_spaced_and_strictly_before_stop_day(start, every, count, nudge):
+    # stop_day an exact multiple of the interval (up to rounding: nudge 0 and ±1e-14 days) or
+    # half an interval after a dose
+    stop = start + (count + nudge) * every
+    regimen = OralDoses(
+        "tamoxifen", dose_mg=1.0, start_day=start, stop_day=stop, every_days=every, pk=toy_pk()
+    )
+    days = regimen.dose_days
+    expected = count + 1 if nudge == 0.5 else count
+    assert days.size == expected
+    assert days[0] == start and np.all(days < stop - 1e-10 * every)
+    np.testing.assert_allclose(np.diff(days), every, rtol=1e-9)
+    assert days.size == math.ceil((stop - start) / every - 1e-9)
+
+
+def test_treatment_end_day_ignores_a_drug_named_at_level_zero():
+    schedule = Schedule.in_vitro(tamoxifen_um=0.0, inhibitor_um=5.0, inhibitor_stop_day=30)
+    assert schedule.drugs == ("inhibitor", "tamoxifen")  # named: compile() gives it a column
+    assert schedule.given_drugs == ("inhibitor",)
+    assert schedule.treatment_end_day() == 30.0
+    message = (
+        "`drug` = 'tamoxifen' is never given by this schedule (it is named only at level 0): "
+        "it gives 'inhibitor'"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        schedule.withdrawal_day("tamoxifen")
+    zero_doses = Schedule.oral("tamoxifen", dose_mg=0, every_days=1, stop_day=5, pk=toy_pk())
+    assert zero_doses.given_drugs == ()
+    with pytest.raises(ValueError, match="this schedule gives no drug"):
+        zero_doses.treatment_end_day()
+    with pytest.raises(ValueError, match=r"named only at level 0\): it gives no drug$"):
+        zero_doses.withdrawal_day()

@@ -38,6 +38,8 @@ __all__ = ["PK", "OralDoses", "Pellet", "Phase", "Schedule"]
 _LN2 = math.log(2.0)
 _TAMOXIFEN_MOLAR_MASS_G_PER_MOL = 371.5
 _MAX_DOSES_PER_REGIMEN = 1_000_000
+# a dose day within this fraction of `every_days` of `stop_day` is taken to be on it
+_DOSE_DAY_RTOL = 1e-9
 _PHASE_TIME_KEYS = ("days", "start_day", "stop_day")
 
 
@@ -433,16 +435,37 @@ class OralDoses:
         _check_pk(self.pk, "pk")
 
     def _dose_count(self) -> int:
+        """Doses strictly before ``stop_day``: the ``k >= 0`` with ``k < span / every_days``.
+
+        A dose within ``_DOSE_DAY_RTOL * every_days`` of ``stop_day`` is one *at* it (and not
+        given): ``0.9 / 0.3`` is ``3.0000000000000004`` in floating point, which must not
+        add a fourth dose at day ``0.8999999999999999`` of a regimen stopping on day 0.9.
+        """
         span = self.stop_day - self.start_day
-        if not (span > 0.0 and self.every_days > 0.0):
+        if not (math.isfinite(span) and span > 0.0 and self.every_days > 0.0):
             return 0
-        return math.ceil(span / self.every_days) + 1  # an upper bound, trimmed in dose_days
+        intervals = span / self.every_days
+        if not math.isfinite(intervals):
+            return _MAX_DOSES_PER_REGIMEN + 1  # refused by Schedule as too many doses
+        return max(0, math.ceil(intervals - _DOSE_DAY_RTOL))
 
     @property
     def dose_days(self) -> np.ndarray:
-        """Days on which a dose is given, shape ``(n_doses,)``, float64, increasing."""
+        """Days on which a dose is given, shape ``(n_doses,)``, float64, increasing.
+
+        ``start_day + k * every_days`` for ``k = 0, 1, ...`` strictly before ``stop_day``;
+        a day that equals ``stop_day`` up to rounding (within ``1e-9 * every_days``) is not
+        a dose day.
+
+        Examples
+        --------
+        >>> pk = PK.tamoxifen_mouse()
+        >>> OralDoses("tamoxifen", dose_mg=1, start_day=0, stop_day=0.9, every_days=0.3,
+        ...           pk=pk).dose_days.size
+        3
+        """
         days = self.start_day + self.every_days * np.arange(self._dose_count(), dtype=np.float64)
-        return days[days < self.stop_day]
+        return days[days < self.stop_day]  # never a day on or after it, whatever the rounding
 
     def to_dict(self) -> dict[str, Any]:
         """Plain (JSON-able) dict, PK included."""
@@ -926,19 +949,31 @@ class Schedule:
         the last dose day; it may lie beyond ``duration_days`` when no dose falls there), and
         the ``stop_day`` of a pellet of it with a positive release.
         """
-        days = [p.stop_day for p in self.phases if p.levels_um.get(drug, 0.0) > 0.0]
-        days += [r.stop_day for r in self.oral_doses if r.drug == drug and r.dose_mg > 0.0]
-        days += [p.stop_day for p in self.pellets if p.drug == drug and p.release_mg_per_day > 0.0]
+        days = self._given_days(drug)
         if not days:
-            given = ", ".join(repr(d) for d in self.drugs) or "no drug"
+            given = ", ".join(repr(d) for d in self.given_drugs) or "no drug"
+            named = " (it is named only at level 0)" if drug in self.drugs else ""
             raise ValueError(
-                f"`drug` = {drug!r} is never given by this schedule: it gives {given}"
+                f"`drug` = {drug!r} is never given by this schedule{named}: it gives {given}"
             )
         return max(days)
 
+    def _given_days(self, drug: str) -> list[float]:
+        """The stop days of the regimens that give ``drug`` at a positive level."""
+        days = [p.stop_day for p in self.phases if p.levels_um.get(drug, 0.0) > 0.0]
+        days += [r.stop_day for r in self.oral_doses if r.drug == drug and r.dose_mg > 0.0]
+        days += [p.stop_day for p in self.pellets if p.drug == drug and p.release_mg_per_day > 0.0]
+        return days
+
+    @property
+    def given_drugs(self) -> tuple[str, ...]:
+        """Sorted names of the drugs this schedule gives at a positive level (a subset of
+        :attr:`drugs`, which also holds drugs named at level 0)."""
+        return tuple(drug for drug in self.drugs if self._given_days(drug))
+
     def treatment_end_day(self) -> float:
         """The end of treatment: the last :meth:`withdrawal_day` of any drug the schedule
-        gives, at most its ``duration_days``.
+        gives at a positive level (:attr:`given_drugs`), at most its ``duration_days``.
 
         Examples
         --------
@@ -947,9 +982,10 @@ class Schedule:
         >>> s.treatment_end_day()
         90.0
         """
-        if not self.drugs:
+        given = self.given_drugs
+        if not given:
             raise ValueError("this schedule gives no drug: it has no end of treatment")
-        return min(max(self.withdrawal_day(d) for d in self.drugs), self.duration_days)
+        return min(max(self.withdrawal_day(d) for d in given), self.duration_days)
 
     # -- compilation --------------------------------------------------------------------------
 

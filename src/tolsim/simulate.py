@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from collections.abc import Mapping
@@ -55,7 +56,7 @@ def simulate(
     throw: bool = True,
     paths: int | None = None,
     seed=None,
-    path_start: int = 0,
+    path_start: int | None = None,
     max_events: int | None = None,
     threshold: float | None = None,
     recurrence_threshold: str | float | None = None,
@@ -77,6 +78,9 @@ def simulate(
         Dosing schedule; exposures switch exactly at its breakpoints.
     times : array_like, shape (n_times,)
         Output days: finite, >= 0, strictly increasing, within the schedule's duration.
+        Real numbers (int or float) are days; ``numpy.timedelta64`` values (or a pandas
+        ``TimedeltaIndex``) are converted to days since the schedule's start (``24 h`` is day
+        1). Dates (``datetime64``), booleans, complex numbers and strings are refused.
     method : {"auto", "dopri5", "rosenbrock", "exact", "ssa", "tau", "hybrid"}
         ODE methods — ``"auto"``: the exact matrix-exponential solution for a linear model
         with piecewise-constant concentrations, otherwise Dormand–Prince 5(4) switching to the
@@ -101,8 +105,9 @@ def simulate(
         Stochastic methods (required): path ``q`` of sample ``s`` draws from its own stream
         seeded by ``(seed, s, q)``, so results do not depend on threads or batching.
     path_start : int
-        Index of the first path: ``paths=50, path_start=50`` gives paths 50-99 of the same
-        run, identical to those of ``paths=100``.
+        Stochastic methods: index of the first path (default 0): ``paths=50,
+        path_start=50`` gives paths 50-99 of the same run, identical to those of
+        ``paths=100``.
     max_events : int
         Stochastic methods: events allowed per path (SSA and hybrid: exact events; tau: leaps
         and exact steps); default 1e8. SSA refuses up front a run whose mean-field estimate
@@ -172,6 +177,7 @@ def simulate(
             for name, value in (
                 ("paths", paths),
                 ("seed", seed),
+                ("path_start", path_start),
                 ("max_events", max_events),
                 ("threshold", threshold),
                 ("recurrence_threshold", recurrence_threshold),
@@ -223,7 +229,7 @@ def simulate(
             method,
             paths=1 if paths is None else paths,
             seed=seed,
-            path_start=path_start,
+            path_start=0 if path_start is None else path_start,
             max_events=DEFAULT_MAX_EVENTS if max_events is None else max_events,
             threshold=1000.0 if threshold is None else threshold,
             recurrence_threshold=(
@@ -300,7 +306,10 @@ def simulate_arms(
         arms; ``schedule`` (``dim``): each arm's schedule as JSON (``Schedule.from_json``);
         ``withdrawal_day`` (``dim``): each arm's tamoxifen withdrawal day (NaN where it
         gives none), which :func:`tolsim.time_to_recurrence` reads. Attributes: those all
-        arms share (model, parameters, method, version, ...).
+        arms share (model, parameters, method, version, ...); an attribute that differs
+        between arms (e.g. ``method``: ``"exact"`` for a linear in-vitro arm, ``"auto"`` for
+        an arm with PK dosing) is a variable along ``dim`` instead, one value per arm.
+        ``dim`` may not be ``"schedule"`` or ``"withdrawal_day"``.
 
     Examples
     --------
@@ -330,6 +339,11 @@ def simulate_arms(
             raise TypeError(f"`schedules[{name!r}]` = {schedule!r}: expected a tolsim.Schedule")
     if not isinstance(dim, str) or not dim:
         raise TypeError(f"`dim` = {dim!r}: expected a non-empty str")
+    if dim in _PER_ARM_NAMES:
+        raise ValueError(
+            f"`dim` = {dim!r} is the name of a per-arm variable of the result (the arms' "
+            f"{', '.join(repr(n) for n in _PER_ARM_NAMES)}): choose another, e.g. 'arm'"
+        )
     runs = []
     for name, schedule in schedules.items():
         try:
@@ -346,7 +360,7 @@ def simulate_arms(
         coords="different",
         compat="equals",
         join="exact",
-        combine_attrs="drop_conflicts",  # the schedules differ: kept as a variable below
+        combine_attrs="drop_conflicts",  # what differs is kept as a variable below
     )
     stacked["schedule"] = (
         dim,
@@ -359,7 +373,71 @@ def simulate_arms(
         {"units": "days", "long_name": "day tamoxifen is withdrawn (NaN: the arm gives none)"},
     )
     stacked.attrs.pop("withdrawal_day", None)  # per arm, in the variable
+    for name, values in _differing_attrs(runs).items():
+        if name in _PER_ARM_NAMES:
+            continue  # the variables above
+        if name == dim:
+            raise ValueError(
+                f"`dim` = {dim!r}: the arms differ in their {name!r}, which the result keeps "
+                "per arm under that name: choose another `dim`, e.g. 'arm'"
+            )
+        stacked.attrs.pop(name, None)  # drop_conflicts keeps one an arm lacks
+        variable = name if name not in stacked.variables else f"{name}_of_arm"  # e.g. a state
+        stacked[variable] = (dim, values, {"long_name": f"the arm's {name!r} attribute"})
     return stacked
+
+
+# variables simulate_arms always adds along its `dim`: no arm dimension may take these names
+_PER_ARM_NAMES = ("schedule", "withdrawal_day")
+
+
+def _differing_attrs(runs: list[xr.Dataset]) -> dict[str, list]:
+    """Attributes not the same in every run (e.g. ``method``: "exact" for an in-vitro arm,
+    "auto" for an arm with PK dosing), each as its values, one per run: a missing one is
+    NaN among numbers, else ""."""
+    names = dict.fromkeys(name for ds in runs for name in ds.attrs)
+    differing = {}
+    for name in names:
+        values = [ds.attrs.get(name, _MISSING) for ds in runs]
+        if all(_same_attr(values[0], v) for v in values[1:]):
+            continue
+        present = [v for v in values if v is not _MISSING]
+        numeric = all(
+            isinstance(v, int | float | np.integer | np.floating)
+            and not isinstance(v, bool | np.bool_)
+            for v in present
+        )
+        fill = np.nan if numeric else ""
+        if numeric:
+            differing[name] = [float(v) if v is not _MISSING else fill for v in values]
+        else:
+            differing[name] = [
+                v
+                if isinstance(v, str)
+                else (fill if v is _MISSING else json.dumps(_plain(v), default=str))
+                for v in values
+            ]
+    return differing
+
+
+_MISSING = object()
+
+
+def _same_attr(a, b) -> bool:
+    """Whether two attribute values are equal (NaN equal to NaN, as xarray compares)."""
+    if a is _MISSING or b is _MISSING:
+        return a is b
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    if a.dtype.kind in "biuf" or b.dtype.kind in "biuf":
+        return False  # a number and something else
+    return a.shape == b.shape and bool(np.all(a == b))
+
+
+def _plain(value):
+    """``value`` as JSON-able data (numpy scalars and arrays as Python numbers and lists)."""
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
 
 
 def solve_batch(
@@ -616,7 +694,7 @@ def _positive_float(value, name: str) -> float:
 
 
 def _check_times(times, duration_days: float) -> np.ndarray:
-    t = np.asarray(times, dtype=np.float64)
+    t = _as_days(times)
     if t.ndim != 1 or t.size == 0:
         raise ValueError(f"`times` has shape {t.shape}: expected a non-empty 1-d array of days")
     if not np.all(np.isfinite(t)):
@@ -640,6 +718,39 @@ def _check_times(times, duration_days: float) -> np.ndarray:
     return kernel_array(t)
 
 
+def _as_days(times) -> np.ndarray:
+    """``times`` as float64 days: real numbers as they are, timedeltas converted to days;
+    dates, booleans, complex numbers and strings refused with a ``TypeError``."""
+    raw = np.asarray(times)
+    if (
+        raw.dtype.kind == "O"
+        and raw.size
+        and all(isinstance(x, datetime.timedelta) for x in raw.ravel())
+    ):
+        raw = raw.astype("timedelta64[us]")  # datetime.timedelta, pandas.Timedelta
+    kind = raw.dtype.kind
+    if kind == "m":  # timedelta64: days since the start, whatever the unit
+        if np.isnat(raw).any():
+            where = np.flatnonzero(np.isnat(raw.ravel()))[:5].tolist()
+            raise ValueError(f"`times` contains NaT (not a time) at indices {where}")
+        return raw / np.timedelta64(1, "D")
+    expected = "expected real numbers of days (int or float) or timedeltas"
+    if kind == "M":
+        raise TypeError(
+            f"`times` has dtype {raw.dtype}: {expected}, not dates (subtract the start date)"
+        )
+    if kind in "bcSUV":
+        raise TypeError(f"`times` has dtype {raw.dtype}: {expected}")
+    if kind == "O":
+        for i, value in enumerate(raw.ravel()):
+            if isinstance(value, bool | np.bool_ | str | bytes | complex | np.complexfloating):
+                raise TypeError(f"`times[{i}]` = {value!r}: {expected}")
+    try:
+        return np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"`times` holds values of dtype {raw.dtype}: {expected}") from None
+
+
 def kernel_array(a) -> np.ndarray:
     """``a`` as the kernels take it: C-contiguous, float64 and writeable (copied if not).
 
@@ -652,6 +763,10 @@ def kernel_array(a) -> np.ndarray:
 def _pack_params(model: Model, params) -> tuple[np.ndarray, bool]:
     """Packed parameters ``(n_samples, n_packed)`` and whether one set was given."""
     if hasattr(params, "to_dict") and hasattr(params, "columns"):  # pandas DataFrame
+        if len(params.columns) == 0:  # rows without columns: every row at the defaults
+            if len(params) == 0:
+                raise ValueError("`params` is an empty table: expected at least one row")
+            return np.repeat(model.pack({})[None, :], len(params), axis=0), False
         table = {str(c): np.asarray(params[c]) for c in params.columns}
         return model.pack_table(table), False
     if hasattr(params, "to_dict") and hasattr(params, "index"):  # a Series: one set (a row)

@@ -210,12 +210,13 @@ class Model:
         raise KeyError(name)
 
     def default_params(self, **overrides: float) -> dict[str, float]:
-        """Default parameters as a dict, with keyword overrides (validated)."""
+        """Default parameters as a dict of floats, with keyword overrides (validated as
+        :meth:`pack` does: a bool, complex number or string is a ``TypeError``)."""
         params = {p.name: p.default for p in self.parameters}
         self._check_names(overrides, "params")
         params.update(overrides)
-        self.pack(params)
-        return params
+        vector = self.pack(params)
+        return {name: float(vector[i]) for i, name in enumerate(self.parameter_names)}
 
     # -- packing and validation ------------------------------------------------------
     def _check_names(self, params: Mapping, argument: str) -> None:
@@ -231,18 +232,14 @@ class Model:
 
         Missing names take their defaults; unknown names, NaN and values outside a
         parameter's bounds raise ``ValueError`` naming the parameter, the value and the
-        admissible range.
+        admissible range. Values must be real numbers (int or float, Python or NumPy): a
+        bool, complex number or string raises ``TypeError``, as a table column of such
+        values does in :meth:`pack_table`.
         """
         self._check_names(params, argument)
         vector = np.empty(len(self.parameters) + len(self.constants))
         for i, p in enumerate(self.parameters):
-            value = params.get(p.name, p.default)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"`{argument}.{p.name}` = {value!r}: expected a real number ({p.unit})"
-                ) from None
+            value = _real_number(params.get(p.name, p.default), f"{argument}.{p.name}", p)
             _check_value(f"{argument}.{p.name}", value, p)
             vector[i] = value
         vector[len(self.parameters) :] = self.constants
@@ -264,6 +261,12 @@ class Model:
             raise ValueError(
                 f"`{argument}` columns must be 1-d arrays of equal length; got shapes {lengths}"
             )
+        if not sizes:
+            given = "no columns" if not table else f"only single values (shapes {lengths})"
+            raise ValueError(
+                f"`{argument}` is a table with {given}: expected at least one 1-d column "
+                "(one entry per parameter set); give one parameter set as a mapping of values"
+            )
         (n,) = sizes
         if n == 0:
             raise ValueError(f"`{argument}` is an empty table: expected at least one row")
@@ -278,9 +281,10 @@ class Model:
             if p.name not in table:
                 continue
             column = np.asarray(table[p.name])
-            if not np.issubdtype(column.dtype, np.number):
+            if column.dtype.kind not in _REAL_KINDS:  # not bool, complex, str or object
                 raise TypeError(
-                    f"`{argument}.{p.name}` has dtype {column.dtype}: expected real numbers"
+                    f"`{argument}.{p.name}` has dtype {column.dtype}: expected real numbers "
+                    f"({p.unit})"
                 )
             column = np.ascontiguousarray(column, dtype=np.float64)  # no copy if it is one
             bad = first_outside(column, float(p.bounds[0]), float(p.bounds[1]))
@@ -433,6 +437,25 @@ def _check_kernel_function(function, name: str, signature: str) -> None:
         )
     if len(inspect.signature(py_func).parameters) != 5:
         raise TypeError(f"`{name}` must take exactly {signature}")
+
+
+# dtype kinds of real numbers: signed and unsigned integers, floats (not bool, complex, str)
+_REAL_KINDS = "iuf"
+
+
+def _real_number(value, label: str, p: Parameter) -> float:
+    """``float(value)`` for a real number; ``TypeError`` naming ``label`` for a bool, a
+    complex number, a string or anything else ``float`` cannot take."""
+    dtype = getattr(value, "dtype", None)  # numpy scalars, 0-d arrays and DataArrays
+    refused = isinstance(value, bool | str | bytes | complex) or (
+        isinstance(dtype, np.dtype) and dtype.kind not in _REAL_KINDS
+    )
+    if not refused:
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise TypeError(f"`{label}` = {value!r}: expected a real number ({p.unit})")
 
 
 def _check_value(label: str, value: float, p: Parameter) -> None:
