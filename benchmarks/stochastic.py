@@ -502,7 +502,7 @@ def tumour(args, name: str) -> dict[str, object]:
                 paths=n,
                 seed=seed,
                 max_events=max_events,
-                threshold=HYBRID_THRESHOLD,
+                **({"threshold": HYBRID_THRESHOLD} if method == "hybrid" else {}),
             )
 
         start = time.perf_counter()

@@ -837,6 +837,11 @@ def test_missing_and_invalid_files(tmp_path, capsys, command):
         ("rtol = 1e-8", "paths = 5", "`run.paths` in {file} applies to stochastic methods"),
         ("rtol = 1e-8", "lockstep = 'no'", "`run.lockstep` = 'no' in {file}: expected true or"),
         ("rtol = 1e-8", 'method = "ssa"', "lacks the key `run.seed`: `run.method` = 'ssa'"),
+        (
+            "rtol = 1e-8",
+            'rtol = 1e-8\nmethod = "ssa"\nseed = 1',
+            "`run.rtol` in {file} applies to",
+        ),
         ("lambda_S = 0.3", "lambda_S = -0.3", "`model.params.lambda_S` = -0.3 1/day"),
         ("tamoxifen = 1.0", "tamoxifen = true", "`schedule` in {file}: "),
     ],

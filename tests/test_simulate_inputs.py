@@ -20,6 +20,31 @@ def test_path_start_given_to_an_ode_method_is_an_error(path_start):
         tolsim.simulate(MODEL, {}, SCHEDULE, [0.0, 1.0], path_start=path_start)
 
 
+@pytest.mark.parametrize(
+    ("method", "option", "message"),
+    [
+        ("ssa", {"rtol": 1e-8}, "`rtol` applies to the ODE methods, not `method` = 'ssa'"),
+        ("tau", {"atol": 1e-3}, "`atol` applies to the ODE methods"),
+        ("hybrid", {"max_steps": 10}, "`max_steps` applies to the ODE methods"),
+    ],
+)
+def test_options_of_another_method_are_errors(method, option, message):
+    linear = tolsim.models.TwoState(crowding="none")
+    with pytest.raises(ValueError, match=message):
+        tolsim.simulate(linear, {}, SCHEDULE, [0.0, 1.0], method=method, seed=1, **option)
+
+
+@pytest.mark.parametrize("throw", ["no", 0, None])
+def test_throw_is_true_or_false(throw):
+    with pytest.raises(TypeError, match="`throw` = .*expected True or False"):
+        tolsim.simulate(MODEL, {}, SCHEDULE, [0.0, 1.0], throw=throw)
+
+
+def test_max_steps_is_an_integer_not_a_flag():
+    with pytest.raises(ValueError, match="`max_steps` = True"):
+        tolsim.simulate(MODEL, {}, SCHEDULE, [0.0, 1.0], max_steps=True)
+
+
 def test_a_table_of_rows_without_columns_runs_each_row_at_the_defaults():
     ds = tolsim.simulate(MODEL, pd.DataFrame(index=range(3)), SCHEDULE, [0.0, 1.0, 2.0])
     alone = tolsim.simulate(MODEL, {}, SCHEDULE, [0.0, 1.0, 2.0])

@@ -745,6 +745,13 @@ def _load_simulate_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
                     f"({_listed(STOCHASTIC_METHODS)}), not `run.method` = {method!r}"
                 )
         return options
+    for name in ("rtol", "atol", "max_steps"):
+        if name in table:
+            raise ConfigError(
+                f"`run.{name}` in {file} applies to the ODE methods, not `run.method` = "
+                f"{method!r} (whose budget is `run.max_events`)"
+            )
+        del options[name]
     if "seed" not in table:
         raise ConfigError(
             f"[run] in {file} lacks the key `run.seed`: `run.method` = {method!r} draws random "

@@ -50,9 +50,9 @@ def simulate(
     times,
     *,
     method: str = "auto",
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
-    max_steps: int = 100_000,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int | None = None,
     throw: bool = True,
     paths: int | None = None,
     seed=None,
@@ -92,10 +92,11 @@ def simulate(
         ``threshold`` cells fire exactly, the rest follow the mean-field ODE — for tumours of
         1e9 cells with a few tolerant cells.
     rtol, atol : float
-        Relative tolerance and absolute tolerance (cells) of the adaptive methods. The default
-        absolute floor of 1e-6 cells keeps a last tolerant cell accurately resolved.
+        ODE methods: relative tolerance (default 1e-6) and absolute tolerance (cells; default
+        1e-6) of the adaptive methods. The absolute floor of 1e-6 cells keeps a last tolerant
+        cell accurately resolved.
     max_steps : int
-        Steps (accepted plus rejected) allowed per sample.
+        ODE methods: steps (accepted plus rejected) allowed per sample (default 100,000).
     throw : bool
         Raise :class:`SolverError` if a sample fails (default); with ``False`` the failure is
         recorded in ``status`` and ``message`` only.
@@ -114,6 +115,8 @@ def simulate(
         exceeds it.
     threshold : float
         Hybrid method: states below this many cells are simulated exactly (default 1000).
+        Accepted and unused by "ssa" and "tau", so one set of stochastic options serves all
+        three methods.
     recurrence_threshold : "size_at_withdrawal" or float
         Stochastic methods: burden (cells) whose first exceedance after tamoxifen withdrawal
         gives each path's ``time_to_recurrence``, computed exactly in the kernel (default
@@ -189,6 +192,19 @@ def simulate(
                 f"`{given[0]}` applies to stochastic methods ('ssa', 'tau', 'hybrid'), not "
                 f"`method` = {method!r}"
             )
+    else:
+        given = [
+            name
+            for name, value in (("rtol", rtol), ("atol", atol), ("max_steps", max_steps))
+            if value is not None
+        ]
+        if given:
+            raise ValueError(
+                f"`{given[0]}` applies to the ODE methods, not `method` = {method!r} (whose "
+                "budget is `max_events`)"
+            )
+    if not isinstance(throw, bool | np.bool_):
+        raise TypeError(f"`throw` = {throw!r}: expected True or False")
     if device not in ("cpu", "cuda"):
         raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
     if not isinstance(lockstep, bool | np.bool_):
@@ -209,11 +225,12 @@ def simulate(
             "'auto' (DOPRI5 with stiffness detection), and 'tau' for stochastic paths; use "
             "device='cpu' for other methods"
         )
-    rtol = _positive_float(rtol, "rtol")
-    atol = _positive_float(atol, "atol")
+    rtol = _positive_float(1e-6 if rtol is None else rtol, "rtol")
+    atol = _positive_float(1e-6 if atol is None else atol, "atol")
     if rtol < 1e-13:
         raise ValueError(f"`rtol` = {rtol!r}: expected >= 1e-13 (below it round-off dominates)")
-    if not isinstance(max_steps, int | np.integer) or max_steps < 1:
+    max_steps = 100_000 if max_steps is None else max_steps
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
         raise ValueError(f"`max_steps` = {max_steps!r}: expected a positive integer")
     t_out = _check_times(times, schedule.duration_days)
     packed, single = _pack_params(model, params)
