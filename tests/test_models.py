@@ -134,3 +134,32 @@ def test_a_table_without_columns_is_named():
         model.pack_table({})
     with pytest.raises(ValueError, match=r"`design` is a table with only single values \(sh"):
         model.pack_columns({"K": 1e7}, "design")
+
+
+def test_linear_true_is_checked_against_the_rate_function():
+    """A logistic model declared linear would be solved by matrix exponentials and branching
+    processes that assume what its rates break: refused at construction."""
+    import dataclasses
+
+    from user_models import GrowthSwitch
+
+    linear = GrowthSwitch(logistic=False)
+    assert linear.linear
+    crowded = GrowthSwitch(logistic=True)
+    with pytest.raises(ValueError, match="transition 'division_A' of model 'GrowthSwitch' is not"):
+        dataclasses.replace(crowded, linear=True)
+    assert tolsim.models.TwoState(crowding="none").linear  # the built-in linear models pass
+    with pytest.raises(ValueError, match="not linear in the state"):
+        dataclasses.replace(tolsim.models.TwoState(crowding="gompertz"), linear=True)
+
+
+def test_a_model_without_states_or_transitions_is_refused():
+    import dataclasses
+
+    from user_models import GrowthSwitch
+
+    model = GrowthSwitch()
+    with pytest.raises(ValueError, match="has 0 states and 6 transitions: expected at least"):
+        dataclasses.replace(model, states=(), initial=(), tolerant_states=())
+    with pytest.raises(ValueError, match="has 2 states and 0 transitions"):
+        dataclasses.replace(model, transitions=())

@@ -723,3 +723,13 @@ def test_treatment_end_day_ignores_a_drug_named_at_level_zero():
         zero_doses.treatment_end_day()
     with pytest.raises(ValueError, match=r"named only at level 0\): it gives no drug$"):
         zero_doses.withdrawal_day()
+
+
+def test_with_inhibitor_names_its_own_argument():
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}])
+    with pytest.raises(ValueError, match=r"`stop_day` = 20.0: days must lie within .*\[0, 10\]"):
+        schedule.with_inhibitor(start_day=2.0, stop_day=20.0, dose_um=5.0)
+    with pytest.raises(TypeError, match="`start_day` = 'x': expected a number of days"):
+        schedule.with_inhibitor(start_day="x", stop_day=5.0, dose_um=5.0)
+    given = schedule.with_inhibitor(start_day=2.0, stop_day=5.0, dose_um=5.0)
+    assert given.withdrawal_day("inhibitor") == 5.0

@@ -913,6 +913,8 @@ class Schedule:
         self, *, start_day: float, stop_day: float, dose_um: float, drug: str = "inhibitor"
     ) -> Schedule:
         """This schedule plus an in-vitro phase of ``drug`` at ``dose_um`` µM."""
+        for name, day in (("start_day", start_day), ("stop_day", stop_day)):
+            _check_day(_as_float(day, name, "days"), name, self.duration_days)
         return self | Schedule(
             self.duration_days, phases=(Phase(start_day, stop_day, {drug: dose_um}),)
         )

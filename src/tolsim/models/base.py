@@ -162,6 +162,11 @@ class Model:
 
     def __post_init__(self):
         names = [p.name for p in self.parameters]
+        if not self.states or not self.transitions:
+            raise ValueError(
+                f"model {self.name!r} has {len(self.states)} states and "
+                f"{len(self.transitions)} transitions: expected at least one of each"
+            )
         for label, values in (("states", self.states), ("parameters", names)):
             if len(set(values)) != len(values):
                 raise ValueError(f"`{label}` of model {self.name!r} has duplicate names")
@@ -188,6 +193,45 @@ class Model:
         _check_kernel_function(self.rates, "rates", "(t, x, p, c, out)")
         if self.lane_rates is not None:
             _check_kernel_function(self.lane_rates, "lane_rates", "(t, x, p, e, out)")
+        if self.linear:
+            self._check_linear()
+
+    def _check_linear(self) -> None:
+        """``linear=True`` is trusted by the exact solver and the branching process: check it.
+
+        At the default parameters and with each drug absent or at 1 µM, the propensities of
+        two random states must add (``r(x + y) = r(x) + r(y)``) and scale (``r(2x) =
+        2 r(x)``) to 1e-9 relative. Runs the rate function's Python source (no compile); a
+        rate function that cannot run as Python is not checked.
+        """
+        rates = getattr(self.rates, "py_func", self.rates)
+        p = self.pack({})
+        rng = np.random.default_rng(0)
+        n_states, n_transitions = len(self.states), len(self.transitions)
+        out = [np.empty(n_transitions) for _ in range(4)]
+        for level in (0.0, 1.0):
+            c = np.full(len(self.drugs), level)
+            x = rng.uniform(1.0, 1e3, n_states)
+            y = rng.uniform(1.0, 1e3, n_states)
+            try:
+                for state, buffer in zip((x, y, x + y, 2.0 * x), out, strict=True):
+                    rates(0.0, state, p, c, buffer)
+            except Exception:  # noqa: BLE001 - not callable as Python: the kernels will tell
+                return
+            r_x, r_y, r_sum, r_twice = out
+            scale = np.abs(r_sum) + np.abs(r_twice) + 1e-300
+            bad = np.flatnonzero(
+                (np.abs(r_sum - r_x - r_y) > 1e-9 * scale)
+                | (np.abs(r_twice - 2.0 * r_x) > 1e-9 * scale)
+            )
+            if bad.size:
+                raise ValueError(
+                    f"`linear` = True, but the propensity of transition "
+                    f"{self.transitions[bad[0]].name!r} of model {self.name!r} is not linear in "
+                    f"the state (at {level:g} µM of each drug, rates(x + y) != rates(x) + "
+                    "rates(y) or rates(2 x) != 2 rates(x)): the exact solver and the branching "
+                    "process would give wrong answers; set linear=False"
+                )
 
     # -- derived arrays ----------------------------------------------------------------
     @property
