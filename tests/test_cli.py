@@ -856,6 +856,15 @@ def test_bad_simulation_file_names_the_key(tmp_path, capsys, old, new, message):
     assert_refused(capsys, tmp_path, args, message.format(file=path))
 
 
+def test_a_stochastic_run_names_a_fractional_cell_count_by_its_key(tmp_path, capsys):
+    text = RUN.replace("lambda_S = 0.3", "lambda_S = 0.3\nT0 = 2.5").replace(
+        "rtol = 1e-8", 'method = "ssa"\nseed = 1'
+    )
+    path = write(tmp_path, text, "run.toml")
+    args = ["simulate", path, "--out", tmp_path / "out.nc"]
+    assert_refused(capsys, tmp_path, args, f"`model.params` in {path}: `params.T0` = 2.5")
+
+
 @pytest.mark.parametrize(
     "old, new, message",
     [

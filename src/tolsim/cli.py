@@ -2097,7 +2097,8 @@ def _simulate_command(args: argparse.Namespace) -> int:
                 **config.options,
             )
         except (TypeError, ValueError, MemoryError) as error:
-            raise _wrapped("run", str(config.path), error) from None
+            key = "model.params" if str(error).startswith("`params.") else "run"
+            raise _wrapped(key, str(config.path), error) from None
     wall = time.perf_counter() - started
     _record(ds, config.path, config.text)
     status = ds["status"].values
