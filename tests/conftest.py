@@ -71,3 +71,17 @@ def linear_two_state_matrix(p, c_tam, c_inh):
         - revert
     )
     return np.array([[a_ss, revert], [switch, a_tt]])
+
+
+def inhibitor_after_withdrawal():
+    """28 days of tamoxifen, 12 off, 20 of a strong NF-kB inhibitor from day 40, 40 off: with
+    ``mu_E = 1e-3, kappa_T = 2, T0 = 1e4`` the burden regrows after withdrawal and falls from
+    day 40, a level step on every daily grid (the recurrence interpolant's hard case)."""
+    return tolsim.Schedule.from_phases(
+        [
+            {"days": 28, "tamoxifen": 1.0},
+            {"days": 12},
+            {"days": 20, "inhibitor": 50.0},
+            {"days": 40},
+        ]  # fmt: skip
+    )

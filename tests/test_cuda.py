@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import inhibitor_after_withdrawal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
@@ -144,14 +145,7 @@ def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
 def test_a_level_step_on_an_output_day_after_withdrawal_is_treated_like_the_cpu():
     """The inhibitor starts on day 40, 12 days after withdrawal, while N rises: the interval
     ending there is the quadratic of its left end on the device too (kernels/events.py)."""
-    schedule = tolsim.Schedule.from_phases(
-        [
-            {"days": 28, "tamoxifen": 1.0},
-            {"days": 12},
-            {"days": 20, "inhibitor": 50.0},
-            {"days": 40},
-        ]  # fmt: skip
-    )
+    schedule = inhibitor_after_withdrawal()
     table = {"kappa_T": np.linspace(1.5, 2.5, 6), "mu_E": np.full(6, 1e-3), "T0": np.full(6, 1e4)}
     packed = MODEL.pack_table(table)
     fine = tolsim.simulate(MODEL, {k: v[0] for k, v in table.items()}, schedule, [39.0, 39.5])

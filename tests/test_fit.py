@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import inhibitor_after_withdrawal
 from scipy import stats
 
 import tolsim
@@ -214,6 +215,19 @@ def test_censored_event_times_enter_through_the_survival_function():
     assert result.method.startswith("minimize")
 
 
+def quick_fit(data, free=("lambda_S",)):
+    """One start, the noise fixed at the truth: for tests of what a fit refuses or records."""
+    return fit(
+        MODEL,
+        data,
+        SCHEDULES,
+        free=list(free),
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA},
+        starts=1,
+    )
+
+
 def fit_growth_and_block(seed: int, starts: int):
     """lambda_S and eps_S fitted to synthetic counts, the noise and mu_E fixed at the truth."""
     return fit(
@@ -303,15 +317,7 @@ def test_bad_bounds_and_starts(small_data):
 
 
 def test_lrt_needs_nested_fits(small_data):
-    one = fit(
-        MODEL,
-        small_data,
-        SCHEDULES,
-        free=["lambda_S"],
-        noise=LogNormal(),
-        fixed={"total_cells.sigma": SIGMA},
-        starts=1,
-    )
+    one = quick_fit(small_data)
     with pytest.raises(ValueError, match="the full model must have more"):
         likelihood_ratio_test(one, one)
 
@@ -400,30 +406,21 @@ def test_non_positive_values_name_the_table_rows_under_lognormal(small_data, tmp
 
 
 def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):
-    options = dict(noise=LogNormal(), fixed={"total_cells.sigma": SIGMA}, starts=1)
-    one = fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], **options)
-    two = fit(MODEL, small_data, SCHEDULES, free=["lambda_S", "eps_S"], **options)
+    one = quick_fit(small_data)
+    two = quick_fit(small_data, free=["lambda_S", "eps_S"])
     assert likelihood_ratio_test(one, two)["df"] == 1  # the same data: accepted
     other = small_data.copy()
     other.loc[4, "value"] *= 2.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonConvergenceWarning)
-        two_other = fit(MODEL, other, SCHEDULES, free=["lambda_S", "eps_S"], **options)
+        two_other = quick_fit(other, free=["lambda_S", "eps_S"])
     assert two_other.n_data == one.n_data
     with pytest.raises(ValueError, match=r"different data \(row 4 has value"):
         likelihood_ratio_test(one, two_other)
 
 
 def test_profile_points_and_sample_steps_are_checked(small_data):
-    result = fit(
-        MODEL,
-        small_data,
-        SCHEDULES,
-        free=["lambda_S"],
-        noise=LogNormal(),
-        fixed={"total_cells.sigma": SIGMA},
-        starts=1,
-    )
+    result = quick_fit(small_data)
     with pytest.raises(ValueError, match=r"`points` = 0: expected an integer >= 3"):
         result.profile(points=0)
     with pytest.raises(ValueError, match=r"`steps` = 0: expected an integer >= 1"):
@@ -439,14 +436,7 @@ def test_a_recurrence_observable_reads_a_level_step_on_its_grid_as_simulate_does
     the stored dN/dt is the falling right-hand one. kappa_T (free) acts only from day 40, so the
     crossing in [39, 40] must not depend on it (it did, by up to 0.5 days)."""
     model = tolsim.models.TwoState(crowding="none")
-    schedule = tolsim.Schedule.from_phases(
-        [
-            {"days": 28, "tamoxifen": 1.0},
-            {"days": 12},
-            {"days": 20, "inhibitor": 50.0},
-            {"days": 40},
-        ]  # fmt: skip
-    )
+    schedule = inhibitor_after_withdrawal()
     base = {"mu_E": 1e-3, "T0": 1e4}
     reference = tolsim.simulate(
         model, model.default_params(**base, kappa_T=2.0), schedule, np.arange(0.0, 100.5, 0.5)

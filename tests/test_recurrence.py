@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
-from conftest import linear_two_state_matrix
+from conftest import inhibitor_after_withdrawal, linear_two_state_matrix
 from scipy.optimize import brentq
 from user_models import GrowthSwitch
 
@@ -156,14 +156,7 @@ def test_a_level_step_on_an_output_day_does_not_bend_the_interval_before_it():
     that never happens (3.97 days early; up to 0.5 days off for thresholds crossed in [39, 40])."""
     model = tolsim.models.TwoState(crowding="none")
     p = model.default_params(mu_E=1e-3, kappa_T=2.0, T0=1e4)
-    schedule = tolsim.Schedule.from_phases(
-        [
-            {"days": 28, "tamoxifen": 1.0},
-            {"days": 12},
-            {"days": 20, "inhibitor": 50.0},
-            {"days": 40},
-        ]  # fmt: skip
-    )
+    schedule = inhibitor_after_withdrawal()
     pieces = [(0.0, 28.0, 1.0, 0.0), (28.0, 40.0, 0.0, 0.0), (40.0, 60.0, 0.0, 50.0),
               (60.0, 100.0, 0.0, 0.0)]  # fmt: skip
 

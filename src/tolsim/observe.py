@@ -47,7 +47,7 @@ from scipy.special import log_ndtr
 
 from tolsim.kernels.events import recurrence_days
 from tolsim.models.base import Parameter
-from tolsim.recurrence import derivative_jumps
+from tolsim.recurrence import check_threshold, derivative_jumps
 from tolsim.schedule import Schedule
 
 __all__ = [
@@ -582,23 +582,8 @@ def time_to_recurrence(
     >>> bool(abs(ttr.predict(traj, np.array([0.0]))[0] - 10 * np.log(2)) < 1e-4)
     True
     """
-    if isinstance(threshold, str):
-        if threshold != "size_at_withdrawal":
-            raise ValueError(
-                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
-            )
-        level = math.nan
-        description = "the burden at withdrawal"
-    else:
-        try:
-            level = float(threshold)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
-            ) from None
-        if not (math.isfinite(level) and level >= 0):
-            raise ValueError(f"`threshold` = {threshold!r} cells: expected a finite number >= 0")
-        description = f"{level:g} cells"
+    level = check_threshold(threshold)
+    description = "the burden at withdrawal" if math.isnan(level) else f"{level:g} cells"
     return Observable(
         name,
         "days",

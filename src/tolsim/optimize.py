@@ -32,6 +32,7 @@ import tolsim
 from tolsim.branching import branching_extinction
 from tolsim.design import ScheduleTemplate, grid, sobol
 from tolsim.models.base import Model
+from tolsim.recurrence import check_threshold
 from tolsim.schedule import Schedule
 from tolsim.sweep import _evaluate
 
@@ -300,20 +301,7 @@ def optimize_schedule(
     burden_of, burden_name, burden_unit = _burden_function(burden, model.drugs)
     if budget is not None and not (isinstance(budget, Real) and budget >= 0):
         raise ValueError(f"`budget` = {budget!r}: expected a number >= 0 (or None)")
-    if isinstance(threshold, str):
-        if threshold != "size_at_withdrawal":
-            raise ValueError(
-                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
-            )
-    elif (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, Real)
-        or not (math.isfinite(threshold) and threshold >= 0)
-    ):
-        raise ValueError(
-            f"`threshold` = {threshold!r} cells: expected a finite number >= 0 or "
-            "'size_at_withdrawal'"
-        )
+    check_threshold(threshold)
     if (
         isinstance(rtol, bool)
         or not isinstance(rtol, Real)

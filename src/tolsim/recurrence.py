@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -10,7 +11,35 @@ import xarray as xr
 from tolsim.kernels.events import recurrence_days
 from tolsim.schedule import Schedule
 
-__all__ = ["derivative_jumps", "time_to_recurrence"]
+__all__ = ["check_threshold", "derivative_jumps", "time_to_recurrence"]
+
+
+def check_threshold(threshold, name: str = "threshold") -> float:
+    """A recurrence threshold in cells, checked: NaN for ``"size_at_withdrawal"``.
+
+    Raises ``ValueError`` for another string or a number that is not finite and >= 0, and
+    ``TypeError`` for anything that is not one number (an array, None, a bool), naming
+    ``name``.
+
+    Examples
+    --------
+    >>> check_threshold(1e6), check_threshold("size_at_withdrawal")
+    (1000000.0, nan)
+    """
+    expected = "expected 'size_at_withdrawal' or a number of cells"
+    if isinstance(threshold, str):
+        if threshold != "size_at_withdrawal":
+            raise ValueError(f"`{name}` = {threshold!r}: {expected}")
+        return math.nan
+    if isinstance(threshold, bool | np.bool_) or np.ndim(threshold) != 0:
+        raise TypeError(f"`{name}` = {threshold!r}: {expected} (one number)")
+    try:
+        level = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` = {threshold!r}: {expected}") from None
+    if not (math.isfinite(level) and level >= 0):
+        raise ValueError(f"`{name}` = {threshold!r} cells: expected a finite number >= 0")
+    return level
 
 
 def derivative_jumps(schedule: Schedule, times: np.ndarray) -> np.ndarray:
@@ -23,9 +52,10 @@ def derivative_jumps(schedule: Schedule, times: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    schedule : Schedule
+    schedule : Schedule or CompiledSchedule
+        The schedule, or its :meth:`Schedule.compile` for any order of drugs.
     times : numpy.ndarray, shape (n,)
-        Output days.
+        Output days, sorted.
 
     Returns
     -------
@@ -38,10 +68,15 @@ def derivative_jumps(schedule: Schedule, times: np.ndarray) -> np.ndarray:
     >>> derivative_jumps(s, np.arange(5.0)).tolist()
     [False, False, True, False, False]
     """
-    compiled = schedule.compile(schedule.drugs)
+    compiled = schedule.compile(schedule.drugs) if isinstance(schedule, Schedule) else schedule
+    times = np.asarray(times, dtype=np.float64)
     inner = compiled.breakpoints_days[1:-1]
-    steps = np.any(compiled.level_um[1:] != compiled.level_um[:-1], axis=1)
-    return np.isin(np.asarray(times, dtype=np.float64), inner[steps])
+    steps = inner[np.any(compiled.level_um[1:] != compiled.level_um[:-1], axis=1)]
+    jumps = np.zeros(times.size, dtype=np.bool_)
+    if steps.size and times.size:  # times are sorted: a search, not np.isin (per candidate)
+        index = np.minimum(np.searchsorted(times, steps), times.size - 1)
+        jumps[index[times[index] == steps]] = True
+    return jumps
 
 
 def time_to_recurrence(
@@ -134,29 +169,9 @@ def time_to_recurrence(
     sample_dims = [d for d in ds["N"].dims if d != "time"]
     n_cells = ds["N"].transpose(*sample_dims, "time").values.reshape(-1, times.size)
     dn_dt = ds["dN_dt"].transpose(*sample_dims, "time").values.reshape(-1, times.size)
-    if isinstance(threshold, str):
-        if threshold != "size_at_withdrawal":
-            raise ValueError(
-                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
-            )
-        levels = np.full(n_cells.shape[0], np.nan)
-        description = "burden at withdrawal"
-    else:
-        if isinstance(threshold, bool) or np.ndim(threshold) != 0:
-            raise TypeError(
-                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or one number of "
-                "cells"
-            )
-        try:
-            level = float(threshold)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
-            ) from None
-        if not np.isfinite(level) or level < 0:
-            raise ValueError(f"`threshold` = {threshold!r} cells: expected a finite number >= 0")
-        levels = np.full(n_cells.shape[0], level)
-        description = f"{level:g} cells"
+    level = check_threshold(threshold)
+    levels = np.full(n_cells.shape[0], level)
+    description = "burden at withdrawal" if math.isnan(level) else f"{level:g} cells"
     days = recurrence_days(
         times,
         np.ascontiguousarray(n_cells, dtype=np.float64),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ import xarray as xr
 import tolsim
 from tolsim.kernels.events import recurrence_days
 from tolsim.models.base import Columns, Model
-from tolsim.recurrence import derivative_jumps
+from tolsim.recurrence import check_threshold, derivative_jumps
 from tolsim.schedule import Schedule
 from tolsim.simulate import (
     _METHOD_CODES,
@@ -137,13 +136,14 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
 def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) -> dict:
     """Outputs of the samples ``packed`` under one schedule (batched kernel, then reduced)."""
     grid = _metric_grid(schedule, spec["times"])
+    compiled = schedule.compile(model.drugs)
     n = packed.shape[0]
     # totals in the kernel, as each sample finishes (numpy's two sums over a last axis of 2
     # states took ~80 ms for 10,000 samples, a separate parallel pass ~14 ms)
     out_x, out_dn, stats, total, fraction = solve_batch(
         model,
         packed,
-        schedule.compile(model.drugs),
+        compiled,
         grid,
         spec["rtol"],
         spec["atol"],
@@ -166,7 +166,7 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
                 grid,
                 np.ascontiguousarray(total),
                 np.ascontiguousarray(out_dn),
-                derivative_jumps(schedule, grid),
+                derivative_jumps(compiled, grid),
                 w,
                 levels,
             )
@@ -558,22 +558,7 @@ def sweep(
     atol = _positive_float(atol, "atol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
         raise ValueError(f"`max_steps` = {max_steps!r}: expected an integer >= 1")
-    if isinstance(recurrence_threshold, str):
-        if recurrence_threshold != "size_at_withdrawal":
-            raise ValueError(
-                f"`recurrence_threshold` = {recurrence_threshold!r}: expected "
-                "'size_at_withdrawal' or a number of cells"
-            )
-    else:
-        try:
-            level = float(recurrence_threshold)
-        except (TypeError, ValueError):
-            level = math.nan
-        if not (math.isfinite(level) and level >= 0):
-            raise ValueError(
-                f"`recurrence_threshold` = {recurrence_threshold!r}: expected "
-                "'size_at_withdrawal' or a finite number of cells >= 0"
-            )
+    check_threshold(recurrence_threshold, "recurrence_threshold")
     if stochastic:
         threshold = _positive_float(threshold, "threshold")
         max_events = _check_count(max_events, "max_events", 1)
