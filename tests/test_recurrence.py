@@ -127,7 +127,7 @@ def test_warns_when_a_breakpoint_falls_between_outputs():
 
 def test_warns_when_withdrawal_falls_between_outputs():
     ds = tolsim.simulate(MODEL, {}, SCHEDULE, np.arange(0.0, 101.0, 3.0))  # day 20 not an output
-    with pytest.warns(UserWarning, match=r"level step\(s\) at day\(s\) \[20.0\]"):
+    with pytest.warns(UserWarning, match=r"the withdrawal day 20 is not an output day"):
         tolsim.time_to_recurrence(ds, threshold=1e4)
 
 

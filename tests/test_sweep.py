@@ -421,3 +421,24 @@ def test_a_dataframe_design_is_the_same_sweep_as_its_table_and_resumes_only_with
         sweep(MODEL, changed, SCHEDULE, store=store, chunk_size=3)
     with pytest.raises(TypeError, match="`design` is a list: expected a tolsim.design.Design"):
         sweep(MODEL, [[0.1, 1e-4]], SCHEDULE, store=None)
+
+
+def test_metrics_at_an_oral_withdrawal_between_days_are_taken_on_that_day():
+    """An oral regimen stopping at day 20.5 (neither a whole day nor a dose day): the metrics
+    were read at day 21 and the crossing interpolated across the withdrawal."""
+    mouse = tolsim.PK.tamoxifen_mouse()
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.5, every_days=1.0, stop_day=20.5, pk=mouse, duration_days=60.0
+    )
+    assert oral.withdrawal_day("tamoxifen") == 20.5 and 20.5 not in oral.breakpoints()
+    design = {"kappa_T": [0.1, 0.4], "mu_E": [1e-3, 1e-3]}
+    ds = sweep(MODEL, design, oral, store=None)
+    times = np.union1d(np.arange(61.0), oral.breakpoints())
+    times = np.union1d(times, [20.5])
+    direct = tolsim.simulate(MODEL, design, oral, times)
+    np.testing.assert_allclose(
+        ds.burden_at_withdrawal.values, direct.N.sel(time=20.5).values, rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        ds.time_to_recurrence.values, tolsim.time_to_recurrence(direct).values, rtol=1e-12
+    )

@@ -91,10 +91,10 @@ def time_to_recurrence(
     ``dN_dt`` (error ``O(h^4)`` in the output spacing ``h``; about 1e-5 days for daily outputs
     of a tumour doubling in four days). Where a drug's level steps at an output day, ``dN/dt``
     jumps there, and the interval ending at it is the quadratic through its values and its left
-    derivative (``O(h^3)``). A step between output days (the withdrawal day included) is
-    warned about: the interpolant cannot follow the kink. The recurrence time is 0 when the
-    burden already exceeds the threshold at withdrawal, and ``inf`` when it never rises through
-    it within the simulated horizon (right-censored at ``ds.time[-1]``).
+    derivative (``O(h^3)``). A step between output days, and a withdrawal day that is not an
+    output day, are warned about: the interpolant cannot follow the kink. The recurrence time
+    is 0 when the burden already exceeds the threshold at withdrawal, and ``inf`` when it never
+    rises through it within the simulated horizon (right-censored at ``ds.time[-1]``).
 
     Parameters
     ----------
@@ -151,13 +151,21 @@ def time_to_recurrence(
             f"`withdrawal_day` = {withdrawal_day!r}: expected a day within the simulated "
             f"times [{times[0]}, {times[-1]}]"
         )
+    if not np.any(times == withdrawal_day):
+        warnings.warn(
+            f"the withdrawal day {withdrawal_day:g} is not an output day: the burden at "
+            "withdrawal and the crossings next to it are interpolated across it (a drug "
+            "stops there); include it in `times`",
+            UserWarning,
+            stacklevel=2,
+        )
     jumps = np.zeros(times.size, dtype=np.bool_)
     if "schedule" in ds.attrs:
         schedule = Schedule.from_json(ds.attrs["schedule"])
         jumps = derivative_jumps(schedule, times)
         steps = schedule.breakpoints()
         steps = steps[derivative_jumps(schedule, steps)]
-        between = steps[(steps >= withdrawal_day) & (steps < times[-1]) & ~np.isin(steps, times)]
+        between = steps[(steps > withdrawal_day) & (steps < times[-1]) & ~np.isin(steps, times)]
         if between.size:
             warnings.warn(
                 f"drug level step(s) at day(s) {between[:5].tolist()} fall between output "

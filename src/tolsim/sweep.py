@@ -56,8 +56,15 @@ class StoreMismatchError(ValueError):
 
 
 def _metric_grid(schedule: Schedule, times: np.ndarray | None) -> np.ndarray:
+    """Days the sweep metrics are computed on: every day, every breakpoint, the schedule's
+    end and its tamoxifen withdrawal day (an oral regimen's ``stop_day`` may fall between
+    days and doses), plus any trajectory ``times``."""
     grid = np.union1d(np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints())
     grid = np.union1d(grid, [schedule.duration_days])
+    try:
+        grid = np.union1d(grid, [schedule.withdrawal_day("tamoxifen")])
+    except ValueError:
+        pass  # no tamoxifen: no withdrawal
     if times is not None:
         grid = np.union1d(grid, times)
     return grid[grid <= schedule.duration_days]
