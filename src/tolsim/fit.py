@@ -100,10 +100,12 @@ class _Objective:
                 obs_rows = rows[(table.loc[rows, "observable"] == obs_name).to_numpy()]
                 observable = observables[obs_name]
                 obs_days = np.asarray(table.loc[obs_rows, "time"], dtype=float)
-                if observable.kind == "event":
+                if observable.kind == "event":  # daily, breakpoints, withdrawal (as sweeps)
                     grid = np.union1d(
                         np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints()
                     )
+                    if "tamoxifen" in schedule.given_drugs:
+                        grid = np.union1d(grid, [schedule.withdrawal_day("tamoxifen")])
                     days.append(grid[grid <= schedule.duration_days])
                 else:
                     days.append(observable.required_days(obs_days))
