@@ -469,3 +469,30 @@ def test_a_recurrence_observable_reads_a_level_step_on_its_grid_as_simulate_does
         rtol=1e-8, atol=1e-8, method="dopri5",
     )  # fmt: skip
     assert predicted == pytest.approx(float(tolsim.time_to_recurrence(ds, level)), abs=1e-6)
+
+
+def test_a_recurrence_observable_is_solved_on_the_withdrawal_day_of_an_oral_regimen():
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.5, every_days=1.0, stop_day=20.5,
+        pk=tolsim.PK.tamoxifen_mouse(), duration_days=60.0,
+    )  # fmt: skip
+    data = pd.DataFrame(
+        {
+            "condition": ["oral"],
+            "observable": ["time_to_recurrence"],
+            "time": [60.0],
+            "value": [10.0],
+        }  # fmt: skip
+    )
+    result = fit(
+        tolsim.models.TwoState(),
+        data,
+        {"oral": oral},
+        free=["kappa_T"],
+        observables={"time_to_recurrence": tolsim.observe.time_to_recurrence()},
+        noise=Normal(),
+        fixed={"time_to_recurrence.sigma": 1.0},
+        starts=1,
+    )
+    (condition,) = result.objective.conditions
+    assert 20.5 in condition["t_out"] and condition["withdrawal"] == 20.5
