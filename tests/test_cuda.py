@@ -555,7 +555,7 @@ def test_bad_device_arguments_are_clear_errors(tmp_path):
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
-def test_without_a_gpu_the_error_says_why(monkeypatch, tmp_path):
+def test_without_a_gpu_the_error_says_why(monkeypatch, tmp_path, capsys):
     import numba.cuda
 
     monkeypatch.setattr(numba.cuda, "is_available", lambda: False)
@@ -565,6 +565,18 @@ def test_without_a_gpu_the_error_says_why(monkeypatch, tmp_path):
     with pytest.raises(cuda.CudaUnavailableError, match="NUMBA_ENABLE_CUDASIM"):
         sweep(MODEL, grid(kappa_T=[0.1]), schedules()[0], store=tmp_path / "x", device="cuda")
     assert not (tmp_path / "x").exists()
+    # the command line: exit status 2 and the key, no traceback
+    from tolsim.cli import main
+
+    config = tmp_path / "run.toml"
+    config.write_text(
+        '[model]\nname = "TwoState"\n[schedule]\nphases = [{ days = 2, tamoxifen = 1.0 }]\n'
+        '[run]\nmethod = "dopri5"\ndevice = "cuda"\n'
+    )
+    assert main(["simulate", str(config), "--out", str(tmp_path / "out.nc")]) == 2
+    assert not (tmp_path / "out.nc").exists()
+    err = capsys.readouterr().err
+    assert f"`run.device` = 'cuda' in {config}: no CUDA GPU" in err and "Traceback" not in err
 
 
 def test_missing_numba_cuda_and_the_numpy_trap_are_explained(monkeypatch):

@@ -59,6 +59,7 @@ import numpy as np
 
 import tolsim
 from tolsim import design as designs
+from tolsim.cuda import CudaUnavailableError
 from tolsim.data import Measurements, read_measurements
 from tolsim.fit import BUILTIN_OBSERVABLES
 from tolsim.models import Model, ThreeState, TwoState
@@ -1902,6 +1903,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (ConfigError, StoreMismatchError, _UsageError) as error:
         print(f"tolsim {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except CudaUnavailableError as error:  # `device = "cuda"` where no GPU can run it
+        where = getattr(args, "config", "the file")
+        print(
+            f"tolsim {args.command}: error: `run.device` = 'cuda' in {where}: {error}",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         if args.command == "sweep":
