@@ -361,6 +361,9 @@ def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
         root.attrs["data"] == "<DataFrame>" and root.attrs["tolsim_version"] == tolsim.__version__
     )
     assert set(tree.children) == {"starts", "predictions", "profiles", "posterior"}
+    for group in ("starts", "profiles", "posterior"):  # read alone, as the README says
+        alone = xr.open_dataset(tmp_path / "fit.nc", group=group)
+        assert alone["parameter"].values.tolist() == ["lambda_S", "eps_S"], group
     xr.testing.assert_allclose(tree["starts"].to_dataset(), result.starts)
     xr.testing.assert_allclose(tree["profiles"].to_dataset(), result.profiles)
 

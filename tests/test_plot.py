@@ -579,6 +579,14 @@ def test_heatmap_refuses_what_is_not_a_grid_of_design_columns(swept):
     )
     with pytest.raises(ValueError, match=r"other design columns vary: \['c'\]"):
         plot.heatmap(table, "a", "b")
+    # a Latin hypercube: as many values of each column as samples, no grid; refused before an
+    # (x values) x (y values) count array is made (65,536 samples asked for 32 GiB)
+    rng = np.random.default_rng(0)
+    scattered = xr.Dataset(
+        {name: ("sample", rng.uniform(size=2000)) for name in ("a", "b", "time_to_recurrence")}
+    )
+    with pytest.raises(ValueError, match="2000 samples take 2000 values of a and 2000 of b"):
+        plot.heatmap(scattered, "a", "b")
 
 
 # -- schedule optimisation --------------------------------------------------------------------

@@ -667,6 +667,10 @@ class FitResult:
             groups["profiles"] = self.profiles
         if posterior is not None:
             groups["posterior"] = posterior
+        for name, group in groups.items():  # each group read alone keeps the names
+            if name != "/" and "parameter" in group.dims and "parameter" not in group.coords:
+                if group.sizes["parameter"] == len(self.free):
+                    groups[name] = group.assign_coords(parameter=list(self.free))
         return xr.DataTree.from_dict(groups)
 
     def summary(self) -> str:

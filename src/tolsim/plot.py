@@ -966,6 +966,13 @@ def heatmap(
     metric = np.asarray(sweep_ds[variable].values, dtype=float)
     x_axis, column = np.unique(x_values, return_inverse=True)
     y_axis, row = np.unique(y_values, return_inverse=True)
+    if x_axis.size * y_axis.size > max(x_values.size, 10**6):  # before allocating the cells
+        raise ValueError(
+            f"`sweep_ds` is not a grid over `x` = {x!r} and `y` = {y!r}: {x_values.size} samples "
+            f"take {x_axis.size} values of {x} and {y_axis.size} of {y}, so a grid would hold "
+            f"{x_axis.size * y_axis.size} (a Latin hypercube or Sobol design: plot it as points "
+            "or sweep a tolsim.design.grid)"
+        )
     count = np.zeros((y_axis.size, x_axis.size), dtype=int)
     np.add.at(count, (row, column), 1)
     if (count > 1).any():
