@@ -338,7 +338,7 @@ def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
     assert set(result.to_datatree().children) == {"starts", "predictions"}  # no profiles yet
     result.profile(points=4)
     draws = xr.Dataset({"log10_value": (("draw", "parameter"), np.zeros((3, 2)))})
-    result.to_datatree(posterior=draws).to_netcdf(tmp_path / "fit.nc")
+    result.to_datatree(posterior=draws).to_netcdf(tmp_path / "fit.nc", write_inherited_coords=True)
     tree = xr.open_datatree(tmp_path / "fit.nc")
     root = tree.to_dataset(inherit=False)
     assert list(root.parameter.values) == ["lambda_S", "eps_S"]
@@ -364,6 +364,8 @@ def test_a_fit_saves_as_a_datatree_that_records_what_was_fitted(tmp_path):
     for group in ("starts", "profiles", "posterior"):  # read alone, as the README says
         alone = xr.open_dataset(tmp_path / "fit.nc", group=group)
         assert alone["parameter"].values.tolist() == ["lambda_S", "eps_S"], group
+    axes = np.ravel(tolsim.plot.profiles(tree["profiles"]))  # a DataTree node: root's names
+    assert [ax.get_xlabel().split()[0] for ax in axes[:2]] == ["lambda_S", "eps_S"]
     xr.testing.assert_allclose(tree["starts"].to_dataset(), result.starts)
     xr.testing.assert_allclose(tree["profiles"].to_dataset(), result.profiles)
 

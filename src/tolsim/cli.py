@@ -2000,7 +2000,10 @@ class _Outputs:
         try:
             part = self._part(self.netcdf)
             parts.append((part, self.netcdf))
-            data.to_netcdf(part, engine="netcdf4")
+            if hasattr(data, "children"):  # a DataTree: each group readable alone, with names
+                data.to_netcdf(part, engine="netcdf4", write_inherited_coords=True)
+            else:
+                data.to_netcdf(part, engine="netcdf4")
             if self.figure is not None:
                 from matplotlib.figure import Figure
 

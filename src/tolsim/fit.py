@@ -601,7 +601,10 @@ class FitResult:
 
     def to_datatree(self, posterior: xr.Dataset | None = None) -> xr.DataTree:
         """The fit as an :class:`xarray.DataTree`, to keep with ``.to_netcdf(path)`` and read
-        back with :func:`xarray.open_datatree` (``tolsim fit`` writes the same groups).
+        back with :func:`xarray.open_datatree` (``tolsim fit`` writes the same groups). The
+        groups share the root's ``parameter`` coordinate; to read one group alone with
+        ``xarray.open_dataset(path, group=...)``, write with
+        ``.to_netcdf(path, write_inherited_coords=True)``, as ``tolsim fit`` does.
 
         ``/``: ``value`` (the best fit of each free ``parameter``), ``nllh``, ``aic``,
         ``aicc``, ``bic``, ``converged``, ``n_data``, ``lower_bound`` and ``upper_bound``
@@ -667,10 +670,6 @@ class FitResult:
             groups["profiles"] = self.profiles
         if posterior is not None:
             groups["posterior"] = posterior
-        for name, group in groups.items():  # each group read alone keeps the names
-            if name != "/" and "parameter" in group.dims and "parameter" not in group.coords:
-                if group.sizes["parameter"] == len(self.free):
-                    groups[name] = group.assign_coords(parameter=list(self.free))
         return xr.DataTree.from_dict(groups)
 
     def summary(self) -> str:

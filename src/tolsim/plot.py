@@ -60,6 +60,8 @@ _MISSING_COLOUR = "lightgrey"  # heatmap cells whose metric is NaN (failed or no
 
 # -- checking the datasets handed in -----------------------------------------------------------
 def _dataset(value, argument: str, expected: str) -> xr.Dataset:
+    if isinstance(value, xr.DataTree):  # a group of a fit file, with the root's coordinates
+        value = value.to_dataset(inherit=True)
     if not isinstance(value, xr.Dataset):
         raise TypeError(f"`{argument}` is a {type(value).__name__}: expected {expected}")
     return value
