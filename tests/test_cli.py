@@ -161,6 +161,24 @@ def test_resume_finishes_an_interrupted_store_on_a_scheduler(
     assert len(cluster.workers) == 2  # a scheduler the command did not start stays up
 
 
+def test_a_store_made_before_the_cluster_failed_is_not_left_behind(tmp_path, capsys, monkeypatch):
+    """An unreachable --scheduler (30 s to fail; a stand-in here): the store this command had
+    just created, with no chunk computed, blocked the rerun ("store exists")."""
+    import tolsim.cli
+
+    def unreachable(args):
+        raise tolsim.cli._UsageError("`--scheduler` = 'tcp://nowhere:1': cannot connect")
+
+    monkeypatch.setattr(tolsim.cli, "_connect", unreachable)
+    store = tmp_path / "new.zarr"
+    args = ["sweep", write(tmp_path), "--store", str(store), "--no-progress"]
+    assert main(args) == 2
+    assert "cannot connect" in capsys.readouterr().err
+    assert not store.exists()
+    monkeypatch.undo()  # the same command then runs (a local cluster)
+    assert main(args) == 0 and store.exists()
+
+
 def test_existing_store_without_resume_is_an_error(tmp_path, capsys):
     store = tmp_path / "out.zarr"
     store.mkdir()

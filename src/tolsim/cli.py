@@ -2506,6 +2506,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     config = load_sweep(args.config)
     store = Path(args.store)
     chunk_size = args.chunk_size
+    created = not store.exists()
     if store.exists():
         if not args.resume:
             raise _UsageError(
@@ -2527,7 +2528,12 @@ def _sweep_command(args: argparse.Namespace) -> int:
     n_chunks = ds.sizes["chunk"]
     done = before = int(ds["chunk_done"].values.sum())
     if done < n_chunks:
-        client, cluster = _connect(args)
+        try:
+            client, cluster = _connect(args)
+        except BaseException:
+            if created:  # made by this call and never computed: it would block the rerun
+                shutil.rmtree(store, ignore_errors=True)
+            raise
         try:
             threads = sum(client.nthreads().values()) or 1
             step = CHUNKS_PER_WORKER_THREAD * threads
