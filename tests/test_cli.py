@@ -786,6 +786,7 @@ def test_unknown_experiment_lists_the_valid_ones(tmp_path, capsys):
         ("predict", ("FIT.toml", "SCHEDULE.toml", "[schedule]", "[predict]", "--draws")),
         ("optimize", ("OPT.toml", "[model]", "[template]", "[space]", "[optimize]")),
         ("experiment", ("NAME", "--list", "--path", "--quick", "main(argv=None)")),
+        ("sweep", ("SWEEP.toml", "[design]", "[design.ranges]", "[outputs]", "Zarr store")),
     ],
 )
 def test_help_of_each_command_shows_its_file(capsys, command, tables):
@@ -795,7 +796,7 @@ def test_help_of_each_command_shows_its_file(capsys, command, tables):
     out = capsys.readouterr().out
     for table in tables:
         assert table in out
-    if command != "experiment":
+    if command not in ("experiment", "sweep"):
         for option in ("--out", "--figure", "--overwrite", "--no-progress", "Writes FILE.nc"):
             assert option in out
 

@@ -1575,6 +1575,40 @@ exposures, solver status; dims time and, for paths, path), with the TOML text in
 its attrs; a failed solve is recorded there (status, message) and reported.
 """
 
+_SWEEP_HELP = """\
+SWEEP.toml (tables [model], [schedule], [design], optional [outputs] and [run];
+experiments/sweep_inhibitor.toml is a complete example):
+
+  [model]
+  name = "TwoState"            # or "ThreeState"; crowding = "logistic" | "none" | ...
+  [model.params]               # fixed values, stored as constant design columns
+  K = 1e7
+  [schedule]                   # in-vitro phases, or a table as Schedule.to_toml writes
+  duration_days = 360
+  phases = [{ days = 120, tamoxifen = 1.0 },
+            { start_day = 120, stop_day = 148, inhibitor = 5.0 }]
+  [design]                     # kind = "grid" ([design.values] name = [v1, v2, ...]),
+  kind = "lhs"                 # "lhs" or "sobol" (n, seed, [design.ranges]), or
+  n = 4096                     # "csv" (path, relative to SWEEP.toml); every column a
+  seed = 1                     # parameter of the model
+  [design.ranges]              # name = [low, high] or [low, high, "log"]
+  kappa_T = [0.0, 0.6]
+  mu_E = [1e-5, 1e-2, "log"]
+  [outputs]                    # kind = "metrics" (default) | "trajectories" | "both";
+  kind = "metrics"             # times = [...] (days) with trajectories;
+                               # recurrence_threshold = "size_at_withdrawal" or cells
+  [run]                        # chunk_size (10000), method ("auto"), rtol, atol,
+  chunk_size = 1024            # max_steps, device ("cpu" | "cuda"), lockstep,
+                               # gpu_specialise
+
+Writes the Zarr store: per sample the design columns and, for metrics,
+time_to_recurrence (days after withdrawal), burden_at_withdrawal,
+tolerant_fraction_at_withdrawal, nadir_cells, nadir_day and status (trajectories:
+the states and N at `times`); per chunk chunk_done; the model, schedule, settings,
+fingerprint and tolsim version in its attrs. Read it with
+xarray.open_zarr(PATH, consolidated=False).
+"""
+
 _FIT_HELP = """\
 FIT.toml (tables [model], [data], [schedules.<condition>], [fit], optional
 [profile] and [sample]):
@@ -1791,6 +1825,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "sweep",
         help="run a parameter sweep described by a TOML file into a Zarr store",
+        epilog=_SWEEP_HELP,
+        formatter_class=raw,
         description=(
             "Run the parameter sweep of SWEEP.toml ([model], [schedule], [design], [outputs], "
             "[run]) on a Dask cluster, chunk by chunk into a Zarr store. An interrupted sweep "
