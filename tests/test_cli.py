@@ -1077,3 +1077,13 @@ def test_cache_lists_and_clears_the_kernel_copies(tmp_path, monkeypatch, capsys)
     assert main(["cache", "--clear"]) == 0
     assert capsys.readouterr().out.startswith("removed 1 kernel copies")
     assert not copy.exists()
+
+
+def test_the_sweep_help_example_is_a_valid_sweep_file(tmp_path):
+    from tolsim.cli import _SWEEP_HELP
+
+    example = _SWEEP_HELP.split("\n\n")[1]  # the indented TOML between the two paragraphs
+    path = tmp_path / "sweep.toml"
+    path.write_text("\n".join(line[2:] for line in example.splitlines()) + "\n")
+    config = load_sweep(path)
+    assert len(config.design) == 4096 and config.model.name == "TwoState"
