@@ -694,5 +694,10 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--starts", type=int, default=STARTS)
     parser.add_argument("--threshold", type=float, default=THRESHOLD_NG_PER_ML, help="ng/mL")
+    parser.add_argument(
+        "--quick", action="store_true", help="the first 3 included patients, 4 starts each"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.patients, args.starts = 3, 4
     main(args.out, args.patients, args.seed, args.starts, args.threshold)

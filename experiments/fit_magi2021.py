@@ -130,8 +130,14 @@ def main(out: Path, starts: int) -> None:
         induction_ci=json.dumps({k: list(v) for k, v in induction.ci.items()}),
         likelihood_ratio_test=json.dumps(test),
         tamoxifen_um=TAMOXIFEN_UM,
+        schedules=json.dumps({name: s.to_dict() for name, s in schedules().items()}),
+        starts=starts,
         tolsim_version=tolsim.__version__,
     )
+    result["time"].attrs.update(units="days", long_name="day of the measurement")
+    for name in ("observed", "predicted_induction", "predicted_selection"):
+        if name in result:
+            result[name].attrs.update(units="1", long_name=f"weekly fold expansion ({name})")
     result.to_netcdf(out / "fit_magi2021.nc")
     figure(table, selection, induction, out / "fit_magi2021.png")
     print(f"wrote {out / 'fit_magi2021.nc'} and {out / 'fit_magi2021.png'}")
@@ -184,5 +190,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--starts", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="4 starts per fit (a smoke run)")
     args = parser.parse_args()
-    main(args.out, args.starts)
+    main(args.out, 4 if args.quick else args.starts)

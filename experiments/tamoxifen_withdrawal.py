@@ -87,30 +87,15 @@ def main(out: Path, samples: int, seed: int) -> None:
     schedules = arms()
 
     started = time.perf_counter()
-    runs = {name: tolsim.simulate(model, params, s, times) for name, s in schedules.items()}
-    recurrence = {
-        name: float(tolsim.time_to_recurrence(ds, threshold=threshold, withdrawal_day=ON_DAYS))
-        for name, ds in runs.items()
-        if name != "control"
-    }
+    combined = tolsim.simulate_arms(model, params, schedules, times)  # withdrawal_day per arm
+    days = tolsim.time_to_recurrence(combined, threshold=threshold)  # NaN: no tamoxifen
+    runs = {name: combined.sel(arm=name) for name in schedules}
+    recurrence = {name: float(days.sel(arm=name)) for name in schedules if name != "control"}
     print(f"single runs: {time.perf_counter() - started:.2f} s (incl. compile or cache load)")
-    for name, days in recurrence.items():
-        print(f"  {name:28s} recurrence {days:7.1f} days after withdrawal")
+    for name, value in recurrence.items():
+        print(f"  {name:28s} recurrence {value:7.1f} days after withdrawal")
 
-    combined = xr.concat(
-        [ds.drop_attrs(deep=False) for ds in runs.values()],
-        dim=xr.Variable("arm", list(runs)),
-        data_vars="all",
-    )
-    combined["schedule"] = ("arm", [s.to_json() for s in schedules.values()])
-    combined["time_to_recurrence"] = (
-        "arm",
-        [recurrence.get(name, np.nan) for name in runs],
-        {"units": "days", "threshold_cells": threshold, "withdrawal_day": ON_DAYS},
-    )
-    combined.attrs = {
-        k: v for k, v in runs["tamoxifen"].attrs.items() if k not in ("schedule", "title")
-    }
+    combined["time_to_recurrence"] = days.assign_attrs(threshold_cells=threshold)
     combined.attrs["title"] = "tolsim: tamoxifen withdrawal and recurrence, four arms"
     combined.to_netcdf(out / "tamoxifen_withdrawal.nc")
 
@@ -133,6 +118,8 @@ def main(out: Path, samples: int, seed: int) -> None:
                 list(ensemble_recurrence.values()), dim=xr.Variable("arm", list(ensembles))
             ),
             "parameters": ensembles["tamoxifen"]["parameters"],
+            "schedule": ("arm", [schedules[name].to_json() for name in ensembles]),
+            "withdrawal_day": ("arm", [ON_DAYS] * len(ensembles), {"units": "days"}),
         },
         attrs={
             "title": "recurrence times under ±25 % jitter of every rate",
@@ -198,5 +185,6 @@ if __name__ == "__main__":
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     parser.add_argument("--samples", type=int, default=2000, help="parameter sets per arm")
     parser.add_argument("--seed", type=int, default=2026, help="seed of the parameter jitter")
+    parser.add_argument("--quick", action="store_true", help="200 parameter sets per arm")
     args = parser.parse_args()
-    main(args.out, args.samples, args.seed)
+    main(args.out, 200 if args.quick else args.samples, args.seed)

@@ -1087,3 +1087,17 @@ def test_the_sweep_help_example_is_a_valid_sweep_file(tmp_path):
     path.write_text("\n".join(line[2:] for line in example.splitlines()) + "\n")
     config = load_sweep(path)
     assert len(config.design) == 4096 and config.model.name == "TwoState"
+
+
+def test_every_listed_experiment_has_the_quick_mode_the_help_offers():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1] / "experiments"
+    scripts = sorted(p for p in root.glob("*.py") if not p.name.startswith("_"))
+    assert len(scripts) >= 6
+    for script in scripts:
+        run = subprocess.run(
+            [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 0 and "--quick" in run.stdout, script.name
