@@ -519,7 +519,7 @@ def test_heatmap_cells_are_the_pivoted_metric_and_inf_is_shown(swept):
     np.testing.assert_array_equal(mesh.to_rgba(cells)[never], [to_rgba("tab:red")])
     assert not np.any(np.all(mesh.to_rgba(cells)[~never] == to_rgba("tab:red"), axis=-1))
     label = mesh.colorbar.ax.get_ylabel()
-    assert "time_to_recurrence (days)" in label and "inf" in label
+    assert "time to recurrence after withdrawal (days)" in label and "inf" in label
     assert mesh.colorbar.extend == "max"
     assert ax.get_xlabel() == "lambda_S (1/day)" and ax.get_ylabel() == "lambda_T (1/day)"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0.05", "0.1", "0.2"]
@@ -533,7 +533,7 @@ def test_heatmap_cells_are_the_pivoted_metric_and_inf_is_shown(swept):
         other.collections[0].get_array(),
         pivot(swept, "lambda_S", "lambda_T", variable="burden_at_withdrawal"),
     )
-    assert "burden_at_withdrawal (cells)" == other.collections[0].colorbar.ax.get_ylabel()
+    assert "burden at withdrawal (cells)" == other.collections[0].colorbar.ax.get_ylabel()
 
 
 def test_trajectories_of_a_sweep_store(swept):

@@ -442,3 +442,16 @@ def test_metrics_at_an_oral_withdrawal_between_days_are_taken_on_that_day():
     np.testing.assert_allclose(
         ds.time_to_recurrence.values, tolsim.time_to_recurrence(direct).values, rtol=1e-12
     )
+
+
+def test_a_sweep_describes_its_variables():
+    ds = sweep(MODEL, DESIGN, SCHEDULE, store=None)
+    parameters = {p.name: p for p in MODEL.parameters}
+    for name in ("kappa_T", "mu_E", "lambda_T"):  # the design's columns
+        assert ds[name].attrs["units"] == parameters[name].unit
+    for name in ("time_to_recurrence", "burden_at_withdrawal", "nadir_day", "status"):
+        assert ds[name].attrs["long_name"]
+    assert ds.time_to_recurrence.attrs["units"] == "days"
+    template = inhibitor_course(tamoxifen_days=10.0, follow_up_days=15.0, inhibitor_days=4.0)
+    slots = sweep(MODEL, grid(inhibitor_start_day=[0.0, 5.0]), template, store=None)
+    assert slots.inhibitor_start_day.attrs["units"] == "days"

@@ -776,11 +776,40 @@ _UNITS = {
 }
 
 
+_LONG_NAMES = {  # short: they label axes and colorbars (tolsim.plot)
+    "extinction_probability": "extinction probability",
+    "tolerant_extinction_probability": "tolerant extinction probability",
+    "recurrence_probability": "recurrence probability",
+    "time_to_recurrence": "time to recurrence after withdrawal",
+    "burden_at_withdrawal": "burden at withdrawal",
+    "tolerant_fraction_at_withdrawal": "tolerant fraction at withdrawal",
+    "nadir_cells": "nadir burden",
+    "nadir_day": "day of the nadir",
+    "N": "total cells",
+    "status": "solver status",
+}
+
+
 def _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, fingerprint):
-    """Units and the attrs that record what a sweep computed (in place)."""
+    """Units, long names and the attrs that record what a sweep computed (in place)."""
     for name in (*_UNITS, *model.states):
         if name in ds:
             ds[name].attrs["units"] = _UNITS.get(name, "cells")
+    for name, text in _LONG_NAMES.items():
+        if name in ds:
+            ds[name].attrs["long_name"] = text
+    parameters = {p.name: p for p in model.parameters}
+    for name in design.names:  # design columns: a model parameter's unit, or a slot's
+        if name not in ds:
+            continue
+        if name in parameters:
+            ds[name].attrs["units"] = parameters[name].unit
+            if parameters[name].description:
+                ds[name].attrs["long_name"] = parameters[name].description
+        elif name.endswith(("_day", "_days")):
+            ds[name].attrs["units"] = "days"
+        elif name.endswith("_um"):
+            ds[name].attrs["units"] = "µM"
     ds["status"].attrs["flag_meanings"] = "0 success; < 0 solver failure; -99 not computed"
     ds.attrs.update(
         title=f"tolsim sweep of {model.name}",
