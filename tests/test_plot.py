@@ -704,3 +704,16 @@ def test_plot_is_reachable_as_an_attribute_of_the_package():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "tolsim.plot"
+
+
+def test_recurrence_times_count_the_never_recurring_among_the_solved():
+    days = xr.DataArray([3.0, 5.0, np.inf, np.nan], dims="sample")
+    ax = plot.recurrence_times(days, label="arm", bins=4)
+    assert sum(p.get_height() for p in ax.patches) == 2  # the finite days only
+    (legend,) = [p.get_label() for p in ax.patches[:1]]
+    assert legend == "arm: 33.3% no recurrence, 1 failed"  # 1 of the 3 solved; NaN apart
+    assert ax.get_ylabel() == "parameter sets"
+    paths = xr.DataArray([[3.0, np.inf]], dims=("sample", "path"))
+    assert plot.recurrence_times(paths).get_ylabel() == "paths"
+    with pytest.raises(TypeError, match="`days` is a Dataset"):
+        plot.recurrence_times(days.to_dataset(name="d"))

@@ -403,7 +403,10 @@ def tolerant_fraction(
 def recurrence_times(
     days: xr.DataArray, ax: Axes | None = None, *, label: str | None = None, bins=30, **kwargs
 ) -> Axes:
-    """Histogram of finite recurrence times; the share never recurring is given in the label."""
+    """Histogram of finite recurrence times; the label gives the share that never recurs
+    (``inf``) among those solved, and how many failed (NaN: a failed solve or path, counted
+    as neither). The y axis counts paths for a stochastic result (a ``path`` dim), else
+    parameter sets."""
     if isinstance(days, xr.Dataset):
         raise TypeError(
             f"`days` is a {type(days).__name__}: expected the DataArray from "
@@ -412,11 +415,15 @@ def recurrence_times(
     ax = _axes(ax)
     values = np.asarray(days, dtype=float).ravel()
     finite = values[np.isfinite(values)]
-    censored = 1.0 - finite.size / max(values.size, 1)
+    solved = int(np.count_nonzero(~np.isnan(values)))
+    never = 1.0 - finite.size / max(solved, 1)
     text = f"{label}: " if label else ""
-    ax.hist(finite, bins=bins, alpha=0.6, label=f"{text}{censored:.0%} no recurrence", **kwargs)
+    text += f"{never:.1%} no recurrence"
+    if solved < values.size:
+        text += f", {values.size - solved} failed"
+    ax.hist(finite, bins=bins, alpha=0.6, label=text, **kwargs)
     ax.set_xlabel("days from withdrawal to recurrence")
-    ax.set_ylabel("parameter sets")
+    ax.set_ylabel("paths" if "path" in getattr(days, "dims", ()) else "parameter sets")
     return ax
 
 
