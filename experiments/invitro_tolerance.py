@@ -309,7 +309,7 @@ def figure(ds: xr.Dataset, wells_ds: xr.Dataset, path: Path) -> None:
             bins=bins,
             alpha=0.6,
             color=COLOURS[mechanism],
-            label=f"{mechanism}: no tolerant cell in {mc:.0%} of wells (exact {exact:.1%})",
+            label=f"{mechanism}: no tolerant cell in {mc:.1%} of wells (exact {exact:.1%})",
         )
     ax.set_xlabel(f"log10(tolerant cells + 1) per well, day {EXPOSURE_DAYS:g}")
     ax.set_ylabel("wells")
