@@ -633,7 +633,8 @@ def test_tradeoff_draws_candidates_front_and_best():
     feasible, on_front = result.feasible.values, result.on_front.values
     assert 2 <= on_front.sum() < on_front.size and not feasible.all()  # the test's premise
     ax = plot.tradeoff(result)
-    (front,) = ax.lines
+    front, budget = ax.lines
+    assert budget.get_xdata()[0] == 20.0 and budget.get_label() == "budget (20)"
     order = np.argsort(burden[on_front])
     np.testing.assert_array_equal(front.get_xdata(), burden[on_front][order])
     np.testing.assert_array_equal(front.get_ydata(), benefit[on_front][order])
@@ -655,6 +656,9 @@ def test_tradeoff_draws_candidates_front_and_best():
 
     none = plot.tradeoff(optimisation(best=-1))
     assert len(none.collections) == 2  # no feasible schedule: nothing highlighted
+    unconstrained = optimisation()
+    unconstrained.attrs["budget"] = np.nan  # optimize_schedule(budget=None)
+    assert len(plot.tradeoff(unconstrained).lines) == 1
 
 
 def test_tradeoff_refuses_datasets_that_are_not_optimisations():

@@ -1130,6 +1130,9 @@ def tradeoff(result: xr.Dataset, ax: Axes | None = None) -> Axes:
             zorder=3,
             label="best feasible",
         )
+    budget = float(result.attrs.get("budget", np.nan))
+    if np.isfinite(budget):  # the constraint: candidates right of it are infeasible
+        ax.axvline(budget, ls=":", color="k", lw=1, label=f"budget ({budget:g})")
     ax.set_xlabel(_quantity_label(result["burden"], "burden"))
     ax.set_ylabel(_quantity_label(result["benefit"], "benefit"))
     if "objective" in result.attrs:
