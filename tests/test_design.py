@@ -586,3 +586,5 @@ def test_from_table_takes_a_dataframe_or_columns_and_hashes_the_values():
         from_table({**columns, "mu_E": [1e-4, np.nan, 3e-4]})
     with pytest.raises(TypeError, match="`table` is a list: expected a pandas.DataFrame"):
         from_table([[0.1, 1e-4]])
+    with pytest.raises(ValueError, match=r"more than one column named \['1'\]"):
+        from_table(pd.DataFrame({1: [1.0, 2.0], "1": [3.0, 4.0]}))  # one replaced the other

@@ -201,6 +201,37 @@ def test_paths_agree_with_the_branching_mixture(small_fit):
         standard_error = np.sqrt(p * (1 - p) / 2000)
         assert abs(paths[name].item() - p) < 4 * standard_error, name
 
+    # the Monte Carlo interval of one draw is its binomial interval (it had zero width: the
+    # spread across draws of the paths' fractions, of which there was one)
+    estimate = paths.eradication_probability.item()
+    z = 1.6448536269514722  # level 0.9
+    half = z * np.sqrt(estimate * (1 - estimate) / 2000)
+    low, high = paths.eradication_probability.attrs["interval"]
+    assert high - low == pytest.approx(2 * half, rel=1e-9)
+    assert low < exact.eradication_probability.item() < high
+
+
+def test_paths_intervals_cover_at_the_nominal_rate(small_fit):
+    """Twelve seeds of 200 paths each: a 90% binomial interval covers the exact branching
+    probability of eradication in about 11 (at least 8: P(fewer) < 1e-3 at 90% coverage)."""
+    options = dict(uncertainty="none", params={"T0": 4.0}, threshold=100.0)
+    exact = small_fit.predict(SMALL_SCHEDULE, demographic="branching", seed=0, **options)
+    truth = exact.eradication_probability.item()
+    covered = 0
+    for seed in range(12):
+        paths = small_fit.predict(SMALL_SCHEDULE, demographic="paths", paths=200, seed=seed,
+                                  **options)  # fmt: skip
+        low, high = paths.eradication_probability.attrs["interval"]
+        covered += low <= truth <= high
+    assert covered >= 8
+
+
+def test_quantiles_hold_each_level_once(one_fit):
+    prediction = one_fit.predict(NEW, draws=20, threshold=THRESHOLD, seed=1)
+    quantile = prediction["quantile"].values
+    assert 0.05 in quantile and 0.95 in quantile  # level 0.9's ends, as written
+    assert np.all(np.diff(quantile) > 1e-9)  # no 0.04999999999999999 beside 0.05
+
 
 @pytest.fixture(scope="module")
 def initial_count_fit():

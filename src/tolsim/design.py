@@ -543,7 +543,13 @@ def from_table(table: Any) -> Design:
     (2, ('kappa_T', 'mu_E'), 'table')
     """
     if hasattr(table, "columns") and hasattr(table, "to_dict"):  # a pandas DataFrame
-        columns = {str(name): np.asarray(table[name]) for name in table.columns}
+        names = [str(name) for name in table.columns]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # e.g. 1 and "1", or a repeated header: one would silently replace another
+            raise ValueError(
+                f"`table` has more than one column named {repeated}: expected unique names"
+            )
+        columns = {str(name): np.asarray(table.iloc[:, i]) for i, name in enumerate(names)}
     elif isinstance(table, Mapping):
         columns = {name: np.asarray(values) for name, values in table.items()}
     else:

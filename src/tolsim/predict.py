@@ -351,8 +351,8 @@ def predict(
     quantiles = np.asarray(quantiles, dtype=float).ravel()
     if quantiles.size == 0 or np.any(~((quantiles > 0) & (quantiles < 1))):
         raise ValueError(f"`quantiles` = {quantiles.tolist()}: expected values in (0, 1)")
-    ends = ((1.0 - level) / 2.0, (1.0 + level) / 2.0)
-    quantiles = np.unique(np.concatenate([quantiles, ends]))
+    ends = np.round([(1.0 - level) / 2.0, (1.0 + level) / 2.0], 12)  # 0.05, not 0.0499...9
+    quantiles = np.unique(np.round(np.concatenate([quantiles, ends]), 12))
     follow_up = schedule.duration_days - withdrawal
     horizon_days = follow_up if horizon_days is None else float(horizon_days)
     if not 0.0 < horizon_days <= follow_up:
@@ -457,7 +457,7 @@ def predict(
             days,
             {"units": "days", "long_name": "days from withdrawal to recurrence, per path"},
         )
-        n_mc = int(path_ok.sum())
+        paths_of_draw = np.where(path_ok.any(1), per_draw, 0)  # successful paths per draw
     else:
         days = time_to_recurrence(ode, threshold=threshold).values
         days = np.where(ok, days, np.nan)
@@ -481,7 +481,7 @@ def predict(
         mixture_weights = np.concatenate([weights * (1.0 - extinction), weights * extinction])
         recurred_by = (days[:, None] <= day_grid) & ok[:, None]
         curve_terms = 1.0 - recurred_by * (1.0 - extinction)[:, None]
-        n_mc = int(ok.sum())
+        paths_of_draw = None  # per-draw probabilities are exact: no noise within a draw
     if demographic != "none":
         data_vars["initial_cells"] = (
             ("draw", "state"),
@@ -509,12 +509,27 @@ def predict(
     # 3. summaries ---------------------------------------------------------------------------
     z = float(ndtri((1.0 + level) / 2.0))
 
+    squared = weights**2
+    n_effective = 1.0 / squared.sum() if squared.sum() > 0 else 0.0  # Kish's effective draws
+
     def mean_and_interval(terms: np.ndarray):
         """Weighted mean over draws of per-draw probabilities, with a normal Monte Carlo
-        interval (the estimate's precision from a finite number of draws or paths)."""
-        mean = np.tensordot(weights, terms, axes=(0, 0))
-        spread = np.sqrt(np.maximum(np.tensordot(weights, (terms - mean) ** 2, axes=(0, 0)), 0))
-        half = z * spread / np.sqrt(max(n_mc, 1))
+        interval: the estimate's precision from a finite number of draws and paths.
+
+        The variance of ``sum_d w_d p_d`` is estimated from the spread of the per-draw
+        estimates, ``sum_d w_d^2 (p_d - mean)^2`` (times ``n/(n-1)`` for ``n`` effective
+        draws), which holds their binomial noise when ``p_d`` is a fraction of paths; and at
+        least the binomial part alone, ``sum_d w_d^2 p_d (1 - p_d) / paths_d``, which is
+        all there is to go on with one draw (``uncertainty="none"``)."""
+        mean = np.clip(np.tensordot(weights, terms, axes=(0, 0)), 0.0, 1.0)
+        between = np.tensordot(squared, (terms - mean) ** 2, axes=(0, 0))
+        between = between * n_effective / (n_effective - 1.0) if n_effective > 1.0 else 0.0
+        variance = between
+        if paths_of_draw is not None:
+            shape = (-1,) + (1,) * (terms.ndim - 1)
+            binomial = terms * (1.0 - terms) / np.maximum(paths_of_draw, 1).reshape(shape)
+            variance = np.maximum(variance, np.tensordot(squared, binomial, axes=(0, 0)))
+        half = z * np.sqrt(np.maximum(variance, 0.0))
         return mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
 
     quantile_days = weighted_quantile(mixture_values, mixture_weights, quantiles)
