@@ -102,7 +102,8 @@ def test_copies_are_per_rate_function_and_follow_source_edits(tmp_path, monkeypa
     first = specialised("ode_template", importlib.import_module("edited_model").rates)
     assert specialised("ode_template", sys.modules["edited_model"].rates) is first
     copy = Path(first.__file__).read_text()
-    assert "from edited_model import rates as model_rates  # TOLSIM-RATES" in copy
+    assert "model_rates = _TOLSIM_RATES  # TOLSIM-RATES" in copy
+    assert first.model_rates is sys.modules["edited_model"].rates
     # editing the model's source gives a new copy (numba's cache ignores dependencies)
     module_file.write_text(textwrap.dedent(template.format(factor=2.0)))
     edited = specialised("ode_template", importlib.reload(sys.modules["edited_model"]).rates)
@@ -110,6 +111,60 @@ def test_copies_are_per_rate_function_and_follow_source_edits(tmp_path, monkeypa
     # the previous copy stays until it is an hour old (another process may be using it)
     assert (tmp_path / "cache" / "kernels").exists()
     del sys.modules["edited_model"]
+
+
+def test_a_copy_holds_its_own_function_not_one_of_the_same_name(tmp_path, monkeypatch):
+    """Two functions named ``rates`` in one file (a script redefining it), an edited helper in
+    another module, a changed global constant: each is another kernel. Before, the copy's
+    hash saw only the file's text and the name, and the copy imported ``rates`` by name, so
+    a model ran another model's kernel (numba's cache of the first, or the name's current
+    binding)."""
+    monkeypatch.setenv("TOLSIM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "twice_helpers.py").write_text(
+        "from numba import njit\n\n@njit\ndef growth(b):\n    return 1.0 * b\n"
+    )
+    (tmp_path / "twice.py").write_text(
+        textwrap.dedent(
+            """
+            from numba import njit
+            import twice_helpers
+
+            GAIN = 1.0
+
+            @njit
+            def rates(t, x, p, c, out):
+                out[0] = 0.3 * x[0]
+
+            slow = rates
+
+            @njit
+            def rates(t, x, p, c, out):
+                out[0] = 0.6 * x[0]
+
+            @njit
+            def helped(t, x, p, c, out):
+                out[0] = GAIN * twice_helpers.growth(p[0]) * x[0]
+            """
+        )
+    )
+    module = importlib.import_module("twice")
+    slow = specialised("ode_template", module.slow)
+    fast = specialised("ode_template", module.rates)
+    assert slow.__file__ != fast.__file__
+    assert slow.model_rates is module.slow and fast.model_rates is module.rates
+    helped = Path(specialised("ode_template", module.helped).__file__).name
+    module.GAIN = 2.0  # a global the function reads
+    monkeypatch.setattr(tolsim.kernels.specialise, "_LOADED", {})  # as a new process
+    assert Path(specialised("ode_template", module.helped).__file__).name != helped
+    module.GAIN = 1.0
+    (tmp_path / "twice_helpers.py").write_text(
+        "from numba import njit\n\n@njit\ndef growth(b):\n    return 2.0 * b\n"
+    )
+    importlib.reload(sys.modules["twice_helpers"])
+    monkeypatch.setattr(tolsim.kernels.specialise, "_LOADED", {})
+    assert Path(specialised("ode_template", module.helped).__file__).name != helped
+    del sys.modules["twice"], sys.modules["twice_helpers"]
 
 
 def test_loading_a_copy_again_leaves_it_untouched(tmp_path, monkeypatch):

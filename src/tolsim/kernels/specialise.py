@@ -3,10 +3,11 @@
 Numba's cache does not hold a kernel that receives a jitted function as an argument: it is
 compiled again in every process (seconds of start-up per model). Instead, each template in
 this package calls a module-global ``rates``; for a model we write a copy of the template whose
-``TOLSIM-RATES`` import names the model's rate function, import it, and let numba cache that
-file. The copy's name carries a hash of the template, the kernels it calls and the module that
-defines the rate function, so editing any of them gives a fresh copy rather than a stale cache
-(numba does not track dependencies between files).
+``TOLSIM-RATES`` line binds the model's rate function (set in the module before it runs), import
+it, and let numba cache that file. The copy's name carries a hash of the template, the kernels
+it calls, the module that defines the rate function and the function itself (its code, the
+jitted functions it calls and its global constants), so editing any of them gives a fresh copy
+rather than a stale cache (numba does not track dependencies between files).
 
 The copies live in ``$TOLSIM_CACHE_DIR`` (default ``$XDG_CACHE_HOME/tolsim`` or
 ``~/.cache/tolsim``), falling back to a temporary directory when that is not writable.
@@ -26,6 +27,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 _KERNEL_DIR = Path(__file__).resolve().parent
 # Modules whose numba functions the templates call: part of every copy's hash.
 _DEPENDENCIES = (
@@ -35,6 +38,8 @@ _DEPENDENCIES = (
     "linalg.py",
     "ode_template.py",
     "random.py",
+    "stochastic_template.py",  # its functions compiled for the GPU by the CUDA tau kernel
+    "cuda_template.py",  # device_function, used by the CUDA tau kernel
     "summary.py",
     "tableau.py",
 )
@@ -136,6 +141,44 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _function_fingerprint(func, digest, seen: set | None = None) -> None:
+    """Feed ``digest`` with what a jitted function computes: its code (bytecode, constants,
+    names, first line) and, through the globals it names, the code of the jitted functions it
+    calls (also as ``module.function``) and the values of its global constants. Two functions
+    of the same name in one file, an edited helper in another module, or a changed global
+    then give another copy, where numba's cache of the old one would be loaded stale."""
+    seen = set() if seen is None else seen
+    if id(func) in seen:
+        return
+    seen.add(id(func))
+    code = func.__code__
+
+    def feed_code(code) -> None:
+        digest.update(code.co_code)
+        digest.update(repr(code.co_names).encode())
+        digest.update(str(code.co_firstlineno).encode())
+        for const in code.co_consts:
+            if hasattr(const, "co_code"):
+                feed_code(const)
+            else:
+                digest.update(repr(const).encode())
+
+    feed_code(code)
+    namespace = getattr(func, "__globals__", {})
+    values = [namespace[name] for name in code.co_names if name in namespace]
+    for value in list(values):  # attributes of the modules it reads: ``helpers.growth``
+        if isinstance(value, ModuleType):
+            values += [getattr(value, n) for n in code.co_names if hasattr(value, n)]
+    for value in values:
+        inner = getattr(value, "py_func", None)
+        if inner is not None:  # a numba dispatcher (njit function) it calls
+            _function_fingerprint(inner, digest, seen)
+        elif isinstance(value, bool | int | float | complex | str | bytes | tuple):
+            digest.update(repr(value).encode())
+        elif isinstance(value, np.ndarray | np.generic):
+            digest.update(np.ascontiguousarray(value).tobytes() + repr(value.dtype).encode())
+
+
 def _rates_source(rates) -> str:
     func = rates.py_func
     module = sys.modules.get(func.__module__)
@@ -169,6 +212,7 @@ def specialised(template: str, rates, constants: dict[str, str] | None = None) -
             digest.update((_KERNEL_DIR / dep).read_bytes())
         digest.update(f"{func.__module__}.{func.__qualname__}".encode())
         digest.update(_rates_source(rates).encode())
+        _function_fingerprint(func, digest)
         digest.update(repr(constants).encode())
         tag = digest.hexdigest()[:16]
         safe = re.sub(r"\W", "_", f"{func.__module__}_{func.__qualname__}")
@@ -177,9 +221,9 @@ def specialised(template: str, rates, constants: dict[str, str] | None = None) -
         variant = hashlib.sha256(repr(constants).encode()).hexdigest()[:8]
         prefix = f"tolsim_{template}_{safe}_{variant}_"
         name = f"{prefix}{tag}"
-        import_line = (
-            f"from {func.__module__} import {func.__qualname__} as model_rates  # TOLSIM-RATES"
-        )
+        # the exact function this model was built with, set in the module before it runs (a
+        # name looked up at import could by then be bound to another function)
+        import_line = "model_rates = _TOLSIM_RATES  # TOLSIM-RATES"
         source, count = _MARKER.subn(import_line, text)
         if count != 1:
             raise RuntimeError(f"kernel template {template!r} lacks its TOLSIM-RATES import")
@@ -193,6 +237,7 @@ def specialised(template: str, rates, constants: dict[str, str] | None = None) -
             os.replace(tmp, path)
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
+        module._TOLSIM_RATES = rates
         sys.modules[name] = module
         spec.loader.exec_module(module)
         _LOADED[key] = module
