@@ -55,6 +55,7 @@ def direct(d):
     kernel call and reductions the sweep's tasks make (``solve_batch``, which picks the lane
     kernel, with the totals computed in it)."""
     from tolsim.kernels.events import recurrence_days
+    from tolsim.recurrence import derivative_jumps
     from tolsim.simulate import solve_batch
 
     columns = {k: np.asarray(v) for k, v in d.columns.items()}
@@ -68,7 +69,8 @@ def direct(d):
         _, out_dn, _, total, _ = solve_batch(
             MODEL, packed, compiled, grid, 1e-6, 1e-6, 100_000, 1, totals=True
         )
-        recurrence_days(grid, total, out_dn, 120.0, np.full(n, np.nan))
+        jumps = derivative_jumps(compiled, grid)
+        recurrence_days(grid, total, out_dn, jumps, 120.0, np.full(n, np.nan))
         total.min(axis=1)
     return time.perf_counter() - start
 
