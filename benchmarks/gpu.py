@@ -55,7 +55,8 @@ import numpy as np  # noqa: E402
 
 import tolsim  # noqa: E402
 from tolsim import cuda  # noqa: E402
-from tolsim.sweep import _evaluate, _metric_grid  # noqa: E402
+from tolsim.recurrence import metric_grid
+from tolsim.sweep import _evaluate  # noqa: E402
 
 MODEL = tolsim.models.TwoState()
 PK = tolsim.PK.tamoxifen_human()
@@ -213,7 +214,7 @@ def cached_first_call_s(n: int) -> float:
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "import gpu as b\n"
         "from tolsim import cuda\n"
-        "grid = b._metric_grid(b.SCHEDULE, None)\n"
+        "grid = b.metric_grid(b.SCHEDULE, None)\n"
         "tab = cuda.schedule_table(b.MODEL, [b.SCHEDULE], [grid])\n"
         f"rows = b.MODEL.pack_table(b.table({n}, seed=1))\n"
         "start = time.perf_counter()\n"
@@ -555,7 +556,7 @@ def main() -> None:
     parser.add_argument("--ptx-out", type=Path, default=None, help="--compile-only: PTX file")
     args = parser.parse_args()
 
-    grid = _metric_grid(SCHEDULE, None)
+    grid = metric_grid(SCHEDULE, None)
     if args.compile_only:
         print(json.dumps(compile_only(args, grid), indent=1))
         return

@@ -23,7 +23,7 @@ import gpu  # noqa: E402  (the benchmark's scenario: model, schedule, jittered t
 
 from tolsim import cuda  # noqa: E402
 from tolsim.kernels.specialise import specialised  # noqa: E402
-from tolsim.sweep import _metric_grid  # noqa: E402
+from tolsim.recurrence import metric_grid  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     args = parser.parse_args()
 
     module = cuda.require()
-    grid = _metric_grid(gpu.SCHEDULE, None)
+    grid = metric_grid(gpu.SCHEDULE, None)
     tab = cuda.schedule_table(gpu.MODEL, [gpu.SCHEDULE], [grid])
     constants = cuda.kernel_constants(gpu.MODEL, tab.n_channels, args.max_registers)
     if not cuda._simulated():  # (the simulator's jit takes no lineinfo)

@@ -35,7 +35,7 @@ import gpu  # noqa: E402
 
 from tolsim import cuda  # noqa: E402
 from tolsim.kernels.specialise import specialised  # noqa: E402
-from tolsim.sweep import _metric_grid  # noqa: E402
+from tolsim.recurrence import metric_grid  # noqa: E402
 
 
 def main() -> None:
@@ -66,7 +66,7 @@ def main() -> None:
     args = parser.parse_args()
 
     module = cuda.require()
-    grid = _metric_grid(gpu.SCHEDULE, None)
+    grid = metric_grid(gpu.SCHEDULE, None)
     tab = cuda.schedule_table(gpu.MODEL, [gpu.SCHEDULE], [grid])
     packed = gpu.MODEL.pack_table(gpu.table(args.samples))
     run, d_status, d_metrics, _ = gpu.kernel_launcher(module, tab, packed)

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 import tolsim  # noqa: E402
 from tolsim.design import lhs  # noqa: E402
-from tolsim.sweep import _metric_grid  # noqa: E402
+from tolsim.recurrence import metric_grid  # noqa: E402
 
 MODEL = tolsim.models.TwoState()
 SCHEDULE = tolsim.Schedule.from_phases([{"days": 120, "tamoxifen": 1.0}, {"days": 240}])
@@ -59,7 +59,7 @@ def direct(d):
     from tolsim.simulate import solve_batch
 
     columns = {k: np.asarray(v) for k, v in d.columns.items()}
-    grid = _metric_grid(SCHEDULE, None)
+    grid = metric_grid(SCHEDULE, None)
     compiled = SCHEDULE.compile(MODEL.drugs)
     start = time.perf_counter()
     for lo in range(0, len(d), CHUNK):

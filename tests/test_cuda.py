@@ -20,9 +20,10 @@ from numba import njit
 import tolsim
 from tolsim import cuda
 from tolsim.design import grid, inhibitor_course
+from tolsim.recurrence import metric_grid
 from tolsim.schedule import OralDoses, Pellet
 from tolsim.simulate import solve_batch
-from tolsim.sweep import METRICS, _evaluate, _metric_grid, sweep
+from tolsim.sweep import METRICS, _evaluate, sweep
 
 MODEL = tolsim.models.TwoState()
 
@@ -90,7 +91,7 @@ def test_trajectories_and_steps_equal_the_cpu_kernel_on_random_sets_and_schedule
     scheds = schedules()
     packed = MODEL.pack_table(random_table(9, seed=1))
     schedule_of = np.arange(9) % 3
-    grids = [_metric_grid(s, None) for s in scheds]
+    grids = [metric_grid(s, None) for s in scheds]
     common = np.array([0.0, 3.5, 8.0, 12.25, 25.0])  # on every grid's schedule
     grids = [np.union1d(g, common) for g in grids]
     table = cuda.schedule_table(MODEL, scheds, grids, traj_times=common)
@@ -111,7 +112,7 @@ def test_device_metrics_equal_the_cpu_sweep_reduction(threshold):
     scheds = schedules()
     packed = MODEL.pack_table(random_table(12, seed=2))
     schedule_of = np.arange(12) % 3
-    grids = [_metric_grid(s, None) for s in scheds]
+    grids = [metric_grid(s, None) for s in scheds]
     table = cuda.schedule_table(MODEL, scheds, grids)
     result = cuda.solve(
         MODEL,
@@ -150,7 +151,7 @@ def test_a_level_step_on_an_output_day_after_withdrawal_is_treated_like_the_cpu(
     packed = MODEL.pack_table(table)
     fine = tolsim.simulate(MODEL, {k: v[0] for k, v in table.items()}, schedule, [39.0, 39.5])
     level = float(fine.N.sel(time=39.5))
-    table_ = cuda.schedule_table(MODEL, [schedule], [_metric_grid(schedule, None)])
+    table_ = cuda.schedule_table(MODEL, [schedule], [metric_grid(schedule, None)])
     result = cuda.solve(
         MODEL, packed, table_, np.zeros(6, dtype=np.int64), threshold=level, method="dopri5"
     )
@@ -176,7 +177,7 @@ def test_decay_factors_as_powers_agree_with_an_exponential_per_stage(monkeypatch
     packed = MODEL.pack_table(random_table(6, seed=5))
     schedule_of = np.arange(6) % 3
     common = np.array([0.0, 3.5, 8.0, 12.25, 25.0])
-    grids = [np.union1d(_metric_grid(s, None), common) for s in scheds]
+    grids = [np.union1d(metric_grid(s, None), common) for s in scheds]
     table = cuda.schedule_table(MODEL, scheds, grids, traj_times=common)
     original = cuda.kernel_constants
     results = {}
@@ -219,7 +220,7 @@ def test_constant_parameters_compiled_into_the_kernel_change_no_bit():
     only in a constant parameter give the generic kernel's results for each, and differ)."""
     scheds = schedules()
     schedule_of = np.arange(9) % 3
-    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds])
     for capacity in (1e6, 5e5):
         columns = random_table(9, seed=3) | {"K": np.full(9, capacity)}
         packed = MODEL.pack_table(columns)
@@ -248,7 +249,7 @@ def test_launches_compile_in_their_method_and_whether_they_store_trajectories(mo
         cuda, "kernel_module", lambda *a, **k: built.append(k) or original(*a, **k)
     )
     scheds = schedules()
-    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds],
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds],
                                 traj_times=np.array([5.0]))  # fmt: skip
     rows = MODEL.pack({})[None]
     cuda.solve(MODEL, rows, table, np.zeros(1, np.int32), method="dopri5")
@@ -273,14 +274,14 @@ def test_specialised_constants_are_exact_and_refuse_what_has_no_source_text():
     with pytest.raises(ValueError, match="`base` = .*expected finite"):
         cuda.specialised_constants(np.array([1.0, np.nan]), np.array([-1, -1]))
     scheds = schedules()
-    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds])
     with pytest.raises(ValueError, match="`specialise` = 'yes': expected True or False"):
         cuda.solve(MODEL, MODEL.pack({})[None], table, np.zeros(1, np.int32), specialise="yes")
 
 
 def test_solve_reports_where_the_host_time_goes():
     scheds = schedules()
-    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds])
     profile = {}
     cuda.solve(MODEL, MODEL.pack_table(random_table(5, seed=1)), table, np.arange(5) % 3,
                chunk_size=2, profile=profile)  # fmt: skip
@@ -298,7 +299,7 @@ def test_a_table_kept_as_columns_gives_the_packed_results():
     scheds = schedules()
     columns = random_table(7, seed=4)
     schedule_of = np.array([2, 0, 1, 1, 0, 2, 1])
-    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds])
     packed = cuda.solve(MODEL, MODEL.pack_table(columns), table, schedule_of, stats=True)
     kept = cuda.solve(MODEL, MODEL.pack_columns(columns), table, schedule_of, stats=True,
                       chunk_size=3)  # fmt: skip
@@ -314,7 +315,7 @@ def test_chunks_and_streams_do_not_change_results():
     scheds = schedules()
     packed = MODEL.pack_table(random_table(7, seed=3))
     schedule_of = np.array([1, 0, 2, 1, 1, 0, 2])
-    table = cuda.schedule_table(MODEL, scheds, [_metric_grid(s, None) for s in scheds])
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds])
     whole = cuda.solve(MODEL, packed, table, schedule_of, stats=True)
     pieces = cuda.solve(MODEL, packed, table, schedule_of, stats=True, chunk_size=2)
     np.testing.assert_array_equal(whole.metrics, pieces.metrics)

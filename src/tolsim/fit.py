@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,9 +35,10 @@ from tolsim.observe import (
     total_cells,
     tumour_volume,
 )
-from tolsim.recurrence import derivative_jumps
+from tolsim.recurrence import derivative_jumps, metric_grid
 from tolsim.schedule import Schedule
 from tolsim.simulate import _METHOD_CODES, kernel_array, ode_kernels
+from tolsim.stochastic import _check_count
 
 __all__ = ["FitResult", "NonConvergenceWarning", "fit", "likelihood_ratio_test"]
 
@@ -100,17 +100,12 @@ class _Objective:
                 obs_rows = rows[(table.loc[rows, "observable"] == obs_name).to_numpy()]
                 observable = observables[obs_name]
                 obs_days = np.asarray(table.loc[obs_rows, "time"], dtype=float)
-                if observable.kind == "event":  # daily, breakpoints, withdrawal (as sweeps)
-                    grid = np.union1d(
-                        np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints()
-                    )
-                    if "tamoxifen" in schedule.given_drugs:
-                        grid = np.union1d(grid, [schedule.withdrawal_day("tamoxifen")])
-                    days.append(grid[grid <= schedule.duration_days])
+                if observable.kind == "event":  # the grid of sweep metrics
+                    days.append(metric_grid(schedule))
                 else:
                     days.append(observable.required_days(obs_days))
-                problem = _rows_noise_cannot_take(
-                    noise[obs_name], np.asarray(table.loc[obs_rows, "value"], dtype=float)
+                problem = noise[obs_name].refused(
+                    np.asarray(table.loc[obs_rows, "value"], dtype=float)
                 )
                 if problem is not None:
                     unobservable.append((name, obs_name, noise[obs_name], obs_rows, *problem))
@@ -286,28 +281,6 @@ class _Objective:
                 if set(noise_names) & set(self.free) or residual is None:
                     self._gaussian = False
         return self._gaussian
-
-
-def _rows_noise_cannot_take(noise, observed: np.ndarray):
-    """``(positions, what, reason)`` of the values a noise model refuses (e.g. values <= 0
-    for log-normal noise), or None. The noise model reports positions within the array it
-    was given; the caller maps them to the table's rows."""
-    try:
-        noise._observed_scale(observed)
-        return None
-    except ValueError as error:
-        message = str(error)
-    bad = []
-    for i in range(observed.size):
-        try:
-            noise._observed_scale(observed[i : i + 1])
-        except ValueError:
-            bad.append(i)
-    if not bad:  # pragma: no cover - a refusal of the whole array is a refusal of a value
-        bad = list(range(observed.size))
-    match = re.fullmatch(r"`observed` has (.+?) at rows \[[^\]]*\] \([^)]*\): (.*)", message)
-    what, reason = (match.group(1), match.group(2)) if match else ("values", message)
-    return np.asarray(bad), what, reason
 
 
 def _unobservable_message(problems, table, file_lines) -> str:
@@ -542,12 +515,12 @@ class FitResult:
         import emcee
 
         n = self.n_free
-        steps = _check_int(steps, "steps", 1)
+        steps = _check_count(steps, "steps", 1)
         walkers = max(2 * n + 2, 16) if walkers is None else walkers
         # emcee's stretch move moves one half of the ensemble using the other: it needs at
         # least twice as many walkers as dimensions
-        walkers = _check_int(walkers, "walkers", 2 * n)
-        burn = steps // 2 if burn is None else _check_int(burn, "burn", 0)
+        walkers = _check_count(walkers, "walkers", 2 * n)
+        burn = steps // 2 if burn is None else _check_count(burn, "burn", 0)
         if burn >= steps:
             raise ValueError(
                 f"`burn` = {burn}: expected fewer than `steps` = {steps}, or no draw is left"
@@ -993,12 +966,6 @@ def fit(
         n_evaluations=objective.evaluations,
         method=method,
     )
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"`{name}` = {value!r}: expected an integer >= {minimum}")
-    return int(value)
 
 
 def _check_bounds(bounds, free: Sequence[str]) -> dict[str, tuple[float, float]]:

@@ -649,8 +649,23 @@ class NoiseModel:
         return tuple(p.name for p in self.parameters)
 
     # The transformed scale: subclasses override these three.
+    def refused(self, observed: np.ndarray) -> tuple[np.ndarray, str, str] | None:
+        """Observations this noise model cannot describe: ``(positions, what, reason)``, e.g.
+        ``"values <= 0"`` under log-normal noise, or None when it takes them all."""
+        return None
+
     def _observed_scale(self, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
         """``g(observed)`` and ``log |g'(observed)|`` (the density's Jacobian term)."""
+        refused = self.refused(observed)
+        if refused is not None:
+            rows, what, reason = refused
+            raise ValueError(
+                f"`observed` has {what} at rows {rows[:5].tolist()} "
+                f"({observed[rows[:5]].tolist()}): {reason}"
+            )
+        return self._transform(observed)
+
+    def _transform(self, observed: np.ndarray) -> tuple[np.ndarray, np.ndarray | float]:
         return observed, 0.0
 
     def _location_scale(self, predicted, sigma_row, params) -> tuple[np.ndarray, np.ndarray]:
@@ -868,15 +883,18 @@ class LogNormal(NoiseModel):
     def parameters(self) -> tuple[Parameter, ...]:
         return (self.sigma,)
 
-    def _observed_scale(self, observed):
-        bad = ~(observed > 0)
-        if np.any(bad):
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"`observed` has values <= 0 at rows {rows[:5].tolist()} "
-                f"({observed[rows[:5]].tolist()}): the log-normal noise model needs positive "
-                "observations (use Normal or Combined for values that can be 0)"
-            )
+    def refused(self, observed):
+        bad = np.flatnonzero(~(np.asarray(observed) > 0))
+        if bad.size == 0:
+            return None
+        return (
+            bad,
+            "values <= 0",
+            "the log-normal noise model needs positive observations (use Normal or Combined "
+            "for values that can be 0)",
+        )
+
+    def _transform(self, observed):
         log_observed = np.log(observed)
         return log_observed, log_observed
 

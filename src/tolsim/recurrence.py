@@ -11,7 +11,7 @@ import xarray as xr
 from tolsim.kernels.events import recurrence_days
 from tolsim.schedule import Schedule
 
-__all__ = ["check_threshold", "derivative_jumps", "time_to_recurrence"]
+__all__ = ["check_threshold", "derivative_jumps", "metric_grid", "time_to_recurrence"]
 
 
 def check_threshold(threshold, name: str = "threshold") -> float:
@@ -40,6 +40,26 @@ def check_threshold(threshold, name: str = "threshold") -> float:
     if not (math.isfinite(level) and level >= 0):
         raise ValueError(f"`{name}` = {threshold!r} cells: expected a finite number >= 0")
     return level
+
+
+def metric_grid(schedule: Schedule, times=None) -> np.ndarray:
+    """The days recurrence metrics are computed on (sweeps, fits): every day, every
+    breakpoint, the schedule's end and its tamoxifen withdrawal day (an oral regimen's
+    ``stop_day`` may fall between days and doses), plus any ``times``.
+
+    Examples
+    --------
+    >>> s = Schedule.from_phases([{"days": 2.5, "tamoxifen": 1.0}, {"days": 1}])
+    >>> metric_grid(s).tolist()
+    [0.0, 1.0, 2.0, 2.5, 3.0, 3.5]
+    """
+    grid = np.union1d(np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints())
+    grid = np.union1d(grid, [schedule.duration_days])
+    if "tamoxifen" in schedule.given_drugs:
+        grid = np.union1d(grid, [schedule.withdrawal_day("tamoxifen")])
+    if times is not None:
+        grid = np.union1d(grid, times)
+    return grid[grid <= schedule.duration_days]
 
 
 def derivative_jumps(schedule: Schedule, times: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import xarray as xr
 import tolsim
 from tolsim.kernels.events import recurrence_days
 from tolsim.models.base import Columns, Model
-from tolsim.recurrence import check_threshold, derivative_jumps
+from tolsim.recurrence import check_threshold, derivative_jumps, metric_grid
 from tolsim.schedule import Schedule
 from tolsim.simulate import (
     _METHOD_CODES,
@@ -53,21 +53,6 @@ METRICS = (
 
 class StoreMismatchError(ValueError):
     """The store holds a different sweep (model, schedule, design or outputs)."""
-
-
-def _metric_grid(schedule: Schedule, times: np.ndarray | None) -> np.ndarray:
-    """Days the sweep metrics are computed on: every day, every breakpoint, the schedule's
-    end and its tamoxifen withdrawal day (an oral regimen's ``stop_day`` may fall between
-    days and doses), plus any trajectory ``times``."""
-    grid = np.union1d(np.arange(0.0, schedule.duration_days, 1.0), schedule.breakpoints())
-    grid = np.union1d(grid, [schedule.duration_days])
-    try:
-        grid = np.union1d(grid, [schedule.withdrawal_day("tamoxifen")])
-    except ValueError:
-        pass  # no tamoxifen: no withdrawal
-    if times is not None:
-        grid = np.union1d(grid, times)
-    return grid[grid <= schedule.duration_days]
 
 
 STOCHASTIC_METRICS = (
@@ -142,7 +127,7 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
 
 def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) -> dict:
     """Outputs of the samples ``packed`` under one schedule (batched kernel, then reduced)."""
-    grid = _metric_grid(schedule, spec["times"])
+    grid = metric_grid(schedule, spec["times"])
     compiled = schedule.compile(model.drugs)
     n = packed.shape[0]
     # totals in the kernel, as each sample finishes (numpy's two sums over a last axis of 2
@@ -207,7 +192,7 @@ def _evaluate_cuda(model: Model, packed: Columns, schedules, schedule_of, spec: 
     from tolsim import cuda
 
     module = cuda.require()
-    grids = [_metric_grid(schedule, spec["times"]) for schedule in schedules]
+    grids = [metric_grid(schedule, spec["times"]) for schedule in schedules]
     want_metrics = spec["outputs"] in ("metrics", "both")
     traj = spec["times"] if spec["outputs"] != "metrics" else None
     table = cuda.schedule_table(model, schedules, grids, traj_times=traj)
