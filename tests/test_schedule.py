@@ -316,6 +316,30 @@ def test_combine_overlapping_phases_of_different_drugs_coexist():
         tamoxifen | Schedule.from_phases([{"start_day": 50, "stop_day": 70, "tamoxifen": 2.0}])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_equality_ignores_the_order_of_parts(rng):
+    pk = toy_pk()
+    parts = [
+        Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 60}]),
+        Schedule.from_phases([{"start_day": 30, "stop_day": 90, "inhibitor": 5.0}]),
+        Schedule.oral("tamoxifen", dose_mg=5.0, every_days=7.0, stop_day=50.0, pk=pk),
+        Schedule.oral("inhibitor", dose_mg=1.0, every_days=3.0, stop_day=40.0, pk=pk),
+        Schedule.pellet("tamoxifen", release_mg_per_day=1.0, start_day=5.0, stop_day=80.0, pk=pk),
+    ]
+    shuffled = parts[:]
+    rng.shuffle(shuffled)
+    a, b = Schedule.combine(*parts), Schedule.combine(*shuffled)
+    assert a == b and hash(a) == hash(b)
+    times = np.linspace(0.0, 120.0, 241)
+    np.testing.assert_allclose(a.concentrations(times), b.concentrations(times), rtol=1e-13)
+    # Not equal when one part differs, or is missing.
+    changed = parts[:]
+    changed[rng.randrange(len(parts))] = Schedule.from_phases([{"days": 1, "inhibitor": 2.0}])
+    assert Schedule.combine(*changed) != a
+    assert Schedule.combine(*shuffled[1:]) != a
+
+
 def test_combined_oral_channels_add():
     pk = toy_pk()
     one = Schedule.oral("tamoxifen", dose_mg=5.0, every_days=1.0, stop_day=3.0, pk=pk)

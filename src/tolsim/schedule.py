@@ -572,6 +572,10 @@ class Schedule:
     pellets : sequence of Pellet
         Pellets, each within ``[0, duration_days]``.
 
+    Two schedules are equal when they give the same regimen: the order in which their phases,
+    oral regimens and pellets are listed does not matter (``a | b == b | a``), though it is
+    kept, as given, in :meth:`to_dict` and :meth:`to_json`.
+
     Examples
     --------
     >>> s = Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 120}])
@@ -884,6 +888,27 @@ class Schedule:
             oral_doses=tuple(r for s in schedules for r in s.oral_doses),
             pellets=tuple(p for s in schedules for p in s.pellets),
         )
+
+    def _canonical(self) -> tuple:
+        """The schedule with its phases, regimens and pellets each in a fixed order."""
+
+        def ordered(items: Sequence[Any]) -> tuple:
+            return tuple(sorted(items, key=lambda i: json.dumps(i.to_dict(), sort_keys=True)))
+
+        return (
+            self.duration_days,
+            ordered(self.phases),
+            ordered(self.oral_doses),
+            ordered(self.pellets),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return self._canonical() == other._canonical()
+
+    def __hash__(self) -> int:
+        return hash(self._canonical())
 
     def __or__(self, other: object) -> Schedule:
         if not isinstance(other, Schedule):
