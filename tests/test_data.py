@@ -222,6 +222,15 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
     assert read_measurements(path).conditions == ("a",)
 
 
+def test_a_file_not_in_utf8_is_refused_naming_its_line(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        "condition,observable,time,value\na,N,0,1\ncontrôle,N,1,2\n".encode("latin-1")
+    )
+    with pytest.raises(ValueError, match=r"latin1.csv.*line 3 holds byte\(s\) b'\\xf4'.*UTF-8"):
+        read_measurements(path)
+
+
 # ---------------------------------------------------------------------------------------------
 # errors
 

@@ -1,6 +1,7 @@
 """Fitting: parameter recovery with profile intervals, identifiability, censoring, model
 comparison, posterior sampling and input errors."""
 
+import dataclasses
 import math
 import warnings
 
@@ -422,6 +423,83 @@ def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):
     assert two_other.n_data == one.n_data
     with pytest.raises(ValueError, match=r"different data \(row 4 has value"):
         likelihood_ratio_test(one, two_other)
+
+
+def test_lrt_refuses_fits_that_are_not_nested(small_data):
+    one = quick_fit(small_data)
+    other_free = quick_fit(small_data, free=["eps_S", "kappa_S"])
+    with pytest.raises(ValueError, match=r"not nested.*estimates \['lambda_S'\]"):
+        likelihood_ratio_test(one, other_free)
+    moved = fit(
+        MODEL,
+        small_data,
+        SCHEDULES,
+        free=["lambda_S", "eps_S"],
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA, "kappa_S": 0.5},
+        starts=1,
+    )
+    with pytest.raises(ValueError, match=r"not nested.*'kappa_S'.*in `restricted` and 0.5"):
+        likelihood_ratio_test(one, moved)
+    normal = fit(
+        MODEL,
+        small_data,
+        SCHEDULES,
+        free=["lambda_S", "eps_S"],
+        fixed={"total_cells.sigma": 1e3},
+        starts=1,
+    )
+    with pytest.raises(ValueError, match=r"not nested.*noise models of 'total_cells' differ"):
+        likelihood_ratio_test(one, normal)
+
+
+def test_lrt_warns_when_the_full_fit_is_worse(small_data):
+    one = quick_fit(small_data)
+    two = quick_fit(small_data, free=["lambda_S", "eps_S"])
+    worse = dataclasses.replace(two, nllh=one.nllh + 5.0)  # as a fit stuck off its optimum
+    with pytest.warns(NonConvergenceWarning, match=r"`full` fits worse than `restricted`"):
+        test = likelihood_ratio_test(one, worse)
+    assert test["statistic"] == 0.0 and test["p_value"] == 1.0
+
+
+def test_fixed_values_are_checked_against_their_range(small_data):
+    for value in (-1e-6, math.nan, True, "1e-6"):
+        with pytest.raises(
+            ValueError, match=r"`fixed\['total_cells.sigma'\]` = .*expected a number within"
+        ):
+            fit(
+                MODEL, small_data, SCHEDULES, free=["lambda_S"], fixed={"total_cells.sigma": value}
+            )
+    with pytest.raises(ValueError, match=r"`fixed\['kappa_S'\]` = -1.0 1/day: expected"):
+        fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], fixed={"kappa_S": -1.0})
+
+
+def test_profiles_of_some_parameters_add_up_and_save(small_data, tmp_path):
+    import xarray as xr
+
+    result = quick_fit(small_data, free=["lambda_S", "eps_S", "S0"])
+    first = result.profile("lambda_S", points=4)
+    assert list(first.parameter.values) == ["lambda_S"]
+    result.to_datatree().to_netcdf(tmp_path / "one.nc")  # one profiled of three: saved
+    root = xr.open_datatree(tmp_path / "one.nc").to_dataset(inherit=False)
+    np.testing.assert_array_equal(root.profiled, [True, False, False])
+    assert np.isfinite(root.ci_low[0]) and np.isnan(root.ci_low[1:]).all()
+    with warnings.catch_warnings():  # whether S0's profile closes in 3 steps is not the point
+        warnings.simplefilter("ignore", NonConvergenceWarning)
+        result.profile(["S0"], points=3)  # the same level: kept beside lambda_S, in free order
+    assert list(result.profiles.parameter.values) == ["lambda_S", "S0"]
+    np.testing.assert_array_equal(
+        result.profiles.log10_value.sel(parameter="lambda_S").dropna("step"),
+        first.log10_value.sel(parameter="lambda_S").dropna("step"),
+    )
+    assert set(result.ci) == {"lambda_S", "S0"}
+    assert "95% profile-likelihood intervals" in result.summary()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonConvergenceWarning)
+        result.profile("eps_S", level=0.68, points=3)  # another level: replaces them all
+    assert list(result.profiles.parameter.values) == ["eps_S"]
+    assert set(result.ci) == set(result.identifiable) == {"eps_S"}
+    assert "68% profile-likelihood intervals" in result.summary()
 
 
 def test_profile_points_and_sample_steps_are_checked(small_data):

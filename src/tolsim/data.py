@@ -328,17 +328,20 @@ def _read_text_table(path: str) -> tuple[list[str], list[list[str]], list[int]]:
     with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file, delimiter=delimiter)
         start = 1
-        for record in reader:
-            record = [cell.strip() for cell in record]
-            if any(record):
-                if header is None:
-                    header = record
-                elif len(record) != len(header):
-                    ragged.append(f"line {start} has {len(record)}")
-                else:
-                    rows.append(record)
-                    lines.append(start)
-            start = reader.line_num + 1
+        try:
+            for record in reader:
+                record = [cell.strip() for cell in record]
+                if any(record):
+                    if header is None:
+                        header = record
+                    elif len(record) != len(header):
+                        ragged.append(f"line {start} has {len(record)}")
+                    else:
+                        rows.append(record)
+                        lines.append(start)
+                start = reader.line_num + 1
+        except UnicodeDecodeError:
+            raise ValueError(f"{_prefix(path)}: {_not_utf8(path)}") from None
     if header is None:
         raise ValueError(f"{_prefix(path)}: the file is empty; expected a header line")
     if ragged:
@@ -350,6 +353,21 @@ def _read_text_table(path: str) -> tuple[list[str], list[list[str]], list[int]]:
         )
     cells = [[row[i] for row in rows] for i in range(len(header))]
     return header, cells, lines
+
+
+def _not_utf8(path: str) -> str:
+    """Where a file first fails to decode as UTF-8 (the text of the error)."""
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return (
+                    f"line {number} holds byte(s) {line[error.start : error.end]!r}, which are "
+                    "not UTF-8; expected a UTF-8 text file (save it as UTF-8, e.g. 'CSV UTF-8' "
+                    "in a spreadsheet)"
+                )
+    return "not UTF-8; expected a UTF-8 text file"
 
 
 def _map_columns(

@@ -84,6 +84,7 @@ class _Objective:
         self.free = tuple(free)
         self.values = dict(values)
         self.bounds = bounds
+        self.condition_params = {k: dict(v) for k, v in condition_params.items()}
         self.kernels = ode_kernels(model, _AUTO)
         self.stoich = model.stoichiometry.astype(np.float64)
         self.model_names = model.parameter_names
@@ -400,8 +401,9 @@ class FitResult:
         -------
         xarray.Dataset
             ``log10_value`` and ``nllh`` (parameter, step), with ``ci_low``, ``ci_high``,
-            ``identifiable`` per parameter; also stored on the result (``profiles``, ``ci``,
-            ``identifiable``).
+            ``identifiable`` per parameter of this call. The result keeps them
+            (``profiles``, ``ci``, ``identifiable``): a later call at the same ``level``
+            adds its parameters (or redoes them), one at another level replaces them all.
         """
         if names is None:
             names = list(self.free)
@@ -480,9 +482,7 @@ class FitResult:
                     NonConvergenceWarning,
                     stacklevel=2,
                 )
-        self.ci.update(ci)
-        self.identifiable.update(identifiable)
-        self.profiles = xr.Dataset(
+        profiles = xr.Dataset(
             {
                 "log10_value": (("parameter", "step"), values),
                 "nllh": (("parameter", "step"), profile_nllh, {"long_name": "profile nllh"}),
@@ -494,7 +494,38 @@ class FitResult:
             coords={"parameter": names, "step": np.arange(-points, points + 1)},
             attrs={"level": level, "threshold_nllh": threshold},
         )
-        return self.profiles
+        self._store_profiles(profiles)
+        return profiles
+
+    def _store_profiles(self, profiles: xr.Dataset) -> None:
+        """Keep ``profiles`` on the result: added to the stored ones at the same level
+        (replacing those of the same parameters), replacing them at another level, with
+        ``ci`` and ``identifiable`` kept to the stored profiles' level."""
+        stored = self.profiles
+        if stored is not None and stored.attrs.get("level") == profiles.attrs["level"]:
+            kept = [n for n in stored["parameter"].values if n not in profiles["parameter"]]
+            if kept:
+                profiles = xr.concat(
+                    [stored.sel(parameter=kept), profiles],
+                    "parameter",
+                    data_vars="minimal",
+                    coords="minimal",
+                    compat="equals",
+                    join="outer",
+                    combine_attrs="override",
+                )
+        order = [n for n in self.free if n in profiles["parameter"]]
+        self.profiles = profiles.sel(parameter=order)
+        self.ci = {
+            n: (
+                float(self.profiles["ci_low"].sel(parameter=n)),
+                float(self.profiles["ci_high"].sel(parameter=n)),
+            )
+            for n in order
+        }
+        self.identifiable = {
+            n: bool(self.profiles["identifiable"].sel(parameter=n)) for n in order
+        }
 
     # posterior --------------------------------------------------------------------------
     def sample(
@@ -581,8 +612,9 @@ class FitResult:
 
         ``/``: ``value`` (the best fit of each free ``parameter``), ``nllh``, ``aic``,
         ``aicc``, ``bic``, ``converged``, ``n_data``, ``lower_bound`` and ``upper_bound``
-        (the search box), and ``ci_low``, ``ci_high``, ``identifiable`` once :meth:`profile`
-        has run; attrs record the model, every parameter (``params``) and those not fitted
+        (the search box), and ``ci_low``, ``ci_high``, ``identifiable``, ``profiled`` once
+        :meth:`profile` has run (NaN intervals for the parameters not profiled); attrs
+        record the model, every parameter (``params``) and those not fitted
         (``fixed``), the noise model of each observable (``noise``), the schedules of the
         conditions, the data's source, the method and tolsim's version. Groups: ``starts``,
         ``predictions``, ``profiles`` (after :meth:`profile`) and ``posterior`` (the draws of
@@ -638,9 +670,18 @@ class FitResult:
         )
         groups = {"/": root, "starts": self.starts, "predictions": self.predictions}
         if self.profiles is not None:
+            # every free parameter, those not profiled with NaN intervals (a tree's groups
+            # share the root's `parameter` coordinate)
+            profiles = self.profiles.reindex(parameter=list(self.free))
+            profiled = np.isin(list(self.free), self.profiles["parameter"].values)
+            profiles["identifiable"] = (
+                "parameter",
+                profiles["identifiable"].fillna(False).astype(bool).values,
+            )
             for name in ("ci_low", "ci_high", "identifiable"):
-                root[name] = self.profiles[name]
-            groups["profiles"] = self.profiles
+                root[name] = profiles[name]
+            root["profiled"] = ("parameter", profiled)
+            groups["profiles"] = profiles
         if posterior is not None:
             groups["posterior"] = posterior
         return xr.DataTree.from_dict(groups)
@@ -652,6 +693,11 @@ class FitResult:
             f"tolsim fit: nllh {self.nllh:.4g}, {self.n_free} free parameters, "
             f"{self.n_data} data, AIC {self.aic:.4g}, BIC {self.bic:.4g}, "
             f"converged: {self.converged}"
+            + (
+                ""
+                if self.profiles is None
+                else f"; {self.profiles.attrs['level']:.0%} profile-likelihood intervals"
+            )
         ]
         for name in self.free:
             text = f"  {name} = {self.params[name]:.4g}"
@@ -844,6 +890,8 @@ def fit(
     unknown = [n for n in fixed if n not in catalogue]
     if unknown:
         raise ValueError(f"`fixed` has unknown parameter(s) {unknown}")
+    for name, value in fixed.items():
+        fixed[name] = _check_fixed(catalogue[name], value)
     values = {name: p.default for name, p in catalogue.items()}
     values.update(fixed)
     bounds = _check_bounds(bounds, free)
@@ -993,6 +1041,21 @@ def _check_bounds(bounds, free: Sequence[str]) -> dict[str, tuple[float, float]]
     return checked
 
 
+def _check_fixed(parameter: Parameter, value: object) -> float:
+    """``fixed[name]`` as a float within the parameter's admissible range."""
+    low, high = parameter.bounds
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool | np.bool_ | str) or not low <= number <= high:
+        raise ValueError(
+            f"`fixed[{parameter.name!r}]` = {value!r} {parameter.unit}: expected a number "
+            f"within its admissible range [{low}, {high}]"
+        )
+    return number
+
+
 def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
     """Likelihood-ratio test of a nested (restricted) model against the full one, e.g.
     selection (``mu_E = 0``, fixed) against induction (``mu_E`` free).
@@ -1002,7 +1065,13 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
 
     Both fits must be to the same data: the same measurement rows (condition, observable,
     time, value, censoring, per-row sigma, in the same order) under the same schedules;
-    a ``ValueError`` names the first difference otherwise.
+    a ``ValueError`` names the first difference otherwise. They must be nested: the same
+    model, observables, noise models and per-condition parameters, the free parameters of
+    ``restricted`` among those of ``full``, and every parameter ``full`` does not estimate
+    fixed at the same value in both; a ``ValueError`` says which part differs otherwise.
+
+    A ``full`` fit worse than ``restricted`` (by more than 1e-6 in nllh) did not reach its
+    optimum: a :class:`NonConvergenceWarning` says so and the statistic is 0.
     """
     df = full.n_free - restricted.n_free
     if df <= 0:
@@ -1016,6 +1085,20 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
             f"`restricted` and `full` were fitted to different data ({difference}): a "
             "likelihood-ratio test compares two models of the same measurements"
         )
+    difference = _nesting_difference(restricted, full)
+    if difference:
+        raise ValueError(
+            f"`restricted` is not nested in `full`: {difference}; a likelihood-ratio test "
+            "compares a model with the same model with some free parameters fixed"
+        )
+    if restricted.nllh - full.nllh < -1e-6:
+        warnings.warn(
+            f"`full` fits worse than `restricted` (nllh {full.nllh:.8g} against "
+            f"{restricted.nllh:.8g}), which a nested model cannot: its fit did not reach the "
+            "optimum (try more `starts`); the statistic is set to 0",
+            NonConvergenceWarning,
+            stacklevel=2,
+        )
     statistic = max(2.0 * (restricted.nllh - full.nllh), 0.0)
     return {
         "statistic": statistic,
@@ -1028,6 +1111,33 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
 
 
 _COMPARED_COLUMNS = ("condition", "observable", "time", "value", "censored", "sigma")
+
+
+def _nesting_difference(restricted: FitResult, full: FitResult) -> str | None:
+    """Why ``restricted`` is not ``full`` with some free parameters fixed, or None."""
+    a, b = restricted.objective, full.objective
+    if a.model.describe() != b.model.describe():
+        return f"they fit different models ({a.model.name!r} and {b.model.name!r})"
+    for name in b.observables:
+        if a.observables.get(name) != b.observables[name]:
+            return f"observable {name!r} differs"
+        if a.noise.get(name) != b.noise[name]:
+            return (
+                f"the noise models of {name!r} differ ({a.noise.get(name)!r} and "
+                f"{b.noise[name]!r})"
+            )
+    if a.condition_params != b.condition_params:
+        return "their `condition_params` differ"
+    extra = [name for name in restricted.free if name not in full.free]
+    if extra:
+        return f"it estimates {extra}, which `full` does not"
+    for name, value in full.all_params.items():
+        if name not in full.free and restricted.all_params.get(name) != value:
+            return (
+                f"{name!r}, not estimated by `full`, is {restricted.all_params.get(name)!r} in "
+                f"`restricted` and {value!r} in `full`"
+            )
+    return None
 
 
 def _data_difference(a: _Objective, b: _Objective) -> str | None:
