@@ -340,6 +340,24 @@ def test_equality_ignores_the_order_of_parts(rng):
     assert Schedule.combine(*shuffled[1:]) != a
 
 
+def test_extra_piece_boundaries_change_no_concentration():
+    pk = toy_pk()
+    oral = Schedule.oral("tamoxifen", dose_mg=5.0, every_days=1.0, stop_day=3.5, pk=pk)
+    oral = oral | Schedule.pellet("tamoxifen", release_mg_per_day=2.0, stop_day=2.0, pk=pk)
+    plain = oral.compile(("tamoxifen",))
+    split = oral.compile(("tamoxifen",), extra_days=[3.5, 0.25, 0.0, 99.0])
+    np.testing.assert_array_equal(
+        split.breakpoints_days, np.union1d(plain.breakpoints_days, [0.25, 3.5])
+    )
+    times = np.linspace(0.0, oral.duration_days, 157)
+    np.testing.assert_allclose(
+        tolsim.schedule.concentrations_at(times, split, 1),
+        tolsim.schedule.concentrations_at(times, plain, 1),
+        rtol=1e-13,
+        atol=1e-300,
+    )
+
+
 def test_combined_oral_channels_add():
     pk = toy_pk()
     one = Schedule.oral("tamoxifen", dose_mg=5.0, every_days=1.0, stop_day=3.0, pk=pk)

@@ -295,6 +295,34 @@ def test_recurrence_time_agrees_with_stored_burden(reference_paths):
     assert np.all(ds.time_to_recurrence.values >= 0)
 
 
+@pytest.mark.parametrize("method", ["ssa", "tau", "hybrid"])
+def test_recurrence_is_counted_from_an_oral_regimens_stop_day(linear, method):
+    """Oral dosing stops on day 20, after the last dose on day 19: no boundary of the
+    schedule's pieces. Recurrence is still counted from day 20."""
+    p = linear.default_params(S0=200, T0=20, mu_E=0.0, mu_0=0.0)
+    oral = tolsim.Schedule.oral(
+        "tamoxifen",
+        dose_mg=0.5,
+        every_days=1.0,
+        stop_day=20.0,
+        pk=tolsim.PK.tamoxifen_mouse(),
+        duration_days=50.0,
+    )
+    assert oral.withdrawal_day() == 20.0 and 20.0 not in oral.breakpoints()
+    times = np.arange(0.0, 51.0)
+    ode = tolsim.time_to_recurrence(tolsim.simulate(linear, p, oral, times), threshold=5000.0)
+    ds = tolsim.simulate(
+        linear, p, oral, times, method=method, paths=40, seed=7, recurrence_threshold=5000.0
+    )
+    days = ds.time_to_recurrence.values
+    # each path has crossed by the first output day on which it holds more cells
+    above = ds.N.sel(time=slice(20.0, None)).values > 5000.0
+    assert above.any(axis=1).all()
+    first_day_above = times[times >= 20.0][above.argmax(axis=1)] - 20.0
+    assert np.all((days > 0.0) & (days <= first_day_above))
+    assert abs(np.median(days) - float(ode)) < 1.0  # the mean field's 14.5 days
+
+
 def test_time_to_recurrence_reads_the_exact_kernel_times(reference_paths):
     ds = reference_paths["tau"]
     xr.testing.assert_identical(

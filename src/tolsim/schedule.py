@@ -1033,13 +1033,19 @@ class Schedule:
                 )
         return {name: i for i, name in enumerate(order)}
 
-    def compile(self, drugs: Sequence[str]) -> CompiledSchedule:
+    def compile(
+        self, drugs: Sequence[str], *, extra_days: Sequence[float] = ()
+    ) -> CompiledSchedule:
         """Arrays of the schedule for the kernels, drug columns in the order of ``drugs``.
 
         Parameters
         ----------
         drugs : sequence of str
             The model's drugs, in its order; every drug of the schedule must be among them.
+        extra_days : sequence of float
+            More piece boundaries, days, where a kernel must stop without any input changing
+            (e.g. the withdrawal day of an oral regimen, from which recurrence is counted).
+            Those outside ``(0, duration_days)`` are ignored.
 
         Returns
         -------
@@ -1060,6 +1066,10 @@ class Schedule:
         """
         index = self._drug_index(drugs)
         breakpoints = self.breakpoints()
+        extra = np.asarray(extra_days, dtype=np.float64).ravel()
+        extra = extra[(extra > 0.0) & (extra < self.duration_days)]
+        if extra.size:
+            breakpoints = np.union1d(breakpoints, extra)
         n_pieces = breakpoints.size - 1
         level_um = np.zeros((n_pieces, len(index)))
         for phase in self.phases:

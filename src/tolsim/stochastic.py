@@ -123,11 +123,13 @@ def simulate_paths(
     n_samples, n_times, n_states = packed.shape[0], t_out.shape[0], len(model.states)
     _check_memory(n_samples * paths, n_times, n_states, len(model.exposures))
 
-    compiled = schedule.compile(model.drugs)
     try:
         withdrawal_day = schedule.withdrawal_day("tamoxifen")
     except ValueError:
         withdrawal_day = None
+    # recurrence is armed at the start of a piece: the withdrawal day must be a boundary (an
+    # oral regimen's stop day is none of the schedule's own)
+    compiled = schedule.compile(model.drugs, extra_days=_arm_days(withdrawal_day))
     breakpoints = compiled.breakpoints_days
     arm_piece = -1
     if withdrawal_day is not None and withdrawal_day <= t_out[-1]:
@@ -234,6 +236,11 @@ def simulate_paths(
             ds,
         )
     return ds
+
+
+def _arm_days(withdrawal_day: float | None) -> tuple[float, ...]:
+    """The piece boundary recurrence counting needs (none without a withdrawal)."""
+    return () if withdrawal_day is None else (withdrawal_day,)
 
 
 def _expected_events(model, packed, schedule, t_out, kernels, simulate) -> np.ndarray:

@@ -34,6 +34,7 @@ from tolsim.simulate import (
 )
 from tolsim.stochastic import (
     STOCHASTIC_METHODS,
+    _arm_days,
     _check_count,
     _check_initial_counts,
     kernel_module,
@@ -75,7 +76,7 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
         w = None
     end = schedule.duration_days
     t_out = np.array([end] if w is None or w >= end else [w, end])
-    compiled = schedule.compile(model.drugs)
+    compiled = schedule.compile(model.drugs, extra_days=_arm_days(w))
     arm_piece = -1 if w is None else int(np.searchsorted(compiled.breakpoints_days, w))
     level = spec["recurrence_threshold"]
     n, paths, n_states = packed.shape[0], spec["paths"], len(model.states)
