@@ -376,6 +376,9 @@ def test_sweep_file_gpu_specialise_reaches_tolsim_sweep(tmp_path):
     bad = write(tmp_path, SMALL.replace("chunk_size = 2", "gpu_specialise = 'yes'"))
     with pytest.raises(ConfigError, match="`run.gpu_specialise` = 'yes' in .*expected true or"):
         load_sweep(bad)
+    unused = write(tmp_path, SMALL.replace("chunk_size = 2", "gpu_specialise = true"))
+    with pytest.raises(ConfigError, match=r"`run.gpu_specialise` = true .* `run.device` = 'cpu'"):
+        load_sweep(unused)
 
 
 def test_example_sweep_file_is_valid():
@@ -863,6 +866,12 @@ def test_missing_and_invalid_files(tmp_path, capsys, command):
         ),
         ("lambda_S = 0.3", "lambda_S = -0.3", "`model.params.lambda_S` = -0.3 1/day"),
         ("tamoxifen = 1.0", "tamoxifen = true", "`schedule` in {file}: "),
+        (
+            "rtol = 1e-8",
+            'method = "ssa"\nseed = 1\ndevice = "cuda"',
+            "`run.device` = 'cuda' in {file}: the GPU runs `run.method` 'auto' or 'dopri5' (ODE)"
+            " or 'tau' (paths), not 'ssa'",
+        ),
     ],
 )
 def test_bad_simulation_file_names_the_key(tmp_path, capsys, old, new, message):
@@ -1027,6 +1036,12 @@ def test_interrupt_writes_nothing(tmp_path, capsys, monkeypatch):
     status, _, err = run_cli(capsys, *inputs(tmp_path, "simulate"))
     assert status == 130 and "tolsim simulate: interrupted; no output was written" in err
     assert outputs_in(tmp_path) == []
+
+
+def test_a_simulation_file_may_run_tau_paths_on_the_gpu(tmp_path):
+    text = RUN.replace("rtol = 1e-8", 'method = "tau"\nseed = 1\npaths = 3\ndevice = "cuda"', 1)
+    config = load_simulate(write(tmp_path, text, "run.toml"))
+    assert config.options["method"] == "tau" and config.options["device"] == "cuda"
 
 
 def test_example_files_are_valid():

@@ -153,6 +153,118 @@ def test_linear_true_is_checked_against_the_rate_function():
         dataclasses.replace(tolsim.models.TwoState(crowding="gompertz"), linear=True)
 
 
+def test_linear_true_refuses_rates_that_depend_on_the_day():
+    """The exact solver would freeze the day-0 rates: A(20) = 10 instead of 10 e^(2 - 1)."""
+    from user_models import AgeingGrowth
+
+    with pytest.raises(ValueError, match=r"'division_A' of model 'AgeingGrowth' depends on the"):
+        AgeingGrowth(linear=True)
+    model = AgeingGrowth()
+    ds = tolsim.simulate(model, {}, tolsim.Schedule(20.0), [0.0, 20.0], rtol=1e-10, atol=1e-10)
+    assert float(ds.A[-1]) == pytest.approx(10.0 * np.exp(0.01 * 200 - 0.05 * 20), rel=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"states": ("A", "N")}, r"`states` of model 'GrowthSwitch' names \['N'\], which results"),
+        ({"states": ("A", "tamoxifen_um")}, r"names \['tamoxifen_um'\]"),
+        ({"states": ("A", "capacity")}, r"has states and parameters both named \['capacity'\]"),
+        ({"states": ("A", 1)}, r"`states` = \('A', 1\) of model 'GrowthSwitch': expected"),
+        ({"states": "AB"}, r"`states` = 'AB'"),
+        (
+            {"tolerant_states": ("B", "B")},
+            r"`tolerant_states` of model 'GrowthSwitch' names \['B'\] more",
+        ),
+        ({"initial": (("A", "A0"), ("A", "B0"), ("B", "B0"))}, r"`initial` .* names \['A'\] more"),
+        ({"drugs": "tamoxifen"}, r"`drugs` = 'tamoxifen'"),
+        ({"drugs": ("tamoxifen", "tamoxifen")}, r"`drugs` .* names \['tamoxifen'\] more"),
+        ({"linear": "no"}, r"`linear` = 'no' of model 'GrowthSwitch': expected a bool"),
+        (
+            {"exposures": (tolsim.models.Exposure("A", "tamoxifen", "kill_A", "kill_A"),)},
+            r"has states and exposures both named \['A'\]",
+        ),
+    ],
+)
+def test_model_definitions_are_checked(change, message):
+    from user_models import GrowthSwitch
+
+    with pytest.raises((TypeError, ValueError), match=message):
+        dataclasses.replace(GrowthSwitch(), **change)
+
+
+def test_transitions_and_parameters_are_checked():
+    Transition, Parameter = tolsim.models.Transition, tolsim.models.Parameter
+    with pytest.raises(ValueError, match=r"transition 'split' changes 'A' by 0.5: expected"):
+        Transition.of("split", A=0.5)
+    assert Transition.of("two", A=2.0).change == (("A", 2),)
+    with pytest.raises(ValueError, match=r"changes 'A' by True"):
+        Transition.of("flag", A=True)
+    from user_models import GrowthSwitch
+
+    model = GrowthSwitch()
+    twice = (*model.transitions[:-1], model.transitions[0])
+    with pytest.raises(ValueError, match=r"`transitions` .* names \['division_A'\] more"):
+        dataclasses.replace(model, transitions=twice)
+    for bounds, error in [(5, TypeError), ((0, 1, 2), TypeError), (("0", "9"), TypeError)]:
+        with pytest.raises(error, match=r"`g.bounds"):
+            Parameter("g", "1/day", 0.2, bounds)
+    for default in ("0.2", True, float("nan"), float("inf")):
+        with pytest.raises((TypeError, ValueError), match=r"`g.default` = "):
+            Parameter("g", "1/day", default, (0.0, float("inf")))
+    with pytest.raises(ValueError, match=r"`g.bounds` = \(1.0, 0.0\): expected low <= high"):
+        Parameter("g", "1/day", 0.5, (1.0, 0.0))
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rosenbrock", "auto"])
+def test_nan_rates_are_reported_as_such_not_as_too_many_steps(method):
+    """sqrt of a negative parameter: NaN rates from the first step. The step size computed
+    from them is NaN, which no comparison with the smallest step caught."""
+    from user_models import RootDeath
+
+    model = RootDeath()
+    ds = tolsim.simulate(model, {"s": -0.5}, tolsim.Schedule(10.0), [0.0, 10.0], method=method,
+                         throw=False)  # fmt: skip
+    assert int(ds.status) == -3 and "non-finite" in str(ds.message.values)
+    assert int(ds.n_rejected_steps) < 100
+    fine = tolsim.simulate(model, {"s": 0.04}, tolsim.Schedule(10.0), [0.0, 10.0], method=method)
+    assert float(fine.A[-1]) == pytest.approx(100.0 * np.exp(0.1 * 10.0), rel=1e-5)
+
+
+def test_infinite_and_huge_values_are_refused_for_one_set_as_for_a_table():
+    model = tolsim.models.TwoState()
+    for value in (np.inf, 10**400):
+        with pytest.raises(ValueError, match=r"`params.S0` = .*(finite|too large)"):
+            model.pack({"S0": value})
+    with pytest.raises(ValueError, match=r"`params.S0\[1\]` = inf cells: expected a finite"):
+        model.pack_table({"S0": np.array([1.0, np.inf])})
+
+
+def test_result_names_list_every_variable_and_coordinate():
+    """A state or exposure may not take a name the results use (it would be overwritten):
+    every name in the results of the built-in model is a state, an exposure, a drug's
+    concentration or in RESULT_NAMES."""
+    from tolsim.models.base import RESULT_NAMES
+
+    model = tolsim.models.TwoState(crowding="none")
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}, {"days": 10}])
+    table = {"S0": np.array([100.0, 200.0])}
+    results = [
+        tolsim.simulate(model, {}, schedule, [0.0, 20.0]),
+        tolsim.simulate(model, table, schedule, [0.0, 20.0]),
+        tolsim.simulate(model, table, schedule, [0.0, 20.0], method="ssa", paths=2, seed=1),
+        tolsim.simulate_arms(model, {}, {"a": schedule, "b": schedule}, [0.0, 20.0]),
+        tolsim.sweep(model, table, schedule, store=None, outputs="both", times=[0.0, 20.0]),
+        tolsim.sweep(model, table, schedule, store=None, method="tau", paths=2, seed=1),
+    ]
+    own = {*model.states, *(e.name for e in model.exposures), *model.parameter_names}
+    own |= {f"{drug}_um" for drug in model.drugs}
+    own |= {f"extinction_day_{state}" for state in model.states}
+    for ds in results:
+        names = set(map(str, ds.variables)) | set(map(str, ds.dims))
+        assert names - own <= set(RESULT_NAMES), names - own - set(RESULT_NAMES)
+
+
 def test_a_model_without_states_or_transitions_is_refused():
     import dataclasses
 

@@ -323,6 +323,34 @@ def test_recurrence_is_counted_from_an_oral_regimens_stop_day(linear, method):
     assert abs(np.median(days) - float(ode)) < 1.0  # the mean field's 14.5 days
 
 
+def test_tau_leaps_stay_within_the_logistic_capacity(logistic):
+    """Near K a leap's Poisson divisions can overshoot it, where the division propensity turns
+    negative (no exact path goes there): such a leap is refused and drawn shorter."""
+    p = logistic.default_params(S0=99_000, T0=0, K=100_000, delta_S=0.0, kappa_S=0.0, mu_0=0.0)
+    no_drug = tolsim.Schedule.from_phases([{"days": 100}])
+    ds = tolsim.simulate(
+        logistic, p, no_drug, np.arange(0.0, 101.0, 5.0), method="tau", paths=30, seed=3
+    )
+    assert np.all(ds.status.values == 0)
+    assert int(ds.N.max()) == 100_000 and ds.N.min() >= 99_000
+    assert int(ds.n_rejected_steps.sum()) > 0  # the overshooting leaps were refused
+
+
+def test_tau_recurrence_time_lies_within_the_crossing_leap(logistic):
+    """At 1e9 cells the demographic spread of the crossing day is ~1e-4 days: tau-leaping must
+    find the mean field's day, not the end of the leap that crossed (~0.09 days later)."""
+    therapy = tolsim.Schedule.from_phases(
+        [{"days": 120, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 40}]
+    )
+    p = logistic.default_params(S0=1e9, T0=100, K=1e10, mu_E=0.0)
+    times = np.arange(161.0)
+    ode = tolsim.time_to_recurrence(tolsim.simulate(logistic, p, therapy, times), threshold=1e9)
+    ds = tolsim.simulate(
+        logistic, p, therapy, times, method="tau", paths=5, seed=1, recurrence_threshold=1e9
+    )
+    assert np.abs(ds.time_to_recurrence.values - float(ode)).max() < 0.01
+
+
 def test_time_to_recurrence_reads_the_exact_kernel_times(reference_paths):
     ds = reference_paths["tau"]
     xr.testing.assert_identical(
@@ -601,6 +629,36 @@ def test_bad_thresholds_are_refused(linear):
         tolsim.simulate(
             linear, {}, DRUG_FREE, [20.0], method="ssa", seed=1, recurrence_threshold=-5
         )
+
+
+def test_thresholds_and_path_ranges_of_the_wrong_kind_are_refused(linear):
+    run = dict(method="hybrid", seed=1)
+    for value in (True, np.array([5.0, 6.0]), [5.0]):
+        with pytest.raises(TypeError, match=r"`recurrence_threshold` = .*\(one number\)"):
+            tolsim.simulate(linear, {}, DRUG_FREE, [20.0], recurrence_threshold=value, **run)
+    for value in ("a", True, [100.0]):
+        with pytest.raises(TypeError, match=r"`threshold` = .*: expected one number of cells"):
+            tolsim.simulate(linear, {}, DRUG_FREE, [20.0], threshold=value, **run)
+    with pytest.raises(ValueError, match=r"`path_start` = 9223372036854775806 with `paths` = 3"):
+        tolsim.simulate(linear, {}, DRUG_FREE, [20.0], paths=3, path_start=2**63 - 2, **run)
+
+
+def test_the_recurrence_threshold_is_recorded_exactly(linear):
+    ds = tolsim.simulate(
+        linear,
+        {},
+        TAM_THEN_OFF,
+        [40.0],
+        method="tau",
+        seed=1,
+        paths=2,
+        recurrence_threshold=1234567.5,
+    )
+    assert ds.attrs["recurrence_threshold"] == "1234567.5 cells"
+    assert ds.time_to_recurrence.attrs["threshold"] == "1234567.5 cells"
+    tolsim.time_to_recurrence(ds, threshold=1234567.5)  # the same threshold: accepted
+    with pytest.raises(ValueError, match=r"holds recurrence times for a threshold of 1234567.5"):
+        tolsim.time_to_recurrence(ds, threshold=1234570.0)  # equal to 6 digits, not the same
 
 
 def test_probability_helpers_check_their_input(linear):

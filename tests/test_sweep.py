@@ -51,6 +51,26 @@ def test_bit_identical_whatever_chunks_and_workers(client, tmp_path):
         np.testing.assert_array_equal(a[name].values, b[name].values)
 
 
+def test_a_store_notices_an_edited_model(client, tmp_path):
+    """A changed default of a parameter outside the design (the same name, states and
+    transitions) is another sweep; the store records the values it used."""
+    import dataclasses
+
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=20, max_chunks=1)
+    faster = tuple(
+        dataclasses.replace(p, default=2.0 * p.default) if p.name == "lambda_S" else p
+        for p in MODEL.parameters
+    )
+    edited = dataclasses.replace(MODEL, parameters=faster)
+    assert edited.describe() == MODEL.describe()
+    with pytest.raises(StoreMismatchError, match="holds a different sweep"):
+        sweep(edited, DESIGN, SCHEDULE, store=store, client=client, chunk_size=20)
+    recorded = json.loads(xr.open_zarr(store, consolidated=False).attrs["params"])
+    assert recorded["lambda_S"] == MODEL.parameter("lambda_S").default
+    assert set(recorded) == set(MODEL.parameter_names) - set(DESIGN.names)
+
+
 def test_interrupted_sweep_resumes_to_the_same_store(client, tmp_path):
     full = sweep(
         MODEL, DESIGN, SCHEDULE, store=tmp_path / "full.zarr", client=client, chunk_size=8
@@ -442,6 +462,121 @@ def test_metrics_at_an_oral_withdrawal_between_days_are_taken_on_that_day():
     np.testing.assert_allclose(
         ds.time_to_recurrence.values, tolsim.time_to_recurrence(direct).values, rtol=1e-12
     )
+
+
+def test_an_oral_regimen_stopping_after_the_schedule_has_no_withdrawal_metrics():
+    """Dosing would stop on day 40.5 of a 40.2-day schedule: no withdrawal within it, so the
+    withdrawal metrics are NaN (an ODE sweep raised IndexError)."""
+    oral = tolsim.Schedule.oral(
+        "tamoxifen",
+        dose_mg=0.5,
+        every_days=1.0,
+        stop_day=40.5,
+        pk=tolsim.PK.tamoxifen_mouse(),
+        duration_days=40.2,
+    )
+    assert oral.withdrawal_day() > oral.duration_days
+    linear = tolsim.models.TwoState(crowding="none")
+    design = {"S0": [100.0, 200.0], "T0": [10.0, 20.0]}
+    for run in ({}, {"method": "tau", "paths": 4, "seed": 1}):
+        ds = sweep(linear, design, oral, store=None, **run)
+        for name in ("time_to_recurrence", "burden_at_withdrawal"):
+            assert np.isnan(ds[name].values).all(), (run, name)
+        assert np.all(ds.status.values == 0)
+
+
+def test_a_stochastic_withdrawal_on_the_last_day_has_its_burden():
+    """Tamoxifen to the schedule's end: the burden at withdrawal is the paths' mean burden on
+    that day (it was NaN), as simulate gives it from the same streams."""
+    linear = tolsim.models.TwoState(crowding="none")
+    to_the_end = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}])
+    design = {"S0": [50.0, 80.0], "T0": [5.0, 9.0]}
+    run = dict(method="tau", paths=16, seed=3)
+    ds = sweep(linear, design, to_the_end, store=None, **run)
+    paths = tolsim.simulate(linear, design, to_the_end, [10.0], **run)
+    np.testing.assert_array_equal(
+        ds.burden_at_withdrawal.values, paths.N.sel(time=10.0).mean("path").values
+    )
+    assert np.all(np.isinf(ds.time_to_recurrence.values))  # no follow-up: not by the end
+
+
+def test_stores_of_other_points_or_other_templates_are_refused(tmp_path):
+    from tolsim.design import Design, ScheduleTemplate
+
+    store = tmp_path / "direct.zarr"
+    first = Design({"kappa_T": np.array([0.1, 0.3])}, "table")
+    sweep(MODEL, first, SCHEDULE, store=store, max_chunks=0)
+    other = Design({"kappa_T": np.array([0.5, 0.6])}, "table")  # the same spec: {}
+    with pytest.raises(StoreMismatchError, match="holds a different sweep"):
+        sweep(MODEL, other, SCHEDULE, store=store)
+
+    def course(dose_um):
+        def build(days):
+            return tolsim.Schedule.from_phases(
+                [{"days": days, "tamoxifen": dose_um}, {"days": 30}]
+            )
+
+        return ScheduleTemplate(build, {"days": 20.0}, "course")
+
+    store = tmp_path / "template.zarr"
+    slots = grid(days=[10.0, 20.0])
+    sweep(MODEL, slots, course(1.0), store=store, max_chunks=0)
+    assert course(1.0).to_dict() == course(0.01).to_dict()  # what the attrs record
+    with pytest.raises(StoreMismatchError, match="holds a different sweep"):
+        sweep(MODEL, slots, course(0.01), store=store)
+
+
+def test_a_store_whose_creation_was_interrupted_is_not_resumed(tmp_path, monkeypatch):
+    import importlib
+
+    module = importlib.import_module("tolsim.sweep")  # (tolsim.sweep is the function)
+
+    def interrupted(*args, **kwargs):  # after the metadata, before the store is sealed
+        raise KeyboardInterrupt
+
+    store = tmp_path / "s.zarr"
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "_seal_store", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sweep(MODEL, DESIGN, SCHEDULE, store=store)
+    with pytest.raises(StoreMismatchError, match="left half-created .* remove it and run again"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store)
+
+
+def test_stochastic_counts_threshold_and_chunks_are_checked_up_front(tmp_path):
+    linear = tolsim.models.TwoState(crowding="none")
+    design = {"T0": [1.0, 2.0, 3.0, 4.0, 5.0, 4.5]}
+    run = dict(method="tau", paths=2, seed=1)
+    with pytest.raises(ValueError, match=r"`design.T0\[5\]` = 4.5 cells: stochastic methods"):
+        sweep(linear, design, SCHEDULE, store=tmp_path / "s.zarr", chunk_size=2, **run)
+    assert not (tmp_path / "s.zarr").exists()
+    with pytest.raises(
+        ValueError, match=r"`threshold` = 0.5 cells: expected a finite number >= 1"
+    ):
+        sweep(linear, {"T0": [1.0]}, SCHEDULE, store=None, threshold=0.5, **run)
+    with pytest.raises(ValueError, match=r"`chunk_size` = True: expected an integer"):
+        sweep(linear, {"T0": [1.0]}, SCHEDULE, store=None, chunk_size=True)
+
+
+def test_gpu_options_are_refused_on_the_cpu():
+    for kwargs, message in (
+        ({"gpu_specialise": True}, r"`gpu_specialise` = True with `device` = 'cpu'"),
+        ({"gpu_specialise": "yes"}, r"`gpu_specialise` = 'yes': expected True or False"),
+        ({"gpu_chunk_size": 1000}, r"`gpu_chunk_size` = 1000 with `device` = 'cpu'"),
+        ({"gpu_chunk_size": -5}, r"`gpu_chunk_size` = -5: expected an integer >= 1"),
+        ({"gpu_chunk_size": True}, r"`gpu_chunk_size` = True: expected an integer >= 1"),
+    ):
+        with pytest.raises((TypeError, ValueError), match=message):
+            sweep(MODEL, DESIGN, SCHEDULE, store=None, **kwargs)
+
+
+def test_a_template_whose_slots_the_design_leaves_runs_at_its_defaults():
+    template = inhibitor_course(tamoxifen_days=10.0, follow_up_days=15.0, inhibitor_days=4.0)
+    design = grid(kappa_T=[0.1, 0.3])
+    ds = sweep(MODEL, design, template, store=None)
+    same = sweep(MODEL, design, template(), store=None)
+    np.testing.assert_array_equal(ds.time_to_recurrence.values, same.time_to_recurrence.values)
+    np.testing.assert_array_equal(ds.nadir_cells.values, same.nadir_cells.values)
 
 
 def test_a_sweep_describes_its_variables():

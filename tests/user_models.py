@@ -5,6 +5,7 @@ on a shared capacity and a drug that adds to A's death rate. Special cases give 
 solutions (exponential and logistic growth, pure switching, a stiff fast-switching system).
 """
 
+import numpy as np
 from numba import njit
 
 from tolsim.models import Model, Parameter, Transition
@@ -52,4 +53,51 @@ def GrowthSwitch(logistic: bool = False) -> Model:  # noqa: N802
         options=(("logistic", logistic),),
         linear=not logistic,
         tolerant_states=("B",),
+    )
+
+
+@njit(cache=True)
+def ageing_growth_rates(t, x, p, c, out):
+    out[0] = p[0] * t * x[0]  # division of A, faster with every day (linear in A, not in t)
+    out[1] = p[1] * x[0]  # death of A
+
+
+def AgeingGrowth(linear: bool = False) -> Model:  # noqa: N802
+    """Growth whose division rate rises with the day itself: A(t) = A0 exp(a t^2 / 2 - d t)."""
+    return Model(
+        name="AgeingGrowth",
+        states=("A",),
+        parameters=(
+            Parameter("a", "1/day^2", 0.01, (0.0, 10.0)),
+            Parameter("d", "1/day", 0.05, (0.0, 10.0)),
+            Parameter("A0", "cells", 10.0, (0.0, 1e15)),
+        ),
+        transitions=(Transition.of("division_A", A=1), Transition.of("death_A", A=-1)),
+        rates=ageing_growth_rates,
+        initial=(("A", "A0"),),
+        drugs=(),
+        linear=linear,
+    )
+
+
+@njit(cache=True, error_model="numpy")
+def root_death_rates(t, x, p, c, out):
+    out[0] = p[0] * x[0]  # division
+    out[1] = np.sqrt(p[1]) * x[0]  # death at the root of p[1]: NaN when p[1] < 0
+
+
+def RootDeath() -> Model:  # noqa: N802
+    """A rate function that gives NaN for some admissible parameters (p[1] < 0)."""
+    return Model(
+        name="RootDeath",
+        states=("A",),
+        parameters=(
+            Parameter("b", "1/day", 0.3, (0.0, 10.0)),
+            Parameter("s", "1/day^2", 0.01, (-1.0, 1.0)),
+            Parameter("A0", "cells", 100.0, (0.0, 1e12)),
+        ),
+        transitions=(Transition.of("division", A=1), Transition.of("death", A=-1)),
+        rates=root_death_rates,
+        initial=(("A", "A0"),),
+        drugs=(),
     )

@@ -517,6 +517,11 @@ def _load_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
     run["device"] = _choice(run["device"], "run.device", file, ("cpu", "cuda"))
     run["lockstep"] = _boolean(run["lockstep"], "run.lockstep", file)
     run["gpu_specialise"] = _boolean(run["gpu_specialise"], "run.gpu_specialise", file)
+    if run["gpu_specialise"] and run["device"] != "cuda":
+        raise ConfigError(
+            f"`run.gpu_specialise` = true in {file} with `run.device` = {run['device']!r}: it "
+            'applies to device = "cuda"'
+        )
     return run
 
 
@@ -731,10 +736,10 @@ def _load_simulate_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
     }
     if "device" in table:
         options["device"] = _choice(table["device"], "run.device", file, ("cpu", "cuda"))
-        if options["device"] == "cuda" and method not in ("auto", "dopri5"):
+        if options["device"] == "cuda" and method not in ("auto", "dopri5", "tau"):
             raise ConfigError(
                 f"`run.device` = 'cuda' in {file}: the GPU runs `run.method` 'auto' or "
-                f"'dopri5', not {method!r}"
+                f"'dopri5' (ODE) or 'tau' (paths), not {method!r}"
             )
     if "lockstep" in table:
         options["lockstep"] = _boolean(table["lockstep"], "run.lockstep", file)

@@ -29,6 +29,7 @@ import numpy as np
 
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Columns, Model
+from tolsim.recurrence import withdrawal_within
 from tolsim.schedule import Schedule
 
 __all__ = [
@@ -321,10 +322,7 @@ def schedule_table(
             load_piece(c, piece, table.level[i, piece], rows)
             table.pk[i, piece, :ch] = pk_factors(rows)
         table.grid[i, : grid.size] = grid
-        try:
-            w = schedule.withdrawal_day("tamoxifen")
-        except ValueError:
-            w = None
+        w = withdrawal_within(schedule)
         if w is not None:
             table.w_index[i] = int(np.searchsorted(grid, w))
             table.w_day[i] = w

@@ -42,6 +42,31 @@ def check_threshold(threshold, name: str = "threshold") -> float:
     return level
 
 
+def threshold_text(threshold) -> str:
+    """How a stochastic result records its recurrence threshold (``attrs``), exactly:
+    ``"burden at withdrawal"`` or e.g. ``"1234567 cells"`` (the shortest repr of the float).
+
+    Examples
+    --------
+    >>> threshold_text(1500.0), threshold_text(1234567.5), threshold_text("size_at_withdrawal")
+    ('1500 cells', '1234567.5 cells', 'burden at withdrawal')
+    """
+    if isinstance(threshold, str):
+        return "burden at withdrawal"
+    text = repr(float(threshold))
+    return f"{text.removesuffix('.0')} cells"
+
+
+def withdrawal_within(schedule: Schedule) -> float | None:
+    """The day tamoxifen is withdrawn, if within the schedule (``None`` when it is never
+    given, or its last oral regimen stops after the schedule's end: no withdrawal to count
+    recurrence from). The sweep metrics of such a schedule are NaN."""
+    if "tamoxifen" not in schedule.given_drugs:
+        return None
+    day = schedule.withdrawal_day("tamoxifen")
+    return day if day <= schedule.duration_days else None
+
+
 def metric_grid(schedule: Schedule, times=None) -> np.ndarray:
     """The days recurrence metrics are computed on (sweeps, fits): every day, every
     breakpoint, the schedule's end and its tamoxifen withdrawal day (an oral regimen's
@@ -247,14 +272,8 @@ def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:
 
 def _stochastic_recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:
     recorded = ds.attrs.get("recurrence_threshold")
-    wanted = (
-        "burden at withdrawal" if isinstance(threshold, str) else f"{float(threshold):g} cells"
-    )
-    if isinstance(threshold, str) and threshold != "size_at_withdrawal":
-        raise ValueError(
-            f"`threshold` = {threshold!r}: expected 'size_at_withdrawal' or a number of cells"
-        )
-    if wanted != recorded:
+    check_threshold(threshold)
+    if threshold_text(threshold) != recorded:
         raise ValueError(
             f"`threshold` = {threshold!r}: this stochastic result holds recurrence times for a "
             f"threshold of {recorded}; simulate again with recurrence_threshold={threshold!r}"

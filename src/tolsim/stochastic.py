@@ -19,6 +19,7 @@ from tolsim import buffers
 from tolsim.branching import branching_extinction
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
+from tolsim.recurrence import check_threshold, threshold_text
 from tolsim.simulate import drug_variables
 
 __all__ = [
@@ -116,7 +117,15 @@ def simulate_paths(
     path_start = _check_count(path_start, "path_start", 0)
     max_events = _check_count(max_events, "max_events", 1)
     seed = check_seed(seed)
-    threshold = float(threshold)
+    if path_start + paths > 2**63:
+        raise ValueError(
+            f"`path_start` = {path_start} with `paths` = {paths}: path indices must stay below "
+            "2**63"
+        )
+    given = threshold
+    if isinstance(given, bool | np.bool_ | str) or np.ndim(given) != 0:
+        raise TypeError(f"`threshold` = {given!r}: expected one number of cells >= 1")
+    threshold = float(given)
     if not np.isfinite(threshold) or threshold < 1:
         raise ValueError(f"`threshold` = {threshold!r} cells: expected a finite number >= 1")
     x0 = _check_initial_counts(model, packed)
@@ -134,20 +143,7 @@ def simulate_paths(
     arm_piece = -1
     if withdrawal_day is not None and withdrawal_day <= t_out[-1]:
         arm_piece = int(np.searchsorted(breakpoints, withdrawal_day))
-    if isinstance(recurrence_threshold, str):
-        if recurrence_threshold != "size_at_withdrawal":
-            raise ValueError(
-                f"`recurrence_threshold` = {recurrence_threshold!r}: expected "
-                "'size_at_withdrawal' or a number of cells"
-            )
-        arm_level = np.nan
-    else:
-        arm_level = float(recurrence_threshold)
-        if not np.isfinite(arm_level) or arm_level < 0:
-            raise ValueError(
-                f"`recurrence_threshold` = {recurrence_threshold!r} cells: expected a finite "
-                "number >= 0"
-            )
+    arm_level = check_threshold(recurrence_threshold, "recurrence_threshold")
     kernels = kernel_module(model, method)
     if method == "ssa":
         expected = _expected_events(model, packed, schedule, t_out, kernels, simulate)
@@ -342,11 +338,6 @@ def _to_dataset(
     if armed:
         recurrence[np.isnan(recurrence)] = np.inf  # right-censored at the last output day
     recurrence[failed] = np.nan
-    threshold_text = (
-        "burden at withdrawal"
-        if isinstance(recurrence_threshold, str)
-        else f"{float(recurrence_threshold):g} cells"
-    )
     data_vars["time_to_recurrence"] = (
         path_dims,
         recurrence[index],
@@ -354,7 +345,7 @@ def _to_dataset(
             "units": "days",
             "long_name": "days from tamoxifen withdrawal until the burden first exceeds the "
             "threshold (inf: not by the last output day)",
-            "threshold": threshold_text,
+            "threshold": threshold_text(recurrence_threshold),
         },
     )
     n_params = len(model.parameters)
@@ -378,7 +369,7 @@ def _to_dataset(
         "seed": seed,
         "random_streams": "xoshiro256** per path, seeded from (seed, sample, path)",
         "max_events": max_events,
-        "recurrence_threshold": threshold_text,
+        "recurrence_threshold": threshold_text(recurrence_threshold),
         "tolsim_version": tolsim.__version__,
     }
     if method == "hybrid":

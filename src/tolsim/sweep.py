@@ -11,6 +11,7 @@ store is bit-identical whatever the chunk size or number of workers.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -22,8 +23,14 @@ import xarray as xr
 
 import tolsim
 from tolsim.kernels.events import recurrence_days
+from tolsim.kernels.specialise import _function_fingerprint
 from tolsim.models.base import Columns, Model
-from tolsim.recurrence import check_threshold, derivative_jumps, metric_grid
+from tolsim.recurrence import (
+    check_threshold,
+    derivative_jumps,
+    metric_grid,
+    withdrawal_within,
+)
 from tolsim.schedule import Schedule
 from tolsim.simulate import (
     _METHOD_CODES,
@@ -70,12 +77,9 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
     """Stochastic metrics per sample over ``spec["paths"]`` paths; sample ``i`` draws from the
     streams of its global index ``sample_ids[i]`` (so chunking does not change them)."""
     kernels = kernel_module(model, spec["method"])
-    try:
-        w = schedule.withdrawal_day("tamoxifen")
-    except ValueError:
-        w = None
+    w = withdrawal_within(schedule)
     end = schedule.duration_days
-    t_out = np.array([end] if w is None or w >= end else [w, end])
+    t_out = np.array([end] if w is None or w == end else [w, end])
     compiled = schedule.compile(model.drugs, extra_days=_arm_days(w))
     arm_piece = -1 if w is None else int(np.searchsorted(compiled.breakpoints_days, w))
     level = spec["recurrence_threshold"]
@@ -116,7 +120,7 @@ def _evaluate_paths(model, packed, schedule, spec, sample_ids) -> dict:
         "recurrence_probability": np.isfinite(recurrence).mean(axis=1),
         "time_to_recurrence": np.median(recurrence, axis=1),
         "burden_at_withdrawal": (
-            out[:, :, 0, :].sum(axis=2).mean(axis=1) if t_out.size == 2 else np.full(n, np.nan)
+            np.full(n, np.nan) if w is None else out[:, :, 0, :].sum(axis=2).mean(axis=1)
         ),
     }
     failed = data["status"] != 0  # a failed path's counts stop part-way: no estimate holds
@@ -147,10 +151,7 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
     )
     data = {"status": stats[:, 0].astype(np.int32)}
     if spec["outputs"] in ("metrics", "both"):
-        try:
-            w = schedule.withdrawal_day("tamoxifen")
-        except ValueError:
-            w = None
+        w = withdrawal_within(schedule)
         if w is not None:
             k = int(np.searchsorted(grid, w))
             level = spec["recurrence_threshold"]
@@ -293,8 +294,10 @@ def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
                     f"{s}={v!r}" for s, v in zip(slots, values.tolist(), strict=True)
                 )
                 raise type(error)(f"`design` row {row} ({given}): {error}") from None
-    else:
-        schedules, group = [spec["schedule"]], np.zeros(n, dtype=np.int64)
+    else:  # a schedule, or a template whose slots the design leaves at their defaults
+        fixed = spec["schedule"]
+        schedules = [fixed if isinstance(fixed, Schedule) else fixed()]
+        group = np.zeros(n, dtype=np.int64)
     if spec["device"] == "cuda":  # all schedules in one launch
         data = _evaluate_cuda(model, packed, schedules, group, spec)
     elif len(schedules) == 1:
@@ -344,12 +347,72 @@ def _check_lockstep(model: Model, schedule: Schedule, method: str, device: str) 
         raise ValueError("`lockstep` = True needs a schedule without PK dosing")
 
 
+def _model_fingerprint(model: Model) -> str:
+    """What the model computes, beyond :meth:`Model.describe`: its parameters (defaults and
+    bounds), constants, stoichiometry, initial values, exposures, and the code of its rate
+    function and of the jitted functions and constants that function uses."""
+    digest = hashlib.sha256()
+    text = json.dumps(
+        {
+            "parameters": [[p.name, p.unit, p.default, list(p.bounds)] for p in model.parameters],
+            "constants": list(model.constants),
+            "stoichiometry": model.stoichiometry.tolist(),
+            "initial": [list(pair) for pair in model.initial],
+            "drugs": list(model.drugs),
+            "exposures": [[e.name, e.drug, e.ec50, e.hill] for e in model.exposures],
+            "tolerant_states": list(model.tolerant_states),
+        },
+        sort_keys=True,
+        default=str,
+    )
+    digest.update(text.encode())
+    _function_fingerprint(model.rates.py_func, digest)
+    return digest.hexdigest()
+
+
+def _design_points(design) -> str | None:
+    """A hash of the design's points when its spec cannot make them again (a table built
+    directly as ``Design(columns, "table")``), else None (the spec is recorded)."""
+    if design.spec.get("sha256") or design.kind != "table" and design.spec:
+        return None
+    digest = hashlib.sha256()
+    for name, column in design.columns.items():
+        digest.update(name.encode() + b"\0" + np.ascontiguousarray(column).tobytes())
+    return digest.hexdigest()
+
+
+def _template_fingerprint(template) -> str | None:
+    """What a schedule template builds, beyond its recorded name and slots: the schedule at
+    its default slots, and the code of its build function (with the values it captured)."""
+    from tolsim.design import ScheduleTemplate
+
+    if not isinstance(template, ScheduleTemplate):
+        return None
+    digest = hashlib.sha256(json.dumps(template().to_dict(), sort_keys=True).encode())
+    build = template.build
+    while isinstance(build, functools.partial):
+        digest.update(repr((build.args, sorted(build.keywords.items()))).encode())
+        build = build.func
+    # (tolsim's own templates: the schedule at the defaults stands for their versioned code)
+    if hasattr(build, "__code__") and not build.__module__.startswith("tolsim."):
+        _function_fingerprint(build, digest)
+        for cell in build.__closure__ or ():
+            try:
+                digest.update(repr(cell.cell_contents).encode())
+            except ValueError:  # an empty cell
+                pass
+    return digest.hexdigest()
+
+
 def _fingerprint(model, schedule, design, outputs, times, settings) -> str:
     text = json.dumps(
         {
             "model": model.describe(),
+            "model_code": _model_fingerprint(model),
             "schedule": schedule.to_dict(),
+            "template_code": _template_fingerprint(schedule),
             "design": design.to_dict(),
+            "design_points": _design_points(design),
             "outputs": outputs,
             "times": None if times is None else np.asarray(times).tolist(),
             "settings": settings,
@@ -502,6 +565,24 @@ def sweep(
     stochastic = method in STOCHASTIC_METHODS
     if device not in ("cpu", "cuda"):
         raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
+    if gpu_chunk_size is not None and (
+        isinstance(gpu_chunk_size, bool | np.bool_)
+        or not isinstance(gpu_chunk_size, int | np.integer)
+        or gpu_chunk_size < 1
+    ):
+        raise ValueError(f"`gpu_chunk_size` = {gpu_chunk_size!r}: expected an integer >= 1")
+    if not isinstance(gpu_specialise, bool | np.bool_):
+        raise TypeError(f"`gpu_specialise` = {gpu_specialise!r}: expected True or False")
+    if device != "cuda":  # silently unused otherwise
+        for name, value, default in (
+            ("gpu_chunk_size", gpu_chunk_size, None),
+            ("gpu_specialise", gpu_specialise, False),
+        ):
+            if value is not default and value != default:
+                raise ValueError(
+                    f"`{name}` = {value!r} with `device` = {device!r}: `{name}` applies to "
+                    "device='cuda'"
+                )
     if device == "cuda":
         from tolsim import cuda
 
@@ -510,12 +591,6 @@ def sweep(
                 f"`method` = {method!r} with `device` = 'cuda': the GPU kernel runs "
                 f"{list(cuda.METHODS)}; use device='cpu' for other methods"
             )
-        if gpu_chunk_size is not None and (
-            not isinstance(gpu_chunk_size, int | np.integer) or gpu_chunk_size < 1
-        ):
-            raise ValueError(f"`gpu_chunk_size` = {gpu_chunk_size!r}: expected an integer >= 1")
-        if not isinstance(gpu_specialise, bool | np.bool_):
-            raise TypeError(f"`gpu_specialise` = {gpu_specialise!r}: expected True or False")
         n_gpus = cuda.device_count()  # raises CudaUnavailableError here, before any work
     if stochastic:
         from tolsim.stochastic import check_seed
@@ -541,7 +616,11 @@ def sweep(
         )
     if chunk_size is None:
         chunk_size = IN_MEMORY_GPU_CHUNK if store is None and device == "cuda" else DEFAULT_CHUNK
-    if not isinstance(chunk_size, int | np.integer) or chunk_size < 1:
+    if (
+        isinstance(chunk_size, bool | np.bool_)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
+    ):
         raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
     if not isinstance(lockstep, bool | np.bool_):
         raise TypeError(f"`lockstep` = {lockstep!r}: expected True or False")
@@ -554,6 +633,8 @@ def sweep(
     check_threshold(recurrence_threshold, "recurrence_threshold")
     if stochastic:
         threshold = _positive_float(threshold, "threshold")
+        if threshold < 1.0:
+            raise ValueError(f"`threshold` = {threshold!r} cells: expected a finite number >= 1")
         max_events = _check_count(max_events, "max_events", 1)
     if max_chunks is not None:
         max_chunks = _check_count(max_chunks, "max_chunks", 0)
@@ -566,6 +647,18 @@ def sweep(
     parameter_columns = {k: v for k, v in columns.items() if k not in slots}
     if parameter_columns:  # every row, as columns (no packed matrix): errors name the row
         model.pack_columns(parameter_columns, "design")
+    if stochastic:  # whole numbers of cells, checked before any store exists
+        for _, name in model.initial:
+            values = parameter_columns.get(name)
+            if values is None:
+                values = np.array([model.parameter(name).default])
+            bad = np.flatnonzero((values < 0) | (values != np.round(values)))
+            if bad.size:
+                where = f"design.{name}[{bad[0]}]" if name in parameter_columns else name
+                raise ValueError(
+                    f"`{where}` = {float(values[bad[0]])!r} cells: stochastic methods need a "
+                    "whole, non-negative number of cells"
+                )
     n_samples = len(design)
     n_chunks = -(-n_samples // chunk_size)
     settings = {
@@ -625,6 +718,11 @@ def sweep(
                 f"({type(error).__name__}: {error}); choose a new store path"
             ) from error
         found = existing.attrs.get("tolsim_sweep_fingerprint")
+        if found == _CREATING:
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} was left half-created (interrupted before its design "
+                "columns were written); nothing was computed in it: remove it and run again"
+            )
         if found != fingerprint:
             raise StoreMismatchError(
                 f"`store` = {str(store)!r} holds a different sweep (fingerprint {found!r}; "
@@ -735,7 +833,9 @@ def _create_store(
     if t_out is not None:
         coords["time"] = ("time", t_out, {"units": "days"})
     ds = xr.Dataset(data_vars, coords=coords)
-    _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, fingerprint)
+    # the fingerprint goes in last: a store whose creation was interrupted (its design columns
+    # or statuses not yet written) is never taken for one to resume
+    _describe(ds, model, schedule, design, outputs, settings, chunk_size, device, _CREATING)
     # Metadata only: outputs nobody has computed yet read as their fill value (NaN) without
     # writing n NaNs first; then the small arrays that must hold real values are written.
     # The known values are written from numpy here: computing the dask arrays above would
@@ -747,6 +847,18 @@ def _create_store(
     xr.Dataset({"chunk_done": (("chunk",), np.zeros(n_chunks, dtype=bool))}).to_zarr(
         store, region={"chunk": slice(0, n_chunks)}, mode="r+", consolidated=False
     )
+    _seal_store(store, fingerprint)
+
+
+def _seal_store(store, fingerprint: str) -> None:
+    """Write the fingerprint of a store whose creation has finished."""
+    import zarr
+
+    zarr.open_group(store, mode="r+").attrs["tolsim_sweep_fingerprint"] = fingerprint
+
+
+# the fingerprint of a store while it is created
+_CREATING = "incomplete: the store's creation did not finish"
 
 
 _UNITS = {
@@ -800,6 +912,10 @@ def _describe(ds, model, schedule, design, outputs, settings, chunk_size, device
     ds.attrs.update(
         title=f"tolsim sweep of {model.name}",
         model=json.dumps(model.describe()),
+        # the values of the parameters the design does not set
+        params=json.dumps(
+            {p.name: p.default for p in model.parameters if p.name not in design.names}
+        ),
         schedule=json.dumps(schedule.to_dict()),
         design=json.dumps(design.to_dict(), default=str),
         outputs=outputs,

@@ -615,8 +615,8 @@ def solve_kernel(
                 code = MAX_STEPS_REACHED
                 break
             h_min = 16.0 * EPS * max(abs(t), 1.0)
-            if h < h_min:
-                code = NON_FINITE_STATE if overflowing else STEP_SIZE_TOO_SMALL
+            if not h >= h_min:  # (also a NaN step, from NaN rates at the piece's start)
+                code = NON_FINITE_STATE if overflowing or h != h else STEP_SIZE_TOO_SMALL
                 break
             last = False
             if t + h >= t_end - h_min:

@@ -251,8 +251,13 @@ def block(
                     status = MAX_STEPS_REACHED
                 else:
                     h_min[lane] = 16.0 * EPS * max(abs(t[lane]), 1.0)
-                    if h[lane] < h_min[lane]:
-                        status = NON_FINITE_STATE if overflowing[lane] else STEP_SIZE_TOO_SMALL
+                    if not h[lane] >= h_min[lane]:  # (also NaN, from NaN rates)
+                        nan_step = h[lane] != h[lane]
+                        status = (
+                            NON_FINITE_STATE
+                            if overflowing[lane] or nan_step
+                            else STEP_SIZE_TOO_SMALL
+                        )
                     else:
                         last[lane] = False
                         if t[lane] + h[lane] >= t_end[lane] - h_min[lane]:
@@ -692,8 +697,8 @@ def lockstep_group(
                 status = MAX_STEPS_REACHED
                 break
             h_min = 16.0 * EPS * max(abs(t), 1.0)
-            if h < h_min:
-                status = STEP_SIZE_TOO_SMALL
+            if not h >= h_min:  # (also NaN, from NaN rates)
+                status = NON_FINITE_STATE if h != h else STEP_SIZE_TOO_SMALL
                 break
             last = False
             if t + h >= t_end - h_min:

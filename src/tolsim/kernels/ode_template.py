@@ -366,9 +366,9 @@ def integrate_adaptive(
             if stats[STAT_STEPS] + stats[STAT_REJECTED] >= max_steps:
                 return MAX_STEPS_REACHED
             h_min = 16.0 * EPS * max(abs(t), 1.0)
-            if h < h_min:
-                # a step size driven to zero by overflow is reported as such
-                return NON_FINITE_STATE if overflowing else STEP_SIZE_TOO_SMALL
+            if not h >= h_min:  # (also a NaN step, from NaN rates at the piece's start)
+                # a step size driven to zero by overflow or NaN is reported as such
+                return NON_FINITE_STATE if overflowing or h != h else STEP_SIZE_TOO_SMALL
             last = False
             if t + h >= t_end - h_min:
                 h = t_end - t

@@ -306,6 +306,25 @@ def update_summary(t, x, stoich, j, summary, recurrence):
 
 
 @njit(cache=True, error_model="numpy")
+def leap_recurrence(t_start, total_start, t, x, summary, recurrence):
+    """After a leap from ``t_start`` (``total_start`` cells) to ``t`` (state ``x``): if it took
+    the burden above the recurrence threshold first, record the crossing at the day where the
+    straight line between the two totals crosses it (a leap's events have no days of their
+    own; :func:`update_summary` keeps a time already recorded)."""
+    n = x.shape[0]
+    if recurrence[0] != 1.0 or not np.isnan(summary[n + 1]):
+        return
+    total = 0.0
+    for i in range(n):
+        total += x[i]
+    if total > recurrence[2]:
+        fraction = 0.0
+        if total_start < recurrence[2]:
+            fraction = (recurrence[2] - total_start) / (total - total_start)
+        summary[n + 1] = t_start + fraction * (t - t_start) - recurrence[1]
+
+
+@njit(cache=True, error_model="numpy")
 def arm_recurrence(t, x, level, recurrence, summary):
     """At withdrawal (day ``t``): fix the threshold (``level``, or the burden now if NaN)."""
     total = 0.0
@@ -571,6 +590,8 @@ def tau_leaps(
             arm_recurrence(t0, x, arm_level, recurrence, summary)
         substep = pk_substep(pk)
         t = t0
+        fresh = False  # `a` and a0 already hold the rates at (t, x) (from the last leap's check)
+        a0 = 0.0
         while t < t1:
             while next_out < n_out and t_out[next_out] <= t:
                 for i in range(n):
@@ -579,7 +600,9 @@ def tau_leaps(
             t_stop = t1
             if next_out < n_out and t_out[next_out] < t_stop:
                 t_stop = t_out[next_out]
-            a0 = total_rates(t, t0, level, pk, x, p, conc, a)
+            if not fresh:
+                a0 = total_rates(t, t0, level, pk, x, p, conc, a)
+            fresh = False
             if a0 < 0.0:
                 return finish(stats, events, steps, rejected, BAD_PROPENSITY)
             if a0 == 0.0:
@@ -603,7 +626,10 @@ def tau_leaps(
                 if steps >= max_events:
                     return finish(stats, events, steps, rejected, EVENT_BUDGET_REACHED)
                 continue
-            while True:  # draw a leap; halve it while it would make a count negative
+            halvings = 0
+            # draw a leap; halve it while it would make a count or a propensity negative (a
+            # logistic division rate beyond the capacity, say, where no exact path can go)
+            while True:
                 tau = min(tau_bound, t_stop - t, substep)
                 lands = tau == t_stop - t
                 a0_critical = 0.0
@@ -667,18 +693,30 @@ def tau_leaps(
                 for i in range(n):
                     if x_new[i] < 0.0:
                         negative = True
+                t_new = t_stop if lands else t + tau  # land exactly on outputs and breakpoints
                 if not negative:
-                    break
+                    # the rates the next leap starts from (`a` is rebuilt below if refused)
+                    a0 = total_rates(t_new, t0, level, pk, x_new, p, conc, a)
+                    if a0 >= 0.0:
+                        break
                 rejected += 1
+                halvings += 1
+                if halvings > 60:  # no leap of any length keeps the propensities valid
+                    return finish(stats, events, steps, rejected, BAD_PROPENSITY)
                 tau_bound = 0.5 * tau
-                if substep != np.inf:  # quadrature overwrote the rates at t
+                if substep != np.inf or not negative:  # quadrature or the check overwrote `a`
                     total_rates(t, t0, level, pk, x, p, conc, a)
+            t_start = t
+            total_start = 0.0
             for i in range(n):
+                total_start += x[i]
                 x[i] = x_new[i]
-            t = t_stop if lands else t + tau  # land exactly on outputs and breakpoints
+            t = t_new
+            fresh = True
             steps += 1
             events += int(fired)
             if fired > 0.0:
+                leap_recurrence(t_start, total_start, t, x, summary, recurrence)
                 update_summary(t, x, stoich, -1, summary, recurrence)
             if steps >= max_events:
                 return finish(stats, events, steps, rejected, EVENT_BUDGET_REACHED)

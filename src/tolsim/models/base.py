@@ -54,12 +54,32 @@ class Parameter:
     source: str = ""
 
     def __post_init__(self):
-        low, high = self.bounds
-        if not (low <= self.default <= high):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"`Parameter.name` = {self.name!r}: expected a non-empty string")
+        if not isinstance(self.unit, str):
+            raise TypeError(f"`{self.name}.unit` = {self.unit!r}: expected a string, e.g. '1/day'")
+        try:
+            low, high = self.bounds
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`{self.name}.bounds` = {self.bounds!r}: expected a pair (low, high)"
+            ) from None
+        low, high = (
+            _plain_real(low, f"{self.name}.bounds[0]"),
+            _plain_real(high, f"{self.name}.bounds[1]"),
+        )
+        if math.isnan(low) or math.isnan(high) or low > high:
             raise ValueError(
-                f"`{self.name}.default` = {self.default!r} {self.unit}: expected a value within "
-                f"its bounds [{low}, {high}]"
+                f"`{self.name}.bounds` = {self.bounds!r}: expected low <= high, not NaN"
             )
+        default = _plain_real(self.default, f"{self.name}.default")
+        if not (math.isfinite(default) and low <= default <= high):
+            raise ValueError(
+                f"`{self.name}.default` = {self.default!r} {self.unit}: expected a finite value "
+                f"within its bounds [{low}, {high}]"
+            )
+        object.__setattr__(self, "bounds", (low, high))
+        object.__setattr__(self, "default", default)
 
 
 @dataclass(frozen=True)
@@ -69,6 +89,33 @@ class Transition:
     name: str
     change: tuple[tuple[str, int], ...]
     description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"`Transition.name` = {self.name!r}: expected a non-empty string")
+        try:
+            pairs = [(state, delta) for state, delta in self.change]
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"transition {self.name!r}: `change` = {self.change!r}: expected (state, "
+                "change) pairs"
+            ) from None
+        change = []
+        for state, delta in pairs:
+            whole = (
+                isinstance(delta, int | np.integer | float | np.floating)
+                and not isinstance(delta, bool | np.bool_)
+                and math.isfinite(delta)
+                and float(delta) == int(delta)
+            )
+            if not isinstance(state, str) or not whole:
+                raise ValueError(
+                    f"transition {self.name!r} changes {state!r} by {delta!r}: expected a state "
+                    "name and a whole number of cells (the stochastic solvers fire whole "
+                    "transitions)"
+                )
+            change.append((state, int(delta)))
+        object.__setattr__(self, "change", tuple(change))
 
     @classmethod
     def of(cls, name: str, description: str = "", **change: int) -> Transition:
@@ -161,15 +208,50 @@ class Model:
     lane_rates: object = field(default=None, compare=False)
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"`name` = {self.name!r}: expected a non-empty string")
+        for label in ("states", "drugs", "tolerant_states"):
+            value = getattr(self, label)
+            if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+                raise TypeError(
+                    f"`{label}` = {value!r} of model {self.name!r}: expected a tuple of "
+                    "non-empty names (strings)"
+                )
+            object.__setattr__(self, label, tuple(value))
+        for label, kind in (
+            ("parameters", Parameter),
+            ("transitions", Transition),
+            ("exposures", Exposure),
+        ):
+            value = getattr(self, label)
+            if not all(isinstance(v, kind) for v in value):
+                raise TypeError(
+                    f"`{label}` of model {self.name!r}: expected a tuple of {kind.__name__}"
+                )
+            object.__setattr__(self, label, tuple(value))
+        if not isinstance(self.linear, bool | np.bool_):
+            raise TypeError(f"`linear` = {self.linear!r} of model {self.name!r}: expected a bool")
         names = [p.name for p in self.parameters]
         if not self.states or not self.transitions:
             raise ValueError(
                 f"model {self.name!r} has {len(self.states)} states and "
                 f"{len(self.transitions)} transitions: expected at least one of each"
             )
-        for label, values in (("states", self.states), ("parameters", names)):
-            if len(set(values)) != len(values):
-                raise ValueError(f"`{label}` of model {self.name!r} has duplicate names")
+        for label, values in (
+            ("states", self.states),
+            ("parameters", names),
+            ("transitions", [tr.name for tr in self.transitions]),
+            ("drugs", self.drugs),
+            ("exposures", [exp.name for exp in self.exposures]),
+            ("tolerant_states", self.tolerant_states),
+            ("initial", [state for state, _ in self.initial]),
+        ):
+            repeated = sorted({v for v in values if list(values).count(v) > 1})
+            if repeated:
+                raise ValueError(
+                    f"`{label}` of model {self.name!r} names {repeated} more than once"
+                )
+        self._check_result_names()
         for tr in self.transitions:
             for state, _ in tr.change:
                 if state not in self.states:
@@ -196,13 +278,40 @@ class Model:
         if self.linear:
             self._check_linear()
 
+    def _check_result_names(self) -> None:
+        """States, exposures and parameters (a sweep's design columns) become variables of
+        the results: their names must differ from one another and from those of the results'
+        other variables and coordinates."""
+        taken = set(RESULT_NAMES) | {f"{drug}_um" for drug in self.drugs}
+        taken |= {f"extinction_day_{state}" for state in self.states}
+        groups = (
+            ("states", self.states),
+            ("exposures", [exp.name for exp in self.exposures]),
+            ("parameters", [p.name for p in self.parameters]),
+        )
+        for label, values in groups:
+            clash = sorted(set(values) & taken)
+            if clash:
+                raise ValueError(
+                    f"`{label}` of model {self.name!r} names {clash}, which results use for "
+                    f"other variables or coordinates; rename {'it' if len(clash) == 1 else 'them'}"
+                )
+        for i, (label, values) in enumerate(groups):
+            for other, others in groups[i + 1 :]:
+                clash = sorted(set(values) & set(others))
+                if clash:
+                    raise ValueError(
+                        f"model {self.name!r} has {label} and {other} both named {clash}: "
+                        "results hold each as a variable of its own"
+                    )
+
     def _check_linear(self) -> None:
         """``linear=True`` is trusted by the exact solver and the branching process: check it.
 
         At the default parameters and with each drug absent or at 1 µM, the propensities of
         two random states must add (``r(x + y) = r(x) + r(y)``) and scale (``r(2x) =
-        2 r(x)``) to 1e-9 relative. Runs the rate function's Python source (no compile); a
-        rate function that cannot run as Python is not checked.
+        2 r(x)``) to 1e-9 relative, and not depend on the day ``t`` itself. Runs the rate
+        function's Python source (no compile); one that cannot run as Python is not checked.
         """
         rates = getattr(self.rates, "py_func", self.rates)
         p = self.pack({})
@@ -219,6 +328,19 @@ class Model:
             except Exception:  # noqa: BLE001 - not callable as Python: the kernels will tell
                 return
             r_x, r_y, r_sum, r_twice = out
+            later = np.empty(n_transitions)
+            for day in (17.25, 365.5):
+                rates(day, x, p, c, later)
+                changed = np.flatnonzero(np.abs(later - r_x) > 1e-12 * (np.abs(r_x) + 1e-300))
+                if changed.size:
+                    raise ValueError(
+                        f"`linear` = True, but the propensity of transition "
+                        f"{self.transitions[changed[0]].name!r} of model {self.name!r} depends on "
+                        f"the day `t` itself (rates at day 0 and day {day:g} differ at the same "
+                        "state and drug levels): the exact solver and the branching process "
+                        "take rates as constant between the schedule's breakpoints; set "
+                        "linear=False"
+                    )
             scale = np.abs(r_sum) + np.abs(r_twice) + 1e-300
             bad = np.flatnonzero(
                 (np.abs(r_sum - r_x - r_y) > 1e-9 * scale)
@@ -486,6 +608,52 @@ def _check_kernel_function(function, name: str, signature: str) -> None:
 # dtype kinds of real numbers: signed and unsigned integers, floats (not bool, complex, str)
 _REAL_KINDS = "iuf"
 
+# Names the results of simulate, simulate_arms, the stochastic methods and sweeps use for
+# variables and coordinates (besides each state, each exposure and "<drug>_um"): a model's
+# states and exposures may not take them (tests/test_models.py checks the list is complete).
+RESULT_NAMES = (
+    "time",
+    "sample",
+    "path",
+    "parameter",
+    "parameters",
+    "arm",
+    "schedule",
+    "withdrawal_day",
+    "N",
+    "tolerant_fraction",
+    "dN_dt",
+    "status",
+    "message",
+    "n_steps",
+    "n_rejected_steps",
+    "n_rhs_evaluations",
+    "switched_to_stiff",
+    "n_events",
+    "extinction_day",
+    "time_to_recurrence",
+    "burden_at_withdrawal",
+    "tolerant_fraction_at_withdrawal",
+    "nadir_cells",
+    "nadir_day",
+    "extinction_probability",
+    "tolerant_extinction_probability",
+    "recurrence_probability",
+    "chunk_done",
+)
+
+
+def _plain_real(value, label: str) -> float:
+    """``float(value)`` for a real number (not a bool or a string), else ``TypeError``."""
+    if isinstance(value, bool | np.bool_ | str | bytes) or not isinstance(
+        value, int | float | np.integer | np.floating
+    ):
+        raise TypeError(f"`{label}` = {value!r}: expected a real number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise ValueError(f"`{label}` = {value!r}: too large for a float") from None
+
 
 def _real_number(value, label: str, p: Parameter) -> float:
     """``float(value)`` for a real number; ``TypeError`` naming ``label`` for a bool, a
@@ -497,6 +665,11 @@ def _real_number(value, label: str, p: Parameter) -> float:
     if not refused:
         try:
             return float(value)
+        except OverflowError:
+            raise ValueError(
+                f"`{label}` = {value!r}: too large for a float; expected a number in "
+                f"[{p.bounds[0]}, {p.bounds[1]}] ({p.unit})"
+            ) from None
         except (TypeError, ValueError):
             pass
     raise TypeError(f"`{label}` = {value!r}: expected a real number ({p.unit})")
@@ -505,6 +678,8 @@ def _real_number(value, label: str, p: Parameter) -> float:
 def _check_value(label: str, value: float, p: Parameter) -> None:
     if math.isnan(value):
         raise ValueError(f"`{label}` is NaN: expected a number in [{p.bounds[0]}, {p.bounds[1]}]")
+    if math.isinf(value):
+        raise ValueError(f"`{label}` = {value!r} {p.unit}: expected a finite number")
     low, high = p.bounds
     if value < low or value > high:
         what = "rates" if p.unit.startswith("1/day") else "values"
