@@ -80,8 +80,13 @@ def test_bad_times(times, message):
 def test_bad_solver_options():
     with pytest.raises(ValueError, match="`method` = 'rk4': expected one of"):
         run(method="rk4")
-    with pytest.raises(ValueError, match="`rtol` = 0.0: expected a finite number > 0"):
+    with pytest.raises(ValueError, match="`rtol` = 0.0: expected a finite relative tolerance"):
         run(rtol=0.0)
+    for rtol in (1.0, 1e6, float("nan")):  # no digit asked for: refused, not a silent answer
+        with pytest.raises(ValueError, match=r"`rtol` = .*: expected a finite relative tol"):
+            run(rtol=rtol)
+    with pytest.raises(TypeError, match=r"`rtol` = True: expected a finite relative tolerance"):
+        run(rtol=True)
     with pytest.raises(ValueError, match="`atol` = -1.0"):
         run(atol=-1.0)
     with pytest.raises(ValueError, match="`max_steps` = 0"):

@@ -113,6 +113,9 @@ def test_benefit_over_a_parameter_table_is_the_mean_of_its_rows():
     ]
     np.testing.assert_allclose(both.benefit, np.mean(each, axis=0), rtol=1e-12)
     assert both.attrs["n_parameter_sets"] == 3
+    # the result records the sets it averaged over, as it records one set in its attrs
+    np.testing.assert_array_equal(both.parameters.sel(parameter="lambda_T"), table["lambda_T"])
+    assert both.parameters.sel(parameter="K").values.tolist() == [PARAMS["K"]] * 3
 
 
 def test_eradication_objective_is_the_branching_probability():
@@ -132,6 +135,12 @@ def test_eradication_objective_is_the_branching_probability():
     assert result.benefit[2] == pytest.approx(exact, rel=1e-12)
     assert np.all(np.diff(result.benefit) > 0)
     assert result.best == 2 and result.benefit.attrs["units"] == "1"
+    assert result.attrs["eradication_day"] == "the end of each candidate's treatment"
+    on_day_30 = optimize_schedule(
+        MODEL, small, TEMPLATE, {"inhibitor_days": [10.0]},
+        objective="eradication_probability", eradication_day=30.0,
+    )  # fmt: skip
+    assert on_day_30.attrs["eradication_day"] == 30.0
 
 
 def test_sobol_ranges_are_crossed_with_grid_values():
@@ -217,6 +226,22 @@ def test_drug_burden_with_pk_matches_adaptive_quadrature():
         ({"rtol": 0.0}, ValueError, r"`rtol` = 0.0"),
         ({"horizon_days": 500.0}, ValueError, "`horizon_days` = 500.0"),
         ({"template": TEMPLATE(), "space": {"x": [1.0]}}, TypeError, "`template`"),
+        ({"rtol": 10.0}, ValueError, r"`rtol` = 10.0: expected a finite relative tolerance in"),
+        ({"workers": 0}, ValueError, r"`workers` = 0: expected an integer >= 1"),
+        ({"workers": "a"}, ValueError, r"`workers` = 'a': expected an integer >= 1"),
+        ({"seed": -1}, ValueError, r"`seed` = -1: expected an integer in \[0, 2\*\*63\)"),
+        ({"seed": "x"}, TypeError, r"`seed` = 'x'"),
+        ({"eradication_day": 30.0}, ValueError, r"`eradication_day` = 30.0 with `objective`"),
+        (
+            {"eradication_day": -5.0, "objective": "eradication_probability"},
+            ValueError,
+            r"`eradication_day` = -5.0: expected a day > 0",
+        ),
+        (
+            {"eradication_day": 1e4, "objective": "eradication_probability"},
+            ValueError,
+            r"`eradication_day` = 10000.0: after the end of candidate 0's schedule",
+        ),
     ],
 )
 def test_bad_input_is_named(kwargs, error, match):

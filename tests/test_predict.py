@@ -308,6 +308,24 @@ def test_same_seed_same_prediction_and_seeds_differ(one_fit):
     assert not np.array_equal(a.parameter_value, c.parameter_value)
 
 
+def test_output_times_choose_the_bands_not_the_recurrence_days(one_fit):
+    """`times` are the days of the trajectory bands: the recurrence days come from their own
+    grid. They were read from a solution on `times` (median 85 days on [0, 60, 120] against
+    the daily grid's 30)."""
+    options = dict(draws=30, threshold=THRESHOLD, demographic="none", seed=3)
+    daily = one_fit.predict(NEW, **options)
+    sparse = one_fit.predict(NEW, times=[0.0, 60.0, 120.0], **options)
+    np.testing.assert_array_equal(sparse.time_to_recurrence, daily.time_to_recurrence)
+    for name in ("time_to_recurrence_quantiles", "probability_no_recurrence"):
+        np.testing.assert_array_equal(sparse[name], daily[name])
+    assert sparse.time.values.tolist() == [0.0, 60.0, 120.0]
+    np.testing.assert_array_equal(
+        sparse.N_quantiles, daily.N_quantiles.sel(time=[0.0, 60.0, 120.0])
+    )
+    with pytest.raises(ValueError, match=r"`times` ends at day 150.0, after the schedule's end"):
+        one_fit.predict(NEW, times=[0.0, 150.0], **options)
+
+
 def test_result_records_what_it_is(one_fit):
     prediction = tolsim.predict(one_fit, NEW, draws=20, threshold=THRESHOLD, level=0.8)
     assert json.loads(prediction.attrs["schedule"]) == NEW.to_dict()

@@ -156,6 +156,68 @@ def test_measured_convergence_order(method, order):
     assert abs(slope - order) < 0.3, (slope, errors)
 
 
+def test_rosenbrock_keeps_its_order_on_a_stiff_problem():
+    """Switching at 1e4/day (eigenvalues -1.5e4 and 0.17) from A = 1e3, B = 0: with the
+    Jacobian differenced through the right-hand side, B's column carried the rounding of the
+    1e7-cell/day fluxes divided by B's tiny step, and the order fell from 4 to 1."""
+    model = GrowthSwitch(logistic=False)
+    params = model.default_params(switch_AB=1e4, switch_BA=5e3, A0=1e3, B0=0.0)
+    kernels = ode_kernels(model, 2)
+    packed = model.pack(params)
+    compiled = tolsim.Schedule.from_phases([{"days": 5.0}]).compile(model.drugs)
+    x0 = model.initial_state(packed)
+    stoich = model.stoichiometry.astype(float)
+    rates = np.zeros((2, 2))
+    rates[0, 0] = params["birth_A"] - params["death_A"] - params["switch_AB"]
+    rates[0, 1] = params["switch_BA"]
+    rates[1, 0] = params["switch_AB"]
+    rates[1, 1] = params["birth_B"] - params["death_B"] - params["switch_BA"]
+    exact = scipy.linalg.expm(rates * 5.0) @ x0
+    errors = [
+        np.max(np.abs(kernels.fixed_step(x0, packed, compiled, stoich, 5.0, n, 2) - exact) / exact)
+        for n in (20, 40, 80)
+    ]
+    slope = np.polyfit(np.log(5.0 / np.array([20, 40, 80])), np.log(errors), 1)[0]
+    assert slope > 3.5 and errors[1] < 1e-7, (slope, errors)  # was: slope 1, 4e-4
+    times = np.linspace(0.0, 5.0, 6)
+    ds = tolsim.simulate(model, params, tolsim.Schedule(5.0), times, method="rosenbrock",
+                         rtol=1e-9, atol=1e-9)  # fmt: skip
+    reference = np.array([scipy.linalg.expm(rates * t) @ x0 for t in times])
+    np.testing.assert_allclose(ds.A.values, reference[:, 0], rtol=1e-8)  # was 4.9e-8 off
+
+
+@pytest.mark.parametrize("method", ["dopri5", "rosenbrock", "auto"])
+def test_a_piece_a_few_ulps_long_does_not_stop_the_solver(method):
+    """10.1 + 20.2 is 30.299999999999997: with an inhibitor from day 30.3 the schedule has a
+    piece 3.6e-15 days long. Its one step, cut to that length, used to set the next piece's
+    first step below the smallest allowed one: 'step size underflow' after day 30."""
+    model = tolsim.models.TwoState()
+    schedule = tolsim.Schedule.from_phases(
+        [{"days": 10.1}, {"days": 20.2, "tamoxifen": 1.0}, {"days": 60.0}]
+    ) | tolsim.Schedule.from_phases([{"start_day": 30.3, "stop_day": 60.0, "inhibitor": 5.0}])
+    assert np.diff(schedule.breakpoints()).min() < 1e-14
+    times = np.arange(0.0, 90.0)
+    table = {"kappa_T": np.array([0.1, 0.2])}  # (lanes for dopri5 and auto)
+    for lockstep in (False, True) if method == "dopri5" else (False,):
+        ds = tolsim.simulate(model, table, schedule, times, method=method, lockstep=lockstep)
+        assert np.all(ds.status.values == 0) and np.isfinite(ds.N.values).all()
+
+
+@pytest.mark.parametrize("rtol", [1e-2, 1e-3])
+def test_a_loose_tolerance_with_an_empty_state_and_a_large_inflow_starts(rtol):
+    """T = 0 under a 5e11-cell/day inflow: Hairer's initial-step estimate (d1 divided by
+    atol) came out below the smallest step for loose rtol, and the solve failed before its
+    first step while rtol 1e-4 succeeded."""
+    model = tolsim.models.TwoState()
+    params = model.default_params(S0=1e12, K=1e13, T0=0.0, mu_E=0.5)
+    schedule = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}])
+    tight = tolsim.simulate(model, params, schedule, [0.0, 30.0], rtol=1e-8, atol=1e-8)
+    for method in ("dopri5", "rosenbrock", "auto"):
+        ds = tolsim.simulate(model, params, schedule, [0.0, 30.0], method=method, rtol=rtol)
+        assert int(ds.status) == 0
+        assert float(ds.N[-1]) == pytest.approx(float(tight.N[-1]), rel=50 * rtol)
+
+
 def test_stiff_problem_switches_to_rosenbrock():
     """Fast switching (1e3/day) with crowding: DOPRI5 is stability-bound, auto switches."""
     model = GrowthSwitch(logistic=True)

@@ -34,6 +34,8 @@ from tolsim.design import ScheduleTemplate, grid, sobol
 from tolsim.models.base import Model
 from tolsim.recurrence import check_threshold
 from tolsim.schedule import Schedule
+from tolsim.simulate import check_rtol
+from tolsim.stochastic import check_seed
 from tolsim.sweep import _evaluate
 
 __all__ = ["drug_burden", "optimize_schedule", "pareto_front"]
@@ -302,17 +304,32 @@ def optimize_schedule(
     if budget is not None and not (isinstance(budget, Real) and budget >= 0):
         raise ValueError(f"`budget` = {budget!r}: expected a number >= 0 (or None)")
     check_threshold(threshold)
-    if (
-        isinstance(rtol, bool)
-        or not isinstance(rtol, Real)
-        or not (math.isfinite(rtol) and rtol >= 1e-13)
-    ):
-        raise ValueError(
-            f"`rtol` = {rtol!r}: expected a finite relative tolerance >= 1e-13 (below it "
-            "round-off dominates)"
-        )
+    rtol = check_rtol(rtol)
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"`top` = {top!r}: expected an integer >= 1")
+    if workers is not None and (
+        isinstance(workers, bool | np.bool_)
+        or not isinstance(workers, int | np.integer)
+        or workers < 1
+    ):
+        raise ValueError(f"`workers` = {workers!r}: expected an integer >= 1 (or None)")
+    seed = check_seed(seed)
+    if eradication_day is not None:
+        if objective != "eradication_probability":
+            raise ValueError(
+                f"`eradication_day` = {eradication_day!r} with `objective` = {objective!r}: "
+                "it applies to objective='eradication_probability'"
+            )
+        if (
+            isinstance(eradication_day, bool | np.bool_)
+            or not isinstance(eradication_day, Real)
+            or not (math.isfinite(eradication_day) and eradication_day > 0)
+        ):
+            raise ValueError(
+                f"`eradication_day` = {eradication_day!r}: expected a day > 0 within every "
+                "candidate's schedule"
+            )
+        eradication_day = float(eradication_day)
     if isinstance(params, Mapping) and all(np.ndim(v) == 0 for v in params.values()):
         packed = model.pack(params, "params")[None]
     else:
@@ -343,6 +360,11 @@ def optimize_schedule(
                 ) from None
             withdrawal[i] = np.nan
         follow_up[i] = schedule.duration_days - withdrawal[i]
+        if eradication_day is not None and eradication_day > schedule.duration_days:
+            raise ValueError(
+                f"`eradication_day` = {eradication_day!r}: after the end of candidate {i}'s "
+                f"schedule (day {schedule.duration_days:g})"
+            )
     if objective != "eradication_probability":
         if horizon_days is None:
             if np.ptp(follow_up) > 1e-9:
@@ -455,21 +477,29 @@ def optimize_schedule(
         "n_parameter_sets": int(packed.shape[0]),
         "threshold": threshold if isinstance(threshold, str) else float(threshold),
         "horizon_days": np.nan if horizon_days is None else horizon_days,
+        "eradication_day": (
+            "the end of each candidate's treatment" if eradication_day is None else eradication_day
+        )
+        if objective == "eradication_probability"
+        else "none",
         "seed": seed,
         "tolsim_version": tolsim.__version__,
     }
+    names = model.parameter_names
+    values = packed[:, : len(names)]
     if packed.shape[0] == 1:
-        attrs["params"] = json.dumps(
-            dict(
-                zip(
-                    model.parameter_names, packed[0, : len(model.parameters)].tolist(), strict=True
-                )
-            )
+        attrs["params"] = json.dumps(dict(zip(names, values[0].tolist(), strict=True)))
+    else:  # every parameter set the benefit averages over (e.g. posterior draws)
+        data_vars["parameters"] = (
+            ("parameter_set", "parameter"),
+            values,
+            {"units": json.dumps({p.name: p.unit for p in model.parameters})},
         )
     if best >= 0:
         attrs["best_schedule"] = json.dumps(schedules[best].to_dict())
     return xr.Dataset(
         data_vars,
-        coords={"candidate": np.arange(n), "rank": np.arange(ranking.size)},
+        coords={"candidate": np.arange(n), "rank": np.arange(ranking.size)}
+        | ({} if packed.shape[0] == 1 else {"parameter": list(names)}),
         attrs=attrs,
     )

@@ -34,9 +34,9 @@ from scipy.special import ndtri
 
 import tolsim
 from tolsim.branching import branching_extinction
-from tolsim.recurrence import time_to_recurrence
+from tolsim.recurrence import metric_grid, time_to_recurrence
 from tolsim.schedule import Schedule
-from tolsim.simulate import simulate
+from tolsim.simulate import _check_times, simulate
 from tolsim.stochastic import check_seed
 
 if TYPE_CHECKING:
@@ -268,7 +268,10 @@ def predict(
         Model parameter overrides for the new schedule (e.g. a knockout's ``kappa_T``); a
         free parameter cannot be overridden.
     times : array_like, optional
-        Output days of the trajectory band ``N_quantiles``; default daily over the schedule.
+        Output days of the trajectory bands ``N_quantiles`` and
+        ``tolerant_fraction_quantiles``; default daily over the schedule, with its
+        breakpoints, withdrawal day and end. The recurrence days do not depend on them: they
+        come from the mean-field solution on that default grid (with ``times`` added).
     threshold : "size_at_withdrawal" or float
         Recurrence threshold (cells), as for :func:`tolsim.time_to_recurrence`.
     horizon_days : float, optional
@@ -383,10 +386,11 @@ def predict(
             f"`demographic` = 'branching' needs a linear model (no crowding); {model.name} is "
             "not: use demographic='paths'"
         )
+    grid = metric_grid(schedule)  # daily, breakpoints, withdrawal, end: the recurrence days
     if times is None:
-        times = np.union1d(np.arange(0.0, schedule.duration_days, 1.0), [withdrawal])
-        times = np.union1d(times, [schedule.duration_days])
-    times = np.asarray(times, dtype=float)
+        times = grid
+    times = _check_times(times, schedule.duration_days)
+    grid = np.union1d(grid, times)
 
     # 1. parameter draws (log10 scale) -------------------------------------------------------
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
@@ -412,7 +416,7 @@ def predict(
     counts = _whole_initial_counts(model, table, np.random.SeedSequence([seed, 2]))
 
     # 2. mean-field trajectories and recurrence days -----------------------------------------
-    ode = simulate(model, table, schedule, times, rtol=rtol, throw=False)
+    ode = simulate(model, table, schedule, grid, rtol=rtol, throw=False)
     ok = ode["status"].values == 0
     if not np.all(ok):
         warnings.warn(
@@ -580,7 +584,7 @@ def predict(
             },
         )
     for variable in ("N", "tolerant_fraction"):
-        trajectory = ode[variable].values[ok]
+        trajectory = ode[variable].sel(time=times).values[ok]
         data_vars[f"{variable}_quantiles"] = (
             ("quantile", "time"),
             np.quantile(trajectory, quantiles, axis=0) if trajectory.size else np.nan,

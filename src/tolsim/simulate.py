@@ -134,7 +134,8 @@ def simulate(
     lockstep : bool
         Solve consecutive parameter sets in groups of 64 that take the same Dormand–Prince
         steps (CPU, ``method`` "dopri5" or "auto", a model with ``lane_rates`` such as the
-        built-in ones, no PK dosing): several times faster for large tables. The step
+        built-in ones, no PK dosing; "auto" solves a linear model exactly instead, so
+        lockstep there needs ``method="dopri5"``): several times faster for large tables. The step
         control takes the largest error estimate of the group, so every sample meets the
         tolerance at every step (and is usually more accurate than alone), but a sample's
         values then depend, within the tolerance, on the others in its group: the same table
@@ -225,10 +226,8 @@ def simulate(
             "'auto' (DOPRI5 with stiffness detection), and 'tau' for stochastic paths; use "
             "device='cpu' for other methods"
         )
-    rtol = _positive_float(1e-6 if rtol is None else rtol, "rtol")
+    rtol = check_rtol(1e-6 if rtol is None else rtol)
     atol = _positive_float(1e-6 if atol is None else atol, "atol")
-    if rtol < 1e-13:
-        raise ValueError(f"`rtol` = {rtol!r}: expected >= 1e-13 (below it round-off dominates)")
     max_steps = 100_000 if max_steps is None else max_steps
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
         raise ValueError(f"`max_steps` = {max_steps!r}: expected a positive integer")
@@ -698,6 +697,24 @@ def _available_memory_bytes() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def check_rtol(value, name: str = "rtol") -> float:
+    """A relative tolerance in [1e-13, 1): below, round-off dominates; from 1 on, it asks for
+    no correct digit. ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    expected = "expected a finite relative tolerance in [1e-13, 1)"
+    if isinstance(value, bool | np.bool_ | str | bytes):
+        raise TypeError(f"`{name}` = {value!r}: {expected}")
+    try:
+        rtol = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` = {value!r}: {expected}") from None
+    if not 1e-13 <= rtol < 1.0:  # (NaN too)
+        raise ValueError(
+            f"`{name}` = {value!r}: {expected} (below 1e-13 round-off dominates; from 1 on no "
+            "digit is asked for)"
+        )
+    return rtol
 
 
 def _positive_float(value, name: str) -> float:

@@ -36,6 +36,7 @@ from tolsim.simulate import (
     _METHOD_CODES,
     _check_times,
     _positive_float,
+    check_rtol,
     lanes_apply,
     solve_batch,
 )
@@ -626,7 +627,7 @@ def sweep(
         raise TypeError(f"`lockstep` = {lockstep!r}: expected True or False")
     if lockstep:
         _check_lockstep(model, reference, method, device)
-    rtol = _positive_float(rtol, "rtol")
+    rtol = check_rtol(rtol)
     atol = _positive_float(atol, "atol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
         raise ValueError(f"`max_steps` = {max_steps!r}: expected an integer >= 1")

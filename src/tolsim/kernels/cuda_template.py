@@ -106,6 +106,7 @@ PI_BETA = 0.04
 PI_EXPO1 = 0.2 - PI_BETA * 0.75
 FAC_MIN = 0.2
 FAC_MAX = 10.0
+CUT_FRACTION = 1e-3  # ode_template.CUT_FRACTION
 STIFF_LIMIT = 3.25
 STIFF_STEPS = 15
 STIFF_CHECK_EVERY = 10
@@ -565,6 +566,8 @@ def solve_kernel(
     code = SUCCESS
     auto = method == METHOD_AUTO if FIXED_METHOD < 0 else FIXED_METHOD == METHOD_AUTO
     h = 0.0
+    h_uncut = 0.0
+    h_cut = 0.0
     overflowing = False
     log_err_old = LOG_1E_4
     n_stiff = 0
@@ -610,6 +613,7 @@ def solve_kernel(
                 h1 = (0.01 / max(d1, d2)) ** (1.0 / 5.0)
             h = min(100.0 * h0, h1)
             n_rhs += 1
+            h = max(h, 16.0 * EPS * max(abs(t), 1.0))  # as ode_template: not below the smallest
         while t < t_end:
             if n_steps + n_rejected >= max_steps:
                 code = MAX_STEPS_REACHED
@@ -620,6 +624,7 @@ def solve_kernel(
                 break
             last = False
             if t + h >= t_end - h_min:
+                h_uncut = h
                 h = t_end - t
                 last = True
             # The six stages written out, each an inlined dp_stage with a constant stage, so
@@ -738,11 +743,14 @@ def solve_kernel(
                 for ch in range(N_CHANNELS):
                     for m in range(2):
                         decay_base[ch, m] = decay[ch, m]
+            h_cut = h
             log_err = math.log(max(err_norm, 1e-10))
             fac = math.exp(PI_EXPO1 * log_err - PI_BETA * log_err_old)
             h /= max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
             log_err_old = max(log_err, LOG_1E_4)
             if last:
+                if h_cut < CUT_FRACTION * h_uncut:  # as ode_template
+                    h = max(h, h_uncut)
                 break
             if clipped:
                 rhs(t, t0, level, pk, y, p, conc, rate_buf, k[0])

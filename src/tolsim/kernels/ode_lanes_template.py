@@ -42,6 +42,7 @@ from numba import int64, njit, prange
 
 from tolsim.kernels.exposure import hill
 from tolsim.kernels.ode_template import (
+    CUT_FRACTION,
     EPS,
     FAC_MAX,
     FAC_MIN,
@@ -180,6 +181,7 @@ def block(
     t = np.zeros(w)
     t_end = np.zeros(w)
     h = np.zeros(w)
+    h_uncut = np.zeros(w)  # the proposal a piece's last step was cut from
     h_min = np.zeros(w)
     log_err_old = np.zeros(w)
     piece = np.zeros(w, dtype=np.int64)
@@ -236,6 +238,8 @@ def block(
                                                     rate_buf, scratch_t, scratch_x, f1_one,
                                                     rtol, atol)  # fmt: skip
                             stats[s, STAT_RHS] += 1
+                            # as the one-trajectory kernel: never below the smallest step
+                            h[lane] = max(h[lane], 16.0 * EPS * max(abs(t[lane]), 1.0))
                         starting[lane] = False
                         continue
                 elif not t[lane] < t_end[lane]:
@@ -261,6 +265,7 @@ def block(
                     else:
                         last[lane] = False
                         if t[lane] + h[lane] >= t_end[lane] - h_min[lane]:
+                            h_uncut[lane] = h[lane]
                             h[lane] = t_end[lane] - t[lane]
                             last[lane] = True
                         stepping[lane] = True
@@ -435,6 +440,8 @@ def block(
             h[lane] = hl / max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
             log_err_old[lane] = max(log_err, LOG_1E_4)
             if last[lane]:
+                if hl < CUT_FRACTION * h_uncut[lane]:  # as the one-trajectory kernel
+                    h[lane] = max(h[lane], h_uncut[lane])
                 continue  # the piece is done: checked before the next round
             if clipped:
                 for i in range(n):
@@ -679,6 +686,8 @@ def lockstep_group(
         j += 1
 
     h = 0.0
+    h_uncut = 0.0
+    h_cut = 0.0
     log_err_old = LOG_1E_4
     for piece in range(n_pieces):
         t = breakpoints[piece]
@@ -692,6 +701,7 @@ def lockstep_group(
             h = _lockstep_initial_step(t, y, p, e, rate_buf, t_lanes, y_new, k, rtol,
                                        atol)  # fmt: skip
             n_rhs += 1
+            h = max(h, 16.0 * EPS * max(abs(t), 1.0))  # as the one-trajectory kernel
         while t < t_end:
             if n_steps + n_rejected >= max_steps:
                 status = MAX_STEPS_REACHED
@@ -702,6 +712,7 @@ def lockstep_group(
                 break
             last = False
             if t + h >= t_end - h_min:
+                h_uncut = h
                 h = t_end - t
                 last = True
             # the six stages written out, each with a constant stage number, so that the
@@ -818,11 +829,14 @@ def lockstep_group(
                         clipped = True
                     y[i, lane] = y_new[i, lane]
             t = t_new
+            h_cut = h
             log_err = np.log(max(err_norm, 1e-10))
             fac = np.exp(PI_EXPO1 * log_err - PI_BETA * log_err_old)
             h /= max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
             log_err_old = max(log_err, LOG_1E_4)
             if last:
+                if h_cut < CUT_FRACTION * h_uncut:  # as the one-trajectory kernel
+                    h = max(h, h_uncut)
                 break
             if clipped:
                 for lane in range(w):

@@ -102,6 +102,7 @@ EPS = np.finfo(np.float64).eps
 LOG_1E_4 = np.log(1e-4)
 ABSORPTION_STEP = 0.25  # first step after an oral dose, in units of 1/ka
 STIFF_CHECK_EVERY = 10  # accepted steps between stiffness tests while none is suspected
+CUT_FRACTION = 1e-3  # a last step cut below this fraction of the proposal: resume from it
 
 
 def _rhs(t, t0, level, pk, x, p, stoich, conc, rate_buf, dx):
@@ -208,23 +209,37 @@ def dopri5_dense_coefficients(k, h, q):
 
 
 @njit(cache=True, error_model="numpy")
-def rosenbrock_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err):
+def rosenbrock_step(
+    t, t0, level, pk, y, h, p, stoich, conc, rate_buf, rate_base, k, jac, piv, y_new, err
+):
     """One Rosenbrock 4(3) step from ``(t, y)`` with ``k[0] = f(t, y)``.
 
     Solves ``(I / (gamma h) - J) g_i = f_i + h gamma_i df/dt + sum_j c_ij g_j / h`` for the
     four increments ``g_i`` (rows 1-4 of ``k``); ``k[5]`` holds df/dt, ``k[6]`` is scratch.
-    The Jacobian and df/dt are forward differences. Returns False if the matrix is singular.
+    df/dt is a forward difference; the Jacobian is ``stoich.T`` times forward differences of
+    each transition's rate (``rate_base``: scratch of one rate per transition). Differencing
+    the rates, not the right-hand side, keeps a small state's column exact where large fluxes
+    do not depend on it: the right-hand side's rounding (eps times its largest flux) divided
+    by a small state's step cost 5e-6 of the Jacobian, and a stiff problem's order fell from
+    4 to 1. Returns False if the matrix is singular.
     """
     n = y.shape[0]
+    n_tr = stoich.shape[0]
     eps = 1.4901161193847656e-08  # sqrt(machine epsilon)
+    piece_concentrations(t - t0, level, pk, conc)
+    rates(t, y, p, conc, rate_base)
+    for i in range(n):
+        y_new[i] = y[i]
     for j in range(n):
-        delta = eps * max(abs(y[j]), 1.0)
+        y_new[j] = y[j] + eps * max(abs(y[j]), 1.0)
+        delta = y_new[j] - y[j]  # the step as represented
+        rates(t, y_new, p, conc, rate_buf)
+        y_new[j] = y[j]
         for i in range(n):
-            y_new[i] = y[i]
-        y_new[j] += delta
-        rhs(t, t0, level, pk, y_new, p, stoich, conc, rate_buf, k[6])
-        for i in range(n):
-            jac[i, j] = -(k[6, i] - k[0, i]) / delta
+            acc = 0.0
+            for m in range(n_tr):
+                acc += stoich[m, i] * (rate_buf[m] - rate_base[m])
+            jac[i, j] = -acc / delta
     dt = eps * max(abs(t), 1.0)
     rhs(t + dt, t0, level, pk, y, p, stoich, conc, rate_buf, k[6])
     for i in range(n):
@@ -291,6 +306,7 @@ def integrate_adaptive(
     level = np.empty(n_drugs)
     pk = np.empty((sched.channel_drug.shape[0], PK_COLUMNS))
     rate_buf = np.empty(stoich.shape[0])
+    rate_base = np.empty(stoich.shape[0])
     k = np.empty((7, n))
     q = np.empty((4, n))
     y = x.copy()
@@ -325,6 +341,8 @@ def integrate_adaptive(
         j += 1
 
     h = 0.0
+    h_uncut = 0.0  # the proposal a piece's last step was cut from
+    h_cut = 0.0  # the step just accepted
     overflowing = False
     log_err_old = LOG_1E_4
     n_stiff = 0
@@ -362,6 +380,9 @@ def integrate_adaptive(
                 3 if stiff else 4,
             )
             stats[STAT_RHS] += 1
+            # Hairer's estimate can fall below the smallest step (a state at 0 with a large
+            # inflow, divided by atol): start there instead of failing before the first step
+            h = max(h, 16.0 * EPS * max(abs(t), 1.0))
         while t < t_end:
             if stats[STAT_STEPS] + stats[STAT_REJECTED] >= max_steps:
                 return MAX_STEPS_REACHED
@@ -371,11 +392,27 @@ def integrate_adaptive(
                 return NON_FINITE_STATE if overflowing or h != h else STEP_SIZE_TOO_SMALL
             last = False
             if t + h >= t_end - h_min:
+                h_uncut = h
                 h = t_end - t
                 last = True
             if stiff:
                 ok = rosenbrock_step(
-                    t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err
+                    t,
+                    t0,
+                    level,
+                    pk,
+                    y,
+                    h,
+                    p,
+                    stoich,
+                    conc,
+                    rate_buf,
+                    rate_base,
+                    k,
+                    jac,
+                    piv,
+                    y_new,
+                    err,
                 )
                 stats[STAT_RHS] += n + 3
                 if not ok:
@@ -485,6 +522,7 @@ def integrate_adaptive(
                     clipped = True
                 y[i] = y_new[i]
             t = t_new
+            h_cut = h
             if step_was_stiff:
                 h *= min(5.0, max(0.2, SAFETY * max(err_norm, 1e-10) ** (-1.0 / 4.0)))
             else:
@@ -493,6 +531,12 @@ def integrate_adaptive(
                 h /= max(1.0 / FAC_MAX, min(1.0 / FAC_MIN, fac / SAFETY))
                 log_err_old = max(log_err, LOG_1E_4)
             if last:
+                if h_cut < CUT_FRACTION * h_uncut:
+                    # a step cut to a sliver of the proposal (a piece a few ulps long, from
+                    # rounded breakpoints) says nothing of the next piece, and growing from it
+                    # by at most FAC_MAX could fall below the smallest step: resume from the
+                    # proposal (as diffrax's ClipStepSizeController does after a jump)
+                    h = max(h, h_uncut)
                 break
             if clipped:
                 rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
@@ -680,6 +724,7 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
     load_piece(sched, 0, level, pk)
     t0 = sched.breakpoints_days[0]
     rate_buf = np.empty(stoich.shape[0])
+    rate_base = np.empty(stoich.shape[0])
     k = np.empty((7, n))
     y = x.copy()
     y_new = np.empty(n)
@@ -693,7 +738,22 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
         rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
         if method == METHOD_ROSENBROCK:
             rosenbrock_step(
-                t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, jac, piv, y_new, err
+                t,
+                t0,
+                level,
+                pk,
+                y,
+                h,
+                p,
+                stoich,
+                conc,
+                rate_buf,
+                rate_base,
+                k,
+                jac,
+                piv,
+                y_new,
+                err,
             )
         else:
             dopri5_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, y_stage, y_new, err)
