@@ -463,14 +463,13 @@ def test_lrt_warns_when_the_full_fit_is_worse(small_data):
 
 
 def test_fixed_values_are_checked_against_their_range(small_data):
-    for value in (-1e-6, math.nan, True, "1e-6"):
-        with pytest.raises(
-            ValueError, match=r"`fixed\['total_cells.sigma'\]` = .*expected a number within"
-        ):
+    fixed_sigma = r"`fixed\['total_cells.sigma'\]` "
+    for value in (-1e-6, math.nan, math.inf, True, "1e-6"):
+        with pytest.raises((TypeError, ValueError), match=fixed_sigma):
             fit(
                 MODEL, small_data, SCHEDULES, free=["lambda_S"], fixed={"total_cells.sigma": value}
             )
-    with pytest.raises(ValueError, match=r"`fixed\['kappa_S'\]` = -1.0 1/day: expected"):
+    with pytest.raises(ValueError, match=r"`fixed\['kappa_S'\]` = -1.0 1/day: rates must be"):
         fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], fixed={"kappa_S": -1.0})
 
 

@@ -558,7 +558,6 @@ def from_table(table: Any) -> Design:
             "names to 1-d arrays"
         )
     design = Design(columns, "table")  # names, shapes and dtypes checked
-    digest = hashlib.sha256()
     for name, column in design.columns.items():
         bad = np.flatnonzero(~np.isfinite(column))
         if bad.size:
@@ -566,8 +565,17 @@ def from_table(table: Any) -> Design:
                 f"`table` column {name!r}, row {bad[0]} holds {float(column[bad[0]])!r}: "
                 "expected a finite number (not NaN or inf)"
             )
-        digest.update(name.encode() + b"\0" + column.tobytes())
-    return Design(design.columns, "table", {"source": "table", "sha256": digest.hexdigest()})
+    spec = {"source": "table", "sha256": points_sha256(design.columns)}
+    return Design(design.columns, "table", spec)
+
+
+def points_sha256(columns: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of a design's points: each column's name and float64 values, in order."""
+    digest = hashlib.sha256()
+    for name, column in columns.items():
+        values = np.ascontiguousarray(column, dtype=np.float64)
+        digest.update(name.encode() + b"\0" + values.tobytes())
+    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from scipy.special import chdtrc, chdtri
 
 import tolsim
 from tolsim.data import Measurements, _where, read_measurements
-from tolsim.models.base import Model, Parameter
+from tolsim.models.base import Model, Parameter, _check_value, _real_number
 from tolsim.observe import (
     Normal,
     Observable,
@@ -890,8 +890,10 @@ def fit(
     unknown = [n for n in fixed if n not in catalogue]
     if unknown:
         raise ValueError(f"`fixed` has unknown parameter(s) {unknown}")
-    for name, value in fixed.items():
-        fixed[name] = _check_fixed(catalogue[name], value)
+    for name, value in fixed.items():  # checked as a parameter set's values are
+        label = f"fixed[{name!r}]"
+        fixed[name] = _real_number(value, label, catalogue[name])
+        _check_value(label, fixed[name], catalogue[name])
     values = {name: p.default for name, p in catalogue.items()}
     values.update(fixed)
     bounds = _check_bounds(bounds, free)
@@ -1039,21 +1041,6 @@ def _check_bounds(bounds, free: Sequence[str]) -> dict[str, tuple[float, float]]
                 f"`bounds[{name!r}]` = {pair!r}: expected a pair of numbers (low, high)"
             ) from None
     return checked
-
-
-def _check_fixed(parameter: Parameter, value: object) -> float:
-    """``fixed[name]`` as a float within the parameter's admissible range."""
-    low, high = parameter.bounds
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool | np.bool_ | str) or not low <= number <= high:
-        raise ValueError(
-            f"`fixed[{parameter.name!r}]` = {value!r} {parameter.unit}: expected a number "
-            f"within its admissible range [{low}, {high}]"
-        )
-    return number
 
 
 def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:

@@ -374,12 +374,11 @@ def _model_fingerprint(model: Model) -> str:
 def _design_points(design) -> str | None:
     """A hash of the design's points when its spec cannot make them again (a table built
     directly as ``Design(columns, "table")``), else None (the spec is recorded)."""
+    from tolsim.design import points_sha256
+
     if design.spec.get("sha256") or design.kind != "table" and design.spec:
         return None
-    digest = hashlib.sha256()
-    for name, column in design.columns.items():
-        digest.update(name.encode() + b"\0" + np.ascontiguousarray(column).tobytes())
-    return digest.hexdigest()
+    return points_sha256(design.columns)
 
 
 def _template_fingerprint(template) -> str | None:

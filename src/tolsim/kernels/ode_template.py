@@ -396,24 +396,8 @@ def integrate_adaptive(
                 h = t_end - t
                 last = True
             if stiff:
-                ok = rosenbrock_step(
-                    t,
-                    t0,
-                    level,
-                    pk,
-                    y,
-                    h,
-                    p,
-                    stoich,
-                    conc,
-                    rate_buf,
-                    rate_base,
-                    k,
-                    jac,
-                    piv,
-                    y_new,
-                    err,
-                )
+                ok = rosenbrock_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf,
+                                     rate_base, k, jac, piv, y_new, err)  # fmt: skip
                 stats[STAT_RHS] += n + 3
                 if not ok:
                     h *= 0.25
@@ -737,24 +721,8 @@ def fixed_step(x, p, sched, stoich, t_end, n_steps, method):
         t = step * h
         rhs(t, t0, level, pk, y, p, stoich, conc, rate_buf, k[0])
         if method == METHOD_ROSENBROCK:
-            rosenbrock_step(
-                t,
-                t0,
-                level,
-                pk,
-                y,
-                h,
-                p,
-                stoich,
-                conc,
-                rate_buf,
-                rate_base,
-                k,
-                jac,
-                piv,
-                y_new,
-                err,
-            )
+            rosenbrock_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, rate_base, k,
+                            jac, piv, y_new, err)  # fmt: skip
         else:
             dopri5_step(t, t0, level, pk, y, h, p, stoich, conc, rate_buf, k, y_stage, y_new, err)
         for i in range(n):
