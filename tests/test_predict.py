@@ -168,9 +168,14 @@ def test_branching_mixture_is_exact_for_the_best_fit(small_fit):
     """Without parameter uncertainty, the probability of no recurrence by the horizon is the
     exact extinction probability (the mean field recurs), and eradication is the branching
     probability of no tolerant cell at the end of treatment."""
-    prediction = small_fit.predict(
-        SMALL_SCHEDULE, uncertainty="none", params={"T0": 4.0}, threshold=100.0
-    )
+    with pytest.warns(PredictionWarning, match=r"dies out with probability 0.50"):
+        prediction = small_fit.predict(
+            SMALL_SCHEDULE,
+            uncertainty="none",
+            demographic="branching",
+            params={"T0": 4.0},
+            threshold=100.0,
+        )
     params = {**small_fit.model_params, "T0": 4.0}
     whole = branching_extinction(MODEL, params, SMALL_SCHEDULE)
     reservoir = branching_extinction(MODEL, params, SMALL_SCHEDULE, by_day=10.0, states=["T"])
@@ -193,7 +198,8 @@ def test_paths_agree_with_the_branching_mixture(small_fit):
     """Hybrid stochastic paths and the exact branching probabilities give the same chance
     of no recurrence and of eradication: |difference| < 4 Monte Carlo standard errors."""
     options = dict(uncertainty="none", params={"T0": 4.0}, threshold=100.0, seed=4)
-    exact = small_fit.predict(SMALL_SCHEDULE, demographic="branching", **options)
+    with pytest.warns(PredictionWarning, match="surviving lineages"):  # (about their days)
+        exact = small_fit.predict(SMALL_SCHEDULE, demographic="branching", **options)
     paths = small_fit.predict(SMALL_SCHEDULE, demographic="paths", paths=2000, **options)
     assert paths.time_to_recurrence.dims == ("draw", "path")
     for name in ("probability_no_recurrence", "eradication_probability"):
@@ -211,11 +217,34 @@ def test_paths_agree_with_the_branching_mixture(small_fit):
     assert low < exact.eradication_probability.item() < high
 
 
+def test_auto_takes_paths_where_survivors_recur_but_the_mean_field_does_not(small_fit):
+    """The README's case: 5 tolerant cells under an inhibitor, then 30 days off. The mean
+    field (23 cells on the last day) never reaches 300 cells, but surviving lineages (1 in
+    ~12) do: the branching mixture said P(no recurrence) = 1, direct SSA 0.971."""
+    course = tolsim.Schedule.from_phases(
+        [{"days": 21, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 30}]
+    )
+    options = dict(uncertainty="none", threshold=300.0, seed=1)
+    overrides = {"S0": 0.0, "T0": 5.0, "kappa_T": 0.3}
+    auto = small_fit.predict(course, params=overrides, paths=2000, **options)
+    assert auto.attrs["demographic"] == "paths"
+    params = {**small_fit.model_params, **overrides}
+    ssa = tolsim.simulate(MODEL, params, course, [0.0, 51.0], method="ssa", paths=4000,
+                          seed=7, recurrence_threshold=300.0)  # fmt: skip
+    recurred = np.isfinite(ssa.time_to_recurrence.values).mean()
+    p = auto.probability_no_recurrence.item()
+    standard_error = np.sqrt(p * (1 - p) / 2000 + p * (1 - p) / 4000)
+    assert p < 1.0 and abs(p - (1.0 - recurred)) < 4 * standard_error
+    with pytest.warns(PredictionWarning, match="or where the mean field never does"):
+        small_fit.predict(course, params=overrides, demographic="branching", **options)
+
+
 def test_paths_intervals_cover_at_the_nominal_rate(small_fit):
     """Twelve seeds of 200 paths each: a 90% binomial interval covers the exact branching
     probability of eradication in about 11 (at least 8: P(fewer) < 1e-3 at 90% coverage)."""
     options = dict(uncertainty="none", params={"T0": 4.0}, threshold=100.0)
-    exact = small_fit.predict(SMALL_SCHEDULE, demographic="branching", seed=0, **options)
+    with pytest.warns(PredictionWarning, match="surviving lineages"):
+        exact = small_fit.predict(SMALL_SCHEDULE, demographic="branching", seed=0, **options)
     truth = exact.eradication_probability.item()
     covered = 0
     for seed in range(12):

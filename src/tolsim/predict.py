@@ -17,8 +17,12 @@ propagates two kinds of uncertainty to the time to recurrence after tamoxifen wi
 With the exact (branching) treatment the predictive distribution of the recurrence time is
 the mixture over draws ``d`` of "no recurrence" with probability ``q_d`` (extinction by the
 schedule's end) and the deterministic recurrence day ``t_d`` with probability ``1 - q_d``.
-That neglects the timing noise of a lineage that survives (it matters only for a handful of
-cells); ``demographic="paths"`` includes it.
+That neglects the timing noise of a lineage that survives, and puts it on the mean field's
+day although a surviving lineage is ``1 / (1 - q_d)`` times the mean on average: it recurs
+earlier, and may recur where the mean field never does. So the mixture is used only while
+every ``q_d`` stays below :data:`BRANCHING_MAX_EXTINCTION` (0.1: survivors within 11% of the
+mean); ``demographic="auto"`` takes paths beyond it, and ``"branching"`` warns.
+``demographic="paths"`` includes it all.
 """
 
 from __future__ import annotations
@@ -219,6 +223,12 @@ def _check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+# The largest extinction probability of a draw for which the branching mixture (survivors on
+# the mean field's recurrence day) is used: survivors are then within 1 / (1 - 0.1) = 1.11
+# times the mean field.
+BRANCHING_MAX_EXTINCTION = 0.1
+
+
 def predict(
     fit: FitResult,
     schedule: Schedule,
@@ -258,8 +268,11 @@ def predict(
         Output of :meth:`FitResult.sample`; implies ``uncertainty="posterior"``.
     demographic : {"auto", "branching", "paths", "none"}
         Demographic noise: exact branching-process extinction (linear models; what ``"auto"``
-        picks for them), ``paths`` hybrid stochastic paths per draw (any model; ``"auto"`` for
-        non-linear ones), or none (deterministic recurrence only). Both start from whole
+        picks for them while every draw's extinction probability is below
+        :data:`BRANCHING_MAX_EXTINCTION`), ``paths`` hybrid stochastic paths per draw (any
+        model; ``"auto"`` for non-linear ones, and for linear ones beyond that limit, where
+        surviving lineages recur earlier than the mean field), or none (deterministic
+        recurrence only). Both start from whole
         cells: an initial count that is not whole (a fitted ``T0`` = 3964.85, say) is rounded
         stochastically per draw, up with probability its fractional part and down otherwise,
         so the expected count is the draw's (reproducible: the uniforms come from ``seed``);
@@ -379,8 +392,8 @@ def predict(
         raise ValueError(
             f"`params` overrides free parameter(s) {clash}: their values come from the fit's draws"
         )
-    if demographic == "auto":
-        demographic = "branching" if model.linear else "paths"
+    if demographic == "auto" and not model.linear:
+        demographic = "paths"
     if demographic == "branching" and not model.linear:
         raise ValueError(
             f"`demographic` = 'branching' needs a linear model (no crowding); {model.name} is "
@@ -414,6 +427,21 @@ def predict(
 
     # the branching process and the stochastic paths start from whole cells
     counts = _whole_initial_counts(model, table, np.random.SeedSequence([seed, 2]))
+    whole = None
+    if demographic in ("auto", "branching"):  # (a linear model)
+        whole = branching_extinction(model, counts, schedule)
+        largest = float(np.nanmax(whole["extinction_probability"].values))
+        if demographic == "auto":
+            demographic = "branching" if largest < BRANCHING_MAX_EXTINCTION else "paths"
+        elif largest >= BRANCHING_MAX_EXTINCTION:
+            warnings.warn(
+                f"a draw dies out with probability {largest:.2f}: its surviving lineages are "
+                f"{1.0 / max(1.0 - largest, 1e-300):.3g} times the mean field on average, so "
+                "they recur earlier than the mixture's mean-field day, or where the mean field "
+                "never does; use demographic='paths' (or 'auto') for their recurrence days",
+                PredictionWarning,
+                stacklevel=2,
+            )
 
     # 2. mean-field trajectories and recurrence days -----------------------------------------
     ode = simulate(model, table, schedule, grid, rtol=rtol, throw=False)
@@ -471,7 +499,6 @@ def predict(
             {"units": "days", "long_name": "mean-field days from withdrawal to recurrence"},
         )
         if demographic == "branching":
-            whole = branching_extinction(model, counts, schedule)
             extinction = whole["extinction_probability"].values
             reservoir = branching_extinction(
                 model, counts, schedule, by_day=eradication_day, states=model.tolerant_states
