@@ -1038,6 +1038,19 @@ def test_interrupt_writes_nothing(tmp_path, capsys, monkeypatch):
     assert outputs_in(tmp_path) == []
 
 
+def test_step_days_add_the_withdrawal_day_and_drug_level_steps(tmp_path):
+    """Every 2 days over a course stopping on day 21.5, an inhibitor from 30.25: the file
+    holds those days too, so recurrence read from it is located as in a sweep (it was 11%
+    off, with a warning only when read)."""
+    text = RUN.replace(
+        "phases = [{ days = 20, tamoxifen = 1.0 }, { days = 20 }]",
+        "phases = [{ days = 21.5, tamoxifen = 1.0 }, { days = 8.75 }, "
+        "{ days = 9.75, inhibitor = 5.0 }]",
+    )
+    times = load_simulate(write(tmp_path, text, "run.toml")).times
+    assert set(np.arange(0.0, 40.0, 2.0)) | {21.5, 30.25, 40.0} == set(times.tolist())
+
+
 def test_a_simulation_file_may_run_tau_paths_on_the_gpu(tmp_path):
     text = RUN.replace("rtol = 1e-8", 'method = "tau"\nseed = 1\npaths = 3\ndevice = "cuda"', 1)
     config = load_simulate(write(tmp_path, text, "run.toml"))

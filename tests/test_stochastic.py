@@ -661,6 +661,34 @@ def test_the_recurrence_threshold_is_recorded_exactly(linear):
         tolsim.time_to_recurrence(ds, threshold=1234570.0)  # equal to 6 digits, not the same
 
 
+def test_probability_helpers_take_arms(linear):
+    """simulate_arms of paths: the probabilities per arm are each arm's own (they raised:
+    the withdrawal day is a per-arm variable there, and the extinction test lost its dims);
+    an arm that gives no tamoxifen has no recurrence probability."""
+    p = linear.default_params(S0=0, T0=5, kappa_T=0.3)
+    arms = {
+        "inhibitor": tolsim.Schedule.from_phases(
+            [{"days": 21, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 30}]
+        ),
+        "tamoxifen": tolsim.Schedule.from_phases([{"days": 21, "tamoxifen": 1.0}, {"days": 30}]),
+        "none": tolsim.Schedule.from_phases([{"days": 51}]),
+    }
+    run = dict(method="ssa", paths=100, seed=1, recurrence_threshold=300)
+    both = tolsim.simulate_arms(linear, p, arms, [0.0, 21.0, 51.0], **run)
+    recurrence = tolsim.recurrence_probability(both, horizon=30)
+    extinction = tolsim.extinction_probability(both, states=["T"], by_day=21.0)
+    assert recurrence.recurrence_probability.dims == ("arm",)
+    for name in ("inhibitor", "tamoxifen"):
+        one = tolsim.simulate(linear, p, arms[name], [0.0, 21.0, 51.0], **run)
+        assert float(recurrence.recurrence_probability.sel(arm=name)) == float(
+            tolsim.recurrence_probability(one, horizon=30).recurrence_probability
+        )
+        assert float(extinction.extinction_probability.sel(arm=name)) == float(
+            tolsim.extinction_probability(one, states=["T"], by_day=21.0).extinction_probability
+        )
+    assert np.isnan(float(recurrence.recurrence_probability.sel(arm="none")))
+
+
 def test_probability_helpers_check_their_input(linear):
     p = linear.default_params(S0=20, T0=2)
     ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], method="ssa", paths=5, seed=1)

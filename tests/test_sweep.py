@@ -579,6 +579,25 @@ def test_a_template_whose_slots_the_design_leaves_runs_at_its_defaults():
     np.testing.assert_array_equal(ds.nadir_cells.values, same.nadir_cells.values)
 
 
+def test_auto_is_the_same_method_as_in_simulate():
+    """'auto' solves a linear model exactly in simulate; the sweep ran DOPRI5 (1e-6 apart)
+    and accepted lockstep, which simulate refuses for it."""
+    linear = tolsim.models.TwoState(crowding="none")
+    design = {"kappa_T": [0.1, 0.3], "mu_E": [1e-3, 1e-2]}
+    ds = sweep(linear, design, SCHEDULE, store=None)
+    direct = tolsim.simulate(linear, design, SCHEDULE, np.union1d(np.arange(116.0), [116.0]))
+    assert direct.attrs["method"] == "exact"
+    np.testing.assert_array_equal(
+        ds.time_to_recurrence.values, tolsim.time_to_recurrence(direct).values
+    )
+    np.testing.assert_array_equal(ds.burden_at_withdrawal.values, direct.N.sel(time=56.0).values)
+    with pytest.raises(ValueError, match=r"`lockstep` = True needs the Dormand-Prince kernel"):
+        sweep(linear, design, SCHEDULE, store=None, lockstep=True)
+    sweep(linear, design, SCHEDULE, store=None, lockstep=True, method="dopri5")  # accepted
+    with pytest.raises(ValueError, match=r"`method` = 'exact' needs a linear model"):
+        sweep(MODEL, design, SCHEDULE, store=None, method="exact")
+
+
 def test_a_sweep_describes_its_variables():
     ds = sweep(MODEL, DESIGN, SCHEDULE, store=None)
     parameters = {p.name: p for p in MODEL.parameters}

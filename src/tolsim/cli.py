@@ -67,6 +67,7 @@ from tolsim.models.tolerance import CROWDING_CODES
 from tolsim.observe import Combined, LogNormal, Normal, Proportional
 from tolsim.optimize import OBJECTIVES
 from tolsim.predict import DEMOGRAPHIC, UNCERTAINTIES
+from tolsim.recurrence import derivative_jumps, withdrawal_within
 from tolsim.schedule import Schedule
 from tolsim.simulate import METHODS as SIMULATE_METHODS
 from tolsim.stochastic import STOCHASTIC_METHODS
@@ -682,8 +683,10 @@ def load_simulate(path: str | os.PathLike[str]) -> SimulateConfig:
     ``[model]`` and ``[schedule]``
         As in a sweep file (:func:`load_sweep`); ``[model.params]`` sets parameter values.
     ``[times]`` (optional)
-        ``step_days`` (default 1: daily from day 0, plus the schedule's last day) or ``days``
-        (a list of increasing days within the schedule), not both.
+        ``step_days`` (default 1: daily from day 0, plus the schedule's last day, its
+        tamoxifen withdrawal day and the days a drug level steps, so that recurrence read
+        from the file is located as in a sweep) or ``days`` (a list of increasing days
+        within the schedule, taken as given), not both.
     ``[run]`` (optional)
         ``method`` (``"auto"``; ``"dopri5"``, ``"rosenbrock"``, ``"exact"``, or the
         stochastic ``"ssa"``, ``"tau"``, ``"hybrid"``), ``rtol`` (1e-6), ``atol`` (1e-6),
@@ -721,7 +724,13 @@ def _load_times(table: Mapping[str, Any], schedule: Schedule, file: str) -> np.n
     count = math.floor(duration / step * (1 + 1e-12))
     days = np.arange(count + 1) * step
     days = days[days < duration * (1 - 1e-12)]  # no near-duplicate of the last day
-    return np.append(days, duration)
+    # and the days recurrence is measured from or must not interpolate across (as the
+    # library's recurrence metric grid): the withdrawal day and the drug-level steps
+    steps = schedule.breakpoints()
+    steps = steps[derivative_jumps(schedule, steps)]
+    withdrawal = withdrawal_within(schedule)
+    extra = steps if withdrawal is None else np.append(steps, withdrawal)
+    return np.union1d(np.append(days, duration), extra)
 
 
 def _load_simulate_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:

@@ -224,7 +224,7 @@ def time_to_recurrence(
     dn_dt = ds["dN_dt"].transpose(*sample_dims, "time").values.reshape(-1, times.size)
     level = check_threshold(threshold)
     levels = np.full(n_cells.shape[0], level)
-    description = "burden at withdrawal" if math.isnan(level) else f"{level:g} cells"
+    description = threshold_text(threshold)  # as stochastic results record it, exactly
     days = recurrence_days(
         times,
         np.ascontiguousarray(n_cells, dtype=np.float64),

@@ -261,16 +261,7 @@ def simulate(
         )
 
     constant_exposure = compiled.channel_drug.shape[0] == 0
-    if method == "exact" and not (model.linear and constant_exposure):
-        why = "the model is not linear" if not model.linear else "the schedule has PK dosing"
-        raise ValueError(
-            f"`method` = 'exact' needs a linear model with piecewise-constant concentrations; "
-            f"{why} (use 'auto', 'dopri5' or 'rosenbrock')"
-        )
-    if method == "auto" and model.linear and constant_exposure:
-        code = _METHOD_CODES["exact"]
-    else:
-        code = _METHOD_CODES[method]
+    code = method_code(model, compiled, method)
 
     if lockstep and not lanes_apply(model, compiled, code):
         if model.lane_rates is None:
@@ -454,6 +445,24 @@ def _same_attr(a, b) -> bool:
 def _plain(value):
     """``value`` as JSON-able data (numpy scalars and arrays as Python numbers and lists)."""
     return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
+
+
+def method_code(model: Model, compiled, method: str) -> int:
+    """The kernel code of an ODE ``method`` for ``model`` under ``compiled``: "auto" is the
+    exact path for a linear model with piecewise-constant concentrations (the matrix
+    exponential of each piece), DOPRI5 with stiffness detection otherwise; "exact" is
+    refused where it does not apply. Every CPU route (simulate, sweeps, fits' predictions,
+    schedule optimisation) takes its method from here."""
+    constant_exposure = compiled.channel_drug.shape[0] == 0
+    if method == "exact" and not (model.linear and constant_exposure):
+        why = "the model is not linear" if not model.linear else "the schedule has PK dosing"
+        raise ValueError(
+            f"`method` = 'exact' needs a linear model with piecewise-constant concentrations; "
+            f"{why} (use 'auto', 'dopri5' or 'rosenbrock')"
+        )
+    if method == "auto" and model.linear and constant_exposure:
+        return _METHOD_CODES["exact"]
+    return _METHOD_CODES[method]
 
 
 def solve_batch(

@@ -6,8 +6,10 @@ the probabilities users ask of them (extinction, recurrence) with binomial inter
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
+import operator
 import warnings
 
 import numpy as np
@@ -518,7 +520,7 @@ def extinction_probability(
             "that day in `times`)"
         )
     at = source.sel(time=float(by_day))
-    extinct = np.logical_and.reduce([at[s] == 0 for s in states])
+    extinct = functools.reduce(operator.and_, [at[s] == 0 for s in states])  # keeps its dims
     ok = _successful(source)
     result = _proportion(
         extinct,
@@ -557,13 +559,20 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
         horizon = float(horizon)
     except (TypeError, ValueError):
         raise TypeError(f"`horizon` = {horizon!r}: expected a number of days") from None
-    if "withdrawal_day" not in ds.attrs:
+    if "withdrawal_day" in ds.attrs:
+        withdrawal = xr.DataArray(float(ds.attrs["withdrawal_day"]))
+    elif "withdrawal_day" in ds.variables:  # per arm (tolsim.simulate_arms); NaN: none
+        withdrawal = ds["withdrawal_day"]
+    else:
+        withdrawal = xr.DataArray(np.nan)
+    if np.isnan(withdrawal.values).all():
         raise ValueError("`ds` records no tamoxifen withdrawal: there is no recurrence to count")
-    last = float(ds["time"].values[-1]) - ds.attrs["withdrawal_day"]
+    latest = float(np.nanmax(withdrawal.values))
+    last = float(ds["time"].values[-1]) - latest
     if last < 0:
         raise ValueError(
             f"`ds` ends on day {float(ds['time'].values[-1]):g}, before tamoxifen is withdrawn "
-            f"(day {ds.attrs['withdrawal_day']:g}): simulate past the withdrawal"
+            f"(day {latest:g}): simulate past the withdrawal"
         )
     if not 0 <= horizon <= last:
         raise ValueError(
@@ -580,4 +589,8 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
         f"probability of recurrence within {horizon:g} days of withdrawal",
     )
     result.attrs.update(horizon_days=horizon, threshold=ds.attrs["recurrence_threshold"])
+    if withdrawal.ndim:  # an arm that gives no tamoxifen has nothing to recur from
+        given = np.isfinite(withdrawal)
+        for name in ("recurrence_probability", "ci_low", "ci_high"):
+            result[name] = result[name].where(given)
     return result

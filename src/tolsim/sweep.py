@@ -38,6 +38,7 @@ from tolsim.simulate import (
     _positive_float,
     check_rtol,
     lanes_apply,
+    method_code,
     solve_batch,
 )
 from tolsim.stochastic import (
@@ -146,7 +147,7 @@ def _evaluate(model: Model, packed: np.ndarray, schedule: Schedule, spec: dict) 
         spec["rtol"],
         spec["atol"],
         spec["max_steps"],
-        _METHOD_CODES[spec["method"]],
+        method_code(model, compiled, spec["method"]),  # "auto": as tolsim.simulate
         lockstep=spec.get("lockstep", False),
         totals=True,
     )
@@ -344,8 +345,15 @@ def _check_lockstep(model: Model, schedule: Schedule, method: str, device: str) 
         raise ValueError(
             f"`lockstep` = True needs a model with `lane_rates`; {model.name!r} has none"
         )
-    if not lanes_apply(model, schedule.compile(model.drugs), _METHOD_CODES[method]):
+    compiled = schedule.compile(model.drugs)
+    if compiled.channel_drug.shape[0]:
         raise ValueError("`lockstep` = True needs a schedule without PK dosing")
+    if not lanes_apply(model, compiled, method_code(model, compiled, method)):
+        raise ValueError(
+            f"`lockstep` = True needs the Dormand-Prince kernel on lanes, but `method` = "
+            f"{method!r} solves {model.name!r} with the exact method (as tolsim.simulate "
+            "does); pass method='dopri5' or lockstep=False"
+        )
 
 
 def _model_fingerprint(model: Model) -> str:
@@ -626,6 +634,8 @@ def sweep(
         raise TypeError(f"`lockstep` = {lockstep!r}: expected True or False")
     if lockstep:
         _check_lockstep(model, reference, method, device)
+    if not stochastic and device == "cpu":  # e.g. 'exact' for a non-linear model
+        method_code(model, reference.compile(model.drugs), method)
     rtol = check_rtol(rtol)
     atol = _positive_float(atol, "atol")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 1:
