@@ -237,6 +237,7 @@ def test_a_directory_that_is_no_store_is_an_error(tmp_path, capsys):
         ("chunk_size = 2", "chunk_size = 0", "`run.chunk_size` = 0 in {file}: expected an int"),
         ("chunk_size = 2", 'method = "rk4"', "`run.method` = 'rk4' in {file}: expected one of"),
         ("chunk_size = 2", "rtol = true", "`run.rtol` = True in {file}"),
+        ("chunk_size = 2", "rtol = 1e-20", "`run.rtol` = 1e-20 in {file}: expected a relative"),
         ("chunk_size = 2", 'device = "gpu"', "`run.device` = 'gpu' in {file}: expected one of"),
         ("chunk_size = 2", "chunks = 2", "`run.chunks` in {file} is not a known key"),
         ("chunk_size = 2", "lockstep = 1", "`run.lockstep` = 1 in {file}: expected true or"),
@@ -912,6 +913,11 @@ def test_a_stochastic_run_names_a_fractional_cell_count_by_its_key(tmp_path, cap
         ('path = "measurements.csv"', 'path = "data.csv"', "`data.path` = 'data.csv' in {file}"),
         ("[fit]", "[fits]", "{file} has unknown table [fits]: expected 'model', 'data', "),
         ("[fit]\n", "[profile]\npoints = 0\n[fit]\n", "`profile.points` = 0 in {file}"),
+        (
+            '"total_cells.sigma" = 0.1',
+            '"total_cells.sigma" = 0.1, lambda_S = 0.3',
+            "`fit.fixed.lambda_S` in {file}: 'lambda_S' is also in `fit.free`",
+        ),
     ],
 )
 def test_bad_fit_file_names_the_key(tmp_path, capsys, old, new, message):
@@ -955,6 +961,11 @@ def test_bad_measurement_table_names_the_data_file(tmp_path, capsys, table, mess
         ("draws = 50", 'uncertainty = "bayes"', "`predict.uncertainty` = 'bayes' in {file}"),
         ("seed = 1", "horizon_days = 100", "`predict.horizon_days` = 100 in {file}"),
         ("[predict]", "[prediction]", "{file} has unknown table [prediction]"),
+        (
+            "draws = 50",
+            'draws = 50\ndemographic = "none"\npaths = 5',
+            "`predict.paths` in {file} applies to `predict.demographic` = 'paths'",
+        ),
     ],
 )
 def test_bad_prediction_file_names_the_key(tmp_path, capsys, old, new, message):

@@ -501,6 +501,28 @@ def test_profiles_of_some_parameters_add_up_and_save(small_data, tmp_path):
     assert "68% profile-likelihood intervals" in result.summary()
 
 
+def test_ctrl_c_while_sampling_raises_between_steps_without_emcee_s_traceback(
+    small_data, capsys, monkeypatch
+):
+    """emcee prints a traceback of any exception in the likelihood before re-raising it; a
+    Ctrl-C there is noted and raised between steps instead (the CLI promises no traceback)."""
+    result = quick_fit(small_data)
+    nllh = result.objective.nllh
+    calls = []
+
+    def interrupted_at_the_30th(theta):
+        calls.append(1)
+        if len(calls) == 30:
+            raise KeyboardInterrupt
+        return nllh(theta)
+
+    monkeypatch.setattr(result.objective, "nllh", interrupted_at_the_30th)
+    with pytest.raises(KeyboardInterrupt):
+        result.sample(steps=50, walkers=8, seed=1)
+    assert "Traceback" not in capsys.readouterr().err
+    assert len(calls) < 8 * 6  # stopped within the step it came in, not after 50 steps
+
+
 def test_profile_points_and_sample_steps_are_checked(small_data):
     result = quick_fit(small_data)
     with pytest.raises(ValueError, match=r"`points` = 0: expected an integer >= 3"):

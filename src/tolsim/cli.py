@@ -510,10 +510,8 @@ def _load_run(table: Mapping[str, Any], file: str) -> dict[str, Any]:
     run = {**_RUN_DEFAULTS, **table}
     run["chunk_size"] = _integer(run["chunk_size"], "run.chunk_size", file, 1)
     run["method"] = _choice(run["method"], "run.method", file, tuple(_METHOD_CODES))
-    for name in ("rtol", "atol"):
-        run[name] = _number(run[name], f"run.{name}", file, "a tolerance > 0")
-        if run[name] <= 0.0:
-            raise ConfigError(f"`run.{name}` = {run[name]!r} in {file}: expected a tolerance > 0")
+    for name in ("rtol", "atol"):  # as in every other file
+        run[name] = _tolerance(run[name], f"run.{name}", file)
     run["max_steps"] = _integer(run["max_steps"], "run.max_steps", file, 1)
     run["device"] = _choice(run["device"], "run.device", file, ("cpu", "cuda"))
     run["lockstep"] = _boolean(run["lockstep"], "run.lockstep", file)
@@ -586,9 +584,10 @@ def _recurrence_threshold(value: Any, key: str, file: str) -> str | float:
 
 def _tolerance(value: Any, key: str, file: str) -> float:
     tolerance = _positive(value, key, file, "a tolerance > 0")
-    if key.endswith("rtol") and tolerance < 1e-13:
+    if key.endswith("rtol") and not 1e-13 <= tolerance < 1.0:
         raise ConfigError(
-            f"`{key}` = {value!r} in {file}: expected >= 1e-13 (below it round-off dominates)"
+            f"`{key}` = {value!r} in {file}: expected a relative tolerance in [1e-13, 1) "
+            "(below 1e-13 round-off dominates; from 1 on no digit is asked for)"
         )
     return tolerance
 
@@ -1047,6 +1046,11 @@ def _load_fit_table(
                 f"`{key}` in {file}: {name!r} is also given in [model.params]; give each "
                 "value in one place"
             )
+        if name in free:
+            raise ConfigError(
+                f"`{key}` in {file}: {name!r} is also in `fit.free`; a fixed value is not "
+                "estimated (a free parameter's start comes from [model.params] or `starts`)"
+            )
         low, high = catalogue[name].bounds
         fixed[name] = _number(value, key, file)
         if not low <= fixed[name] <= high:
@@ -1228,13 +1232,18 @@ def load_prediction(path: str | os.PathLike[str], fit: FitConfig) -> PredictConf
         "demographic": _choice(
             table.get("demographic", "auto"), "predict.demographic", file, DEMOGRAPHIC
         ),
-        "paths": _integer(table.get("paths", 100), "predict.paths", file, 1),
+        "paths": _integer(table.get("paths", 100), "predict.paths", file, 1),  # (checked below)
         "threshold": _recurrence_threshold(
             table.get("threshold", "size_at_withdrawal"), "predict.threshold", file
         ),
         "seed": _integer(table.get("seed", 0), "predict.seed", file, 0),
         "rtol": _tolerance(table.get("rtol", 1e-6), "predict.rtol", file),
     }
+    if "paths" in table and options["demographic"] in ("none", "branching"):
+        raise ConfigError(
+            f"`predict.paths` in {file} applies to `predict.demographic` = 'paths' (or "
+            f"'auto'), not {options['demographic']!r}"
+        )
     if options["demographic"] == "branching" and not model.linear:
         raise ConfigError(
             f"`predict.demographic` = 'branching' in {file}: exact branching needs a linear "

@@ -560,10 +560,19 @@ class FitResult:
         lower = np.log10([obj.bounds[name][0] for name in self.free])
         upper = np.log10([obj.bounds[name][1] for name in self.free])
 
+        interrupted = False
+
         def log_probability(theta):
-            if np.any(theta < lower) or np.any(theta > upper):
+            # Ctrl-C inside emcee's call prints emcee's traceback of it: note it, and raise it
+            # between steps instead (the remaining calls of the step return at once)
+            nonlocal interrupted
+            if interrupted or np.any(theta < lower) or np.any(theta > upper):
                 return -np.inf
-            return -obj.nllh(theta)
+            try:
+                return -obj.nllh(theta)
+            except KeyboardInterrupt:
+                interrupted = True
+                return -np.inf
 
         rng = np.random.default_rng(seed)
         best = np.log10([self.params[name] for name in self.free])
@@ -571,7 +580,9 @@ class FitResult:
         start = np.clip(start, lower, upper)
         sampler = emcee.EnsembleSampler(walkers, n, log_probability)
         sampler.random_state = np.random.RandomState(seed).get_state()  # reproducible moves
-        sampler.run_mcmc(start, steps, progress=False)
+        for _ in sampler.sample(start, iterations=steps):
+            if interrupted:
+                raise KeyboardInterrupt
         chain = sampler.get_chain(discard=burn, flat=True)
         try:
             tau = sampler.get_autocorr_time(discard=burn, quiet=True)
