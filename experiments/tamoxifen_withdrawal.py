@@ -78,7 +78,7 @@ def jittered_parameters(model, n: int, seed: int) -> dict[str, np.ndarray]:
     return {name: base[name] * rng.uniform(0.75, 1.25, n) for name in rates}
 
 
-def main(out: Path, samples: int, seed: int) -> None:
+def main(out: Path, samples: int, seed: int, quick: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model = tolsim.models.TwoState()
     params = model.default_params()
@@ -96,7 +96,11 @@ def main(out: Path, samples: int, seed: int) -> None:
         print(f"  {name:28s} recurrence {value:7.1f} days after withdrawal")
 
     combined["time_to_recurrence"] = days.assign_attrs(threshold_cells=threshold)
-    combined.attrs["title"] = "tolsim: tamoxifen withdrawal and recurrence, four arms"
+    combined.attrs.update(
+        title="tolsim: tamoxifen withdrawal and recurrence, four arms",
+        experiment="tamoxifen_withdrawal",
+        mode="quick" if quick else "full",
+    )
     combined.to_netcdf(out / "tamoxifen_withdrawal.nc")
 
     # parameter uncertainty: one parallel ensemble per treated arm
@@ -112,31 +116,9 @@ def main(out: Path, samples: int, seed: int) -> None:
         name: tolsim.time_to_recurrence(ds, threshold=threshold, withdrawal_day=ON_DAYS)
         for name, ds in ensembles.items()
     }
-    summary = xr.Dataset(
-        {
-            "time_to_recurrence": xr.concat(
-                list(ensemble_recurrence.values()), dim=xr.Variable("arm", list(ensembles))
-            ),
-            "parameters": ensembles["tamoxifen"]["parameters"],
-            "schedule": ("arm", [schedules[name].to_json() for name in ensembles]),
-            "withdrawal_day": ("arm", [ON_DAYS] * len(ensembles), {"units": "days"}),
-        },
-        attrs={
-            "title": "recurrence times under ±25 % jitter of every rate",
-            "seed": seed,
-            "threshold_cells": threshold,
-            "tolsim_version": tolsim.__version__,
-            "model": ensembles["tamoxifen"].attrs["model"],
-        },
-    )
-    summary.to_netcdf(out / "recurrence_ensemble.nc")
-    for name, days in ensemble_recurrence.items():
-        finite = days.values[np.isfinite(days.values)]
-        q = np.percentile(finite, [5, 50, 95]) if finite.size else [np.nan] * 3
-        print(
-            f"  {name:28s} median {q[1]:6.1f} d (90% {q[0]:.1f}-{q[2]:.1f}), "
-            f"no recurrence in {1 - finite.size / days.size:.1%}"
-        )
+    # a set already above the threshold at withdrawal progressed on tamoxifen: its
+    # time_to_recurrence is 0, and it is no recurrence after withdrawal
+    progressed = {name: ds.N.sel(time=ON_DAYS) > threshold for name, ds in ensembles.items()}
 
     # inhibitor given during the last `days` of the tamoxifen course
     durations = np.arange(0.0, ON_DAYS + 1.0, 7.0)
@@ -155,6 +137,52 @@ def main(out: Path, samples: int, seed: int) -> None:
         + ", ".join(f"{d:.0f}: {r:.1f}" for d, r in zip(durations, sweep, strict=True))
     )
 
+    summary = xr.Dataset(
+        {
+            "time_to_recurrence": xr.concat(
+                list(ensemble_recurrence.values()), dim=xr.Variable("arm", list(ensembles))
+            ),
+            "progressed_on_treatment": xr.concat(
+                list(progressed.values()), dim=xr.Variable("arm", list(ensembles))
+            ).assign_attrs(
+                long_name="above the threshold at withdrawal (time_to_recurrence 0): "
+                "progression on tamoxifen, not recurrence"
+            ),
+            "recurrence_by_inhibitor_days": (
+                "inhibitor_days",
+                sweep,
+                {
+                    "units": "days",
+                    "long_name": "days from withdrawal to the threshold, default parameters, "
+                    "inhibitor during the last days of the tamoxifen course",
+                },
+            ),
+            "parameters": ensembles["tamoxifen"]["parameters"],
+            "schedule": ("arm", [schedules[name].to_json() for name in ensembles]),
+            "withdrawal_day": ("arm", [ON_DAYS] * len(ensembles), {"units": "days"}),
+        },
+        coords={"inhibitor_days": ("inhibitor_days", durations, {"units": "days"})},
+        attrs={
+            "experiment": "tamoxifen_withdrawal",
+            "mode": "quick" if quick else "full",
+            "title": "recurrence times under ±25 % jitter of every rate",
+            "seed": seed,
+            "threshold_cells": threshold,
+            "tolsim_version": tolsim.__version__,
+            "model": ensembles["tamoxifen"].attrs["model"],
+        },
+    )
+    summary.to_netcdf(out / "recurrence_ensemble.nc")
+    for name, days in ensemble_recurrence.items():
+        after = days.values[~progressed[name].values]  # recurrence after withdrawal only
+        finite = after[np.isfinite(after)]
+        q = np.percentile(finite, [5, 50, 95]) if finite.size else [np.nan] * 3
+        print(
+            f"  {name:28s} median {q[1]:6.1f} d (90% {q[0]:.1f}-{q[2]:.1f}), "
+            f"no recurrence in {1 - finite.size / max(after.size, 1):.1%}, "
+            f"progressed on tamoxifen {float(progressed[name].mean()):.1%}"
+        )
+
     figure, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
     for name, ds in runs.items():
         plot.burden(ds, axes[0, 0], states=False, label=name, color=COLOURS[name])
@@ -165,8 +193,9 @@ def main(out: Path, samples: int, seed: int) -> None:
     axes[0, 0].legend(fontsize=7)
     axes[0, 1].set_title("NF-κB-high tolerant fraction")
     axes[0, 1].legend(fontsize=7)
-    for name, days in ensemble_recurrence.items():
-        plot.recurrence_times(days, axes[1, 0], label=name, bins=40, color=COLOURS[name])
+    for name, days in ensemble_recurrence.items():  # the recurrences after withdrawal
+        after = days.where(~progressed[name], drop=True)
+        plot.recurrence_times(after, axes[1, 0], label=name, bins=40, color=COLOURS[name])
     axes[1, 0].set_title(f"recurrence under parameter jitter ({samples} sets)")
     axes[1, 0].legend(fontsize=7)
     axes[1, 1].plot(durations, sweep, "o-")
@@ -187,4 +216,4 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=2026, help="seed of the parameter jitter")
     parser.add_argument("--quick", action="store_true", help="200 parameter sets per arm")
     args = parser.parse_args()
-    main(args.out, 200 if args.quick else args.samples, args.seed)
+    main(args.out, 200 if args.quick else args.samples, args.seed, quick=args.quick)
