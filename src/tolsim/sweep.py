@@ -573,12 +573,8 @@ def sweep(
     stochastic = method in STOCHASTIC_METHODS
     if device not in ("cpu", "cuda"):
         raise ValueError(f"`device` = {device!r}: expected 'cpu' or 'cuda'")
-    if gpu_chunk_size is not None and (
-        isinstance(gpu_chunk_size, bool | np.bool_)
-        or not isinstance(gpu_chunk_size, int | np.integer)
-        or gpu_chunk_size < 1
-    ):
-        raise ValueError(f"`gpu_chunk_size` = {gpu_chunk_size!r}: expected an integer >= 1")
+    if gpu_chunk_size is not None:
+        gpu_chunk_size = _check_count(gpu_chunk_size, "gpu_chunk_size", 1)
     if not isinstance(gpu_specialise, bool | np.bool_):
         raise TypeError(f"`gpu_specialise` = {gpu_specialise!r}: expected True or False")
     if device != "cuda":  # silently unused otherwise
@@ -624,12 +620,7 @@ def sweep(
         )
     if chunk_size is None:
         chunk_size = IN_MEMORY_GPU_CHUNK if store is None and device == "cuda" else DEFAULT_CHUNK
-    if (
-        isinstance(chunk_size, bool | np.bool_)
-        or not isinstance(chunk_size, int | np.integer)
-        or chunk_size < 1
-    ):
-        raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
+    chunk_size = _check_count(chunk_size, "chunk_size", 1)
     if not isinstance(lockstep, bool | np.bool_):
         raise TypeError(f"`lockstep` = {lockstep!r}: expected True or False")
     if lockstep:
