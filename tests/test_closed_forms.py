@@ -242,3 +242,22 @@ def test_2x2_expm_keeps_the_tiny_entries_of_a_stiff_matrix():
     np.testing.assert_allclose(got[0, 0], np.exp(-100.0), rtol=1e-14)
     np.testing.assert_allclose(got[1, 0], -np.expm1(-100.0) / 100.0, rtol=1e-14)
     assert got[0, 1] == 0.0 and got[1, 1] == 1.0
+
+
+def test_an_empty_state_whose_growth_overflows_leaves_the_others_exact():
+    """S = 0 with no switching and one 4,200-day output spacing: S's own growth factor
+    overflows (e^1260), and inf x 0 made every entry NaN, so the exact path reported a
+    non-finite state where T(t) = T0 e^((lambda_T - delta_T) t) and S stays 0."""
+    from tolsim.kernels.linalg import expm
+
+    got = expm(np.array([[0.3, 0.0], [0.0, 0.01]]) * 4200.0)
+    assert got[0, 0] == np.inf and got[0, 1] == 0.0 and got[1, 0] == 0.0
+    assert got[1, 1] == pytest.approx(np.exp(42.0), rel=1e-14)
+    model = tolsim.models.TwoState(crowding="none")
+    params = model.default_params(
+        S0=0.0, T0=5.0, mu_0=0.0, mu_E=0.0, nu_0=0.0, nu_off=0.0, lambda_T=0.03
+    )
+    ds = tolsim.simulate(model, params, tolsim.Schedule(4200.0), [0.0, 4200.0], method="exact")
+    net = params["lambda_T"] - params["delta_T"]
+    assert ds.S.values.tolist() == [0.0, 0.0]
+    assert float(ds.T[-1]) == pytest.approx(5.0 * np.exp(net * 4200.0), rel=1e-12)

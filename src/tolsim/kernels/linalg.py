@@ -121,6 +121,12 @@ _SINHC = (
 )
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _times(value, weight):
+    """``value * weight``, 0 for a zero ``weight`` whatever ``value`` (also inf)."""
+    return 0.0 if weight == 0.0 else value * weight
+
+
 @njit(cache=True, error_model="numpy")
 def _expm2_into(p, q, r, t, out):
     """``out = expm([[p, q], [r, t]])`` for ``q * r >= 0`` (real eigenvalues ``s ± x``),
@@ -149,11 +155,13 @@ def _expm2_into(p, q, r, t, out):
             xmd = x - d
             xpd = qr / xmd
         half = 0.5 / x
-        out[0, 0] = (ep * xpd + em * xmd) * half
-        out[1, 1] = (ep * xmd + em * xpd) * half
+        # a zero weight gives 0 even where e^(s+x) overflowed: with no switching, an empty
+        # fast-growing state must not turn the other state's entries into inf x 0 = NaN
+        out[0, 0] = (_times(ep, xpd) + _times(em, xmd)) * half
+        out[1, 1] = (_times(ep, xmd) + _times(em, xpd)) * half
         odd = (ep - em) * half
-        out[0, 1] = q * odd
-        out[1, 0] = r * odd
+        out[0, 1] = _times(odd, q)
+        out[1, 0] = _times(odd, r)
         return
     x2 = x * x
     sinhc = _SINHC[7]

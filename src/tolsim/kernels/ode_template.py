@@ -659,7 +659,8 @@ def integrate_exact(x, p, sched, stoich, t_out, out_x, out_dn, stats, workspace)
                 for i in range(n):
                     acc = 0.0
                     for c in range(n):
-                        acc += propagator[i, c] * y[c]
+                        if y[c] != 0.0:  # an empty state adds nothing, even where its own
+                            acc += propagator[i, c] * y[c]  # growth overflowed (inf x 0)
                     y_next[i] = acc
                 if near != 0.0:
                     # a spacing a few ulps from the cached one (np.linspace grids):
