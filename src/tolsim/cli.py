@@ -2242,29 +2242,18 @@ def _run_fit(config: FitConfig, progress: bool):
 
 
 def _run_profiles(result, settings: Mapping[str, Any], progress: bool) -> xr.Dataset:
-    """:meth:`FitResult.profile` parameter by parameter (the same profiles, with a bar)."""
-    import xarray as xr
+    """:meth:`FitResult.profile` parameter by parameter (the same profiles, with a bar): the
+    result keeps them together, as profiles at one level add up."""
     from tqdm import tqdm
 
-    parts = []
     with tqdm(
         total=len(result.free), unit="parameter", desc="profiles", disable=not progress
     ) as bar:
         for name in result.free:
             bar.set_postfix_str(name)
-            parts.append(result.profile([name], **settings))
+            result.profile([name], **settings)
             bar.update()
-    profiles = xr.concat(
-        parts,
-        "parameter",
-        data_vars="minimal",
-        coords="minimal",
-        compat="equals",
-        join="exact",
-        combine_attrs="override",
-    )
-    result.profiles = profiles
-    return profiles
+    return result.profiles
 
 
 def _run_sample(result, settings: Mapping[str, Any], progress: bool) -> xr.Dataset:
