@@ -4,6 +4,7 @@ what the library returns for the same inputs, experiment runs scripts; every mis
 with status 2 and a message naming the TOML key, file or option, and writes nothing."""
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -325,6 +326,41 @@ def test_missing_file_and_usage_errors(tmp_path, capsys):
     assert exit_.value.code == 2
 
 
+def test_a_sweep_with_failed_solves_warns_and_exits_3(tmp_path, capsys, client):
+    """Every sample's solve stops at ``max_steps``: the store is written, the failures are
+    counted on stderr, and the exit status says so."""
+    path = write(tmp_path, SMALL.replace("chunk_size = 2", "chunk_size = 2\nmax_steps = 3"))
+    store = tmp_path / "failed.zarr"
+    args = ["sweep", path, "--store", str(store), "--no-progress"]
+    assert main([*args, "--scheduler", client.scheduler.address]) == 3
+    out, err = capsys.readouterr()
+    assert "3/3 chunks done" in out
+    ds = xr.open_zarr(store, consolidated=False)
+    assert bool(ds.chunk_done.all()) and np.all(ds.status.values == -2)  # max_steps reached
+    meanings = json.loads(ds.status.attrs["flag_meanings"])
+    assert meanings["0"] == "success" and meanings["-99"].startswith("not computed")
+    assert err.strip() == (
+        "tolsim sweep: warning: 6 of 6 samples failed (the first: sample 0, status -2: "
+        f"maximum number of steps reached (raise `max_steps`)); see `status` in {store}"
+    )
+
+
+def test_a_cancelled_gather_is_not_reported_by_asyncio():
+    """Ctrl-C during a sweep cancels the client's gather; asyncio's "Task exception was
+    never retrieved" for it is dropped, any other record kept."""
+    from distributed.client import AllExit
+
+    from tolsim.cli import _CancelledGather
+
+    def record(error):
+        info = (type(error), error, None)
+        return logging.LogRecord("asyncio", logging.ERROR, "", 0, "Task exception", (), info)
+
+    assert not _CancelledGather().filter(record(AllExit()))
+    assert _CancelledGather().filter(record(RuntimeError("lost")))
+    assert _CancelledGather().filter(logging.LogRecord("asyncio", 40, "", 0, "x", (), None))
+
+
 @pytest.mark.parametrize(
     "error, status, message",
     [
@@ -584,6 +620,17 @@ def direct_fit(folder: Path):
         starts=2,
         seed=3,
     )
+
+
+def test_a_failed_simulation_is_written_reported_and_exits_3(tmp_path, capsys):
+    text = RUN.replace('crowding = "none"', 'crowding = "logistic"')
+    path = write(tmp_path, text.replace("rtol = 1e-8", "rtol = 1e-8\nmax_steps = 2"), "run.toml")
+    status, out, err = run_cli(capsys, "simulate", path, "--out", tmp_path / "run.nc")
+    assert status == 3
+    assert "tolsim simulate: warning: 1 of 1 solve(s) failed (" in err
+    ds = open_nc(tmp_path / "run.nc")  # written, with what the solver reached
+    assert int(ds.status) != 0 and "max_steps" in str(ds.message.values)
+    assert "wrote" in out
 
 
 @pytest.mark.parametrize(

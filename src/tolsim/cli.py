@@ -25,8 +25,10 @@ cluster so that a progress bar can follow the chunks: each call computes a few p
 and returns the store, whose ``chunk_done`` says how far the sweep is. Interrupting the
 command loses at most the chunks in flight; ``--resume`` continues the same store.
 
-Exit status: 0 success; 2 usage, validation or store errors (a message on stderr); 1 anything
-unexpected (with its traceback); 130 interrupted.
+Exit status: 0 success; 2 usage, validation or store errors (a message on stderr); 3 the
+results were written but some solves failed (``tolsim simulate``, ``tolsim sweep``: their
+``status`` and ``message`` say which; a warning on stderr counts them); 1 anything unexpected
+(with its traceback); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ from tolsim.recurrence import derivative_jumps, withdrawal_within
 from tolsim.schedule import Schedule
 from tolsim.simulate import METHODS as SIMULATE_METHODS
 from tolsim.stochastic import STOCHASTIC_METHODS
-from tolsim.sweep import _METHOD_CODES, DEFAULT_CHUNK, StoreMismatchError, sweep
+from tolsim.sweep import _METHOD_CODES, DEFAULT_CHUNK, NOT_COMPUTED, StoreMismatchError, sweep
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -109,6 +111,7 @@ TEMPLATES = {
 NETCDF_SUFFIXES = (".nc", ".nc4")
 FIGURE_SUFFIXES = (".png", ".svg")
 CHUNKS_PER_WORKER_THREAD = 2  # chunks per progress step: keeps every worker busy between steps
+SOLVES_FAILED = 3  # exit status: results written, some solves failed (status != 0)
 
 _TABLES = {"model": True, "schedule": True, "design": True, "outputs": False, "run": False}
 _DESIGN_KEYS = {
@@ -1595,7 +1598,8 @@ RUN.toml (tables [model], [schedule], optional [times] and [run]):
 
 Writes FILE.nc: the Dataset of tolsim.simulate (states, N, tolerant_fraction,
 exposures, solver status; dims time and, for paths, path), with the TOML text in
-its attrs; a failed solve is recorded there (status, message) and reported.
+its attrs; a failed solve is recorded there (status, message), reported, and the
+command exits with status 3.
 """
 
 _SWEEP_HELP = """\
@@ -2189,7 +2193,7 @@ def _simulate_command(args: argparse.Namespace) -> int:
         f"{' (median over paths)' if 'paths' in config.options else ''}; wrote "
         f"{', '.join(written)}"
     )
-    return 0
+    return SOLVES_FAILED if failed else 0
 
 
 def _draw_simulation(figure: Figure, ds: xr.Dataset, config: SimulateConfig) -> None:
@@ -2609,6 +2613,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
                         )
                     bar.update(now - done)
                     done = now
+        except KeyboardInterrupt:
+            if cluster is not None:  # our workers: their teardown is not news to the user
+                _quiet(client)
+            raise
         finally:
             client.close()
             if cluster is not None:
@@ -2618,7 +2626,31 @@ def _sweep_command(args: argparse.Namespace) -> int:
         f"tolsim sweep: {ds.sizes['sample']} samples, {done}/{n_chunks} chunks done "
         f"({done - before} computed now) in {wall:.1f} s; store {store}"
     )
-    return 0
+    return _report_failed_samples(ds, store)
+
+
+def _report_failed_samples(ds: xr.Dataset, store: Path) -> int:
+    """Warn about the samples of a sweep store whose solve failed (``status`` != 0, counted
+    chunk by chunk: the store may not fit in memory); the command's exit status."""
+    failed, first = 0, None
+    status = ds["status"]
+    size = int(ds.attrs.get("chunk_size") or status.sizes["sample"])
+    for start in range(0, status.sizes["sample"], size):
+        values = np.asarray(status.isel(sample=slice(start, start + size)).values)
+        bad = np.flatnonzero((values != 0) & (values != NOT_COMPUTED))
+        if first is None and bad.size:
+            first = (start + int(bad[0]), int(values[bad[0]]))
+        failed += int(bad.size)
+    if first is None:
+        return 0
+    meaning = json.loads(status.attrs.get("flag_meanings", "{}")).get(str(first[1]), "")
+    print(
+        f"tolsim sweep: warning: {failed} of {status.sizes['sample']} samples failed (the "
+        f"first: sample {first[0]}, status {first[1]}{': ' if meaning else ''}{meaning}); "
+        f"see `status` in {store}",
+        file=sys.stderr,
+    )
+    return SOLVES_FAILED
 
 
 def _stored_chunk_size(store: Path) -> int | None:
@@ -2635,9 +2667,47 @@ def _stored_chunk_size(store: Path) -> int | None:
     return int(value) if isinstance(value, int) and value >= 1 else None
 
 
+def _ignore_interrupts() -> None:
+    """In a local cluster's worker process: leave Ctrl-C to the command, which closes the
+    cluster (a worker's own KeyboardInterrupt prints tracebacks as it dies)."""
+    import signal
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _silence_distributed() -> None:
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+
+
+def _quiet(client) -> None:
+    """Silence the logs of distributed in a local cluster's workers and scheduler before it
+    is closed on Ctrl-C (cancelled tasks and closed connections are logged as errors)."""
+    with contextlib.suppress(Exception):
+        client.run(_silence_distributed, wait=True)
+    _silence_distributed()  # the scheduler of a LocalCluster runs in this process
+
+
+class _CancelledGather(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" for the gather that Ctrl-C
+    cancels in a Dask client (``distributed.client.AllExit``): the command reports the
+    interruption itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            error = getattr(record, "exception", None)  # asyncio's context, by some paths
+        return type(error).__name__ != "AllExit"
+
+
 def _connect(args: argparse.Namespace):
     """A client of ``--scheduler``, or of a new local cluster (returned too, to close it)."""
     from distributed import Client, LocalCluster
+
+    asyncio_logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, _CancelledGather) for f in asyncio_logger.filters):
+        asyncio_logger.addFilter(_CancelledGather())  # for the process: the task may be
+        # collected after the command has returned
 
     if args.scheduler is not None:
         try:
@@ -2656,7 +2726,10 @@ def _connect(args: argparse.Namespace):
         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
     )
     try:
-        return Client(cluster), cluster
+        client = Client(cluster)
+        # Ctrl-C in a terminal reaches the workers too: this process closes them instead
+        client.run(_ignore_interrupts)
+        return client, cluster
     except BaseException:
         cluster.close()
         raise

@@ -81,19 +81,44 @@ def _hessian(function, x: np.ndarray, step: float = 1e-3) -> np.ndarray:
 
 
 def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.ndarray:
-    """Draws of the free parameters (log10 scale) from the Laplace approximation of a fit.
+    """Draws of the free parameters (log10 scale) from the Laplace approximation of a fit,
+    corrected by the likelihood.
 
-    A multivariate normal centred on the best fit with covariance the inverse of the
-    finite-difference Hessian of the negative log-likelihood (log10 parameters), truncated to
-    the fit's bounds by rejection. Directions the data do not determine (Hessian eigenvalues
-    near zero or negative, e.g. a best fit on a bound) are spread uniformly across the box
-    instead, with a :class:`PredictionWarning`: flat, as the profile likelihood is there.
+    The Laplace approximation is a multivariate normal centred on the best fit with
+    covariance the inverse of the finite-difference Hessian of the negative log-likelihood
+    (log10 parameters). It is only local: a one-sided or curved likelihood, or directions the
+    data do not determine (Hessian eigenvalues near zero or negative, e.g. a best fit on a
+    bound, warned about with a :class:`PredictionWarning`), make it wrong. So it is used as
+    the proposal of importance sampling of the likelihood within the fit's bounds (the flat
+    prior on the log10 scale that :meth:`FitResult.sample` samples): ``4 * draws``
+    candidates (at least 1,000), 90% from a multivariate Student t (5 degrees of freedom)
+    with that covariance, uniform across the bounds along the undetermined directions, and
+    10% uniform across the bounds (defensive mixture: every region the likelihood allows is
+    proposed). Each candidate is weighted by its likelihood over the mixture's density, and
+    ``draws`` are resampled by weight. For a near-quadratic likelihood the draws' central
+    intervals match the profile-likelihood intervals; where the approximation is far off,
+    few candidates carry the weight (a :class:`PredictionWarning` gives the effective sample
+    size; use ``uncertainty="posterior"`` there).
 
     Returns
     -------
     numpy.ndarray, shape (draws, n_free)
         log10 values.
     """
+    return _laplace_importance(fit, draws, rng)[0]
+
+
+STUDENT_DOF = 5.0  # degrees of freedom of the Laplace proposal's multivariate t
+DEFENSIVE_SHARE = 0.1  # share of the Laplace proposal's candidates uniform over the bounds
+
+
+def _laplace_importance(
+    fit: FitResult, draws: int, rng: np.random.Generator
+) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`laplace_draws`, with the importance sampling's effective sample size and
+    number of candidates."""
+    from scipy.special import gammaln, logsumexp
+
     objective = fit.objective
     names = list(fit.free)
     lower = np.log10([objective.bounds[n][0] for n in names])
@@ -118,30 +143,88 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
         warnings.warn(
             f"the likelihood is flat or curved the wrong way in {int(flat.sum())} direction(s) "
             "at the best fit (practically non-identifiable parameters): those directions are "
-            "drawn uniformly within the bounds",
+            "proposed uniformly within the bounds and weighted by the likelihood",
             PredictionWarning,
             stacklevel=3,
         )
-    scale = np.where(flat, 0.0, 1.0 / np.sqrt(np.where(flat, 1.0, eigenvalues)))
-    out = np.empty((draws, best.size))
-    filled = 0
-    for _ in range(1000):
-        z = rng.standard_normal((2 * (draws - filled) + 16, best.size))
-        candidate = best + (z * scale) @ vectors.T
-        if np.any(flat):  # uniform along flat directions: project a uniform box draw
-            uniform = rng.uniform(lower, upper, size=candidate.shape)
-            along = (uniform - best) @ vectors[:, flat]
-            candidate = candidate + along @ vectors[:, flat].T
-        inside = candidate[np.all((candidate >= lower) & (candidate <= upper), axis=1)]
-        take = min(draws - filled, len(inside))
-        out[filled : filled + take] = inside[:take]
-        filled += take
-        if filled == draws:
-            return out
-    raise RuntimeError(  # pragma: no cover - needs almost all mass outside the box
-        "the Laplace approximation puts almost no mass inside the bounds; use "
-        "uncertainty='posterior'"
+    shaped, spread = vectors[:, ~flat], vectors[:, flat]
+    precision = eigenvalues[~flat]
+    n_shaped = int(precision.size)
+    # along the undetermined directions: uniform over the box's extent along them
+    half = np.abs(spread).T @ (width / 2.0)
+    middle = ((lower + upper) / 2.0 - best) @ spread
+    n_candidates = max(4 * draws, 1000)
+    n_uniform = int(round(DEFENSIVE_SHARE * n_candidates))
+    n_student = n_candidates - n_uniform
+
+    def student(count: int) -> tuple[np.ndarray, float]:
+        """``count`` candidates of the t (and flat) part inside the box, and the share of
+        its draws that fell inside."""
+        out = np.empty((count, best.size))
+        filled = tried = accepted = 0
+        for _ in range(1000):
+            k = 2 * (count - filled) + 16
+            z = rng.standard_normal((k, n_shaped))
+            chi2 = rng.chisquare(STUDENT_DOF, size=(k, 1))
+            candidate = best + (z * np.sqrt(STUDENT_DOF / chi2) / np.sqrt(precision)) @ shaped.T
+            if spread.shape[1]:
+                u = rng.uniform(middle - half, middle + half, size=(k, spread.shape[1]))
+                candidate = candidate + u @ spread.T
+            tried += k
+            inside = candidate[np.all((candidate >= lower) & (candidate <= upper), axis=1)]
+            accepted += len(inside)
+            take = min(count - filled, len(inside))
+            out[filled : filled + take] = inside[:take]
+            filled += take
+            if filled == count:
+                return out, accepted / tried
+        raise RuntimeError(  # pragma: no cover - needs almost all mass outside the box
+            "the Laplace approximation puts almost no mass inside the bounds; use "
+            "uncertainty='posterior'"
+        )
+
+    from_student, acceptance = student(n_student)
+    candidates = np.concatenate([from_student, rng.uniform(lower, upper, (n_uniform, best.size))])
+    # the mixture's log density: t part (normalised, truncated to the box by the acceptance
+    # rate), flat part uniform over its extent; uniform part 1 / the box's volume
+    offset = candidates - best
+    z = offset @ shaped
+    log_t = (
+        gammaln((STUDENT_DOF + n_shaped) / 2.0)
+        - gammaln(STUDENT_DOF / 2.0)
+        - n_shaped / 2.0 * np.log(STUDENT_DOF * np.pi)
+        + 0.5 * np.sum(np.log(precision))
+        - (STUDENT_DOF + n_shaped) / 2.0 * np.log1p((z**2 @ precision) / STUDENT_DOF)
     )
+    if spread.shape[1]:
+        along = offset @ spread
+        within = np.all(np.abs(along - middle) <= half * (1 + 1e-12), axis=1)
+        log_t = np.where(within, log_t - np.sum(np.log(2.0 * half)), -np.inf)
+    log_t -= np.log(acceptance)  # truncated to the box
+    log_uniform = -np.sum(np.log(width))
+    share = np.log([1.0 - DEFENSIVE_SHARE, DEFENSIVE_SHARE])
+    log_q = np.logaddexp(share[0] + log_t, share[1] + log_uniform)
+    nllh = np.array([objective.nllh(theta) for theta in candidates])
+    log_w = np.where(np.isfinite(nllh), -(nllh - fit.nllh) - log_q, -np.inf)
+    if not np.any(np.isfinite(log_w)):
+        raise RuntimeError(
+            "the likelihood is not finite at any candidate of the Laplace proposal; use "
+            "uncertainty='posterior'"
+        )
+    weights = np.exp(log_w - logsumexp(log_w))
+    effective = 1.0 / float(np.sum(weights**2))
+    if effective < draws:
+        warnings.warn(
+            f"the likelihood is far from its Laplace approximation: the {n_candidates} "
+            f"importance-sampling candidates have an effective sample size of {effective:.0f}"
+            f", below the {draws} draws (some parameter sets repeat); use "
+            "uncertainty='posterior'",
+            PredictionWarning,
+            stacklevel=3,
+        )
+    chosen = rng.choice(n_candidates, size=draws, replace=True, p=weights)
+    info = {"effective_sample_size": effective, "candidates": float(n_candidates)}
+    return candidates[chosen], info
 
 
 def _posterior_draws(posterior: xr.Dataset, names: Sequence[str], draws: int, rng) -> np.ndarray:
@@ -409,10 +492,11 @@ def predict(
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
     names = list(fit.free)
     best = np.log10([fit.params[n] for n in names])
+    laplace: dict[str, float] = {}
     if uncertainty == "none":
         theta = best[None, :]
     elif uncertainty == "laplace":
-        theta = laplace_draws(fit, draws, rng)
+        theta, laplace = _laplace_importance(fit, draws, rng)
     else:
         if posterior is None:
             posterior = fit.sample(seed=seed)
@@ -644,6 +728,7 @@ def predict(
             ),
             "params": json.dumps(values),
             "uncertainty": uncertainty,
+            **{f"laplace_{key}": value for key, value in laplace.items()},
             "demographic": demographic,
             "draws": n_draws,
             "paths": paths if demographic == "paths" else 0,

@@ -34,6 +34,7 @@ from tolsim.recurrence import (
 from tolsim.schedule import Schedule
 from tolsim.simulate import (
     _METHOD_CODES,
+    STATUS_MESSAGES,
     _check_times,
     _positive_float,
     check_rtol,
@@ -41,6 +42,7 @@ from tolsim.simulate import (
     method_code,
     solve_batch,
 )
+from tolsim.stochastic import STATUS_MESSAGES as STOCHASTIC_STATUS_MESSAGES
 from tolsim.stochastic import (
     STOCHASTIC_METHODS,
     _arm_days,
@@ -432,6 +434,7 @@ def _fingerprint(model, schedule, design, outputs, times, settings) -> str:
 
 
 DEFAULT_CHUNK = 10_000  # samples per task, Zarr chunk or in-memory batch
+NOT_COMPUTED = -99  # `status` of a sample whose chunk is not computed yet
 IN_MEMORY_GPU_CHUNK = 2**20  # samples per batch of sweep(store=None, device="cuda")
 
 
@@ -823,7 +826,7 @@ def _create_store(
     if outputs in ("metrics", "both"):
         for name in (STOCHASTIC_METRICS if stochastic else METRICS)[:-1]:
             data_vars[name] = (("sample",), empty((n,), np.float64, np.nan))
-    data_vars["status"] = (("sample",), empty((n,), np.int32, -99))
+    data_vars["status"] = (("sample",), empty((n,), np.int32, NOT_COMPUTED))
     if outputs in ("trajectories", "both"):
         for name in (*model.states, "N"):
             data_vars[name] = (("sample", "time"), empty((n, t_out.size), np.float64, np.nan))
@@ -842,7 +845,7 @@ def _create_store(
     # The known values are written from numpy here: computing the dask arrays above would
     # send them through the Dask client (the design's columns to a worker and back).
     ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
-    known = {"status": (("sample",), np.full(n, -99, dtype=np.int32))}
+    known = {"status": (("sample",), np.full(n, NOT_COMPUTED, dtype=np.int32))}
     known.update({name: (("sample",), values) for name, values in columns.items()})
     xr.Dataset(known).to_zarr(store, region={"sample": slice(0, n)}, mode="r+", consolidated=False)
     xr.Dataset({"chunk_done": (("chunk",), np.zeros(n_chunks, dtype=bool))}).to_zarr(
@@ -909,7 +912,12 @@ def _describe(ds, model, schedule, design, outputs, settings, chunk_size, device
             ds[name].attrs["units"] = "days"
         elif name.endswith("_um"):
             ds[name].attrs["units"] = "µM"
-    ds["status"].attrs["flag_meanings"] = "0 success; < 0 solver failure; -99 not computed"
+    messages = (
+        STOCHASTIC_STATUS_MESSAGES if settings["method"] in STOCHASTIC_METHODS else STATUS_MESSAGES
+    )
+    ds["status"].attrs["flag_meanings"] = json.dumps(
+        {**messages, NOT_COMPUTED: "not computed (its chunk is pending)"}
+    )
     ds.attrs.update(
         title=f"tolsim sweep of {model.name}",
         model=json.dumps(model.describe()),
