@@ -588,3 +588,22 @@ def test_from_table_takes_a_dataframe_or_columns_and_hashes_the_values():
         from_table([[0.1, 1e-4]])
     with pytest.raises(ValueError, match=r"more than one column named \['1'\]"):
         from_table(pd.DataFrame({1: [1.0, 2.0], "1": [3.0, 4.0]}))  # one replaced the other
+
+
+def test_designs_and_templates_pickle_and_deep_copy():
+    """Plain pickle (multiprocessing, concurrent.futures) and deepcopy give equal objects:
+    the same columns, read-only, and a template that builds the same schedules."""
+    import copy
+    import pickle
+
+    table = lhs(8, seed=3, kappa_T=(0.0, 0.5), mu_E=(1e-5, 1e-2, "log"))
+    template = design.inhibitor_course(tamoxifen_days=60.0, follow_up_days=120.0)
+    for again in (pickle.loads(pickle.dumps(table)), copy.deepcopy(table)):
+        assert again.kind == table.kind and again.spec == table.spec
+        assert list(again.columns) == list(table.columns)
+        for name, column in table.columns.items():
+            np.testing.assert_array_equal(again.columns[name], column)
+            assert not again.columns[name].flags.writeable
+    for again in (pickle.loads(pickle.dumps(template)), copy.deepcopy(template)):
+        assert dict(again.slots) == dict(template.slots) and again.name == template.name
+        assert again(inhibitor_days=14.0) == template(inhibitor_days=14.0)

@@ -600,3 +600,35 @@ def test_a_recurrence_observable_is_solved_on_the_withdrawal_day_of_an_oral_regi
     )
     (condition,) = result.objective.conditions
     assert 20.5 in condition["t_out"] and condition["withdrawal"] == 20.5
+
+
+def test_a_fit_pickles_and_predicts_the_same_in_another_process(small_data, tmp_path):
+    """The fit's kernels are a module generated in its process: a pickle (a deep copy, a Dask
+    worker) makes them again there, and the likelihood and prediction come out the same."""
+    import copy
+    import pickle
+    import subprocess
+    import sys
+
+    result = quick_fit(small_data)
+    theta = np.log10([result.params["lambda_S"] * 1.1])
+    copied = copy.deepcopy(result)
+    assert copied.objective.nllh(theta) == result.objective.nllh(theta)
+    schedule = tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 30}])
+    options = {"draws": 20, "demographic": "none", "threshold": 1e6, "seed": 4}
+    expected = result.predict(schedule, **options).time_to_recurrence.values
+    path = tmp_path / "fit.pickle"
+    path.write_bytes(pickle.dumps((result, schedule, options, theta)))
+    script = (
+        "import pickle, sys, numpy as np\n"
+        "result, schedule, options, theta = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+        "days = result.predict(schedule, **options).time_to_recurrence.values\n"
+        "print(repr(result.objective.nllh(theta)), repr(days.tolist()))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr
+    nllh, days = run.stdout.split(" ", 1)
+    assert float(nllh) == result.objective.nllh(theta)
+    np.testing.assert_array_equal(eval(days), expected)  # noqa: S307 - our own repr

@@ -100,6 +100,91 @@ def test_laplace_draws_match_the_profile_likelihood_intervals(one_fit):
         assert abs(q_high - high) < 0.15 * (high - low), name
 
 
+class _FakeFit:
+    """What :func:`laplace_draws` reads of a fit, with a likelihood known in closed form."""
+
+    def __init__(self, nllh, bounds, best):
+        self.free = list(bounds)
+        self.params = {name: 10.0**x for name, x in zip(self.free, best, strict=True)}
+        self.objective = type("Objective", (), {"nllh": staticmethod(nllh), "bounds": bounds})
+        self.nllh = nllh(np.asarray(best, dtype=float))
+
+
+def test_laplace_draws_follow_a_one_sided_likelihood():
+    """log10 x in [-3, 1] with a likelihood flat below 0 and a half-normal (sd 0.1) above:
+    the normal approximation at the best fit (0) sees only the right side. The draws follow
+    the likelihood: P(log10 x < 0) = 3 / (3 + 0.1 sqrt(pi/2)) = 0.960 and the right side's
+    mean 0.1 sqrt(2/pi) = 0.0798, within 4 standard errors of their effective sample size."""
+    from tolsim.predict import laplace_draws
+
+    def nllh(theta):
+        return 0.5 * (max(theta[0], 0.0) / 0.1) ** 2
+
+    fit = _FakeFit(nllh, {"x": (1e-3, 10.0)}, [0.0])
+    with pytest.warns(PredictionWarning, match="effective sample size"):
+        x = laplace_draws(fit, 4000, np.random.default_rng(1))[:, 0]
+    left = 3.0 / (3.0 + 0.1 * np.sqrt(np.pi / 2))
+    # resampled draws repeat candidates: the effective sample size (>= 1,000 here) sets the
+    # standard errors, not the 4,000 draws
+    assert abs(np.mean(x < 0) - left) < 4 * np.sqrt(left * (1 - left) / 1000)
+    right = x[x >= 0]
+    assert abs(right.mean() - 0.1 * np.sqrt(2 / np.pi)) < 4 * 0.06 / np.sqrt(1000 * (1 - left))
+    assert x.min() >= -3.0 and x.max() <= 1.0
+
+
+def test_laplace_draws_with_an_undetermined_direction_stay_where_the_data_allow():
+    """mu_E beside T0 from total cells only: the best mu_E sits on its lower bound and the
+    likelihood is flat towards it, steep above. Uniform draws along that direction put 57%
+    of the draws outside the joint 95% likelihood-ratio region (and a recurrence interval
+    25x too wide); weighted by the likelihood, at most about 5% are (here: below 12%)."""
+    from scipy.stats import chi2
+
+    truth = {"lambda_S": 0.25, "T0": 100.0, "mu_E": 1e-4}
+    fixed = {"eps_S": 0.7, "kappa_S": 0.15}
+    schedules = {
+        "control": tolsim.Schedule.from_phases([{"days": 30}]),
+        "tamoxifen": tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}]),
+    }
+    rng = np.random.default_rng(21)
+    rows = []
+    for condition, schedule in schedules.items():
+        days = np.arange(3.0, schedule.duration_days + 1, 3.0)
+        cells = tolsim.simulate(MODEL, MODEL.default_params(**truth, **fixed), schedule, days).N
+        noisy = cells.values * np.exp(SIGMA * rng.standard_normal(days.size))
+        rows += [(condition, "total_cells", d, v) for d, v in zip(days, noisy, strict=True)]
+    data = pd.DataFrame(rows, columns=["condition", "observable", "time", "value"])
+    result = tolsim.fit(
+        MODEL,
+        data,
+        schedules,
+        free=list(truth),
+        noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA, **fixed},
+        starts=6,
+        seed=1,
+    )
+    assert result.params["mu_E"] < 2e-6  # on its lower bound (1e-6)
+    with pytest.warns(PredictionWarning) as caught:
+        prediction = result.predict(
+            tolsim.Schedule.from_phases([{"days": 45, "tamoxifen": 1.0}, {"days": 90}]),
+            draws=300,
+            demographic="none",
+            threshold=1e6,
+            seed=1,
+        )
+    messages = [str(w.message) for w in caught]
+    assert any("flat or curved the wrong way in 1 direction" in m for m in messages)
+    # few candidates carry the weight here (T0 and mu_E trade off along a curved ridge)
+    assert any("effective sample size" in m for m in messages)
+    theta = np.log10(prediction.parameter_value.sel(parameter=list(result.free)).values)
+    ratio = np.array([2 * (result.objective.nllh(t) - result.nllh) for t in theta])
+    assert np.mean(ratio > chi2.ppf(0.95, 3)) < 0.12
+    assert prediction.attrs["laplace_candidates"] == 1200
+    assert 0 < prediction.attrs["laplace_effective_sample_size"] <= 1200
+    low, high = prediction.time_to_recurrence_interval.values
+    assert 13.5 < low < high < 15.5  # the true day is 14.785 (uniform draws: 1.1 to 14.8)
+
+
 def test_no_uncertainty_is_the_best_fit_exactly(one_fit):
     prediction = one_fit.predict(NEW, uncertainty="none", demographic="none", threshold=THRESHOLD)
     best = tolsim.simulate(

@@ -364,3 +364,56 @@ def test_arms_refuse_a_dim_named_like_a_per_arm_variable(dim):
     # the arm names were replaced by the schedules' JSON or the withdrawal days
     with pytest.raises(ValueError, match=f"`dim` = '{dim}' is the name of a per-arm variable"):
         tolsim.simulate_arms(MODEL, {}, ARMS, TIMES, dim=dim)
+
+
+def test_results_of_other_schedules_combined_by_xarray_are_refused_not_misread():
+    """xr.concat keeps the first result's attrs: recurrence of samples of another schedule
+    was measured from the first one's withdrawal day (0.86 days for 16.9, no error). Their
+    ``recorded_sha256`` coordinates differ, so the combination is refused; results of one
+    schedule still combine (and read back from NetCDF) with the same answers."""
+    early = tolsim.Schedule.from_phases([{"days": 40, "tamoxifen": 1.0}, {"days": 80}])
+    table = {"kappa_T": [0.1, 0.3]}
+    a = tolsim.simulate(MODEL, table, SCHEDULE, TIMES)
+    b = tolsim.simulate(MODEL, table, early, TIMES)
+    mixed = xr.concat([a, b], "sample", data_vars="all", coords="different", compat="equals")
+    with pytest.raises(ValueError, match="combines results of different schedules"):
+        tolsim.time_to_recurrence(mixed, threshold=1e6)
+    same = xr.concat([a, a], "sample", data_vars="all", coords="different", compat="equals")
+    expected = tolsim.time_to_recurrence(a, threshold=1e6).values
+    np.testing.assert_array_equal(
+        tolsim.time_to_recurrence(same, threshold=1e6).values, np.tile(expected, 2)
+    )
+    relabelled = a.assign_attrs(withdrawal_day=40.0)  # attrs that are not the run's
+    with pytest.raises(ValueError, match="not those it was simulated with"):
+        tolsim.time_to_recurrence(relabelled, threshold=1e6)
+
+
+def test_arms_results_combined_along_samples_keep_their_arms(tmp_path):
+    """Two simulate_arms results concatenated along ``sample`` (xarray's default gives the
+    per-arm variables a sample dim) give each arm's recurrence as one call with all samples;
+    arms that differ between the parts are refused."""
+    arms = {
+        "late": SCHEDULE,
+        "early": tolsim.Schedule.from_phases([{"days": 40, "tamoxifen": 1.0}, {"days": 80}]),
+    }
+    first = tolsim.simulate_arms(MODEL, {"kappa_T": [0.1, 0.3]}, arms, TIMES)
+    second = tolsim.simulate_arms(MODEL, {"kappa_T": [0.5]}, arms, TIMES)
+    both = xr.concat(
+        [first, second], "sample", data_vars="all", coords="different", compat="equals"
+    )
+    assert both.withdrawal_day.dims == ("sample", "arm")
+    direct = tolsim.simulate_arms(MODEL, {"kappa_T": [0.1, 0.3, 0.5]}, arms, TIMES)
+    np.testing.assert_array_equal(
+        tolsim.time_to_recurrence(both, threshold=1e6).transpose("arm", "sample").values,
+        tolsim.time_to_recurrence(direct, threshold=1e6).transpose("arm", "sample").values,
+    )
+    swapped = tolsim.simulate_arms(MODEL, {"kappa_T": [0.5]}, dict(reversed(arms.items())), TIMES)
+    other = xr.concat(
+        [first, swapped.assign_coords(arm=list(arms))],
+        "sample",
+        data_vars="all",
+        coords="different",
+        compat="equals",
+    )
+    with pytest.raises(ValueError, match="differs along 'sample'"):
+        tolsim.time_to_recurrence(other, threshold=1e6)

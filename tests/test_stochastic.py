@@ -689,6 +689,31 @@ def test_probability_helpers_take_arms(linear):
     assert np.isnan(float(recurrence.recurrence_probability.sel(arm="none")))
 
 
+def test_paths_of_other_thresholds_are_not_pooled(linear):
+    """Paths concatenated from runs at recurrence thresholds of 50 and 5,000 cells took the
+    first run's label (a probability "at 50 cells" of both); refused now. Paths of one run
+    split by ``path_start`` still pool to the whole run's answer."""
+    p = linear.default_params(S0=0, T0=3)
+    run = dict(method="ssa", seed=1, recurrence_threshold=50)
+    low = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], paths=40, **run)
+    high = tolsim.simulate(
+        linear, p, TAM_THEN_OFF, [0.0, 40.0], paths=40, **{**run, "recurrence_threshold": 5000}
+    )
+    mixed = xr.concat([low, high], "path", data_vars="all", coords="different", compat="equals")
+    with pytest.raises(ValueError, match="combines results of different schedules"):
+        tolsim.recurrence_probability(mixed, horizon=10)
+    with pytest.raises(ValueError, match="combines results of different schedules"):
+        tolsim.time_to_recurrence(mixed, threshold=50)
+    halves = [
+        tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], paths=20, path_start=s, **run)
+        for s in (0, 20)
+    ]
+    pooled = xr.concat(halves, "path", data_vars="all", coords="different", compat="equals")
+    assert float(tolsim.recurrence_probability(pooled, horizon=10).recurrence_probability) == (
+        float(tolsim.recurrence_probability(low, horizon=10).recurrence_probability)
+    )
+
+
 def test_probability_helpers_check_their_input(linear):
     p = linear.default_params(S0=20, T0=2)
     ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], method="ssa", paths=5, seed=1)

@@ -543,6 +543,41 @@ def test_a_store_whose_creation_was_interrupted_is_not_resumed(tmp_path, monkeyp
         sweep(MODEL, DESIGN, SCHEDULE, store=store)
 
 
+def test_stores_without_a_fingerprint_and_a_creation_race_are_named(tmp_path, monkeypatch):
+    """A store interrupted before its attrs were written is called half-created (it was
+    "a different sweep (fingerprint None)"), unless it has computed chunks; a store another
+    process created meanwhile is named as such, not as zarr's "use mode 'w'"."""
+    import importlib
+
+    import zarr
+
+    module = importlib.import_module("tolsim.sweep")
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, max_chunks=0)
+    del zarr.open_group(store, mode="r+").attrs["tolsim_sweep_fingerprint"]
+    with pytest.raises(StoreMismatchError, match="left half-created .* remove it and run again"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store)
+    done = tmp_path / "done.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=done)
+    del zarr.open_group(done, mode="r+").attrs["tolsim_sweep_fingerprint"]
+    with pytest.raises(StoreMismatchError, match="has computed chunks but no fingerprint"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=done)
+
+    raced = tmp_path / "raced.zarr"
+    create = module._create_store
+
+    def other_process_first(store, *args, **kwargs):
+        create(store, *args, **kwargs)  # the other process's creation
+        create(store, *args, **kwargs)  # then this one's
+
+    monkeypatch.setattr(module, "_create_store", other_process_first)
+    with pytest.raises(StoreMismatchError, match="created by another process"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=raced)
+    monkeypatch.undo()
+    resumed = sweep(MODEL, DESIGN, SCHEDULE, store=raced)
+    assert bool(resumed.chunk_done.all())
+
+
 def test_stochastic_counts_threshold_and_chunks_are_checked_up_front(tmp_path):
     linear = tolsim.models.TwoState(crowding="none")
     design = {"T0": [1.0, 2.0, 3.0, 4.0, 5.0, 4.5]}

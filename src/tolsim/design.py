@@ -131,6 +131,10 @@ class Design:
         except (TypeError, ValueError) as error:
             raise TypeError(f"`spec` = {self.spec!r} is not JSON-able: {error}") from None
 
+    def __reduce__(self):
+        # the read-only view of the columns is no picklable type: rebuild from a dict
+        return (type(self), (dict(self.columns), self.kind, self.spec))
+
     def __len__(self) -> int:
         return next(iter(self.columns.values())).size
 
@@ -757,6 +761,11 @@ class ScheduleTemplate:
         object.__setattr__(self, "slots", types.MappingProxyType(defaults))
         if not isinstance(self.name, str):
             raise TypeError(f"`name` = {self.name!r}: expected a str")
+
+    def __reduce__(self):
+        # the read-only view of the slots is no picklable type: rebuild from a dict (``build``
+        # pickles by reference, as any function: a module-level one with plain pickle)
+        return (type(self), (self.build, dict(self.slots), self.name))
 
     def __repr__(self) -> str:
         slots = ", ".join(f"{slot}={value:g}" for slot, value in self.slots.items())

@@ -155,6 +155,17 @@ class _Objective:
         self.evaluations = 0
         self._gaussian = None
 
+    def __getstate__(self) -> dict:
+        # the kernels are a module generated in this process (by name in sys.modules): a
+        # pickle, a deep copy or a Dask worker makes them again from the model
+        state = self.__dict__.copy()
+        del state["kernels"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.kernels = ode_kernels(self.model, _AUTO)
+
     # parameters ---------------------------------------------------------------------------
     def full_params(self, theta: np.ndarray) -> dict[str, float]:
         params = dict(self.values)

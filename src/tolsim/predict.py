@@ -5,10 +5,11 @@ propagates two kinds of uncertainty to the time to recurrence after tamoxifen wi
 
 * **parameter uncertainty** — draws of the free parameters from the fit: posterior samples
   (:meth:`FitResult.sample`, emcee) or the Laplace approximation (a multivariate normal on
-  the log10 scale with the inverse Hessian of the negative log-likelihood as covariance,
-  truncated to the fit's bounds; it matches the profile-likelihood intervals when the
-  profiles are close to quadratic). Each draw is one row of a parameter table solved in one
-  batched kernel call.
+  the log10 scale with the inverse Hessian of the negative log-likelihood as covariance)
+  used as the proposal of importance sampling of the likelihood within the fit's bounds
+  (:func:`laplace_draws`; it matches the profile-likelihood intervals when the profiles are
+  close to quadratic, and follows the likelihood where they are not). Each draw is one row
+  of a parameter table solved in one batched kernel call.
 * **demographic noise** of small residual populations — for a linear model, the exact
   branching-process probabilities (:func:`tolsim.branching.branching_extinction`) that the
   whole population, or the tolerant reservoir, dies out; for any model, stochastic paths
@@ -344,7 +345,9 @@ def predict(
     draws : int
         Parameter draws (one batched solve each).
     uncertainty : {"laplace", "posterior", "none"}
-        Where draws come from: the Laplace approximation (:func:`laplace_draws`), posterior
+        Where draws come from: the Laplace approximation corrected by importance sampling
+        (:func:`laplace_draws`; attrs ``laplace_effective_sample_size`` and
+        ``laplace_candidates``), posterior
         samples (``posterior``, or :meth:`FitResult.sample` run here with ``seed``), or the
         best fit only (``draws`` is then 1).
     posterior : xarray.Dataset, optional
@@ -397,7 +400,9 @@ def predict(
         ``recurrence_free_probability`` with ``recurrence_free_low``/``_high`` (Monte Carlo
         interval) against ``day_since_withdrawal``, ``probability_no_recurrence`` by
         ``horizon_days``, ``eradication_probability``, ``N_quantiles`` and
-        ``tolerant_fraction_quantiles`` (quantile, time). Attributes record the model,
+        ``tolerant_fraction_quantiles`` (quantile, time): quantiles of the mean-field
+        trajectory over the draws, i.e. parameter uncertainty only (no measurement or
+        demographic noise: not bands for new measurements). Attributes record the model,
         schedule, fit, uncertainty, demographic treatment, seed and tolsim version.
 
     Examples
@@ -701,7 +706,8 @@ def predict(
             np.quantile(trajectory, quantiles, axis=0) if trajectory.size else np.nan,
             {
                 "units": ode[variable].attrs.get("units", ""),
-                "long_name": f"quantiles of {variable} over parameter draws",
+                "long_name": f"quantiles of the mean-field {variable} over parameter draws "
+                "(parameter uncertainty only: no measurement or demographic noise)",
             },
         )
     coords = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 
@@ -12,6 +14,51 @@ from tolsim.kernels.events import recurrence_days
 from tolsim.schedule import Schedule
 
 __all__ = ["check_threshold", "derivative_jumps", "metric_grid", "time_to_recurrence"]
+
+# A scalar coordinate of every tolsim.simulate result: the digest of the attrs recurrence is
+# computed from. xarray's concat and merge keep the first result's attrs, but concatenate a
+# coordinate that differs, so a result combined from runs of other schedules (or thresholds)
+# is recognised instead of measured from the first run's withdrawal day.
+PROVENANCE = "recorded_sha256"
+_PROVENANCE_ATTRS = ("schedule", "withdrawal_day", "recurrence_threshold")
+
+
+def provenance_digest(attrs) -> str:
+    """SHA-256 of a result's ``schedule``, ``withdrawal_day`` and ``recurrence_threshold``
+    attrs (:data:`PROVENANCE`), as written and as read back from NetCDF or Zarr."""
+    record = {}
+    for name in _PROVENANCE_ATTRS:
+        value = attrs.get(name)
+        if name == "withdrawal_day" and value is not None:
+            value = float(value)
+        elif value is not None:
+            value = str(value)
+        record[name] = value
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def check_provenance(ds: xr.Dataset) -> None:
+    """Refuse a result whose attrs are not those its data were simulated with: one combined
+    (``xr.concat``, ``merge``) from runs of different schedules, withdrawal days or recurrence
+    thresholds, which keeps the first run's attrs, or one whose attrs were changed."""
+    if PROVENANCE not in ds.coords:
+        return  # a tolsim.simulate_arms result (per-arm variables), or from before 0.1
+    recorded = ds.coords[PROVENANCE]
+    values = np.unique(np.asarray(recorded.values, dtype=str))
+    if values.size > 1:
+        raise ValueError(
+            f"`ds` combines results of different schedules, withdrawal days or recurrence "
+            f"thresholds (its {PROVENANCE!r} coordinate differs along {list(recorded.dims)}): "
+            "xarray keeps the first result's attrs, which would be used for all of them. "
+            "Compute each part apart, or simulate the schedules together with "
+            "tolsim.simulate_arms"
+        )
+    if values.size and values[0] != provenance_digest(ds.attrs):
+        raise ValueError(
+            "`ds`'s `schedule`, `withdrawal_day` or `recurrence_threshold` attrs are not those "
+            f"it was simulated with (its {PROVENANCE!r} coordinate does not match them: "
+            "changed, or taken from another result by xr.concat or merge)"
+        )
 
 
 def check_threshold(threshold, name: str = "threshold") -> float:
@@ -171,10 +218,9 @@ def time_to_recurrence(
     >>> round(float(tolsim.time_to_recurrence(ds, threshold=1e6)), 1)  # days after day 56
     8.6
     """
+    check_provenance(ds)
     if withdrawal_day is None and "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
-        if ds["withdrawal_day"].ndim == 1:
-            return _per_arm(ds, threshold)  # a tolsim.simulate_arms result
-        return _per_arm(ds.expand_dims("arm"), threshold).squeeze("arm", drop=True)  # one arm
+        return _per_arm(_arms_only(ds), threshold)  # a tolsim.simulate_arms result
     if "path" in ds.dims and "time_to_recurrence" in ds:
         return _stochastic_recurrence(ds, threshold, withdrawal_day)
     for name in ("N", "dN_dt"):
@@ -248,9 +294,38 @@ def time_to_recurrence(
     )
 
 
+def _arms_only(ds: xr.Dataset) -> xr.Dataset:
+    """A :func:`tolsim.simulate_arms` result with its per-arm ``withdrawal_day`` and
+    ``schedule`` along the arm dim only.
+
+    Arms results concatenated along ``sample`` (xarray's default) have them along ``sample``
+    too: equal there, they are reduced; different, the samples come from other schedules and
+    the result is refused."""
+    names = [name for name in _ARM_VARIABLES if name in ds.variables]
+    sample_dims = {d for name in names for d in ds[name].dims if d in ("sample", "path")}
+    for name in names:
+        for dim in sample_dims & set(ds[name].dims):
+            values = ds[name]
+            first = values.isel({dim: 0})
+            same = (values == first) | (values.isnull() & first.isnull())
+            if not bool(same.all()):
+                raise ValueError(
+                    f"`ds` combines samples simulated with different arms: its {name!r} "
+                    f"differs along {dim!r} (results concatenated along {dim!r}?): compute "
+                    "each part apart"
+                )
+            ds = ds.assign({name: first.drop_vars(dim, errors="ignore")})
+    return ds
+
+
+_ARM_VARIABLES = ("withdrawal_day", "schedule")
+
+
 def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:
     """:func:`time_to_recurrence` of each arm of a :func:`tolsim.simulate_arms` result, from
     its own withdrawal day and schedule; NaN for an arm that never gives tamoxifen."""
+    if ds["withdrawal_day"].ndim == 0:  # one arm (selected from an arms result)
+        return _per_arm(ds.expand_dims("arm"), threshold).squeeze("arm", drop=True)
     (dim,) = ds["withdrawal_day"].dims
     parts = []
     for i in range(ds.sizes[dim]):

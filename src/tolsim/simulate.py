@@ -16,6 +16,7 @@ from tolsim.kernels import summary
 from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
+from tolsim.recurrence import PROVENANCE, provenance_digest
 from tolsim.schedule import Schedule
 
 __all__ = ["METHODS", "ODE_METHODS", "SolverError", "simulate", "simulate_arms"]
@@ -380,6 +381,7 @@ def simulate_arms(
         {"units": "days", "long_name": "day tamoxifen is withdrawn (NaN: the arm gives none)"},
     )
     stacked.attrs.pop("withdrawal_day", None)  # per arm, in the variable
+    stacked = stacked.drop_vars(PROVENANCE, errors="ignore")  # per arm: the variables
     for name, values in _differing_attrs(runs).items():
         if name in _PER_ARM_NAMES:
             continue  # the variables above
@@ -887,7 +889,12 @@ def _to_dataset(model, packed, single, schedule, t_out, compiled, solution, code
     data_vars["dN_dt"] = (
         dims,
         out_dn[index],
-        {"units": "cells/day", "long_name": "rate of change of total cells"},
+        {
+            "units": "cells/day",
+            "long_name": "rate of change of total cells",
+            "comment": "derivative of the solver's dense output (less accurate than N "
+            "between breakpoints)",
+        },
     )
     data_vars.update(drug_variables(model, packed, compiled, t_out, sample_dims, index))
     status = stats[:, 0]
@@ -941,4 +948,5 @@ def _to_dataset(model, packed, single, schedule, t_out, compiled, solution, code
         attrs["withdrawal_day"] = schedule.withdrawal_day("tamoxifen")
     except ValueError:
         pass  # tamoxifen is never given: there is no withdrawal
+    coords[PROVENANCE] = provenance_digest(attrs)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

@@ -21,7 +21,13 @@ from tolsim import buffers
 from tolsim.branching import branching_extinction
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
-from tolsim.recurrence import check_threshold, threshold_text
+from tolsim.recurrence import (
+    PROVENANCE,
+    check_provenance,
+    check_threshold,
+    provenance_digest,
+    threshold_text,
+)
 from tolsim.simulate import drug_variables
 
 __all__ = [
@@ -382,6 +388,7 @@ def _to_dataset(
         )
     if withdrawal_day is not None:
         attrs["withdrawal_day"] = withdrawal_day
+    coords[PROVENANCE] = provenance_digest(attrs)
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
@@ -416,6 +423,7 @@ def _check_paths_dataset(ds) -> None:
             "`ds` is not a stochastic result: expected the Dataset of tolsim.simulate(..., "
             "method='ssa' | 'tau' | 'hybrid'), which has a `path` dimension"
         )
+    check_provenance(ds)
 
 
 def _proportion(event: xr.DataArray, ok: xr.DataArray, level: float, name: str, long_name: str):

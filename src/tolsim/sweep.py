@@ -719,9 +719,19 @@ def sweep(
         except Exception as error:  # zarr's errors differ by version: name the argument
             raise StoreMismatchError(
                 f"`store` = {str(store)!r} exists but is not a Zarr store of a sweep "
-                f"({type(error).__name__}: {error}); choose a new store path"
+                f"({type(error).__name__}: {error}), or one whose creation was interrupted "
+                "before any metadata was written: choose a new store path (or remove it)"
             ) from error
         found = existing.attrs.get("tolsim_sweep_fingerprint")
+        if found is None and "chunk_done" in existing:
+            if not bool(existing["chunk_done"].values.any()):
+                found = _CREATING  # interrupted before its attrs were written
+            else:
+                raise StoreMismatchError(
+                    f"`store` = {str(store)!r} has computed chunks but no fingerprint (its "
+                    "attrs were edited?): it cannot be told which sweep it holds; choose a new "
+                    "store path"
+                )
         if found == _CREATING:
             raise StoreMismatchError(
                 f"`store` = {str(store)!r} was left half-created (interrupted before its design "
@@ -844,7 +854,16 @@ def _create_store(
     # writing n NaNs first; then the small arrays that must hold real values are written.
     # The known values are written from numpy here: computing the dask arrays above would
     # send them through the Dask client (the design's columns to a worker and back).
-    ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
+    try:
+        ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
+    except Exception as error:  # zarr's errors differ by version
+        if Path(store).exists():
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} was created by another process while this sweep "
+                f"created it ({type(error).__name__}): run the same sweep again to resume it "
+                "once that one has finished creating it"
+            ) from error
+        raise
     known = {"status": (("sample",), np.full(n, NOT_COMPUTED, dtype=np.int32))}
     known.update({name: (("sample",), values) for name, values in columns.items()})
     xr.Dataset(known).to_zarr(store, region={"sample": slice(0, n)}, mode="r+", consolidated=False)

@@ -198,8 +198,8 @@ def central_amount(tau, depot0, central0, infusion, ka, ke, absorbed, infused):
     decay_e = math.exp(-ke * tau)
     amount = central0 * decay_e
     if depot0 != 0.0:
-        if absorbed != absorbed:  # ka == ke (to 1e-9)
-            amount += depot0 * ka * tau * decay_e
+        if absorbed != absorbed:  # ka == ke (to 1e-9): the series, to its second term
+            amount += depot0 * ka * tau * decay_e * (1.0 - 0.5 * (ka - ke) * tau)
         else:
             amount += absorbed * (decay_e - math.exp(-ka * tau))
     if infusion != 0.0:
@@ -248,12 +248,14 @@ def advance_decays(ratio, decay, n):
 
 
 @cuda.jit(device=True)
-def amount_from_decays(tau, decay_e, decay_a, depot0, central0, infusion, ka, absorbed, infused):
+def amount_from_decays(
+    tau, decay_e, decay_a, depot0, central0, infusion, ka, ke, absorbed, infused
+):
     """:func:`central_amount` with its factors exp(-ke tau) and exp(-ka tau) given."""
     amount = central0 * decay_e
     if depot0 != 0.0:
-        if absorbed != absorbed:  # ka == ke (to 1e-9)
-            amount += depot0 * ka * tau * decay_e
+        if absorbed != absorbed:  # ka == ke (to 1e-9): the series, to its second term
+            amount += depot0 * ka * tau * decay_e * (1.0 - 0.5 * (ka - ke) * tau)
         else:
             amount += absorbed * (decay_e - decay_a)
     if infusion != 0.0:
@@ -269,7 +271,8 @@ def stage_concentrations(tau, level, pk, decay, conc):
     for ch in range(N_CHANNELS):
         amount = amount_from_decays(
             tau, decay[ch, 0], decay[ch, 1], pk[ch, PK_DEPOT], pk[ch, PK_CENTRAL],
-            pk[ch, PK_INFUSION], pk[ch, PK_KA], pk[ch, PK_ABSORBED], pk[ch, PK_INFUSED],
+            pk[ch, PK_INFUSION], pk[ch, PK_KA], pk[ch, PK_KE], pk[ch, PK_ABSORBED],
+            pk[ch, PK_INFUSED],
         )  # fmt: skip
         for d in range(N_DRUGS):
             if pk[ch, PK_DRUG] == d:

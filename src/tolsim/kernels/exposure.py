@@ -57,15 +57,24 @@ def central_amount(tau, depot0, central0, infusion, ka, ke):
     """Amount in the central compartment ``tau`` days into a piece (closed form).
 
     Solves ``dA_g/dt = -ka A_g``, ``dA_c/dt = ka A_g - ke A_c + infusion`` from
-    ``(depot0, central0)``; the ``ka == ke`` limit is taken analytically.
+    ``(depot0, central0)``. The absorbed dose's term ``ka / (ka - ke) (e^(-ke tau) -
+    e^(-ka tau))`` is evaluated as ``ka e^(-k tau) (1 - e^(-|ka - ke| tau)) / |ka - ke|``
+    with ``k`` the smaller rate and ``expm1``: no cancellation when ``ka`` is close to ``ke``
+    (full precision however close; the difference of exponentials lost ``1 / |ka/ke - 1|``
+    of it) and no overflow; its ``ka == ke`` limit ``ka tau e^(-ke tau)`` is the series'
+    first term.
     """
     decay_e = np.exp(-ke * tau)
     amount = central0 * decay_e
     if depot0 != 0.0:
-        if abs(ka - ke) <= 1e-9 * ka:
-            amount += depot0 * ka * tau * decay_e
+        gap = abs(ka - ke)
+        x = gap * tau
+        if x < 1e-12:  # (1 - e^-x) / gap = tau (1 - x/2 + x^2/6 ...): exact to 1e-24
+            spread = tau * (1.0 - 0.5 * x)
         else:
-            amount += depot0 * ka / (ka - ke) * (decay_e - np.exp(-ka * tau))
+            spread = -np.expm1(-x) / gap
+        slower = decay_e if ke <= ka else np.exp(-ka * tau)
+        amount += depot0 * ka * slower * spread
     if infusion != 0.0:
         amount += infusion / ke * (1.0 - decay_e)
     return amount

@@ -620,6 +620,7 @@ RESULT_NAMES = (
     "arm",
     "schedule",
     "withdrawal_day",
+    "recorded_sha256",
     "N",
     "tolerant_fraction",
     "dN_dt",
