@@ -88,6 +88,21 @@ def test_interrupted_sweep_resumes_to_the_same_store(client, tmp_path):
         np.testing.assert_array_equal(resumed[name].values, full[name].values)
 
 
+def test_a_lost_status_chunk_reads_not_computed_not_success(tmp_path):
+    """A chunk file of `status` deleted from a finished store read as 0 (success) beside NaN
+    metrics; its samples read as not computed now."""
+    import shutil
+
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=8)
+    chunk_files = sorted((store / "status" / "c").iterdir())
+    assert len(chunk_files) == -(-len(DESIGN) // 8)
+    shutil.rmtree(chunk_files[1]) if chunk_files[1].is_dir() else chunk_files[1].unlink()
+    status = xr.open_zarr(store, consolidated=False).status.values
+    np.testing.assert_array_equal(status[8:16], -99)
+    assert np.all(status[:8] == 0) and np.all(status[16:] == 0)
+
+
 def test_store_of_another_sweep_is_refused(client, tmp_path):
     store = tmp_path / "s.zarr"
     sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=20, max_chunks=1)

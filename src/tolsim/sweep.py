@@ -855,7 +855,9 @@ def _create_store(
     # The known values are written from numpy here: computing the dask arrays above would
     # send them through the Dask client (the design's columns to a worker and back).
     try:
-        ds.to_zarr(store, compute=False, mode="w-", consolidated=False)
+        # a lost chunk file of `status` reads as "not computed", not as 0, success
+        encoding = {"status": {"fill_value": NOT_COMPUTED}}
+        ds.to_zarr(store, compute=False, mode="w-", consolidated=False, encoding=encoding)
     except Exception as error:  # zarr's errors differ by version
         if Path(store).exists():
             raise StoreMismatchError(
