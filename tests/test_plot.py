@@ -111,7 +111,64 @@ def test_arms_are_shaded_one_at_a_time():
     with pytest.raises(ValueError, match="holds 2 schedules .*ds.isel\\(arm=0\\)"):
         plot.drug_shading(ds)
     assert spans_by_drug(plot.drug_shading(ds.sel(arm="b"))) == {"tamoxifen": (0.0, 10.0)}
-    assert len(plot.trajectories(ds).patches) == 0  # pooled arms: no single schedule to shade
+    ax = plot.trajectories(ds)
+    assert len(ax.patches) == 0  # several schedules: none shaded
+    # one line per arm (they were pooled into one median), each the arm's own N
+    assert [line.get_label() for line in ax.get_lines()] == ["a", "b"]
+    for line, name in zip(ax.get_lines(), arms, strict=True):
+        np.testing.assert_array_equal(line.get_ydata(), ds.N.sel(arm=name).values)
+    fraction = plot.tolerant_fraction(ds)
+    for line, name in zip(fraction.get_lines(), arms, strict=True):
+        np.testing.assert_array_equal(line.get_ydata(), ds.tolerant_fraction.sel(arm=name))
+
+
+def test_recurrence_times_of_failed_solves_and_of_text_say_so():
+    ax = plot.recurrence_times(xr.DataArray([np.nan, np.nan], dims="sample"))
+    assert ax.get_legend_handles_labels()[1] == ["all 2 failed"]  # was "100.0% no recurrence"
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    with pytest.raises(TypeError, match="`days` holds <U1 values"):
+        plot.recurrence_times(np.array(["x"]))
+    assert plt.get_fignums() == before  # no figure opened for it
+
+
+def test_a_condition_measured_on_one_day_shows_its_fit():
+    predictions = xr.Dataset(
+        {
+            "condition": ("row", ["A", "B", "C", "C"]),
+            "observable": ("row", ["time_to_recurrence"] * 4),
+            "time": ("row", [60.0, 60.0, 10.0, 20.0]),
+            "observed": ("row", [20.0, 30.0, 5.0, 6.0]),
+            "predicted": ("row", [22.0, np.inf, 5.5, 6.5]),
+        }
+    )
+    ax = plot.fit(predictions, observable="time_to_recurrence", log=False)
+    fitted = {line.get_label(): line for line in ax.get_lines() if "(fit)" in line.get_label()}
+    assert fitted["A (fit)"].get_marker() == "x" and fitted["C (fit)"].get_linestyle() == "-"
+    assert [t.get_text() for t in ax.texts] == ["never"]  # B's fit never recurs
+
+
+def test_profiles_take_one_name_and_one_axes(tmp_path):
+    import matplotlib.pyplot as plt
+
+    profiled = xr.Dataset(
+        {
+            "log10_value": (("parameter", "step"), [[-1.0, -0.9, -0.8], [0.0, 0.1, 0.2]]),
+            "nllh": (("parameter", "step"), [[3.0, 1.0, 3.0], [4.0, 1.0, 4.0]]),
+            "ci_low": ("parameter", [0.11, 1.1]),
+            "ci_high": ("parameter", [0.15, 1.5]),
+            "best_nllh": 1.0,
+        },
+        coords={"parameter": ["a", "bc"]},
+        attrs={"threshold_nllh": 1.92, "level": 0.95},
+    )
+    _, ax = plt.subplots()
+    (panel,) = plot.profiles(profiled, ax, parameters="bc")
+    assert panel is ax
+    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), 10 ** np.array([0.0, 0.1, 0.2]))
+    with pytest.raises(TypeError, match="`axes` = 3"):
+        plot.profiles(profiled, 3, parameters="a")
 
 
 def test_trajectories_of_an_ensemble_draw_median_and_band_or_thin_lines():

@@ -114,29 +114,57 @@ def test_laplace_draws_follow_a_one_sided_likelihood():
     """log10 x in [-3, 1] with a likelihood flat below 0 and a half-normal (sd 0.1) above:
     the normal approximation at the best fit (0) sees only the right side. The draws follow
     the likelihood: P(log10 x < 0) = 3 / (3 + 0.1 sqrt(pi/2)) = 0.960 and the right side's
-    mean 0.1 sqrt(2/pi) = 0.0798, within 4 standard errors of their effective sample size."""
-    from tolsim.predict import laplace_draws
+    mean 0.1 sqrt(2/pi) = 0.0798, within 4 standard errors of the importance sampling's
+    effective sample size (the draws repeat candidates: it, not their number, sets them)."""
+    from tolsim.predict import _laplace_importance
 
     def nllh(theta):
         return 0.5 * (max(theta[0], 0.0) / 0.1) ** 2
 
     fit = _FakeFit(nllh, {"x": (1e-3, 10.0)}, [0.0])
-    with pytest.warns(PredictionWarning, match="effective sample size"):
-        x = laplace_draws(fit, 4000, np.random.default_rng(1))[:, 0]
+    x, info = _laplace_importance(fit, 4000, np.random.default_rng(1))
+    x = x[:, 0]
+    effective = info["effective_sample_size"]
+    assert effective > 500
     left = 3.0 / (3.0 + 0.1 * np.sqrt(np.pi / 2))
-    # resampled draws repeat candidates: the effective sample size (>= 1,000 here) sets the
-    # standard errors, not the 4,000 draws
-    assert abs(np.mean(x < 0) - left) < 4 * np.sqrt(left * (1 - left) / 1000)
+    assert abs(np.mean(x < 0) - left) < 4 * np.sqrt(left * (1 - left) / effective)
     right = x[x >= 0]
-    assert abs(right.mean() - 0.1 * np.sqrt(2 / np.pi)) < 4 * 0.06 / np.sqrt(1000 * (1 - left))
+    assert abs(right.mean() - 0.1 * np.sqrt(2 / np.pi)) < 4 * 0.06 / np.sqrt(
+        effective * (1 - left)
+    )
     assert x.min() >= -3.0 and x.max() <= 1.0
+
+
+def test_laplace_draws_follow_a_correlated_normal_likelihood():
+    """A correlated bivariate normal (log10 sds 0.05 and 0.2, correlation 0.9) well inside
+    its bounds: the draws' means, sds and correlation are the likelihood's within 5 standard
+    errors of the effective sample size."""
+    from tolsim.predict import _laplace_importance
+
+    sd = np.array([0.05, 0.2])
+    correlation = 0.9
+    covariance = np.array([[1.0, correlation], [correlation, 1.0]]) * np.outer(sd, sd)
+    precision = np.linalg.inv(covariance)
+    centre = np.array([0.0, 1.0])
+
+    def nllh(theta):
+        d = theta - centre
+        return 0.5 * d @ precision @ d
+
+    fit = _FakeFit(nllh, {"a": (1e-3, 1e3), "b": (1e-2, 1e4)}, centre)
+    theta, info = _laplace_importance(fit, 2000, np.random.default_rng(2))
+    n = info["effective_sample_size"]
+    assert n > 1000
+    np.testing.assert_allclose(theta.mean(axis=0), centre, atol=5 * sd.max() / np.sqrt(n))
+    np.testing.assert_allclose(theta.std(axis=0), sd, rtol=5 / np.sqrt(2 * n))
+    assert abs(np.corrcoef(theta.T)[0, 1] - correlation) < 5 * (1 - correlation**2) / np.sqrt(n)
 
 
 def test_laplace_draws_with_an_undetermined_direction_stay_where_the_data_allow():
     """mu_E beside T0 from total cells only: the best mu_E sits on its lower bound and the
     likelihood is flat towards it, steep above. Uniform draws along that direction put 57%
     of the draws outside the joint 95% likelihood-ratio region (and a recurrence interval
-    25x too wide); weighted by the likelihood, at most about 5% are (here: below 12%)."""
+    25x too wide); from the posterior, at most about 5% are (here: below 12%)."""
     from scipy.stats import chi2
 
     truth = {"lambda_S": 0.25, "T0": 100.0, "mu_E": 1e-4}
@@ -174,13 +202,14 @@ def test_laplace_draws_with_an_undetermined_direction_stay_where_the_data_allow(
         )
     messages = [str(w.message) for w in caught]
     assert any("flat or curved the wrong way in 1 direction" in m for m in messages)
-    # few candidates carry the weight here (T0 and mu_E trade off along a curved ridge)
-    assert any("effective sample size" in m for m in messages)
+    # T0 and mu_E trade off along a curved ridge that no normal proposal covers: the
+    # importance sampling finds a tiny effective sample size, and the posterior is sampled
+    assert any("draws come from the posterior sampled with emcee" in m for m in messages)
+    assert prediction.attrs["uncertainty"] == "posterior"
     theta = np.log10(prediction.parameter_value.sel(parameter=list(result.free)).values)
     ratio = np.array([2 * (result.objective.nllh(t) - result.nllh) for t in theta])
     assert np.mean(ratio > chi2.ppf(0.95, 3)) < 0.12
-    assert prediction.attrs["laplace_candidates"] == 1200
-    assert 0 < prediction.attrs["laplace_effective_sample_size"] <= 1200
+    assert prediction.attrs["laplace_effective_sample_size"] < 100  # why it fell back
     low, high = prediction.time_to_recurrence_interval.values
     assert 13.5 < low < high < 15.5  # the true day is 14.785 (uniform draws: 1.1 to 14.8)
 

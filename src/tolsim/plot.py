@@ -173,6 +173,13 @@ def _runs(present: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> list:
     ]
 
 
+def _arm_dim(ds: xr.Dataset) -> str | None:
+    """The dim along which a :func:`tolsim.simulate_arms` result holds its schedules."""
+    if "schedule" in ds and ds["schedule"].ndim == 1:
+        return ds["schedule"].dims[0]
+    return None
+
+
 def drug_shading(ds: xr.Dataset, ax: Axes | None = None, *, alpha: float = 0.12) -> Axes:
     """Shade the days each drug is present (concentration > 0), one colour per drug.
 
@@ -182,9 +189,11 @@ def drug_shading(ds: xr.Dataset, ax: Axes | None = None, *, alpha: float = 0.12)
         A result of :func:`tolsim.simulate` (or any dataset with a ``time`` coordinate in
         days), or one arm of a :func:`tolsim.simulate_arms` result. Where it records its
         schedule, spans start and end exactly at the schedule's breakpoints (oral doses from
-        their dose day), and a drug with pharmacokinetics counts as present while above 0.1%
-        of its peak concentration; otherwise spans follow the ``<drug>_um`` variables at the
-        output days (edges then only as fine as the output spacing).
+        their dose day), and a drug with pharmacokinetics counts as present on an interval
+        between output days (or breakpoints) whose midpoint is above 0.1% of its peak
+        concentration: a washout tail ends at an output day, as fine as their spacing;
+        otherwise spans follow the ``<drug>_um`` variables at the output days (edges then
+        only as fine as the output spacing).
     ax : matplotlib.axes.Axes, optional
     alpha : float
         Opacity of the spans.
@@ -274,8 +283,9 @@ def trajectories(
     quantiles : (float, float)
         Lower and upper quantile of the band.
     drugs : bool
-        Shade the days each drug is present (:func:`drug_shading`); not for a dataset of
-        several schedules (a :func:`tolsim.simulate_arms` result: select one arm).
+        Shade the days each drug is present (:func:`drug_shading`). A
+        :func:`tolsim.simulate_arms` result is drawn arm by arm (a line, and band, per arm,
+        labelled with its name), without shading: select one arm to shade its schedule.
     label : str, optional
         Legend label of the ``N`` line (default ``"N"``, or ``"N (median, 90% band)"``).
     **line_kwargs
@@ -305,7 +315,17 @@ def trajectories(
         raise ValueError(f"`spread` = {spread!r}: expected 'band' or 'lines'")
     low, high = _check_quantiles(quantiles)
     ax = _axes(ax)
-    if drugs and not ("schedule" in ds and ds["schedule"].ndim > 0):  # arms: no one schedule
+    arm_dim = _arm_dim(ds)
+    if arm_dim is not None:  # one line (and band) per arm, in its own colour; no shading
+        for value in ds[arm_dim].values:
+            one = ds.sel({arm_dim: value}).drop_vars(["schedule", "withdrawal_day"])
+            text = f"{value}" if label is None else f"{label}, {value}"
+            trajectories(
+                one, ax, log=log, states=states, spread=spread, quantiles=quantiles,
+                drugs=False, label=text, **line_kwargs,
+            )  # fmt: skip
+        return ax
+    if drugs:
         drug_shading(ds, ax)
     time = ds["time"].values
     members = [dim for dim in ds["N"].dims if dim != "time"]
@@ -385,10 +405,18 @@ def _check_quantiles(quantiles) -> tuple[float, float]:
 def tolerant_fraction(
     ds: xr.Dataset, ax: Axes | None = None, *, label: str | None = None, **kwargs
 ) -> Axes:
-    """Fraction of tolerant (NF-κB-high) cells against days (the median of an ensemble)."""
+    """Fraction of tolerant (NF-κB-high) cells against days (the median of an ensemble; one
+    line per arm of a :func:`tolsim.simulate_arms` result)."""
     ds = _dataset(ds, "ds", _SIMULATION)
     _require(ds, "ds", _SIMULATION, {"time": ("time",), "tolerant_fraction": None})
     ax = _axes(ax)
+    arm_dim = _arm_dim(ds)
+    if arm_dim is not None:  # a simulate_arms result: one line per arm
+        for value in ds[arm_dim].values:
+            one = ds.sel({arm_dim: value}).drop_vars(["schedule", "withdrawal_day"])
+            text = f"{value}" if label is None else f"{label}, {value}"
+            tolerant_fraction(one, ax, label=text, **kwargs)
+        return ax
     fraction = ds["tolerant_fraction"]
     members = [dim for dim in fraction.dims if dim != "time"]
     if members:
@@ -412,15 +440,23 @@ def recurrence_times(
             f"`days` is a {type(days).__name__}: expected the DataArray from "
             "tolsim.time_to_recurrence"
         )
+    try:
+        values = np.asarray(days, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`days` holds {np.asarray(days).dtype} values: expected recurrence times (days) "
+            "from tolsim.time_to_recurrence"
+        ) from None
     ax = _axes(ax)
-    values = np.asarray(days, dtype=float).ravel()
     finite = values[np.isfinite(values)]
     solved = int(np.count_nonzero(~np.isnan(values)))
-    never = 1.0 - finite.size / max(solved, 1)
     text = f"{label}: " if label else ""
-    text += f"{never:.1%} no recurrence"
-    if solved < values.size:
-        text += f", {values.size - solved} failed"
+    if solved:
+        text += f"{1.0 - finite.size / solved:.1%} no recurrence"
+        if solved < values.size:
+            text += f", {values.size - solved} failed"
+    else:
+        text += f"all {values.size} failed"
     ax.hist(finite, bins=bins, alpha=0.6, label=text, **kwargs)
     ax.set_xlabel("days from withdrawal to recurrence")
     ax.set_ylabel("paths" if "path" in getattr(days, "dims", ()) else "parameter sets")
@@ -579,7 +615,18 @@ def fit(
                 label=f"{condition} (censored)",
             )
         days, first = np.unique(time[rows], return_index=True)
-        ax.plot(days, predicted[rows][first], "-", color=colour, label=f"{condition} (fit)")
+        values = predicted[rows][first]
+        # a condition measured on one day (an event time, an endpoint) gets a marker: a
+        # one-point line draws nothing
+        style = "-" if days.size > 1 else "x"
+        ax.plot(days, values, style, color=colour, label=f"{condition} (fit)")
+        never = np.isposinf(values)
+        if never.any():  # e.g. a recurrence predicted never: an arrow at the axes' top
+            for day in days[never]:
+                ax.annotate(
+                    "never", (day, 1.0), xycoords=("data", "axes fraction"), color=colour,
+                    ha="center", va="top", fontsize="small",
+                )  # fmt: skip
     if band is not None:
         for name, prediction in bands.items():
             colour = "0.4" if name is None else colours[name]
@@ -605,8 +652,9 @@ def profiles(
         (parameter, step), ``ci_low``, ``ci_high``, ``identifiable`` (parameter),
         ``best_nllh``; attrs ``level`` and ``threshold_nllh``.
     axes : sequence of matplotlib.axes.Axes, optional
-        One per parameter drawn; default a new figure, up to four panels a row.
-    parameters : sequence of str, optional
+        One per parameter drawn (a single Axes for one parameter); default a new figure, up
+        to four panels a row. (Named ``axes``, not ``ax``: it takes several.)
+    parameters : str or sequence of str, optional
         Which parameters, in order (default all).
 
     Returns
@@ -649,6 +697,8 @@ def profiles(
     )
     _require_attrs(profiles, "profiles", _PROFILES, ("threshold_nllh",))
     known = [str(p) for p in profiles["parameter"].values]
+    if isinstance(parameters, str):  # one name, not its letters
+        parameters = [parameters]
     names = known if parameters is None else list(parameters)
     unknown = [name for name in names if name not in known]
     if unknown or not names:
@@ -672,7 +722,16 @@ def profiles(
             figure.delaxes(spare)
         panels = np.array(grid[: len(names)], dtype=object)
     else:
-        panels = np.array(list(axes), dtype=object)
+        from matplotlib.axes import Axes as _Axes
+
+        if isinstance(axes, _Axes):  # one Axes for one parameter
+            axes = [axes]
+        try:
+            panels = np.array(list(axes), dtype=object)
+        except TypeError:
+            raise TypeError(
+                f"`axes` = {axes!r}: expected a sequence of matplotlib Axes, one per parameter"
+            ) from None
         if panels.size != len(names):
             raise ValueError(
                 f"`axes` has {panels.size} Axes: expected one per parameter ({len(names)})"

@@ -106,11 +106,123 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
     numpy.ndarray, shape (draws, n_free)
         log10 values.
     """
-    return _laplace_importance(fit, draws, rng)[0]
+    theta, info = _laplace_importance(fit, draws, rng)
+    _warn_effective(info, draws, stacklevel=3)
+    return theta
 
 
-STUDENT_DOF = 5.0  # degrees of freedom of the Laplace proposal's multivariate t
-DEFENSIVE_SHARE = 0.1  # share of the Laplace proposal's candidates uniform over the bounds
+def _warn_effective(info: Mapping[str, float], draws: int, stacklevel: int) -> None:
+    """Warn when the importance sampling's effective sample size is below ``draws / 4``."""
+    effective = info["effective_sample_size"]
+    if effective < draws / 4:
+        warnings.warn(
+            f"the likelihood is far from its Laplace approximation: the "
+            f"{info['candidates']:.0f} importance-sampling candidates have an effective "
+            f"sample size of {effective:.0f} for {draws} draws (they repeat parameter sets); "
+            "use uncertainty='posterior'",
+            PredictionWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+# below this effective sample size (and a quarter of the draws), predict samples the
+# posterior instead of the Laplace approximation's importance sampling
+LAPLACE_FALLBACK_EFFECTIVE = 100.0
+
+
+STUDENT_DOF = 5.0  # degrees of freedom of the proposals' multivariate t
+DEFENSIVE_SHARE = 0.1  # share of the proposals' candidates uniform over the bounds
+
+
+class _Proposal:
+    """A multivariate Student t (``STUDENT_DOF``) centred on ``centre`` with precision
+    ``precision`` along the orthonormal ``shaped`` columns, uniform over the box's extent
+    along the ``spread`` columns, truncated to the box ``[lower, upper]``; mixed with a
+    uniform over the box (``DEFENSIVE_SHARE``). Draws and the mixture's normalised log
+    density (the truncation's normalisation from the draws' acceptance rate)."""
+
+    def __init__(self, centre, shaped, precision, spread, lower, upper):
+        self.centre, self.shaped, self.precision = centre, shaped, precision
+        self.spread, self.lower, self.upper = spread, lower, upper
+        width = upper - lower
+        self.half = np.abs(spread).T @ (width / 2.0)  # the box's extent along `spread`
+        self.middle = ((lower + upper) / 2.0 - centre) @ spread
+        self.log_box = float(np.sum(np.log(width)))
+        self.acceptance = 1.0
+
+    def draw(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        n_uniform = int(round(DEFENSIVE_SHARE * count))
+        n_student = count - n_uniform
+        dim = self.centre.size
+        n_shaped = self.precision.size
+        out = np.empty((n_student, dim))
+        filled = tried = accepted = 0
+        for _ in range(1000):
+            k = 2 * (n_student - filled) + 16
+            z = rng.standard_normal((k, n_shaped))
+            chi2 = rng.chisquare(STUDENT_DOF, size=(k, 1))
+            scaled = z * np.sqrt(STUDENT_DOF / chi2) / np.sqrt(self.precision)
+            candidate = self.centre + scaled @ self.shaped.T
+            if self.spread.shape[1]:
+                u = rng.uniform(
+                    self.middle - self.half, self.middle + self.half, (k, self.spread.shape[1])
+                )
+                candidate = candidate + u @ self.spread.T
+            tried += k
+            keep = np.all((candidate >= self.lower) & (candidate <= self.upper), axis=1)
+            inside = candidate[keep]
+            accepted += len(inside)
+            take = min(n_student - filled, len(inside))
+            out[filled : filled + take] = inside[:take]
+            filled += take
+            if filled == n_student:
+                self.acceptance = accepted / tried
+                uniform = rng.uniform(self.lower, self.upper, (n_uniform, dim))
+                return np.concatenate([out, uniform])
+        raise RuntimeError(  # pragma: no cover - needs almost all mass outside the box
+            "the Laplace approximation puts almost no mass inside the bounds; use "
+            "uncertainty='posterior'"
+        )
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        from scipy.special import gammaln
+
+        n_shaped = self.precision.size
+        offset = x - self.centre
+        z = offset @ self.shaped
+        log_t = (
+            gammaln((STUDENT_DOF + n_shaped) / 2.0)
+            - gammaln(STUDENT_DOF / 2.0)
+            - n_shaped / 2.0 * np.log(STUDENT_DOF * np.pi)
+            + 0.5 * np.sum(np.log(self.precision))
+            - (STUDENT_DOF + n_shaped) / 2.0 * np.log1p((z**2 @ self.precision) / STUDENT_DOF)
+        )
+        if self.spread.shape[1]:
+            along = offset @ self.spread
+            within = np.all(np.abs(along - self.middle) <= self.half * (1 + 1e-12), axis=1)
+            log_t = np.where(within, log_t - np.sum(np.log(2.0 * self.half)), -np.inf)
+        log_t = log_t - np.log(self.acceptance)  # truncated to the box
+        return np.logaddexp(
+            np.log1p(-DEFENSIVE_SHARE) + log_t, np.log(DEFENSIVE_SHARE) - self.log_box
+        )
+
+
+def _weights(proposal: _Proposal, candidates: np.ndarray, fit) -> tuple[np.ndarray, float]:
+    """Normalised importance weights of ``candidates`` (likelihood over proposal density),
+    and their effective sample size."""
+    from scipy.special import logsumexp
+
+    nllh = np.array([fit.objective.nllh(theta) for theta in candidates])
+    log_w = np.where(
+        np.isfinite(nllh), -(nllh - fit.nllh) - proposal.log_density(candidates), -np.inf
+    )
+    if not np.any(np.isfinite(log_w)):
+        raise RuntimeError(
+            "the likelihood is not finite at any candidate of the Laplace proposal; use "
+            "uncertainty='posterior'"
+        )
+    weights = np.exp(log_w - logsumexp(log_w))
+    return weights, 1.0 / float(np.sum(weights**2))
 
 
 def _laplace_importance(
@@ -118,8 +230,6 @@ def _laplace_importance(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """:func:`laplace_draws`, with the importance sampling's effective sample size and
     number of candidates."""
-    from scipy.special import gammaln, logsumexp
-
     objective = fit.objective
     names = list(fit.free)
     lower = np.log10([objective.bounds[n][0] for n in names])
@@ -148,83 +258,33 @@ def _laplace_importance(
             PredictionWarning,
             stacklevel=3,
         )
-    shaped, spread = vectors[:, ~flat], vectors[:, flat]
-    precision = eigenvalues[~flat]
-    n_shaped = int(precision.size)
-    # along the undetermined directions: uniform over the box's extent along them
-    half = np.abs(spread).T @ (width / 2.0)
-    middle = ((lower + upper) / 2.0 - best) @ spread
-    n_candidates = max(4 * draws, 1000)
-    n_uniform = int(round(DEFENSIVE_SHARE * n_candidates))
-    n_student = n_candidates - n_uniform
-
-    def student(count: int) -> tuple[np.ndarray, float]:
-        """``count`` candidates of the t (and flat) part inside the box, and the share of
-        its draws that fell inside."""
-        out = np.empty((count, best.size))
-        filled = tried = accepted = 0
-        for _ in range(1000):
-            k = 2 * (count - filled) + 16
-            z = rng.standard_normal((k, n_shaped))
-            chi2 = rng.chisquare(STUDENT_DOF, size=(k, 1))
-            candidate = best + (z * np.sqrt(STUDENT_DOF / chi2) / np.sqrt(precision)) @ shaped.T
-            if spread.shape[1]:
-                u = rng.uniform(middle - half, middle + half, size=(k, spread.shape[1]))
-                candidate = candidate + u @ spread.T
-            tried += k
-            inside = candidate[np.all((candidate >= lower) & (candidate <= upper), axis=1)]
-            accepted += len(inside)
-            take = min(count - filled, len(inside))
-            out[filled : filled + take] = inside[:take]
-            filled += take
-            if filled == count:
-                return out, accepted / tried
-        raise RuntimeError(  # pragma: no cover - needs almost all mass outside the box
-            "the Laplace approximation puts almost no mass inside the bounds; use "
-            "uncertainty='posterior'"
-        )
-
-    from_student, acceptance = student(n_student)
-    candidates = np.concatenate([from_student, rng.uniform(lower, upper, (n_uniform, best.size))])
-    # the mixture's log density: t part (normalised, truncated to the box by the acceptance
-    # rate), flat part uniform over its extent; uniform part 1 / the box's volume
-    offset = candidates - best
-    z = offset @ shaped
-    log_t = (
-        gammaln((STUDENT_DOF + n_shaped) / 2.0)
-        - gammaln(STUDENT_DOF / 2.0)
-        - n_shaped / 2.0 * np.log(STUDENT_DOF * np.pi)
-        + 0.5 * np.sum(np.log(precision))
-        - (STUDENT_DOF + n_shaped) / 2.0 * np.log1p((z**2 @ precision) / STUDENT_DOF)
+    # round 1: the Laplace approximation, its scale widened 1.5x (a likelihood is often
+    # heavier-tailed than its curvature at the best fit says); then, while the candidates'
+    # effective sample size is below the draws, the weighted candidates' mean and
+    # covariance (the likelihood's own shape, bounded along the directions the Laplace
+    # approximation left flat) make the next round's proposal
+    proposal = _Proposal(
+        best, vectors[:, ~flat], eigenvalues[~flat] / 1.5**2, vectors[:, flat], lower, upper
     )
-    if spread.shape[1]:
-        along = offset @ spread
-        within = np.all(np.abs(along - middle) <= half * (1 + 1e-12), axis=1)
-        log_t = np.where(within, log_t - np.sum(np.log(2.0 * half)), -np.inf)
-    log_t -= np.log(acceptance)  # truncated to the box
-    log_uniform = -np.sum(np.log(width))
-    share = np.log([1.0 - DEFENSIVE_SHARE, DEFENSIVE_SHARE])
-    log_q = np.logaddexp(share[0] + log_t, share[1] + log_uniform)
-    nllh = np.array([objective.nllh(theta) for theta in candidates])
-    log_w = np.where(np.isfinite(nllh), -(nllh - fit.nllh) - log_q, -np.inf)
-    if not np.any(np.isfinite(log_w)):
-        raise RuntimeError(
-            "the likelihood is not finite at any candidate of the Laplace proposal; use "
-            "uncertainty='posterior'"
-        )
-    weights = np.exp(log_w - logsumexp(log_w))
-    effective = 1.0 / float(np.sum(weights**2))
-    if effective < draws:
-        warnings.warn(
-            f"the likelihood is far from its Laplace approximation: the {n_candidates} "
-            f"importance-sampling candidates have an effective sample size of {effective:.0f}"
-            f", below the {draws} draws (some parameter sets repeat); use "
-            "uncertainty='posterior'",
-            PredictionWarning,
-            stacklevel=3,
-        )
-    chosen = rng.choice(n_candidates, size=draws, replace=True, p=weights)
-    info = {"effective_sample_size": effective, "candidates": float(n_candidates)}
+    size = max(2 * draws, 500)
+    for round_ in range(3):
+        candidates = proposal.draw(size, rng)
+        weights, effective = _weights(proposal, candidates, fit)
+        if effective >= draws or round_ == 2:
+            break
+        if round_ == 1:  # the last round: as many candidates as reach `draws` effective
+            # ones at the last round's rate (4 to 16 per draw)
+            size = int(np.clip(np.ceil(draws * size / effective), 4 * draws, 16 * draws))
+            size = max(size, 1000)
+        if effective < 10 * (best.size + 1):
+            continue  # too few to estimate a covariance from: the same proposal, more draws
+        mean = weights @ candidates
+        offset = candidates - mean
+        covariance = (offset * weights[:, None]).T @ offset + np.diag(1e-6 * width**2)
+        variances, axes = np.linalg.eigh(covariance)
+        proposal = _Proposal(mean, axes, 1.0 / variances, np.empty((best.size, 0)), lower, upper)
+    chosen = rng.choice(candidates.shape[0], size=draws, replace=True, p=weights)
+    info = {"effective_sample_size": effective, "candidates": float(candidates.shape[0])}
     return candidates[chosen], info
 
 
@@ -502,6 +562,22 @@ def predict(
         theta = best[None, :]
     elif uncertainty == "laplace":
         theta, laplace = _laplace_importance(fit, draws, rng)
+        effective = laplace["effective_sample_size"]
+        if effective < min(LAPLACE_FALLBACK_EFFECTIVE, draws / 4):
+            warnings.warn(
+                f"the Laplace approximation's importance sampling found an effective sample "
+                f"size of {effective:.1f} in {laplace['candidates']:.0f} candidates: the "
+                "likelihood is far from any normal approximation (a curved ridge of "
+                "parameters the data do not separate?); the draws come from the posterior "
+                f"sampled with emcee instead (FitResult.sample(seed={seed}))",
+                PredictionWarning,
+                stacklevel=2,
+            )
+            uncertainty = "posterior"
+            posterior = fit.sample(seed=seed)
+            theta = _posterior_draws(posterior, names, draws, rng)
+        else:
+            _warn_effective(laplace, draws, stacklevel=2)
     else:
         if posterior is None:
             posterior = fit.sample(seed=seed)
