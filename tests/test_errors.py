@@ -276,3 +276,66 @@ from numba import njit  # noqa: E402
 @njit(cache=True)
 def blowup_rates(t, x, p, c, out):
     out[0] = x[0] * x[0]
+
+
+def test_api_arguments_are_named_in_their_errors():
+    """Values the API review found accepted silently or failing with raw library errors."""
+    import pandas as pd
+
+    from tolsim.fit import likelihood_ratio_test
+    from tolsim.observe import LogNormal, Normal, tumour_volume
+
+    linear = tolsim.models.TwoState(crowding="none")
+    grow = tolsim.Schedule.from_phases([{"days": 10}])
+    days = np.arange(1.0, 11.0)
+    cells = tolsim.simulate(linear, linear.default_params(), grow, days).N.values
+    data = pd.DataFrame(
+        {"condition": "c", "observable": "total_cells", "time": days, "value": cells}
+    )
+    options = dict(free=["lambda_S"], noise=LogNormal(), fixed={"total_cells.sigma": 0.1})
+    for workers in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"`workers` = {workers!r}: expected an integer"):
+            tolsim.fit(linear, data, {"c": grow}, workers=workers, **options)
+    for seed in (-1, 1.5):
+        with pytest.raises((TypeError, ValueError), match=f"`seed` = {seed!r}"):
+            tolsim.fit(linear, data, {"c": grow}, seed=seed, **options)
+    with pytest.raises(TypeError, match=r"`observables\['total_cells'\]` = 3: expected"):
+        tolsim.fit(linear, data, {"c": grow}, observables={"total_cells": 3}, **options)
+    result = tolsim.fit(linear, data, {"c": grow}, starts=1, **options)
+    with pytest.raises(TypeError, match="`full` = 3: expected a tolsim.FitResult"):
+        likelihood_ratio_test(result, 3)
+    with pytest.raises(
+        ValueError, match=r"`seed` = 4294967296: expected an integer in \[0, 2\*\*32\)"
+    ):
+        result.sample(seed=2**32, steps=2)
+
+    ds = run()
+    with pytest.raises(TypeError, match="`ds` is a DataArray: expected the Dataset"):
+        tolsim.time_to_recurrence(ds.N, threshold=1e6)
+    with pytest.raises(TypeError, match="`withdrawal_day` = 'a': expected a day"):
+        tolsim.time_to_recurrence(ds, 1e6, withdrawal_day="a")
+    paths = tolsim.simulate(
+        linear, {"S0": 5, "T0": 2}, SCHEDULE, [0.0, 30.0, 60.0], method="ssa", paths=3, seed=1
+    )
+    with pytest.raises(TypeError, match="`level` = 'a': expected a confidence level"):
+        tolsim.recurrence_probability(paths, 3.0, level="a")
+    with pytest.raises(TypeError, match="`by_day` = 'a': expected an output day"):
+        tolsim.extinction_probability(paths, by_day="a")
+    with pytest.raises(TypeError, match="`params.sigma` = 'a': expected a finite number > 0"):
+        Normal().nllh([1.0], [1.0], params={"sigma": "a"})
+    trajectory = tolsim.observe.Trajectory(days, {"N": cells}, None)
+    with pytest.raises(ValueError, match=r"`params.v_cell` = -1.0 .*expected a value within"):
+        tumour_volume().predict(trajectory, [1.0], {"v_cell": -1.0})
+    with pytest.raises(ValueError, match="`off_days` = -1.0 days: expected a finite number >= 0"):
+        tolsim.Schedule.in_vitro(off_days=-1.0)
+    with pytest.raises(ValueError, match="`stop_day` = -1.0: expected a day > 0"):
+        tolsim.Schedule.oral(
+            "tamoxifen", dose_mg=1.0, every_days=1.0, stop_day=-1.0, pk=tolsim.PK.tamoxifen_mouse()
+        )
+    template = tolsim.design.inhibitor_course()
+    for candidates, message in ((0, "expected a power of two"), (3, "use 4")):
+        with pytest.raises(ValueError, match=f"`candidates` = {candidates}: .*{message}"):
+            tolsim.optimize_schedule(
+                linear, linear.default_params(), template, {"inhibitor_days": (0.0, 28.0)},
+                candidates=candidates, threshold=1e6,
+            )  # fmt: skip

@@ -233,3 +233,24 @@ def test_timing_scan_early_inhibition_beats_late(inhibition):
     assert (days >= alone - 1e-9).all()  # an inhibitor course never hastens recurrence
     scanned = tolsim.Schedule.from_json(str(timing.schedule.sel(inhibitor_start_day=28.0).values))
     assert scanned.concentrations([30.0], ("tamoxifen", "inhibitor")).tolist() == [[1.0, 5.0]]
+
+
+# -- the withdrawal experiment (README's main job), end to end through the command line ------
+
+
+def test_tamoxifen_withdrawal_runs_quick_from_the_command_line(tmp_path):
+    """It crashed once on results of two schedules combined into one Dataset (a coordinate
+    of each run's provenance clashed): run it whole, as `tolsim experiment` does."""
+    from tolsim.cli import main
+
+    out = tmp_path / "withdrawal"
+    arguments = ["experiment", "tamoxifen_withdrawal", "--path", str(EXPERIMENTS)]
+    assert main([*arguments, "--out", str(out), "--quick"]) == 0
+    written = sorted(path.name for path in out.iterdir())
+    assert written == [
+        "recurrence_ensemble.nc",
+        "tamoxifen_withdrawal.nc",
+        "tamoxifen_withdrawal.png",
+    ]
+    arms = _open(out / "tamoxifen_withdrawal.nc")
+    assert arms.sizes["arm"] >= 2 and "time_to_recurrence" in arms

@@ -515,6 +515,10 @@ def test_weighted_quantile_puts_mass_at_infinity():
         (NEW, {"level": 1.5}, ValueError, "`level` = 1.5"),
         (NEW, {"quantiles": [0.5, 1.0]}, ValueError, "`quantiles`"),
         (NEW, {"posterior": {"a": 1}}, TypeError, "`posterior`"),
+        # conflicting options were resolved silently (the explicit one lost)
+        (NEW, {"uncertainty": "laplace", "posterior": {"a": 1}}, ValueError, "with `posterior`"),
+        (NEW, {"demographic": "branching", "paths": 7}, ValueError, "`paths` = 7 with"),
+        (NEW, {"demographic": "none", "paths": 7}, ValueError, "`paths` = 7 with"),
         ("schedule.toml", {}, TypeError, "`schedule`"),
     ],
 )

@@ -417,3 +417,14 @@ def test_arms_results_combined_along_samples_keep_their_arms(tmp_path):
     )
     with pytest.raises(ValueError, match="differs along 'sample'"):
         tolsim.time_to_recurrence(other, threshold=1e6)
+
+
+def test_dataarrays_of_different_runs_still_combine():
+    """The provenance record is a data variable, not a coordinate: DataArrays taken from
+    runs of different schedules go into one Dataset as before (a coordinate clashed)."""
+    early = tolsim.Schedule.from_phases([{"days": 40, "tamoxifen": 1.0}, {"days": 80}])
+    a = tolsim.simulate(MODEL, MODEL.default_params(), SCHEDULE, TIMES)
+    b = tolsim.simulate(MODEL, MODEL.default_params(), early, TIMES)
+    both = xr.Dataset({"late": a.N, "early": b.N})
+    np.testing.assert_array_equal(both.early.values, b.N.values)
+    assert xr.merge([a.N.rename("late"), b.N.rename("early")]).sizes == {"time": TIMES.size}

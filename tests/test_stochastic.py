@@ -714,6 +714,41 @@ def test_paths_of_other_thresholds_are_not_pooled(linear):
     )
 
 
+def test_arms_paths_concatenated_along_path_give_one_probability_per_arm(linear):
+    """simulate_arms paths of two runs concatenated along ``path``: one probability per arm,
+    that of all the paths (it was repeated along ``path``), and arms that differ between
+    the runs are refused (they were pooled)."""
+    p = linear.default_params(S0=0, T0=5, kappa_T=0.3)
+    arms = {
+        "inhibitor": tolsim.Schedule.from_phases(
+            [{"days": 21, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 30}]
+        ),
+        "tamoxifen": tolsim.Schedule.from_phases([{"days": 21, "tamoxifen": 1.0}, {"days": 30}]),
+    }
+    run = dict(method="ssa", seed=1, recurrence_threshold=300)
+    days = [0.0, 21.0, 51.0]
+    halves = [
+        tolsim.simulate_arms(linear, p, arms, days, paths=50, path_start=s, **run) for s in (0, 50)
+    ]
+    pooled = xr.concat(halves, "path", data_vars="all", coords="different", compat="equals")
+    whole = tolsim.simulate_arms(linear, p, arms, days, paths=100, **run)
+    got = tolsim.recurrence_probability(pooled, horizon=30).recurrence_probability
+    assert got.dims == ("arm",)
+    np.testing.assert_array_equal(
+        got.values, tolsim.recurrence_probability(whole, horizon=30).recurrence_probability
+    )
+    swapped = tolsim.simulate_arms(linear, p, dict(reversed(arms.items())), days, paths=50, **run)
+    mixed = xr.concat(
+        [halves[0], swapped.assign_coords(arm=list(arms))],
+        "path",
+        data_vars="all",
+        coords="different",
+        compat="equals",
+    )
+    with pytest.raises(ValueError, match="differs along 'path'"):
+        tolsim.recurrence_probability(mixed, horizon=30)
+
+
 def test_probability_helpers_check_their_input(linear):
     p = linear.default_params(S0=20, T0=2)
     ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 40.0], method="ssa", paths=5, seed=1)

@@ -659,3 +659,18 @@ def test_a_sweep_describes_its_variables():
     template = inhibitor_course(tamoxifen_days=10.0, follow_up_days=15.0, inhibitor_days=4.0)
     slots = sweep(MODEL, grid(inhibitor_start_day=[0.0, 5.0]), template, store=None)
     assert slots.inhibitor_start_day.attrs["units"] == "days"
+
+
+@pytest.mark.parametrize(
+    "method, option",
+    [("dopri5", {"max_events": 5}), ("auto", {"threshold": 5.0}), ("ssa", {"rtol": 1e-8}),
+     ("tau", {"atol": 1.0}), ("hybrid", {"max_steps": 10})],
+)  # fmt: skip
+def test_options_of_the_other_kind_of_method_are_refused_as_in_simulate(method, option):
+    """An ODE sweep ran with `max_events` or `threshold`, a stochastic one with `rtol`, and
+    ignored them; simulate refuses them."""
+    linear = tolsim.models.TwoState(crowding="none")
+    run = {"seed": 1, "paths": 2} if method in ("ssa", "tau", "hybrid") else {}
+    (name,) = option
+    with pytest.raises(ValueError, match=f"`{name}` = .* with `method` = '{method}'"):
+        sweep(linear, {"T0": [1.0]}, SCHEDULE, store=None, method=method, **run, **option)

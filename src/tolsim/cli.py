@@ -1235,7 +1235,9 @@ def load_prediction(path: str | os.PathLike[str], fit: FitConfig) -> PredictConf
         "demographic": _choice(
             table.get("demographic", "auto"), "predict.demographic", file, DEMOGRAPHIC
         ),
-        "paths": _integer(table.get("paths", 100), "predict.paths", file, 1),  # (checked below)
+        "paths": (  # (checked below)
+            _integer(table["paths"], "predict.paths", file, 1) if "paths" in table else None
+        ),
         "threshold": _recurrence_threshold(
             table.get("threshold", "size_at_withdrawal"), "predict.threshold", file
         ),
@@ -2716,15 +2718,25 @@ def _connect(args: argparse.Namespace):
             raise _UsageError(
                 f"`--scheduler` = {args.scheduler!r}: cannot connect ({error})"
             ) from None
-    cluster = LocalCluster(
-        n_workers=args.workers or os.cpu_count() or 1,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        # without a dashboard the scheduler still serves /health on HTTP, by default on port
-        # 8787, and warns when another cluster holds it: take any free local port instead
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-    )
+    import signal
+
+    # Ctrl-C in a terminal reaches the workers too, which print tracebacks as they die: they
+    # start with SIGINT ignored (an ignored signal stays ignored across exec, and Python then
+    # installs no KeyboardInterrupt handler), and this process closes them. A Ctrl-C during
+    # the few seconds of start-up is ignored here too.
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        cluster = LocalCluster(
+            n_workers=args.workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            # without a dashboard the scheduler still serves /health on HTTP, by default on
+            # port 8787, and warns when another cluster holds it: take any free local port
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        )
+    finally:
+        signal.signal(signal.SIGINT, handler)
     try:
         client = Client(cluster)
         # Ctrl-C in a terminal reaches the workers too: this process closes them instead

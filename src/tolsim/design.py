@@ -192,7 +192,7 @@ class Design:
         if isinstance(index, bool) or not isinstance(index, Integral):
             raise TypeError(f"`index` = {index!r}: expected an int row index")
         if not -n <= index < n:
-            raise ValueError(f"`index` = {index}: expected a row index in [0, {n})")
+            raise ValueError(f"`index` = {index}: expected a row index in [-{n}, {n})")
         return {name: float(column[index]) for name, column in self.columns.items()}
 
     def split(self, names: Iterable[str]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -25,6 +25,7 @@ import tolsim
 from tolsim.data import Measurements, _where, read_measurements
 from tolsim.models.base import Model, Parameter, _check_value, _real_number
 from tolsim.observe import (
+    NoiseModel,
     Normal,
     Observable,
     Trajectory,
@@ -38,7 +39,7 @@ from tolsim.observe import (
 from tolsim.recurrence import derivative_jumps, metric_grid
 from tolsim.schedule import Schedule
 from tolsim.simulate import _METHOD_CODES, kernel_array, ode_kernels
-from tolsim.stochastic import _check_count
+from tolsim.stochastic import _check_count, check_seed
 
 __all__ = ["FitResult", "NonConvergenceWarning", "fit", "likelihood_ratio_test"]
 
@@ -585,6 +586,9 @@ class FitResult:
                 interrupted = True
                 return -np.inf
 
+        seed = check_seed(seed)
+        if seed >= 2**32:  # emcee's moves draw from a numpy RandomState
+            raise ValueError(f"`seed` = {seed!r}: expected an integer in [0, 2**32) for emcee")
         rng = np.random.default_rng(seed)
         best = np.log10([self.params[name] for name in self.free])
         start = best + 1e-3 * rng.standard_normal((walkers, n))
@@ -888,6 +892,16 @@ def fit(
     missing = [name for name in data.observables if name not in noise]
     if missing:
         raise ValueError(f"`noise` has no noise model for observable(s) {missing}")
+    for argument, table, kind in (
+        ("observables", observables, Observable),
+        ("noise", noise, NoiseModel),
+    ):
+        for name, value in table.items():
+            if not isinstance(value, kind):
+                raise TypeError(
+                    f"`{argument}[{name!r}]` = {value!r}: expected a tolsim.observe."
+                    f"{kind.__name__}"
+                )
     condition_params = dict(condition_params or {})
     for condition, overrides in condition_params.items():
         if condition not in schedules:
@@ -940,6 +954,9 @@ def fit(
         box[name] = (float(low), float(high))
     if not isinstance(starts, int | np.integer) or starts < 1:
         raise ValueError(f"`starts` = {starts!r}: expected an integer >= 1")
+    seed = check_seed(seed)
+    if workers is not None:
+        workers = _check_count(workers, "workers", 1)
 
     objective = _Objective(
         model, data, schedules, observables, noise, free, values, box, condition_params
@@ -1082,6 +1099,9 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
     A ``full`` fit worse than ``restricted`` (by more than 1e-6 in nllh) did not reach its
     optimum: a :class:`NonConvergenceWarning` says so and the statistic is 0.
     """
+    for argument, value in (("restricted", restricted), ("full", full)):
+        if not isinstance(value, FitResult):
+            raise TypeError(f"`{argument}` = {value!r}: expected a tolsim.FitResult (tolsim.fit)")
     df = full.n_free - restricted.n_free
     if df <= 0:
         raise ValueError(

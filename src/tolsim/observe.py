@@ -46,7 +46,7 @@ import numpy as np
 from scipy.special import log_ndtr
 
 from tolsim.kernels.events import recurrence_days
-from tolsim.models.base import Parameter
+from tolsim.models.base import Parameter, _check_value, _real_number
 from tolsim.recurrence import check_threshold, derivative_jumps
 from tolsim.schedule import Schedule
 
@@ -375,7 +375,11 @@ class Observable:
                     f"`params` has unknown parameter name(s) {unknown} for observable "
                     f"{self.name!r}; its (local) names are {list(values)}"
                 )
-            values.update({k: float(v) for k, v in params.items()})
+            declared = {p.name: p for p in self.parameters}
+            for key, raw in params.items():  # within the parameter's declared bounds
+                value = _real_number(raw, f"params.{key}", declared[key])
+                _check_value(f"params.{key}", value, declared[key])
+                values[key] = value
         predicted = np.asarray(self.formula(trajectory, t, values), dtype=np.float64)
         if predicted.shape != t.shape:
             raise ValueError(
@@ -812,8 +816,13 @@ class NoiseModel:
                     f"`params` has unknown noise parameter(s) {unknown} for "
                     f"{type(self).__name__}; expected names from {list(values)}"
                 )
-            for key, value in params.items():
-                value = float(value)
+            for key, raw in params.items():
+                try:
+                    value = float(raw)
+                except (TypeError, ValueError):
+                    raise TypeError(
+                        f"`params.{key}` = {raw!r}: expected a finite number > 0"
+                    ) from None
                 if not (math.isfinite(value) and value > 0):
                     raise ValueError(f"`params.{key}` = {value!r}: expected a finite number > 0")
                 values[key] = value

@@ -22,7 +22,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import xarray as xr
@@ -187,6 +187,13 @@ def _candidates(template: ScheduleTemplate, space, candidates: int, seed: int):
     columns = {}
     if values:
         columns = dict(grid(**values).columns)
+    if isinstance(candidates, bool) or not isinstance(candidates, Integral) or candidates < 1:
+        raise ValueError(f"`candidates` = {candidates!r}: expected a power of two (>= 1)")
+    if ranges and candidates & (candidates - 1):
+        raise ValueError(
+            f"`candidates` = {candidates!r}: Sobol points are balanced only in powers of 2; "
+            f"use {1 << (int(candidates) - 1).bit_length()}"
+        )
     if ranges:
         sample = sobol(candidates, seed=seed, **ranges).columns
         if columns:  # every grid point with every Sobol point
@@ -246,7 +253,7 @@ def optimize_schedule(
     budget : float, optional
         Candidates whose burden exceeds it are infeasible (still reported; never the best).
     candidates : int
-        Sobol points for ranges (a power of two).
+        Sobol points for ranges (a power of two; checked, and unused by a grid-only space).
     horizon_days : float, optional
         Follow-up counted after withdrawal; default each schedule's own follow-up, which must
         then be the same for all candidates to compare them fairly (an error otherwise).

@@ -378,10 +378,10 @@ def predict(
     schedule: Schedule,
     *,
     draws: int = 500,
-    uncertainty: str = "laplace",
+    uncertainty: str | None = None,
     posterior: xr.Dataset | None = None,
     demographic: str = "auto",
-    paths: int = 100,
+    paths: int | None = None,
     params: Mapping[str, float] | None = None,
     times=None,
     threshold: str | float = "size_at_withdrawal",
@@ -404,8 +404,10 @@ def predict(
         withdrawal, :meth:`Schedule.withdrawal_day`).
     draws : int
         Parameter draws (one batched solve each).
-    uncertainty : {"laplace", "posterior", "none"}
-        Where draws come from: the Laplace approximation corrected by importance sampling
+    uncertainty : {"laplace", "posterior", "none"}, optional
+        Default ``"laplace"``, or ``"posterior"`` when ``posterior`` is given (another value
+        with it is an error). Where draws come from: the Laplace approximation corrected by
+        importance sampling
         (:func:`laplace_draws`; attrs ``laplace_effective_sample_size`` and
         ``laplace_candidates``), posterior
         samples (``posterior``, or :meth:`FitResult.sample` run here with ``seed``), or the
@@ -423,6 +425,9 @@ def predict(
         stochastically per draw, up with probability its fractional part and down otherwise,
         so the expected count is the draw's (reproducible: the uniforms come from ``seed``);
         the mean-field solves keep the draw's own value. Whole counts are used as they are.
+    paths : int, optional
+        Stochastic paths per draw where paths are run (default 100); an error with
+        ``demographic`` "branching" or "none", which run none.
     params : mapping, optional
         Model parameter overrides for the new schedule (e.g. a knockout's ``kappa_T``); a
         free parameter cannot be overridden.
@@ -503,11 +508,21 @@ def predict(
             "follow-up after withdrawal to predict"
         )
     draws = _check_positive_int(draws, "draws")
-    paths = _check_positive_int(paths, "paths")
-    if posterior is not None:
-        uncertainty = "posterior"
+    if posterior is not None and uncertainty not in (None, "posterior"):
+        raise ValueError(
+            f"`uncertainty` = {uncertainty!r} with `posterior` given: the posterior's draws "
+            "are used only with uncertainty='posterior' (the default when it is given)"
+        )
+    if uncertainty is None:
+        uncertainty = "laplace" if posterior is None else "posterior"
     _check_choice(uncertainty, "uncertainty", UNCERTAINTIES)
     _check_choice(demographic, "demographic", DEMOGRAPHIC)
+    if paths is not None and demographic in ("branching", "none"):
+        raise ValueError(
+            f"`paths` = {paths!r} with `demographic` = {demographic!r}: paths are run only "
+            "with demographic='paths' (or 'auto', where it takes them)"
+        )
+    paths = _check_positive_int(100 if paths is None else paths, "paths")
     seed = check_seed(seed)
     level = float(level)
     if not 0.0 < level < 1.0:

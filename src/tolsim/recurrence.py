@@ -15,10 +15,12 @@ from tolsim.schedule import Schedule
 
 __all__ = ["check_threshold", "derivative_jumps", "metric_grid", "time_to_recurrence"]
 
-# A scalar coordinate of every tolsim.simulate result: the digest of the attrs recurrence is
-# computed from. xarray's concat and merge keep the first result's attrs, but concatenate a
-# coordinate that differs, so a result combined from runs of other schedules (or thresholds)
-# is recognised instead of measured from the first run's withdrawal day.
+# A 0-d variable of every tolsim.simulate result: the digest of the attrs recurrence is
+# computed from. xarray's concat keeps the first result's attrs but concatenates the data
+# variables, so a result combined from runs of other schedules (or thresholds) is
+# recognised instead of measured from the first run's withdrawal day. (A data variable, not
+# a coordinate: a coordinate would travel with every DataArray taken from the result, and
+# DataArrays of two runs could no longer be put in one Dataset.)
 PROVENANCE = "recorded_sha256"
 _PROVENANCE_ATTRS = ("schedule", "withdrawal_day", "recurrence_threshold")
 
@@ -41,14 +43,14 @@ def check_provenance(ds: xr.Dataset) -> None:
     """Refuse a result whose attrs are not those its data were simulated with: one combined
     (``xr.concat``, ``merge``) from runs of different schedules, withdrawal days or recurrence
     thresholds, which keeps the first run's attrs, or one whose attrs were changed."""
-    if PROVENANCE not in ds.coords:
+    if PROVENANCE not in ds.variables:
         return  # a tolsim.simulate_arms result (per-arm variables), or from before 0.1
-    recorded = ds.coords[PROVENANCE]
+    recorded = ds[PROVENANCE]
     values = np.unique(np.asarray(recorded.values, dtype=str))
     if values.size > 1:
         raise ValueError(
             f"`ds` combines results of different schedules, withdrawal days or recurrence "
-            f"thresholds (its {PROVENANCE!r} coordinate differs along {list(recorded.dims)}): "
+            f"thresholds (its {PROVENANCE!r} differs along {list(recorded.dims)}): "
             "xarray keeps the first result's attrs, which would be used for all of them. "
             "Compute each part apart, or simulate the schedules together with "
             "tolsim.simulate_arms"
@@ -56,7 +58,7 @@ def check_provenance(ds: xr.Dataset) -> None:
     if values.size and values[0] != provenance_digest(ds.attrs):
         raise ValueError(
             "`ds`'s `schedule`, `withdrawal_day` or `recurrence_threshold` attrs are not those "
-            f"it was simulated with (its {PROVENANCE!r} coordinate does not match them: "
+            f"it was simulated with (its {PROVENANCE!r} does not match them: "
             "changed, or taken from another result by xr.concat or merge)"
         )
 
@@ -218,6 +220,11 @@ def time_to_recurrence(
     >>> round(float(tolsim.time_to_recurrence(ds, threshold=1e6)), 1)  # days after day 56
     8.6
     """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"`ds` is a {type(ds).__name__}: expected the Dataset of tolsim.simulate (with "
+            "`N`, `dN_dt` and its attrs), not one of its variables"
+        )
     check_provenance(ds)
     if withdrawal_day is None and "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
         return _per_arm(_arms_only(ds), threshold)  # a tolsim.simulate_arms result
@@ -236,7 +243,12 @@ def time_to_recurrence(
                 "tamoxifen): pass withdrawal_day="
             )
         withdrawal_day = ds.attrs["withdrawal_day"]
-    withdrawal_day = float(withdrawal_day)
+    try:
+        withdrawal_day = float(withdrawal_day)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`withdrawal_day` = {withdrawal_day!r}: expected a day (a number)"
+        ) from None
     if not (times[0] <= withdrawal_day <= times[-1]):
         raise ValueError(
             f"`withdrawal_day` = {withdrawal_day!r}: expected a day within the simulated "

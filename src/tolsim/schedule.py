@@ -795,6 +795,11 @@ class Schedule:
             every_days=every_days,
             pk=pk,
         )
+        if duration_days is None and not regimen.stop_day > 0:
+            raise ValueError(
+                f"`stop_day` = {regimen.stop_day!r}: expected a day > 0 (the schedule lasts "
+                "until it unless `duration_days` is given)"
+            )
         duration = regimen.stop_day if duration_days is None else duration_days
         return cls(duration, oral_doses=(regimen,))
 
@@ -825,6 +830,11 @@ class Schedule:
             release_mg_per_day=release_mg_per_day,
             pk=pk,
         )
+        if duration_days is None and not pellet.stop_day > 0:
+            raise ValueError(
+                f"`stop_day` = {pellet.stop_day!r}: expected a day > 0 (the schedule lasts "
+                "until it unless `duration_days` is given)"
+            )
         duration = pellet.stop_day if duration_days is None else duration_days
         return cls(duration, pellets=(pellet,))
 
@@ -853,6 +863,9 @@ class Schedule:
         """
         on = _as_float(on_days, "on_days", "days")
         off = _as_float(off_days, "off_days", "days")
+        for name, value in (("on_days", on), ("off_days", off)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"`{name}` = {value!r} days: expected a finite number >= 0")
         duration = on + off
         phases = [Phase(0.0, on, {"tamoxifen": tamoxifen_um})]
         if _as_float(inhibitor_um, "inhibitor_um", "µM") != 0.0:

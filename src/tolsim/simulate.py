@@ -948,5 +948,9 @@ def _to_dataset(model, packed, single, schedule, t_out, compiled, solution, code
         attrs["withdrawal_day"] = schedule.withdrawal_day("tamoxifen")
     except ValueError:
         pass  # tamoxifen is never given: there is no withdrawal
-    coords[PROVENANCE] = provenance_digest(attrs)
+    data_vars[PROVENANCE] = (
+        (),
+        provenance_digest(attrs),
+        {"long_name": "SHA-256 of the schedule, withdrawal_day and recurrence_threshold attrs"},
+    )
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)

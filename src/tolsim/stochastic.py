@@ -23,6 +23,7 @@ from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
 from tolsim.recurrence import (
     PROVENANCE,
+    _arms_only,
     check_provenance,
     check_threshold,
     provenance_digest,
@@ -388,7 +389,11 @@ def _to_dataset(
         )
     if withdrawal_day is not None:
         attrs["withdrawal_day"] = withdrawal_day
-    coords[PROVENANCE] = provenance_digest(attrs)
+    data_vars[PROVENANCE] = (
+        (),
+        provenance_digest(attrs),
+        {"long_name": "SHA-256 of the schedule, withdrawal_day and recurrence_threshold attrs"},
+    )
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
@@ -410,20 +415,35 @@ def _binomial_interval(successes, trials, level):
     return low, high
 
 
+def _number(value, name: str, what: str) -> float:
+    """``value`` as a float, or a TypeError naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` = {value!r}: expected {what}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` = {value!r}: expected {what}") from None
+
+
 def _check_level(level) -> float:
-    level = float(level)
+    level = _number(level, "level", "a confidence level in (0, 1)")
     if not 0.0 < level < 1.0:
         raise ValueError(f"`level` = {level!r}: expected a confidence level in (0, 1)")
     return level
 
 
-def _check_paths_dataset(ds) -> None:
+def _check_paths_dataset(ds) -> xr.Dataset:
+    """``ds`` checked as a stochastic result; a simulate_arms one with its per-arm variables
+    along the arm dim only (concatenated along ``path``, they have that dim too)."""
     if not isinstance(ds, xr.Dataset) or "path" not in ds.dims:
         raise TypeError(
             "`ds` is not a stochastic result: expected the Dataset of tolsim.simulate(..., "
             "method='ssa' | 'tau' | 'hybrid'), which has a `path` dimension"
         )
     check_provenance(ds)
+    if "withdrawal_day" in ds.variables and "withdrawal_day" not in ds.attrs:
+        ds = _arms_only(ds)
+    return ds
 
 
 def _proportion(event: xr.DataArray, ok: xr.DataArray, level: float, name: str, long_name: str):
@@ -504,7 +524,7 @@ def extinction_probability(
         return branching_extinction(
             source, params, schedule, by_day=by_day, states=states, initial=initial
         )
-    _check_paths_dataset(source)
+    source = _check_paths_dataset(source)
     if params is not None or schedule is not None or initial is not None:
         raise TypeError(
             "`params`, `schedule` and `initial` are for the exact (model) form; a stochastic "
@@ -522,7 +542,8 @@ def extinction_probability(
     times = source["time"].values
     if by_day is None:
         by_day = float(times[-1])
-    if float(by_day) not in times:
+    by_day = _number(by_day, "by_day", "an output day of the result (days)")
+    if by_day not in times:
         raise ValueError(
             f"`by_day` = {by_day!r}: expected one of the result's output days (simulate with "
             "that day in `times`)"
@@ -562,7 +583,7 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
     >>> bool(0 < result.recurrence_probability < 1)
     True
     """
-    _check_paths_dataset(ds)
+    ds = _check_paths_dataset(ds)
     try:
         horizon = float(horizon)
     except (TypeError, ValueError):

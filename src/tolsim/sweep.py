@@ -449,15 +449,15 @@ def sweep(
     client=None,
     chunk_size: int | None = None,
     method: str = "auto",
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
-    max_steps: int = 100_000,
+    rtol: float | None = None,
+    atol: float | None = None,
+    max_steps: int | None = None,
     recurrence_threshold: str | float = "size_at_withdrawal",
     max_chunks: int | None = None,
     paths: int | None = None,
     seed: int | None = None,
-    max_events: int = 10**8,
-    threshold: float = 1000.0,
+    max_events: int | None = None,
+    threshold: float | None = None,
     device: str = "cpu",
     gpu_chunk_size: int | None = None,
     gpu_specialise: bool = False,
@@ -517,6 +517,10 @@ def sweep(
         path ``status`` (where a path failed, every metric of the sample is NaN: its counts
         stopped part-way). ``seed`` is required; ``max_events`` and ``threshold`` as in
         :func:`tolsim.simulate`.
+    rtol, atol, max_steps : float, float, int, optional
+        ODE methods, as in :func:`tolsim.simulate` (defaults 1e-6, 1e-6 cells, 100,000).
+        As there, options of the other kind of method (``rtol`` for ``"ssa"``,
+        ``max_events`` for ``"dopri5"``...) are an error, not silently unused.
 
     device : {"cpu", "cuda"}
         ``"cuda"``: ODE methods "dopri5" and "auto" on NVIDIA GPUs (:mod:`tolsim.cuda`),
@@ -616,6 +620,20 @@ def sweep(
                     f"`{name}` = {value!r} with `method` = {method!r}: `{name}` applies to the "
                     f"stochastic methods {list(STOCHASTIC_METHODS)}"
                 )
+    # options of the other kind of method are refused, not silently unused (as in simulate)
+    ode_options = (("rtol", rtol), ("atol", atol), ("max_steps", max_steps))
+    stochastic_options = (("max_events", max_events), ("threshold", threshold))
+    for name, value in stochastic_options if not stochastic else ode_options:
+        if value is not None:
+            kind = "stochastic methods" if not stochastic else "ODE methods"
+            raise ValueError(
+                f"`{name}` = {value!r} with `method` = {method!r}: `{name}` applies to the {kind}"
+            )
+    rtol = 1e-6 if rtol is None else rtol  # (recorded for stochastic sweeps too, unused)
+    atol = 1e-6 if atol is None else atol
+    max_steps = 100_000 if max_steps is None else max_steps
+    max_events = 10**8 if max_events is None else max_events
+    threshold = 1000.0 if threshold is None else threshold
     if outputs == "metrics" and times is not None:
         raise ValueError(
             "`times` is given with `outputs` = 'metrics': the metrics come from their own "
