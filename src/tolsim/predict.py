@@ -87,19 +87,26 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
 
     The Laplace approximation is a multivariate normal centred on the best fit with
     covariance the inverse of the finite-difference Hessian of the negative log-likelihood
-    (log10 parameters). It is only local: a one-sided or curved likelihood, or directions the
-    data do not determine (Hessian eigenvalues near zero or negative, e.g. a best fit on a
-    bound, warned about with a :class:`PredictionWarning`), make it wrong. So it is used as
-    the proposal of importance sampling of the likelihood within the fit's bounds (the flat
-    prior on the log10 scale that :meth:`FitResult.sample` samples): ``4 * draws``
-    candidates (at least 1,000), 90% from a multivariate Student t (5 degrees of freedom)
-    with that covariance, uniform across the bounds along the undetermined directions, and
-    10% uniform across the bounds (defensive mixture: every region the likelihood allows is
-    proposed). Each candidate is weighted by its likelihood over the mixture's density, and
-    ``draws`` are resampled by weight. For a near-quadratic likelihood the draws' central
-    intervals match the profile-likelihood intervals; where the approximation is far off,
-    few candidates carry the weight (a :class:`PredictionWarning` gives the effective sample
-    size; use ``uncertainty="posterior"`` there).
+    (log10 parameters). It is only local: a one-sided, curved or long-tailed likelihood, or
+    directions the data do not determine (Hessian eigenvalues near zero or negative, e.g. a
+    best fit on a bound, warned about with a :class:`PredictionWarning`), make it wrong. So
+    it is the first proposal of importance sampling of the likelihood within the fit's
+    bounds (the flat prior on the log10 scale that :meth:`FitResult.sample` samples):
+    candidates come 90% from a multivariate Student t (5 degrees of freedom) with that
+    covariance widened 1.5x, uniform across the bounds along the undetermined directions,
+    and 10% uniform across the bounds (a defensive mixture: every region the likelihood
+    allows is proposed); each is weighted by its likelihood over the mixture's density.
+    While the weights' effective sample size is below ``draws``, the candidates' weighted
+    mean and covariance (weights truncated at ``sqrt(n)`` times their mean, Ionides 2008, so
+    that a few candidates far in a tail do not make it degenerate), widened 1.2x, make the
+    next round's t: up to three rounds, ``2 * draws`` candidates (at least 500) twice, then
+    enough to reach ``draws`` effective ones at the second round's rate (4 to 16 per draw,
+    at least 1,000). ``draws`` are resampled from the last round by the truncated weights.
+    For a near-quadratic likelihood the draws' central intervals match the profile-likelihood
+    intervals. The effective sample size reported is the raw weights': where it stays below
+    a quarter of ``draws`` the approximation is far off, and a :class:`PredictionWarning`
+    says so (use ``uncertainty="posterior"``; :func:`predict` switches to it by itself below
+    100).
 
     Returns
     -------
@@ -131,6 +138,8 @@ LAPLACE_FALLBACK_EFFECTIVE = 100.0
 
 
 STUDENT_DOF = 5.0  # degrees of freedom of the proposals' multivariate t
+WIDENING = 1.5  # the first proposal's scale over the Laplace approximation's
+ADAPTED_WIDENING = 1.2  # later proposals' scale over the weighted candidates' covariance
 DEFENSIVE_SHARE = 0.1  # share of the proposals' candidates uniform over the bounds
 
 
@@ -225,6 +234,14 @@ def _weights(proposal: _Proposal, candidates: np.ndarray, fit) -> tuple[np.ndarr
     return weights, 1.0 / float(np.sum(weights**2))
 
 
+def _truncated(weights: np.ndarray) -> np.ndarray:
+    """Weights capped at ``sqrt(n)`` times their mean, renormalised (truncated importance
+    sampling, Ionides 2008: a few candidates far in a tail the proposal barely reaches no
+    longer carry the whole sample; consistent, with a bias that vanishes as ``n`` grows)."""
+    capped = np.minimum(weights, np.sqrt(weights.size) / weights.size)
+    return capped / capped.sum()
+
+
 def _laplace_importance(
     fit: FitResult, draws: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -264,7 +281,7 @@ def _laplace_importance(
     # covariance (the likelihood's own shape, bounded along the directions the Laplace
     # approximation left flat) make the next round's proposal
     proposal = _Proposal(
-        best, vectors[:, ~flat], eigenvalues[~flat] / 1.5**2, vectors[:, flat], lower, upper
+        best, vectors[:, ~flat], eigenvalues[~flat] / WIDENING**2, vectors[:, flat], lower, upper
     )
     size = max(2 * draws, 500)
     for round_ in range(3):
@@ -276,14 +293,18 @@ def _laplace_importance(
             # ones at the last round's rate (4 to 16 per draw)
             size = int(np.clip(np.ceil(draws * size / effective), 4 * draws, 16 * draws))
             size = max(size, 1000)
-        if effective < 10 * (best.size + 1):
-            continue  # too few to estimate a covariance from: the same proposal, more draws
-        mean = weights @ candidates
+        # the next proposal from the candidates' truncated weights (stable when a few
+        # candidates in a tail carry most of the raw weight: it then widens towards them)
+        stable = _truncated(weights)
+        mean = stable @ candidates
         offset = candidates - mean
-        covariance = (offset * weights[:, None]).T @ offset + np.diag(1e-6 * width**2)
+        covariance = (offset * stable[:, None]).T @ offset + np.diag(1e-6 * width**2)
         variances, axes = np.linalg.eigh(covariance)
-        proposal = _Proposal(mean, axes, 1.0 / variances, np.empty((best.size, 0)), lower, upper)
-    chosen = rng.choice(candidates.shape[0], size=draws, replace=True, p=weights)
+        precision = 1.0 / (variances * ADAPTED_WIDENING**2)
+        proposal = _Proposal(mean, axes, precision, np.empty((best.size, 0)), lower, upper)
+    # resampled by the truncated weights; the effective sample size reported (and on which
+    # predict falls back to the posterior) is the raw weights': the approximation's quality
+    chosen = rng.choice(candidates.shape[0], size=draws, replace=True, p=_truncated(weights))
     info = {"effective_sample_size": effective, "candidates": float(candidates.shape[0])}
     return candidates[chosen], info
 
