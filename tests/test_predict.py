@@ -164,7 +164,8 @@ def test_laplace_draws_with_an_undetermined_direction_stay_where_the_data_allow(
     """mu_E beside T0 from total cells only: the best mu_E sits on its lower bound and the
     likelihood is flat towards it, steep above. Uniform draws along that direction put 57%
     of the draws outside the joint 95% likelihood-ratio region (and a recurrence interval
-    25x too wide); from the posterior, at most about 5% are (here: below 12%)."""
+    25x too wide); weighted by the likelihood (or from the posterior, where the importance
+    sampling falls back to it), at most about 5% are (here: below 12%)."""
     from scipy.stats import chi2
 
     truth = {"lambda_S": 0.25, "T0": 100.0, "mu_E": 1e-4}
@@ -202,14 +203,15 @@ def test_laplace_draws_with_an_undetermined_direction_stay_where_the_data_allow(
         )
     messages = [str(w.message) for w in caught]
     assert any("flat or curved the wrong way in 1 direction" in m for m in messages)
-    # T0 and mu_E trade off along a curved ridge that no normal proposal covers: the
-    # importance sampling finds a tiny effective sample size, and the posterior is sampled
-    assert any("draws come from the posterior sampled with emcee" in m for m in messages)
-    assert prediction.attrs["uncertainty"] == "posterior"
+    # T0 and mu_E trade off along a curved ridge: the importance sampling's effective sample
+    # size varies with the seed, and where it stays below 100 the posterior is sampled
+    # instead; either way the draws stay where the data allow
+    fell_back = any("draws come from the posterior sampled with emcee" in m for m in messages)
+    assert fell_back == (prediction.attrs["uncertainty"] == "posterior")
+    assert fell_back == (prediction.attrs["laplace_effective_sample_size"] < 75)
     theta = np.log10(prediction.parameter_value.sel(parameter=list(result.free)).values)
     ratio = np.array([2 * (result.objective.nllh(t) - result.nllh) for t in theta])
     assert np.mean(ratio > chi2.ppf(0.95, 3)) < 0.12
-    assert prediction.attrs["laplace_effective_sample_size"] < 100  # why it fell back
     low, high = prediction.time_to_recurrence_interval.values
     assert 13.5 < low < high < 15.5  # the true day is 14.785 (uniform draws: 1.1 to 14.8)
 

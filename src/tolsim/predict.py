@@ -101,7 +101,8 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
     that a few candidates far in a tail do not make it degenerate), widened 1.2x, make the
     next round's t: up to three rounds, ``2 * draws`` candidates (at least 500) twice, then
     enough to reach ``draws`` effective ones at the second round's rate (4 to 16 per draw,
-    at least 1,000). ``draws`` are resampled from the last round by the truncated weights.
+    at least 1,000). ``draws`` are resampled by the truncated weights from the round with
+    the largest effective sample size (a later round can be worse).
     For a near-quadratic likelihood the draws' central intervals match the profile-likelihood
     intervals. The effective sample size reported is the raw weights': where it stays below
     a quarter of ``draws`` the approximation is far off, and a :class:`PredictionWarning`
@@ -114,7 +115,7 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
         log10 values.
     """
     theta, info = _laplace_importance(fit, draws, rng)
-    _warn_effective(info, draws, stacklevel=3)
+    _warn_effective(info, draws, stacklevel=2)
     return theta
 
 
@@ -284,9 +285,13 @@ def _laplace_importance(
         best, vectors[:, ~flat], eigenvalues[~flat] / WIDENING**2, vectors[:, flat], lower, upper
     )
     size = max(2 * draws, 500)
+    kept = None  # the round with the largest effective sample size: a later round may be
+    # worse (its proposal misses a far end of a ridge an earlier one reached)
     for round_ in range(3):
         candidates = proposal.draw(size, rng)
         weights, effective = _weights(proposal, candidates, fit)
+        if kept is None or effective > kept[2]:
+            kept = (candidates, weights, effective)
         if effective >= draws or round_ == 2:
             break
         if round_ == 1:  # the last round: as many candidates as reach `draws` effective
@@ -304,6 +309,7 @@ def _laplace_importance(
         proposal = _Proposal(mean, axes, precision, np.empty((best.size, 0)), lower, upper)
     # resampled by the truncated weights; the effective sample size reported (and on which
     # predict falls back to the posterior) is the raw weights': the approximation's quality
+    candidates, weights, effective = kept
     chosen = rng.choice(candidates.shape[0], size=draws, replace=True, p=_truncated(weights))
     info = {"effective_sample_size": effective, "candidates": float(candidates.shape[0])}
     return candidates[chosen], info

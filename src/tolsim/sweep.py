@@ -484,7 +484,7 @@ def sweep(
         ``None``: no store and no Dask; the chunks run one after another in this process (on
         numba's threads, or the GPU) and the result is an in-memory Dataset with the same
         variables and attrs (no ``chunk_done``). For designs whose outputs fit in memory:
-        a metrics-only sweep keeps 48 bytes per sample.
+        a metrics-only sweep keeps 44 bytes per sample, and 8 per design column.
     outputs : {"metrics", "trajectories", "both"}
         ``metrics``: per sample ``time_to_recurrence`` (days after tamoxifen withdrawal,
         ``inf`` if not within the schedule), ``burden_at_withdrawal``,

@@ -53,7 +53,7 @@ _TWO_STATE_PARAMETERS = (
         0.19,
         (0.0, 10.0),
         "division rate of tolerant cells",
-        "as lambda_S; with eps_T, tolerant regrowth under tamoxifen reaches ~2.1-fold a week "
+        "as lambda_S; with eps_T, tolerant regrowth under tamoxifen reaches ~2.2-fold a week "
         "by week 10 (data 2.31; " + _MAGI_TAM + ")",
     ),
     Parameter(
