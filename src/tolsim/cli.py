@@ -2669,15 +2669,6 @@ def _stored_chunk_size(store: Path) -> int | None:
     return int(value) if isinstance(value, int) and value >= 1 else None
 
 
-def _ignore_interrupts() -> None:
-    """In a local cluster's worker process: leave Ctrl-C to the command, which closes the
-    cluster (a worker's own KeyboardInterrupt prints tracebacks as it dies)."""
-    import signal
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _silence_distributed() -> None:
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
 
@@ -2738,10 +2729,7 @@ def _connect(args: argparse.Namespace):
     finally:
         signal.signal(signal.SIGINT, handler)
     try:
-        client = Client(cluster)
-        # Ctrl-C in a terminal reaches the workers too: this process closes them instead
-        client.run(_ignore_interrupts)
-        return client, cluster
+        return Client(cluster), cluster
     except BaseException:
         cluster.close()
         raise

@@ -330,7 +330,8 @@ def _arms_only(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-_ARM_VARIABLES = ("withdrawal_day", "schedule")
+# variables tolsim.simulate_arms adds along its arm dim
+_ARM_VARIABLES = ("schedule", "withdrawal_day")
 
 
 def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:

@@ -16,7 +16,7 @@ from tolsim.kernels import summary
 from tolsim.kernels.exposure import concentrations_at
 from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
-from tolsim.recurrence import PROVENANCE, provenance_digest
+from tolsim.recurrence import _ARM_VARIABLES, PROVENANCE, provenance_digest
 from tolsim.schedule import Schedule
 
 __all__ = ["METHODS", "ODE_METHODS", "SolverError", "simulate", "simulate_arms"]
@@ -397,7 +397,7 @@ def simulate_arms(
 
 
 # variables simulate_arms always adds along its `dim`: no arm dimension may take these names
-_PER_ARM_NAMES = ("schedule", "withdrawal_day")
+_PER_ARM_NAMES = _ARM_VARIABLES
 
 
 def _differing_attrs(runs: list[xr.Dataset]) -> dict[str, list]:
