@@ -58,6 +58,20 @@ class PredictionWarning(UserWarning):
     """Draws whose solution failed, or a Laplace approximation that needed repair."""
 
 
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that attributes a warning to the first caller outside tolsim
+    (``predict`` is called directly or through ``FitResult.predict``, from any depth),
+    counted from the function that calls this one (as pandas' ``find_stack_level``)."""
+    import inspect
+    import os
+
+    package = os.path.dirname(tolsim.__file__)
+    frame, level = inspect.currentframe(), 0
+    while frame is not None and inspect.getfile(frame).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 # -- parameter draws -------------------------------------------------------------------------
 def _hessian(function, x: np.ndarray, step: float = 1e-3) -> np.ndarray:
     """Central finite-difference Hessian (second-order accurate in ``step``)."""
@@ -115,11 +129,11 @@ def laplace_draws(fit: FitResult, draws: int, rng: np.random.Generator) -> np.nd
         log10 values.
     """
     theta, info = _laplace_importance(fit, draws, rng)
-    _warn_effective(info, draws, stacklevel=2)
+    _warn_effective(info, draws)
     return theta
 
 
-def _warn_effective(info: Mapping[str, float], draws: int, stacklevel: int) -> None:
+def _warn_effective(info: Mapping[str, float], draws: int) -> None:
     """Warn when the importance sampling's effective sample size is below ``draws / 4``."""
     effective = info["effective_sample_size"]
     if effective < draws / 4:
@@ -129,7 +143,7 @@ def _warn_effective(info: Mapping[str, float], draws: int, stacklevel: int) -> N
             f"sample size of {effective:.0f} for {draws} draws (they repeat parameter sets); "
             "use uncertainty='posterior'",
             PredictionWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=_user_stacklevel(),
         )
 
 
@@ -274,7 +288,7 @@ def _laplace_importance(
             "at the best fit (practically non-identifiable parameters): those directions are "
             "proposed uniformly within the bounds and weighted by the likelihood",
             PredictionWarning,
-            stacklevel=3,
+            stacklevel=_user_stacklevel(),
         )
     # round 1: the Laplace approximation, its scale widened 1.5x (a likelihood is often
     # heavier-tailed than its curvature at the best fit says); then, while the candidates'
@@ -613,13 +627,13 @@ def predict(
                 "parameters the data do not separate?); the draws come from the posterior "
                 f"sampled with emcee instead (FitResult.sample(seed={seed}))",
                 PredictionWarning,
-                stacklevel=2,
+                stacklevel=_user_stacklevel(),
             )
             uncertainty = "posterior"
             posterior = fit.sample(seed=seed)
             theta = _posterior_draws(posterior, names, draws, rng)
         else:
-            _warn_effective(laplace, draws, stacklevel=2)
+            _warn_effective(laplace, draws)
     else:
         if posterior is None:
             posterior = fit.sample(seed=seed)
@@ -647,7 +661,7 @@ def predict(
                 "they recur earlier than the mixture's mean-field day, or where the mean field "
                 "never does; use demographic='paths' (or 'auto') for their recurrence days",
                 PredictionWarning,
-                stacklevel=2,
+                stacklevel=_user_stacklevel(),
             )
 
     # 2. mean-field trajectories and recurrence days -----------------------------------------
@@ -658,7 +672,7 @@ def predict(
             f"{int((~ok).sum())} of {n_draws} draws failed to solve ({ode.message.values[~ok][0]})"
             ": they are left out of the prediction",
             PredictionWarning,
-            stacklevel=2,
+            stacklevel=_user_stacklevel(),
         )
     if not np.any(ok):
         raise RuntimeError("every draw failed to solve; see the warning")
