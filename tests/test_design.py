@@ -604,3 +604,29 @@ def test_designs_and_templates_pickle_and_deep_copy():
     for again in (pickle.loads(pickle.dumps(template)), copy.deepcopy(template)):
         assert dict(again.slots) == dict(template.slots) and again.name == template.name
         assert again(inhibitor_days=14.0) == template(inhibitor_days=14.0)
+
+
+@pytest.mark.parametrize("builder", [design.lhs, design.sobol, design.saltelli])
+def test_quantities_named_like_arguments_go_in_the_ranges_mapping(builder):
+    """A model parameter may be called ``n`` (a Hill coefficient) or ``seed``: as keywords
+    ``n`` works (the count is positional only), and a mapping after the count takes any."""
+    by_keyword = builder(4, seed=1, n=(1.0, 4.0), x=(0.0, 1.0))
+    by_mapping = builder(4, {"n": (1.0, 4.0), "x": (0.0, 1.0)}, seed=1)
+    assert by_keyword.names == by_mapping.names == ("n", "x")
+    for name in ("n", "x"):
+        assert np.array_equal(by_keyword.columns[name], by_mapping.columns[name])
+    mixed = builder(4, {"seed": (0.0, 1.0), "ranges": (2.0, 3.0)}, seed=1, x=(0.0, 1.0))
+    assert mixed.names == ("seed", "ranges", "x")
+    with pytest.raises(ValueError, match=r"\['x'\] given both in `ranges` and as keywords"):
+        builder(4, {"x": (0.0, 1.0)}, seed=1, x=(0.0, 2.0))
+    with pytest.raises(TypeError, match=r"`ranges` = \[\(0.0, 1.0\)\]: expected a mapping"):
+        builder(4, [(0.0, 1.0)], seed=1)
+
+
+def test_from_table_names_its_own_argument():
+    with pytest.raises(TypeError, match=r"`table` is a tolsim Design \(lhs\)"):
+        design.from_table(design.lhs(2, seed=0, x=(0.0, 1.0)))
+    with pytest.raises(ValueError, match=r"`table\['x'\]` has shape \(\): expected a 1-d"):
+        design.from_table({"x": 1.0})
+    with pytest.raises(TypeError, match=r"`table\['x'\]` has dtype <U1: expected real"):
+        design.from_table({"x": ["a"]})

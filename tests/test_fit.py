@@ -632,3 +632,78 @@ def test_a_fit_pickles_and_predicts_the_same_in_another_process(small_data, tmp_
     nllh, days = run.stdout.split(" ", 1)
     assert float(nllh) == result.objective.nllh(theta)
     np.testing.assert_array_equal(eval(days), expected)  # noqa: S307 - our own repr
+
+
+# -- where the likelihood is zero ------------------------------------------------------------
+RECURRENCE_SCHEDULE = {
+    "arm": tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0}, {"days": 40}])
+}
+
+
+def _recurrence_data(values, censored=None):
+    return pd.DataFrame(
+        {
+            "condition": "arm",
+            "observable": "ttr",
+            "time": 70.0,
+            "value": values,
+            "replicate": [str(i) for i in range(len(values))],
+            "censored": censored or [False] * len(values),
+        }
+    )
+
+
+def _recurrence_observable(threshold):
+    from tolsim.observe import time_to_recurrence
+
+    return {"ttr": time_to_recurrence(threshold=threshold, name="ttr")}
+
+
+def test_a_start_that_runs_into_a_zero_likelihood_keeps_the_best_point_it_found():
+    """From the defaults L-BFGS-B stalls at once (nllh 44.19) and Powell runs to the box's
+    corner, where no recurrence is predicted and the likelihood is zero: the start keeps the
+    better point (and the simplex finds the optimum, 8.448 by Nelder-Mead on the same
+    objective); a start that ends on a zero likelihood is recorded as infinite and failed,
+    not as a converged 1e100."""
+    data = _recurrence_data([14.0, 15.0, 40.0], [False, False, True])
+    with pytest.warns(NonConvergenceWarning, match="only 1 of 2 starts"):
+        result = fit(MODEL, data, RECURRENCE_SCHEDULE, free=["lambda_T", "ttr.sigma"],
+                     observables=_recurrence_observable(1e5), noise=LogNormal(),
+                     fixed={"lambda_S": 0.02}, starts=2)  # fmt: skip
+    assert result.nllh == pytest.approx(8.447987, abs=1e-4)
+    assert result.params["lambda_T"] == pytest.approx(0.17268, rel=1e-3)
+    nllh = result.starts["nllh"].values
+    assert np.isinf(nllh[1]) and not result.starts["converged"].values[1]
+    assert not result.converged
+
+
+def test_a_likelihood_zero_everywhere_is_an_error_whichever_optimiser_runs():
+    """Without division the cells never recur, so each time to recurrence has likelihood
+    zero: least squares (noise scale fixed) and L-BFGS-B (scale free) both say so."""
+    data = _recurrence_data([14.0, 15.0])
+    fixed = {"lambda_S": 0.0, "lambda_T": 0.0}
+    for free, more in ((["delta_S"], {"ttr.sigma": 0.3}), (["delta_S", "ttr.sigma"], {})):
+        with pytest.raises(RuntimeError, match="the likelihood is infinite everywhere tried"):
+            fit(MODEL, data, RECURRENCE_SCHEDULE, free=free, noise=LogNormal(),
+                observables=_recurrence_observable(1e6), fixed=fixed | more, starts=2)  # fmt: skip
+
+
+def test_a_profile_that_reaches_a_zero_likelihood_crosses_the_threshold_there():
+    """Below lambda_T ~ 0.1420 the tolerant cells never reach the threshold in 70 days: the
+    likelihood of the measured recurrences is zero, so the interval ends there (the profile
+    rises from 1.5 to infinity, through the 1.92 threshold), not at the bound; the upper side
+    is flat (the noise scale is fixed and large) and only it is reported open."""
+    data = _recurrence_data([14.0, 15.0, 16.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonConvergenceWarning)
+        result = fit(MODEL, data, RECURRENCE_SCHEDULE, free=["lambda_T"], noise=Normal(),
+                     observables=_recurrence_observable(1e5),
+                     fixed={"ttr.sigma": 25.0, "lambda_S": 0.02}, starts=2)  # fmt: skip
+    with pytest.warns(NonConvergenceWarning, match="on the upper side; the data") as caught:
+        result.profile()
+    assert not any("lower" in str(w.message) for w in caught)
+    low, high = result.ci["lambda_T"]
+    objective = result.objective
+    assert np.isinf(objective.nllh(np.log10([low * 0.999])))  # zero likelihood just below
+    assert np.isfinite(objective.nllh(np.log10([low * 1.001])))
+    assert high == objective.bounds["lambda_T"][1] and not result.identifiable["lambda_T"]

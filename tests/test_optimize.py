@@ -158,26 +158,59 @@ def test_sobol_ranges_are_crossed_with_grid_values():
     assert np.all((starts >= 0) & (starts <= 100)) and np.unique(starts).size == 8
 
 
-@settings(max_examples=100, deadline=None)
-@given(
-    st.lists(
-        st.tuples(st.integers(0, 6).map(float), st.integers(0, 6).map(float)),
-        min_size=1,
-        max_size=25,
-    )
-)
+# small integers (many ties), infinities (a callable burden can give inf) and NaN
+VALUES = st.sampled_from([0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, math.inf, -math.inf, math.nan])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(VALUES, VALUES), min_size=1, max_size=25))
 def test_pareto_front_is_the_set_of_undominated_points(points):
     benefit = np.array([p[0] for p in points])
     burden = np.array([p[1] for p in points])
     mask = pareto_front(benefit, burden)
+    valid = ~np.isnan(benefit) & ~np.isnan(burden)
     for i in range(len(points)):
+        if not valid[i]:
+            assert not mask[i]
+            continue
         dominated = np.any(
-            (benefit >= benefit[i])
+            valid
+            & (benefit >= benefit[i])
             & (burden <= burden[i])
             & ((benefit > benefit[i]) | (burden < burden[i]))
         )
         duplicate_before = np.any((benefit[:i] == benefit[i]) & (burden[:i] == burden[i]))
         assert mask[i] == (not dominated and not duplicate_before)
+
+
+@pytest.mark.parametrize(
+    ("benefit", "burden", "error", "match"),
+    [
+        ([1.0, 2.0], [1.0], ValueError, "`benefit` has 2 values and `burden` 1"),
+        ([[1.0]], [1.0], ValueError, r"`benefit` has shape \(1, 1\): expected a 1-d array"),
+        ([1.0], "x", TypeError, "`burden` = 'x': expected numbers"),
+    ],
+)
+def test_pareto_front_names_bad_input(benefit, burden, error, match):
+    with pytest.raises(error, match=match):
+        pareto_front(benefit, burden)
+
+
+def test_a_nan_burden_is_infeasible_with_or_without_a_budget():
+    """A callable burden that gives NaN: that candidate is neither feasible nor on the front,
+    whether a budget is set or not (the best was such a candidate without one)."""
+
+    def burden(schedule):
+        days = drug_burden(schedule, "inhibitor")
+        return math.nan if days > 20 else days
+
+    space = {"inhibitor_days": [7.0, 14.0, 28.0]}
+    for budget in (None, 1e9):
+        options = {"burden": burden, "budget": budget, "top": np.int64(3)}
+        result = optimize_schedule(MODEL, PARAMS, TEMPLATE, space, threshold=THRESHOLD, **options)
+        assert result.feasible.values.tolist() == [True, True, False]
+        assert int(result.best) == 1 and not result.on_front.values[2]
+        assert result.sizes["rank"] == 2
 
 
 def test_drug_burden_in_vitro_is_exact():
@@ -225,6 +258,8 @@ def test_drug_burden_with_pk_matches_adaptive_quadrature():
         ({"rtol": -1.0}, ValueError, r"`rtol` = -1.0: expected a finite relative tolerance"),
         ({"rtol": 0.0}, ValueError, r"`rtol` = 0.0"),
         ({"horizon_days": 500.0}, ValueError, "`horizon_days` = 500.0"),
+        ({"horizon_days": "6o"}, ValueError, "`horizon_days` = '6o': expected a number"),
+        ({"top": 2.0}, ValueError, r"`top` = 2.0: expected an integer >= 1"),
         ({"template": TEMPLATE(), "space": {"x": [1.0]}}, TypeError, "`template`"),
         ({"rtol": 10.0}, ValueError, r"`rtol` = 10.0: expected a finite relative tolerance in"),
         ({"workers": 0}, ValueError, r"`workers` = 0: expected an integer >= 1"),
@@ -282,3 +317,21 @@ def test_eradication_needs_a_linear_model():
             {"inhibitor_days": [7.0]},
             objective="eradication_probability",
         )
+
+
+def test_eradication_names_a_candidate_without_an_end_of_treatment():
+    template = inhibitor_course(tamoxifen_days=60.0, follow_up_days=100.0)
+    space = {"tamoxifen_um": [1.0, 0.0], "inhibitor_um": [0.0]}
+    with pytest.raises(ValueError, match=r"candidate 1 \(\{'tamoxifen_um': 0.0, 'inhibitor_um'"):
+        optimize_schedule(MODEL, PARAMS, template, space, objective="eradication_probability")
+
+
+def test_a_slot_named_seed_can_be_sampled():
+    def seeded(seed):  # a slot whose name is also optimize_schedule's argument
+        return TEMPLATE(inhibitor_days=seed)
+
+    template = ScheduleTemplate(seeded, {"seed": 7.0}, "seeded")
+    result = optimize_schedule(MODEL, PARAMS, template, {"seed": (0.0, 28.0)}, candidates=2,
+                               threshold=THRESHOLD, seed=3)  # fmt: skip
+    assert result.sizes["candidate"] == 2
+    assert ((result.seed >= 0.0) & (result.seed <= 28.0)).all()

@@ -264,6 +264,20 @@ def _check_power_of_two(n: int) -> int:
     return n.bit_length() - 1
 
 
+def _merged_ranges(ranges: Mapping[str, Any] | None, more: Mapping[str, Any]) -> dict:
+    """The ranges given as a mapping (after ``n``) and as keywords, in that order."""
+    if ranges is None:
+        return dict(more)
+    if not isinstance(ranges, Mapping):
+        raise TypeError(
+            f"`ranges` = {ranges!r}: expected a mapping of names to (low, high) ranges"
+        )
+    twice = sorted(set(ranges) & set(more))
+    if twice:
+        raise ValueError(f"{twice} given both in `ranges` and as keywords: give each once")
+    return {**ranges, **more}
+
+
 def _parse_ranges(ranges: Mapping[str, Any]) -> dict[str, tuple[float, float, str]]:
     if not ranges:
         raise ValueError(
@@ -374,7 +388,7 @@ def grid(**values: Any) -> Design:
     return Design(columns, "grid", spec)
 
 
-def lhs(n: int, *, seed: int, **ranges: Any) -> Design:
+def lhs(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more: Any) -> Design:
     """Latin hypercube sample of ``n`` points in the ranges.
 
     In unit space each of the ``n`` equal bins of each dimension holds exactly one point
@@ -384,9 +398,12 @@ def lhs(n: int, *, seed: int, **ranges: Any) -> Design:
     ----------
     n : int
         Number of points, >= 1.
+    ranges : mapping name -> range, optional (positional)
+        Ranges as a mapping, for quantities named like an argument (``n``, ``seed``) or
+        that are not Python names; merged with ``**more``.
     seed : int
         Seed of the generator (required; recorded in the spec).
-    **ranges : (low, high) or (low, high, "log")
+    **more : (low, high) or (low, high, "log")
         Uniform or log-uniform range of each quantity.
 
     Examples
@@ -397,7 +414,7 @@ def lhs(n: int, *, seed: int, **ranges: Any) -> Design:
     """
     n = _check_n(n)
     seed = _check_seed(seed)
-    parsed = _parse_ranges(ranges)
+    parsed = _parse_ranges(_merged_ranges(ranges, more))
     from scipy.stats import qmc  # here, not at import: scipy.stats takes ~0.6 s to load
 
     unit = qmc.LatinHypercube(len(parsed), rng=seed).random(n)
@@ -405,11 +422,12 @@ def lhs(n: int, *, seed: int, **ranges: Any) -> Design:
     return Design(_scale(unit, parsed), "lhs", spec)
 
 
-def sobol(n: int, *, seed: int, **ranges: Any) -> Design:
+def sobol(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more: Any) -> Design:
     """The first ``n`` points of a scrambled Sobol sequence in the ranges.
 
     ``n`` must be a power of 2, where Sobol points are balanced
-    (:class:`scipy.stats.qmc.Sobol`, Owen scrambling seeded by ``seed``).
+    (:class:`scipy.stats.qmc.Sobol`, Owen scrambling seeded by ``seed``). Ranges as for
+    :func:`lhs` (keywords, or a mapping after ``n``: ``sobol(8, {"seed": (0, 1)}, seed=0)``).
 
     Examples
     --------
@@ -420,7 +438,7 @@ def sobol(n: int, *, seed: int, **ranges: Any) -> Design:
     n = _check_n(n)
     seed = _check_seed(seed)
     m = _check_power_of_two(n)
-    parsed = _parse_ranges(ranges)
+    parsed = _parse_ranges(_merged_ranges(ranges, more))
     from scipy.stats import qmc
 
     unit = qmc.Sobol(len(parsed), scramble=True, rng=seed).random_base2(m)
@@ -428,12 +446,15 @@ def sobol(n: int, *, seed: int, **ranges: Any) -> Design:
     return Design(_scale(unit, parsed), "sobol", spec)
 
 
-def saltelli(n: int, *, seed: int, **ranges: Any) -> Design:
+def saltelli(
+    n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more: Any
+) -> Design:
     """Cross-sampling of Saltelli (2010) for :func:`sobol_indices`: ``n * (d + 2)`` rows.
 
     Two independent ``n``-point matrices A and B come from one scrambled Sobol sequence of
     dimension ``2 d`` (``n`` a power of 2); the rows are A, then B, then for each quantity
     ``i`` (in the order given) the matrix ``A_B^i``: A with column ``i`` taken from B.
+    Ranges as for :func:`lhs`.
 
     Saltelli, A. et al. (2010). Variance based sensitivity analysis of model output. Design
     and estimator for the total sensitivity index. Comput. Phys. Commun. 181, 259-270.
@@ -447,7 +468,7 @@ def saltelli(n: int, *, seed: int, **ranges: Any) -> Design:
     n = _check_n(n)
     seed = _check_seed(seed)
     m = _check_power_of_two(n)
-    parsed = _parse_ranges(ranges)
+    parsed = _parse_ranges(_merged_ranges(ranges, more))
     d = len(parsed)
     from scipy.stats import qmc
 
@@ -546,7 +567,12 @@ def from_table(table: Any) -> Design:
     >>> len(d), d.names, d.kind
     (2, ('kappa_T', 'mu_E'), 'table')
     """
-    if hasattr(table, "columns") and hasattr(table, "to_dict"):  # a pandas DataFrame
+    if isinstance(table, Design):
+        raise TypeError(
+            f"`table` is a tolsim Design ({table.kind}): it is a design already; pass it as "
+            "it is, or its .columns"
+        )
+    if hasattr(table, "columns") and hasattr(table, "iloc"):  # a pandas DataFrame
         names = [str(name) for name in table.columns]
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:  # e.g. 1 and "1", or a repeated header: one would silently replace another
@@ -561,7 +587,10 @@ def from_table(table: Any) -> Design:
             f"`table` is a {type(table).__name__}: expected a pandas.DataFrame or a mapping of "
             "names to 1-d arrays"
         )
-    design = Design(columns, "table")  # names, shapes and dtypes checked
+    try:
+        design = Design(columns, "table")  # names, shapes and dtypes checked
+    except (TypeError, ValueError) as error:  # its messages name `columns`: here, `table`
+        raise type(error)(str(error).replace("`columns", "`table")) from None
     for name, column in design.columns.items():
         bad = np.flatnonzero(~np.isfinite(column))
         if bad.size:

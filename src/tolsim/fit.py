@@ -260,7 +260,7 @@ class _Objective:
     def bounded_nllh(self, theta: np.ndarray) -> float:
         """:meth:`nllh` capped at 1e100, for optimisers whose finite differences would turn
         an infinite value into NaN."""
-        return min(self.nllh(theta), 1e100)
+        return min(self.nllh(theta), _CAPPED)
 
     def residuals(self, theta: np.ndarray) -> np.ndarray:
         params = self.full_params(theta)
@@ -471,7 +471,8 @@ class FitResult:
         ci, identifiable = {}, {}
         for row, name in enumerate(names):
             grid, curve = values[row], profile_nllh[row]
-            ok = np.isfinite(grid) & np.isfinite(curve)
+            # +inf (a zero likelihood) is above any threshold: the profile crosses it there
+            ok = np.isfinite(grid) & ~np.isnan(curve)
             grid, curve = grid[ok], curve[ok]
             order = np.argsort(grid)
             grid, curve = grid[order], curve[order] - self.nllh
@@ -485,12 +486,13 @@ class FitResult:
                 10.0 ** (bounds[1] if high_end is None else high_end),
             )
             if not identifiable[name]:
+                sides = [s for s, end in (("lower", low_end), ("upper", high_end)) if end is None]
                 warnings.warn(
                     f"parameter {name!r} is practically non-identifiable: its profile "
                     "likelihood stays below the "
                     f"{level:.0%} threshold up to its bound on the "
-                    f"{'lower' if low_end is None else 'upper'} side; the data do not "
-                    "determine it",
+                    f"{' and '.join(sides)} side{'s' if len(sides) > 1 else ''}; the data do "
+                    "not determine it",
                     NonConvergenceWarning,
                     stacklevel=2,
                 )
@@ -773,21 +775,30 @@ def _optimise_others(obj: _Objective, theta: np.ndarray, k: int) -> np.ndarray:
     return full(result.x)
 
 
+_CAPPED = 1e100  # bounded_nllh's stand-in for an infinite negative log-likelihood
+
+
 def _minimize(function, x0, lower, upper):
     """L-BFGS-B with finite-difference gradients; where it makes no progress from a start
     (far from the optimum the likelihood is steep and badly scaled, and its line search can
-    stall at once), Powell's derivative-free method takes over and L-BFGS-B polishes."""
+    stall at once), Powell's derivative-free method takes over (Nelder-Mead's simplex where
+    Powell ends on a zero likelihood) and L-BFGS-B polishes. Returns the best point found,
+    never worse than L-BFGS-B's."""
     box = list(zip(lower, upper, strict=True))
     result = optimize.minimize(function, x0, bounds=box, method="L-BFGS-B")
     if result.nit > 1:
         return result
     rough = optimize.minimize(function, x0, bounds=box, method="Powell")
+    if rough.fun >= _CAPPED:  # Powell's line searches ran into a zero likelihood: a simplex
+        simplex = optimize.minimize(function, x0, bounds=box, method="Nelder-Mead")
+        simplex.nfev += rough.nfev
+        rough = simplex
     polished = optimize.minimize(function, rough.x, bounds=box, method="L-BFGS-B")
-    polished.nfev += result.nfev + rough.nfev
-    if rough.fun < polished.fun:  # pragma: no cover - polishing never makes it worse in practice
-        rough.nfev = polished.nfev
-        return rough
-    return polished
+    # the best of the three: the derivative-free search can end where L-BFGS-B's first step
+    # was better (on a capped infinity at a corner of the box, say)
+    best = min((polished, rough, result), key=lambda r: float(r.fun))
+    best.nfev = result.nfev + rough.nfev + polished.nfev
+    return best
 
 
 # -- the front door --------------------------------------------------------------------------
@@ -982,7 +993,10 @@ def fit(
             value = objective.nllh(result.x)
             return result.x, value, bool(result.success), int(result.nfev), result.message
         result = _minimize(objective.bounded_nllh, theta0, lower, upper)
-        return result.x, float(result.fun), bool(result.success), int(result.nfev), result.message
+        value = float(result.fun)
+        if value >= _CAPPED:  # ended where the likelihood is zero: nothing was found
+            return result.x, math.inf, False, int(result.nfev), "the likelihood is zero there"
+        return result.x, value, bool(result.success), int(result.nfev), result.message
 
     import numba
 

@@ -145,22 +145,36 @@ def _burden_function(
 def pareto_front(benefit, burden) -> np.ndarray:
     """Mask of the candidates no other candidate beats: none has at least their benefit
     with less burden, or more benefit with at most their burden. Of exact ties one (the
-    first) is kept. NaN benefits or burdens are never on the front.
+    first) is kept. NaN benefits or burdens are never on the front; infinite ones compare
+    as numbers (the one candidate with the most benefit is on it, whatever its burden).
 
     Examples
     --------
     >>> pareto_front([1.0, 3.0, 2.0, 3.0], [1.0, 2.0, 2.0, 5.0]).tolist()
     [True, True, False, False]
     """
-    benefit = np.asarray(benefit, dtype=float)
-    burden = np.asarray(burden, dtype=float)
+    arrays = []
+    for name, values in (("benefit", benefit), ("burden", burden)):
+        try:
+            array = np.asarray(values, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(f"`{name}` = {values!r}: expected numbers") from None
+        if array.ndim != 1:
+            raise ValueError(f"`{name}` has shape {array.shape}: expected a 1-d array")
+        arrays.append(array)
+    benefit, burden = arrays
+    if benefit.size != burden.size:
+        raise ValueError(
+            f"`benefit` has {benefit.size} values and `burden` {burden.size}: expected one "
+            "of each per candidate"
+        )
     on_front = np.zeros(benefit.size, dtype=bool)
-    valid = np.flatnonzero(np.isfinite(burden) & ~np.isnan(benefit))
+    valid = np.flatnonzero(~np.isnan(burden) & ~np.isnan(benefit))
     # by burden ascending, then benefit descending, then index
     order = valid[np.lexsort((valid, -benefit[valid], burden[valid]))]
-    best = -np.inf
-    for i in order:
-        if benefit[i] > best:
+    best = None
+    for i in order:  # (infinite values compare as any other: an inf burden can be on it)
+        if best is None or benefit[i] > best:
             on_front[i] = True
             best = benefit[i]
     return on_front
@@ -195,7 +209,7 @@ def _candidates(template: ScheduleTemplate, space, candidates: int, seed: int):
             f"use {1 << (int(candidates) - 1).bit_length()}"
         )
     if ranges:
-        sample = sobol(candidates, seed=seed, **ranges).columns
+        sample = sobol(candidates, ranges, seed=seed).columns  # (a slot may be named seed)
         if columns:  # every grid point with every Sobol point
             n_grid, n_sobol = len(next(iter(columns.values()))), candidates
             columns = {k: np.repeat(v, n_sobol) for k, v in columns.items()}
@@ -251,7 +265,8 @@ def optimize_schedule(
         µM·day; see :func:`drug_burden`) of one of the model's drugs, or a function
         schedule -> float.
     budget : float, optional
-        Candidates whose burden exceeds it are infeasible (still reported; never the best).
+        Candidates whose burden exceeds it are infeasible (still reported; never the best);
+        so are those whose burden is NaN (from a callable ``burden``), budget or not.
     candidates : int
         Sobol points for ranges (a power of two; checked, and unused by a grid-only space).
     horizon_days : float, optional
@@ -312,7 +327,7 @@ def optimize_schedule(
         raise ValueError(f"`budget` = {budget!r}: expected a number >= 0 (or None)")
     check_threshold(threshold)
     rtol = check_rtol(rtol)
-    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+    if isinstance(top, bool | np.bool_) or not isinstance(top, Integral) or top < 1:
         raise ValueError(f"`top` = {top!r}: expected an integer >= 1")
     if workers is not None and (
         isinstance(workers, bool | np.bool_)
@@ -367,6 +382,16 @@ def optimize_schedule(
                 ) from None
             withdrawal[i] = np.nan
         follow_up[i] = schedule.duration_days - withdrawal[i]
+        if objective == "eradication_probability" and eradication_day is None:
+            try:
+                schedule.treatment_end_day()
+            except ValueError as error:
+                raise ValueError(
+                    f"candidate {i} ({ {slot: float(columns[slot][i]) for slot in slots} }) "
+                    f"has no end of treatment for `objective` = 'eradication_probability' "
+                    f"({error}): pass eradication_day=, or leave drug-free candidates out of "
+                    "`space`"
+                ) from None
         if eradication_day is not None and eradication_day > schedule.duration_days:
             raise ValueError(
                 f"`eradication_day` = {eradication_day!r}: after the end of candidate {i}'s "
@@ -381,6 +406,12 @@ def optimize_schedule(
                     "to compare them over the same days"
                 )
             horizon_days = float(follow_up[0])
+        if (
+            isinstance(horizon_days, bool | np.bool_)
+            or not isinstance(horizon_days, Real)
+            or not math.isfinite(horizon_days)
+        ):
+            raise ValueError(f"`horizon_days` = {horizon_days!r}: expected a number of days")
         horizon_days = float(horizon_days)
         if not 0 < horizon_days <= follow_up.min():
             raise ValueError(
@@ -441,7 +472,7 @@ def optimize_schedule(
     failures = np.array([r[1] for r in results], dtype=np.int64)
     burdens = np.array([float(burden_of(s)) for s in schedules])
     feasible = np.isfinite(benefit) & (
-        np.ones(n, bool) if budget is None else burdens <= budget + 1e-12
+        ~np.isnan(burdens) if budget is None else burdens <= budget + 1e-12
     )
     on_front = pareto_front(benefit, burdens)
     order = np.lexsort((np.arange(n), burdens, -np.where(feasible, benefit, -np.inf)))
