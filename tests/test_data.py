@@ -565,3 +565,10 @@ def test_measurements_show_a_summary_per_condition_and_observable(tmp_path):
     assert repr(read_measurements(minimal_frame())).splitlines()[0] == (
         "<tolsim Measurements from <DataFrame>: 3 rows, 2 conditions, 1 observable>"
     )
+
+
+def test_a_nan_written_in_a_file_is_named_as_such(tmp_path):
+    text = "condition,observable,time,value\na,N,3,NaN\na,N,4,1\n"
+    message = "column `value` is NaN at row 0 (file line 2); every measurement needs a value"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_measurements(write(tmp_path, "m.csv", text))

@@ -707,3 +707,17 @@ def test_a_profile_that_reaches_a_zero_likelihood_crosses_the_threshold_there():
     assert np.isinf(objective.nllh(np.log10([low * 0.999])))  # zero likelihood just below
     assert np.isfinite(objective.nllh(np.log10([low * 1.001])))
     assert high == objective.bounds["lambda_T"][1] and not result.identifiable["lambda_T"]
+
+
+def test_condition_and_observable_errors_name_the_arguments_given():
+    data = pd.DataFrame({"condition": "control", "observable": "total_cells",
+                         "time": [3.0, 6.0], "value": [1e5, 2e5]})  # fmt: skip
+    arms = {"control": SCHEDULES["control"]}
+    with pytest.raises(ValueError, match=r"`condition_params\['control'\]\.eps_S` = 3\.0"):
+        fit(MODEL, data, arms, free=["lambda_S"], condition_params={"control": {"eps_S": 3.0}},
+            starts=1)  # fmt: skip
+    with pytest.raises(ValueError, match=r"'cells' at rows \[0, 1\] is not in `observables` = "
+                       r"\[\]\n\(nor is it a built-in observable: \['total_cells'"):  # fmt: skip
+        fit(MODEL, data.assign(observable="cells"), arms, free=["lambda_S"], starts=1)
+    with pytest.raises(TypeError, match=r"`schedules` is a list: expected a mapping"):
+        fit(MODEL, data, [arms["control"]], free=["lambda_S"], starts=1)

@@ -438,7 +438,7 @@ def _parse_numbers(column, name, label, n_rows, lines, problems) -> np.ndarray:
     numbers = np.full(n_rows, np.nan)
     if column is None:  # only `sigma` is optional
         return numbers
-    empty, non_numeric, non_finite = [], [], []
+    empty, non_numeric, non_finite, nan = [], [], [], []
     for row, cell in enumerate(column):
         if _is_empty(cell):
             empty.append(row)
@@ -451,7 +451,7 @@ def _parse_numbers(column, name, label, n_rows, lines, problems) -> np.ndarray:
             non_numeric.append(row)
             continue
         if math.isnan(number):
-            empty.append(row)
+            nan.append(row)
         elif math.isinf(number):
             non_finite.append(row)
         else:
@@ -459,6 +459,11 @@ def _parse_numbers(column, name, label, n_rows, lines, problems) -> np.ndarray:
     if empty and name != "sigma":
         problems.append(
             f"{label} is empty at {_where(empty, lines)}; every measurement needs a {name}"
+        )
+    if nan and name != "sigma":
+        problems.append(
+            f"{label} is NaN at {_where(nan, lines)}; every measurement needs a {name} (leave "
+            "a missing measurement out of the table)"
         )
     if non_numeric:
         values = _values([column[row] for row in non_numeric])

@@ -133,7 +133,7 @@ class _Objective:
             except ValueError:
                 withdrawal = None
             model_values = {k: v for k, v in values.items() if k in self.model_names}
-            base = model.pack({**model_values, **overrides}, f"conditions[{name!r}]")
+            base = model.pack({**model_values, **overrides}, f"condition_params[{name!r}]")
             self.conditions.append(
                 {
                     "name": name,
@@ -886,7 +886,10 @@ def fit(
         raise TypeError(f"`model` = {model!r}: expected a tolsim.models.Model")
     data = data if isinstance(data, Measurements) else read_measurements(data)
     if not isinstance(schedules, Mapping):
-        raise TypeError("`schedules` must map each condition name to a tolsim.Schedule")
+        raise TypeError(
+            f"`schedules` is a {type(schedules).__name__}: expected a mapping of each "
+            "condition name to a tolsim.Schedule, e.g. {'control': schedule}"
+        )
     data.check(conditions=list(schedules))
     for name, schedule in schedules.items():
         if not isinstance(schedule, Schedule):
@@ -895,7 +898,12 @@ def fit(
     for name in data.observables:
         if name not in observables and name in BUILTIN_OBSERVABLES:
             observables[name] = BUILTIN_OBSERVABLES[name]()
-    data.check(observables=list(observables))
+    try:
+        data.check(observables=list(observables))
+    except ValueError as error:  # (`observables` holds the built-ins the data name)
+        raise ValueError(
+            f"{error}\n(nor is it a built-in observable: {list(BUILTIN_OBSERVABLES)})"
+        ) from None
     if noise is None:
         noise = {name: Normal() for name in data.observables}
     elif not isinstance(noise, Mapping):
