@@ -770,6 +770,8 @@ def test_probability_helpers_check_their_input(linear):
         tolsim.recurrence_probability(no_drug, horizon=5.0)
     with pytest.raises(TypeError, match="`horizon` = 'x': expected a number of days"):
         tolsim.recurrence_probability(ds, horizon="x")
+    with pytest.raises(TypeError, match="`horizon` = True: expected a number of days"):
+        tolsim.recurrence_probability(ds, horizon=True)
     before = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 5.0], method="ssa", paths=2, seed=1)
     with pytest.raises(ValueError, match="ends on day 5, before tamoxifen is withdrawn"):
         tolsim.recurrence_probability(before, horizon=1.0)

@@ -417,7 +417,7 @@ def _binomial_interval(successes, trials, level):
 
 def _number(value, name: str, what: str) -> float:
     """``value`` as a float, or a TypeError naming ``name``."""
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         raise TypeError(f"`{name}` = {value!r}: expected {what}")
     try:
         return float(value)
@@ -584,10 +584,7 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
     True
     """
     ds = _check_paths_dataset(ds)
-    try:
-        horizon = float(horizon)
-    except (TypeError, ValueError):
-        raise TypeError(f"`horizon` = {horizon!r}: expected a number of days") from None
+    horizon = _number(horizon, "horizon", "a number of days")
     if "withdrawal_day" in ds.attrs:
         withdrawal = xr.DataArray(float(ds.attrs["withdrawal_day"]))
     elif "withdrawal_day" in ds.variables:  # per arm (tolsim.simulate_arms); NaN: none
