@@ -4,8 +4,10 @@
 #   bash benchmarks/device_check.sh [OUT_DIR]   # at most 9.5 min: give it a 600 s limit
 #
 # 1. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep): first,
-#    so that its compile times are those of a fresh machine (~2 min on an H200);
-# 2. the ODE CUDA tests on the device (~3 min on an H200: each test compiles its kernels);
+#    so that its compile times are those of a fresh machine (~2 min on an H200), with fresh
+#    processes' first calls with and without the prebuilt kernels (tolsim.cuda_prebuilt);
+# 2. the ODE CUDA tests on the device (~3 min on an H200: each test compiles its kernels),
+#    with the check that a prebuilt kernel gives the compiled kernel's results;
 # 3. the stochastic CUDA tests on the device (raw streams, tau paths, portable log/exp;
 #    ~1.5 min on an H100).
 # Each step has its own time limit and its own log; a failing step does not stop the next.
@@ -29,11 +31,11 @@ step() {  # name, time limit (s), command...
     echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 }
 
-step benchmark 200 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
+step benchmark 230 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
     --max-registers 128 --sweep --out "$out/gpu.json"
 step ode_tests 220 env TOLSIM_TEST_CUDA=device \
-    python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda.py
-step stochastic_tests 150 env TOLSIM_TEST_CUDA=device \
+    python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda.py tests/test_cuda_prebuilt.py
+step stochastic_tests 130 env TOLSIM_TEST_CUDA=device \
     python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
 tail -n 3 "$out"/*_tests.log >> "$out/summary.txt"
 cat "$out/summary.txt"

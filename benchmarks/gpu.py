@@ -7,8 +7,11 @@ metrics (time to recurrence, burden and tolerant fraction at withdrawal, nadir).
 sets: five parameters jittered by a uniform(0.8, 1.2) factor. Reported, medians of
 ``--repeats`` runs in one process:
 
-- ``compile_s``: first call minus a warm call of the same size (numba-cuda compile + load),
-  and the first call of a fresh process that finds the kernel in numba's on-disk cache;
+- ``compile_s``: first call minus a warm call of the same size (numba-cuda compile + load,
+  or the prebuilt kernel's load: ``first_call_kernel_source``);
+  ``first_call_small_s_fresh_process``: the first call of fresh processes with empty caches,
+  with the prebuilt kernels (:mod:`tolsim.cuda_prebuilt`) and without them (a cold
+  compile), and of one that finds the kernel in numba's on-disk cache;
   ``compile_phases_s`` splits the first call's compile into numba typing and lowering (to
   LLVM IR), NVVM (LLVM IR to PTX) and the link (PTX to cubin: ptxas, through nvJitLink or
   the driver);
@@ -203,9 +206,10 @@ def _name(device) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def cached_first_call_s(n: int) -> float:
-    """First call of a fresh process once the kernel is in numba's on-disk cache (process
-    start and imports excluded)."""
+def fresh_process_first_call_s(n: int, env: dict | None = None) -> dict:
+    """First call of a fresh process (process start and imports excluded), with ``env``
+    added to its environment: the seconds and how it got its kernel (``kernel_source``)."""
+    import os
     import subprocess
     import sys
 
@@ -217,14 +221,38 @@ def cached_first_call_s(n: int) -> float:
         "grid = b.metric_grid(b.SCHEDULE, None)\n"
         "tab = cuda.schedule_table(b.MODEL, [b.SCHEDULE], [grid])\n"
         f"rows = b.MODEL.pack_table(b.table({n}, seed=1))\n"
+        "profile = {}\n"
         "start = time.perf_counter()\n"
-        f"cuda.solve(b.MODEL, rows, tab, np.zeros({n}, np.int32))\n"
-        "print(time.perf_counter() - start)\n"
+        f"cuda.solve(b.MODEL, rows, tab, np.zeros({n}, np.int32), profile=profile)\n"
+        "print(time.perf_counter() - start, profile['kernel_source'])\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    env = os.environ | (env or {})
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(out.stderr)
-    return float(out.stdout.split()[-1])
+    seconds, source = out.stdout.split()[-2:]
+    return {"s": float(seconds), "kernel_source": source}
+
+
+def cold_first_calls(n: int) -> dict:
+    """First calls of fresh processes with empty kernel caches (tolsim's and numba's): with
+    the prebuilt kernels (:mod:`tolsim.cuda_prebuilt`) and without them (a cold compile);
+    then one that finds the kernel in numba's disk cache the second wrote."""
+    import tempfile
+
+    found = {}
+    with tempfile.TemporaryDirectory() as fresh, tempfile.TemporaryDirectory() as cold:
+        found["prebuilt"] = fresh_process_first_call_s(
+            n, {"TOLSIM_CACHE_DIR": fresh, "NUMBA_CACHE_DIR": fresh + "/numba"}
+        )
+        no_prebuilt = {
+            "TOLSIM_CACHE_DIR": cold,
+            "NUMBA_CACHE_DIR": cold + "/numba",
+            "TOLSIM_CUDA_PREBUILT": "0",
+        }
+        found["compile"] = fresh_process_first_call_s(n, no_prebuilt)
+        found["numba_disk_cache"] = fresh_process_first_call_s(n, no_prebuilt)
+    return found
 
 
 def kernel_launcher(module, tab, packed: np.ndarray, stats: bool = False):
@@ -262,12 +290,13 @@ def gpu_figures(args, grid) -> dict:
     tab = cuda.schedule_table(MODEL, [SCHEDULE], [grid])
     small = MODEL.pack_table(table(min(1024, args.samples), seed=1))
     zeros_small = np.zeros(small.shape[0], np.int32)
+    first_profile = {}
     with compile_phases() as phases:
         start = time.perf_counter()
-        cuda.solve(MODEL, small, tab, zeros_small)
+        cuda.solve(MODEL, small, tab, zeros_small, profile=first_profile)
         first = time.perf_counter() - start
     warm_small, _ = median_time(lambda: cuda.solve(MODEL, small, tab, zeros_small), 3)
-    cached_first = cached_first_call_s(small.shape[0])
+    cold_first = {} if cuda._simulated() else cold_first_calls(small.shape[0])
 
     columns = table(args.samples)
     packed = MODEL.pack_table(columns)
@@ -356,7 +385,8 @@ def gpu_figures(args, grid) -> dict:
         "compile_s": first - warm_small,
         "compile_phases_s": phases,
         "first_call_small_s": first,
-        "cached_first_call_small_s_fresh_process": cached_first,
+        "first_call_kernel_source": first_profile.get("kernel_source"),
+        "first_call_small_s_fresh_process": cold_first,
         "warm_call_small_s": warm_small,
         "small_samples": int(small.shape[0]),
         "kernel_s_by_max_registers_and_threads_per_block": timings,

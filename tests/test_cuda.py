@@ -289,7 +289,9 @@ def test_solve_reports_where_the_host_time_goes():
     cuda.solve(MODEL, MODEL.pack_table(random_table(5, seed=1)), table, np.arange(5) % 3,
                chunk_size=2, profile=profile)  # fmt: skip
     phases = ("slots", "kernel_module", "setup", "fill", "enqueue", "wait", "collect")
-    assert set(profile) == {*phases, "total", "chunks"}
+    assert set(profile) == {*phases, "total", "chunks", "kernel_source"}
+    expected = {"simulator"} if cuda._simulated() else {"prebuilt", "in memory", "compile"}
+    assert profile["kernel_source"] in expected
     assert profile["chunks"] == len(cuda.chunk_bounds(5, 2)) == 4
     assert all(profile[name] > 0.0 for name in phases)  # every phase was timed
     accounted = sum(profile[name] for name in phases)  # the call's time, to what returning costs
@@ -557,6 +559,34 @@ def test_bad_device_arguments_are_clear_errors(tmp_path):
         sweep(MODEL, grid(kappa_T=[0.1]), schedule, store=tmp_path / "x", device="cuda",
               gpu_specialise=1)  # fmt: skip
     assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    ("schedule_of", "chunk_size", "match"),
+    [
+        ([0], None, r"`schedule_of` has shape \(1,\) and dtype int64: expected 3 integer"),
+        ([0, 0], None, r"`schedule_of` has shape \(2,\)"),
+        ([0.0, 0.0, 0.0], None, r"`schedule_of` has shape \(3,\) and dtype float64"),
+        (
+            [0, 0, 5],
+            None,
+            r"`schedule_of\[2\]` = np.int64\(5\): expected an index of the "
+            r"table's 2 schedule\(s\), 0 to 1",
+        ),  # fmt: skip
+        ([0, -1, 0], None, r"`schedule_of\[1\]` = np.int64\(-1\)"),
+        ([0, 1, 0], 0.5, r"`chunk_size` = 0.5: expected an integer >= 1"),
+        ([0, 1, 0], 2.5, r"`chunk_size` = 2.5"),
+        ([0, 1, 0], True, r"`chunk_size` = True"),
+    ],
+)
+def test_solve_names_bad_schedule_indices_and_chunk_sizes(schedule_of, chunk_size, match):
+    """``cuda.solve`` is public: a schedule index per sample, each one of the table's (a
+    short array was broadcast, -1 took the last schedule, one too large read past it)."""
+    scheds = schedules()[:2]
+    table = cuda.schedule_table(MODEL, scheds, [metric_grid(s, None) for s in scheds])
+    rows = np.repeat(MODEL.pack({})[None], 3, axis=0)
+    with pytest.raises(ValueError, match=match):
+        cuda.solve(MODEL, rows, table, np.array(schedule_of), chunk_size=chunk_size)
 
 
 def test_without_a_gpu_the_error_says_why(monkeypatch, tmp_path, capsys):

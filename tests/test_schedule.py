@@ -805,3 +805,13 @@ def test_with_inhibitor_names_its_own_argument():
         schedule.with_inhibitor(start_day="x", stop_day=5.0, dose_um=5.0)
     given = schedule.with_inhibitor(start_day=2.0, stop_day=5.0, dose_um=5.0)
     assert given.withdrawal_day("inhibitor") == 5.0
+
+
+def test_in_vitro_without_tamoxifen_days_is_a_drug_free_arm():
+    control = Schedule.in_vitro(on_days=0, off_days=30)
+    assert control.duration_days == 30.0 and control.drugs == ()
+    np.testing.assert_array_equal(control.concentrations([0.0, 30.0], DRUGS), [[0, 0], [0, 0]])
+    with_inhibitor = Schedule.in_vitro(on_days=0, off_days=30, inhibitor_um=5.0)
+    assert with_inhibitor.drugs == ("inhibitor",)
+    with pytest.raises(ValueError, match="`on_days` = 0 and `off_days` = 0: expected"):
+        Schedule.in_vitro(on_days=0, off_days=0)

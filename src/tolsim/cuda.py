@@ -47,6 +47,8 @@ METRIC_NAMES = (
     "nadir_cells",
     "nadir_day",
 )
+N_METRICS = len(METRIC_NAMES)
+N_STATS = 3  # accepted steps, rejected steps, rhs evaluations
 METHODS = ("auto", "dopri5")
 # the kernel's codes for them (cuda_template.METHOD_AUTO, METHOD_DOPRI5)
 METHOD_CODES = {"auto": 1, "dopri5": 0}
@@ -187,6 +189,22 @@ def kernel_module(
     require()
     if _simulated():
         max_registers = 0  # the simulator has no registers to cap
+    constants = variant_constants(
+        model, n_channels, max_registers, fixed, method=method, trajectories=trajectories
+    )
+    return kernel_copy(model, constants)
+
+
+def variant_constants(
+    model: Model,
+    n_channels: int,
+    max_registers: int = 0,
+    fixed: tuple[np.ndarray, np.ndarray] | None = None,
+    *,
+    method: str | None = None,
+    trajectories: bool = True,
+) -> dict[str, str]:
+    """The template constants of :func:`kernel_module`'s variant (source text)."""
     constants = kernel_constants(model, n_channels, max_registers)
     if fixed is not None:
         constants |= specialised_constants(*fixed)
@@ -196,7 +214,18 @@ def kernel_module(
         constants["FIXED_METHOD"] = str(METHOD_CODES[method])
     if not trajectories:
         constants["NO_TRAJECTORIES"] = "True"
-    return specialised("cuda_template", model.rates, constants)
+    return constants
+
+
+def kernel_copy(model: Model, constants: dict[str, str]):
+    """The copy of ``cuda_template`` for ``model`` with ``constants``, its
+    :func:`tolsim.cuda_prebuilt.source_key` as its ``PREBUILT_SOURCE``."""
+    module = specialised("cuda_template", model.rates, constants)
+    if not hasattr(module, "PREBUILT_SOURCE"):
+        from tolsim.cuda_prebuilt import source_key
+
+        module.PREBUILT_SOURCE = source_key(model.rates, constants)
+    return module
 
 
 def kernel_constants(model: Model, n_channels: int, max_registers: int = 0) -> dict[str, str]:
@@ -473,6 +502,79 @@ def chunk_bounds(n: int, chunk_size: int) -> list[tuple[int, int]]:
     return [(0, edge), *zip(cuts[:-1], cuts[1:], strict=True), (n - edge, n)]
 
 
+def _check_schedule_of(schedule_of, n: int, n_schedules: int) -> np.ndarray:
+    """``schedule_of`` as the kernel reads it (int32, one per sample), or an error naming
+    it: a schedule index per sample, each one of the table's."""
+    array = np.asarray(schedule_of)
+    if array.shape != (n,) or not (
+        np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_
+    ):
+        raise ValueError(
+            f"`schedule_of` has shape {array.shape} and dtype {array.dtype}: expected {n} "
+            "integer schedule indices, one per sample"
+        )
+    if n and (array.min() < 0 or array.max() >= n_schedules):  # (two fast passes; 1e6: 0.3 ms)
+        bad = np.flatnonzero((array < 0) | (array >= n_schedules))
+        raise ValueError(
+            f"`schedule_of[{bad[0]}]` = {array[bad[0]]!r}: expected an index of the table's "
+            f"{n_schedules} schedule(s), 0 to {n_schedules - 1}"
+        )
+    return np.ascontiguousarray(array, dtype=np.int32)
+
+
+def launch_arguments(
+    base,
+    slot,
+    values,
+    schedule_of,
+    shared: Sequence,
+    *,
+    threshold: float,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+    method: str,
+    metrics: bool,
+    stats: bool,
+    out_metrics,
+    status,
+    out_stats,
+    out_x,
+    out_dn,
+) -> tuple:
+    """``solve_kernel``'s arguments in order, scalars as the Python types numba types them
+    as (float64, int64, bool): one place for :func:`solve` and the prebuilt kernels' types."""
+    return (
+        base,
+        slot,
+        values,
+        schedule_of,
+        *shared,
+        float(threshold),
+        float(rtol),
+        float(atol),
+        int(max_steps),
+        int(METHOD_CODES[method]),
+        bool(metrics),
+        bool(stats),
+        out_metrics,
+        status,
+        out_stats,
+        out_x,
+        out_dn,
+    )
+
+
+def _kernel_source(kernels, args: tuple, simulated: bool) -> str:
+    """Attach a prebuilt kernel to ``kernels.solve_kernel`` where one matches the launch
+    (:mod:`tolsim.cuda_prebuilt`); how the launch gets its kernel."""
+    if simulated:
+        return "simulator"
+    from tolsim import cuda_prebuilt
+
+    return cuda_prebuilt.attach(kernels.solve_kernel, kernels.PREBUILT_SOURCE, args)
+
+
 def solve(
     model: Model,
     packed: np.ndarray | Columns,
@@ -513,7 +615,10 @@ def solve(
     ``profile``, a dict, receives the host's seconds in each phase (``slots``: finding the
     varying columns; ``kernel_module``; ``setup``: tables and buffers; ``fill``: rows into the
     pinned buffers; ``enqueue``: copies and launches; ``wait``: the host waiting for the GPU;
-    ``collect``: results out of the pinned buffers; ``total``) and ``chunks``.
+    ``collect``: results out of the pinned buffers; ``total``), ``chunks``, and
+    ``kernel_source``: how the launch got its kernel (``"prebuilt"``: compiled ahead of time
+    and shipped, :mod:`tolsim.cuda_prebuilt`; ``"compile"``: compiled now or loaded from
+    numba's disk cache; ``"in memory"``; ``"simulator"``).
     """
     cuda = require()
     simulated = _simulated()
@@ -542,6 +647,13 @@ def solve(
         base, varying, slot = parameter_slots(packed)
         source = None
     lap("slots")
+    schedule_of = _check_schedule_of(schedule_of, n, table.n_pieces.size)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool | np.bool_)
+        or not isinstance(chunk_size, int | np.integer)
+        or chunk_size < 1
+    ):
+        raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
     kernels = kernel_module(
         model,
         table.n_channels,
@@ -552,7 +664,6 @@ def solve(
     )
     lap("kernel_module")
     n_states = len(model.states)
-    schedule_of = np.ascontiguousarray(schedule_of, dtype=np.int32)
     per_sample = (
         8 * varying.size
         + 4
@@ -568,8 +679,6 @@ def solve(
             free = 2**30
         chunk_size = int(max(1, min(DEFAULT_CHUNK, free // 4 // (2 * per_sample))))
     chunk_size = int(min(chunk_size, n))
-    if chunk_size < 1:
-        raise ValueError(f"`chunk_size` = {chunk_size!r}: expected an integer >= 1")
 
     result = Result(
         status=np.empty(n, dtype=np.int32),
@@ -633,6 +742,7 @@ def solve(
         return _BUFFERS[key]
 
     bounds = chunk_bounds(n, chunk_size)
+    kernel_source = None
     lanes = [buffers(lane) for lane in range(min(2, len(bounds)))]
     pending: list[tuple[int, int] | None] = [None] * len(lanes)
     lap("setup")
@@ -671,25 +781,28 @@ def solve(
         block = 1 if simulated else min(threads_per_block, rows)
         with warnings.catch_warnings():  # a small launch (a few samples) is by design
             warnings.filterwarnings("ignore", message=".*under-utilization")
-            kernels.solve_kernel[-(-rows // block), block, stream](
+            args = launch_arguments(
                 d_base,
                 d_slot,
                 d_values,
                 d_schedule_of,
-                *shared,
-                float(threshold),
-                float(rtol),
-                float(atol),
-                int(max_steps),
-                METHOD_CODES[method],
-                bool(metrics),
-                bool(stats),
-                dev["metrics"][:rows] if metrics else dev["metrics"],
-                dev["status"][:rows],
-                dev["stats"][:rows] if stats else dev["stats"],
-                dev["out_x"][:rows] if n_traj else dev["out_x"],
-                dev["out_dn"][:rows] if n_traj else dev["out_dn"],
+                shared,
+                threshold=threshold,
+                rtol=rtol,
+                atol=atol,
+                max_steps=max_steps,
+                method=method,
+                metrics=metrics,
+                stats=stats,
+                out_metrics=dev["metrics"][:rows] if metrics else dev["metrics"],
+                status=dev["status"][:rows],
+                out_stats=dev["stats"][:rows] if stats else dev["stats"],
+                out_x=dev["out_x"][:rows] if n_traj else dev["out_x"],
+                out_dn=dev["out_dn"][:rows] if n_traj else dev["out_dn"],
             )
+            if kernel_source is None:
+                kernel_source = _kernel_source(kernels, args, simulated)
+            kernels.solve_kernel[-(-rows // block), block, stream](*args)
         for name, array in host_out.items():
             dev[name][:rows].copy_to_host(array[:rows], stream=stream)
         pending[lane] = (lo, hi)
@@ -697,5 +810,7 @@ def solve(
         if pending[lane] is not None:
             collect(lane)
     if profile is not None:
-        profile.update(phases, total=clock() - started, chunks=len(bounds))
+        profile.update(
+            phases, total=clock() - started, chunks=len(bounds), kernel_source=kernel_source
+        )
     return result

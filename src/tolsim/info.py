@@ -58,7 +58,10 @@ def versions(cuda: bool = True) -> dict[str, str]:
     size = sum(copy["bytes"] for copy in copies)
     info["kernel cache"] = f"{cache_dir()} ({len(copies)} kernel copies, {size / 1e6:.1f} MB)"
     if cuda:
+        from tolsim.cuda_prebuilt import summary
+
         info["cuda"] = _cuda_state()
+        info["cuda prebuilt kernels"] = summary()
     return info
 
 

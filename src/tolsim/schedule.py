@@ -850,6 +850,7 @@ class Schedule:
         inhibitor_stop_day: float | None = None,
     ) -> Schedule:
         """Tamoxifen for ``on_days``, then ``off_days`` without; optionally an inhibitor.
+        ``on_days=0`` gives no tamoxifen (a drug-free arm, without a withdrawal).
 
         The inhibitor (drug ``"inhibitor"``, only when ``inhibitor_um`` is not 0) is given from
         ``inhibitor_start_day`` (default 0) to ``inhibitor_stop_day`` (default: the end).
@@ -867,7 +868,10 @@ class Schedule:
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"`{name}` = {value!r} days: expected a finite number >= 0")
         duration = on + off
-        phases = [Phase(0.0, on, {"tamoxifen": tamoxifen_um})]
+        if duration == 0:
+            raise ValueError("`on_days` = 0 and `off_days` = 0: expected a schedule of > 0 days")
+        # on_days = 0: no tamoxifen at all (a drug-free arm; there is then no withdrawal)
+        phases = [Phase(0.0, on, {"tamoxifen": tamoxifen_um})] if on > 0 else []
         if _as_float(inhibitor_um, "inhibitor_um", "µM") != 0.0:
             start = 0.0 if inhibitor_start_day is None else inhibitor_start_day
             stop = duration if inhibitor_stop_day is None else inhibitor_stop_day

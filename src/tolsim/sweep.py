@@ -525,7 +525,8 @@ def sweep(
     device : {"cpu", "cuda"}
         ``"cuda"``: ODE methods "dopri5" and "auto" on NVIDIA GPUs (:mod:`tolsim.cuda`),
         launched in chunks of ``gpu_chunk_size`` samples (default: what fits a quarter of the
-        free GPU memory).
+        free GPU memory). The GPU has no closed form: under "auto" a linear model is
+        integrated (within the tolerance of the CPU's exact solution), not solved exactly.
     gpu_specialise : bool
         ``device="cuda"``: compile the parameters that are the same in every sample (those
         the design does not set) into the GPU kernel as constants. The same results bit for
