@@ -308,22 +308,40 @@ def launch_argument_types(model, n_channels: int) -> tuple:
     return tuple(numba.typeof(a) for a in args)
 
 
+# what the pickled states must not hold: numba's cloudpickle of a function by value (Python
+# bytecode, one version's), or cuda.core's objects (pickled through a private helper)
+_FOREIGN = (b"_function_setstate", b"cloudpickle", b"cuda.core._module")
+
+
 def _states(kernel) -> dict:
     """numba-cuda's states of ``kernel`` and of its code library (what its disk cache keeps),
     as plain data: pickling the kernel itself would go through numba's cloudpickle, which
     stores a function by value (Python bytecode, readable by this Python version only)."""
     states = dict(kernel._reduce_states())
-    states["codelibrary"] = dict(states["codelibrary"]._reduce_states())
+    library = dict(states["codelibrary"]._reduce_states())
+    # cubins as bytes (cuda.core's ObjectCode pickles through a private helper of its own
+    # version): rebuilt with its public ObjectCode.from_cubin
+    library["cubin_cache"] = {
+        arch: (bytes(cubin.code), str(cubin.name))
+        for arch, cubin in library["cubin_cache"].items()
+    }
+    states["codelibrary"] = library
     return states
 
 
 def _rebuild(states: dict):
     """The kernel of :func:`_states`, rebuilt as numba-cuda's disk cache rebuilds one."""
+    from cuda.core import ObjectCode
     from numba.cuda.codegen import CUDACodeLibrary
     from numba.cuda.dispatcher import _Kernel
 
     states = dict(states)
-    states["codelibrary"] = CUDACodeLibrary._rebuild(**states["codelibrary"])
+    library = dict(states["codelibrary"])
+    library["cubin_cache"] = {
+        tuple(arch): ObjectCode.from_cubin(code, name=name)
+        for arch, (code, name) in library["cubin_cache"].items()
+    }
+    states["codelibrary"] = CUDACodeLibrary._rebuild(**library)
     return _Kernel._rebuild(**states)
 
 
@@ -386,8 +404,9 @@ def build(
         start = time.perf_counter()
         kernel = _compile(module.solve_kernel, argtypes, architectures)
         raw = pickle.dumps(_states(kernel), protocol=4)
-        if b"_function_setstate" in raw:  # a function pickled by value: Python-specific
-            raise RuntimeError(f"{name} {n_channels} {method}: its states pickle code by value")
+        foreign = [m for m in _FOREIGN if m in raw]
+        if foreign:  # code pickled by value (per Python version), or a private helper's name
+            raise RuntimeError(f"{name} {n_channels} {method}: the states pickle {foreign}")
         data = lzma.compress(raw)
         (directory / f"{key}.pkl.xz").write_bytes(data)
         kernels[key] = {
