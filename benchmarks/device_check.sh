@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, as one prepared run for a machine lent for a few minutes (issue 7).
 #
-#   bash benchmarks/device_check.sh [OUT_DIR]   # at most 9.5 min: give it a 600 s limit
+#   bash benchmarks/device_check.sh [OUT_DIR]   # at most 9 min 20 s: give it a 600 s limit
 #
 # 1. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep): first,
 #    so that its compile times are those of a fresh machine (~2 min on an H200), with fresh
@@ -31,11 +31,11 @@ step() {  # name, time limit (s), command...
     echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 }
 
-step benchmark 230 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
+step benchmark 220 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
     --max-registers 128 --sweep --out "$out/gpu.json"
 step ode_tests 220 env TOLSIM_TEST_CUDA=device \
     python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda.py tests/test_cuda_prebuilt.py
-step stochastic_tests 130 env TOLSIM_TEST_CUDA=device \
+step stochastic_tests 120 env TOLSIM_TEST_CUDA=device \
     python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
 tail -n 3 "$out"/*_tests.log >> "$out/summary.txt"
 cat "$out/summary.txt"

@@ -10,6 +10,7 @@ compiled kernel's results bit for bit on the GPU.
 import json
 import lzma
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -97,6 +98,112 @@ def test_the_launch_types_of_solve_are_those_the_kernels_were_built_for(monkeypa
 MODEL = tolsim.models.TwoState()
 
 
+def test_the_source_key_changes_with_every_file_and_function_the_kernel_is_built_from(
+    monkeypatch, tmp_path
+):
+    """An edit to the template, to any kernel module it calls or to the model's module, or a
+    jitted helper of the rates rebound at run time, gives another key: the shipped kernel is
+    then not used."""
+    import numba
+
+    from tolsim.kernels import specialise
+    from tolsim.models import tolerance
+
+    constants = cuda.variant_constants(MODEL, 1, 128, method="dopri5", trajectories=False)
+    key = cuda_prebuilt.source_key(MODEL.rates, constants)
+    edited = tmp_path / "kernels"
+    for name in (f"{cuda_prebuilt.TEMPLATE}.py", *specialise._DEPENDENCIES):
+        shutil.copytree(specialise._KERNEL_DIR, edited, dirs_exist_ok=True)
+        with open(edited / name, "a") as handle:
+            handle.write("\n# an edit\n")
+        monkeypatch.setattr(specialise, "_KERNEL_DIR", edited)
+        assert cuda_prebuilt.source_key(MODEL.rates, constants) != key, name
+        monkeypatch.undo()
+    assert cuda_prebuilt.source_key(MODEL.rates, constants) == key
+    original = specialise._rates_source
+    monkeypatch.setattr(specialise, "_rates_source", lambda rates: original(rates) + "# edit")
+    assert cuda_prebuilt.source_key(MODEL.rates, constants) != key
+    monkeypatch.undo()
+
+    @numba.njit
+    def other_hill(c, ec50, h):
+        return 0.0
+
+    monkeypatch.setattr(tolerance, "hill", other_hill)
+    assert cuda_prebuilt.source_key(MODEL.rates, constants) != key
+    monkeypatch.undo()
+    assert cuda_prebuilt.source_key(MODEL.rates, constants) == key
+
+
+def test_the_device_architecture_is_named_as_numba_cuda_compiles_for_it(monkeypatch):
+    import numba.cuda
+
+    for cc, expected in (((8, 6), (8, 6, "")), ((9, 0), (9, 0, "a")), ((12, 0), (12, 0, "a"))):
+        device = type("Device", (), {"compute_capability": cc})
+        monkeypatch.setattr(numba.cuda, "get_current_device", lambda d=device: d, raising=False)
+        assert cuda_prebuilt._device_architecture() == expected
+
+
+class _Library:
+    def __init__(self):
+        self._cubin_cache = {(8, 0, ""): "sm_80 code", (9, 0, "a"): "sm_90a code"}
+
+
+class _Loaded:
+    def __init__(self, args):
+        self.signature = type("Signature", (), {"args": args})
+        self._codelibrary = _Library()
+
+
+def _manifest_for(directory, source, argtypes, **entry):
+    key = cuda_prebuilt.entry_key(source, argtypes)
+    entry = {"file": "k.pkl.xz", "architectures": [[8, 0, ""], [9, 0, "a"]],
+             "options": {"opt": True}} | entry  # fmt: skip
+    manifest = {"versions": cuda_prebuilt.versions(), "kernels": {key: entry}}
+    (directory / cuda_prebuilt.MANIFEST).write_text(json.dumps(manifest))
+    (directory / "k.pkl.xz").write_bytes(lzma.compress(pickle.dumps({})))
+    cuda_prebuilt._MANIFEST_CACHE.pop(directory, None)
+
+
+def test_load_files_a_compatible_cubin_and_refuses_what_does_not_match(monkeypatch, tmp_path):
+    """:func:`cuda_prebuilt.load`'s own checks, with numba-cuda's kernel rebuilt by a stand-in
+    (the real one is rebuilt in the test below, without the simulator)."""
+    types = (1, 2, 3)  # (argument types stand-ins: only compared and hashed)
+    _manifest_for(tmp_path, "source", types)
+    monkeypatch.setattr(cuda_prebuilt, "_WARNED", set())
+    monkeypatch.setattr(cuda_prebuilt, "_rebuild", lambda states: _Loaded(types))
+    kernel = cuda_prebuilt.load("source", types, (8, 6, ""), tmp_path, options={"opt": True})
+    assert kernel._codelibrary._cubin_cache[(8, 6, "")] == "sm_80 code"
+    assert cuda_prebuilt.load("source", types, (9, 0, "a"), tmp_path, {"opt": False}) is None
+    monkeypatch.setattr(cuda_prebuilt, "_rebuild", lambda states: _Loaded((1, 2, 4)))
+    with pytest.warns(RuntimeWarning, match="argument types differ from the manifest's"):
+        assert cuda_prebuilt.load("source", types, (9, 0, "a"), tmp_path) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ('{"kernels": {"a": ', "could not be read .*JSONDecodeError"),
+        ('{"versions": {}}', "it holds no table of kernels"),
+        ("[1, 2]", "it holds no table of kernels"),
+    ],
+)
+def test_a_damaged_manifest_warns_and_compiles(monkeypatch, tmp_path, text, match):
+    (tmp_path / cuda_prebuilt.MANIFEST).write_text(text)
+    cuda_prebuilt._MANIFEST_CACHE.pop(tmp_path, None)
+    monkeypatch.setattr(cuda_prebuilt, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match=match):
+        assert cuda_prebuilt.load("source", (1,), (9, 0, "a"), tmp_path) is None
+
+
+def test_an_entry_without_its_architectures_warns_and_compiles(monkeypatch, tmp_path):
+    types = (1, 2, 3)
+    _manifest_for(tmp_path, "source", types, architectures=None)
+    monkeypatch.setattr(cuda_prebuilt, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="could not be read"):
+        assert cuda_prebuilt.load("source", types, (9, 0, "a"), tmp_path) is None
+
+
 @pytest.mark.parametrize(
     ("device", "available", "expected"),
     [
@@ -149,6 +256,8 @@ class _Dispatcher:
     def __init__(self):
         self.overloads = {}
 
+    targetoptions = {"opt": True}
+
     def typeof_pyval(self, value):
         import numba
 
@@ -172,8 +281,9 @@ def test_attach_loads_a_matching_kernel_once_and_falls_back_to_compiling(monkeyp
     args = (np.zeros(3), 1.0, True)
     found = []
 
-    def load(source, argtypes, device):
+    def load(source, argtypes, device, options):
         found.append((source, argtypes, device))
+        assert options == cuda_prebuilt.compile_options(_Dispatcher())
         return kernels.pop(0) if kernels else None
 
     monkeypatch.setattr(cuda_prebuilt, "load", load)

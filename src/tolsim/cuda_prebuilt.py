@@ -20,7 +20,9 @@ them). One is used only where all of these match, and otherwise numba compiles a
   (:func:`source_key`);
 - the launch's argument types;
 - the numba-cuda version and the numba release series (0.68.x; the launch ABI and the
-  pickled objects are theirs).
+  pickled objects are theirs);
+- numba-cuda's compile options (:data:`OPTIONS`: ``NUMBA_OPT=0`` or
+  ``NUMBA_CUDA_DEBUGINFO=1`` ask for other code, which is then compiled).
 
 On the GPU it runs its architecture's own cubin, or one of the same major version and a
 lower minor one, which NVIDIA GPUs run (sm_80 code on an sm_86 or sm_89 card; the ``a``
@@ -51,6 +53,7 @@ import lzma
 import os
 import pickle
 import threading
+import types
 import warnings
 from pathlib import Path
 
@@ -104,9 +107,10 @@ def versions_match(built: dict, installed: dict) -> bool:
 def source_key(rates, constants: dict[str, str]) -> str:
     """SHA-256 (hex) of what a CUDA kernel variant is compiled from: the template and the
     kernel modules it calls (:data:`tolsim.kernels.specialise._DEPENDENCIES`), the source of
-    the module defining ``rates`` and its name, and the variant's ``constants``. Unlike the
-    name of the template's copy, it holds no bytecode, so it is the same under every Python
-    version."""
+    the module defining ``rates``, the source text of ``rates`` and of every jitted function
+    it reaches through its globals as they are bound now (:func:`_source_fingerprint`), and
+    the variant's ``constants``. Unlike the name of the template's copy, it holds no
+    bytecode, so it is the same under every Python version."""
     from tolsim.kernels import specialise
 
     digest = hashlib.sha256()
@@ -116,8 +120,45 @@ def source_key(rates, constants: dict[str, str]) -> str:
     func = rates.py_func
     digest.update(f"{func.__module__}.{func.__qualname__}".encode())
     digest.update(specialise._rates_source(rates).encode())
+    _source_fingerprint(func, digest)
     digest.update(repr(sorted(constants.items())).encode())
     return digest.hexdigest()
+
+
+def _source_fingerprint(func, digest, seen: set | None = None) -> None:
+    """Feed ``digest`` as :func:`tolsim.kernels.specialise._function_fingerprint` does (the
+    functions a jitted function calls through its globals, and their constants, as bound at
+    this moment), with each function's source text for its bytecode: a helper rebound at
+    run time (``tolerance.hill = my_hill``) gives another key."""
+    seen = set() if seen is None else seen
+    if id(func) in seen:
+        return
+    seen.add(id(func))
+    digest.update(f"{func.__module__}.{func.__qualname__}".encode())
+    try:
+        digest.update(inspect.getsource(func).encode())
+    except (OSError, TypeError):  # no source file: this Python's bytecode (never shipped)
+        digest.update(func.__code__.co_code)
+    code = func.__code__
+    names = list(code.co_names)
+    for const in code.co_consts:  # the globals nested functions and comprehensions read
+        if hasattr(const, "co_names"):
+            names += const.co_names
+    namespace = getattr(func, "__globals__", {})
+    values = [(name, namespace[name]) for name in dict.fromkeys(names) if name in namespace]
+    for _, value in list(values):  # attributes of the modules it reads: ``helpers.growth``
+        if isinstance(value, types.ModuleType):
+            values += [(n, getattr(value, n)) for n in dict.fromkeys(names) if hasattr(value, n)]
+    for name, value in values:
+        inner = getattr(value, "py_func", None)
+        if inner is not None:  # a numba dispatcher (njit function) it calls
+            digest.update(name.encode())
+            _source_fingerprint(inner, digest, seen)
+        elif isinstance(value, bool | int | float | complex | str | bytes | tuple):
+            digest.update(f"{name}={value!r}".encode())
+        elif isinstance(value, np.ndarray | np.generic):
+            digest.update(name.encode() + np.ascontiguousarray(value).tobytes())
+            digest.update(repr(value.dtype).encode())
 
 
 def entry_key(source: str, argtypes: tuple) -> str:
@@ -128,11 +169,23 @@ def entry_key(source: str, argtypes: tuple) -> str:
 
 
 def _manifest(directory: Path) -> dict | None:
+    """The manifest in ``directory``; None (and a warning, once) where it is missing or
+    damaged: the kernels are then compiled."""
     if directory not in _MANIFEST_CACHE:
+        manifest = None
         try:
-            _MANIFEST_CACHE[directory] = json.loads((directory / MANIFEST).read_text())
+            manifest = json.loads((directory / MANIFEST).read_text())
+            if not isinstance(manifest, dict) or not isinstance(manifest.get("kernels"), dict):
+                raise ValueError("it holds no table of kernels")
         except FileNotFoundError:
-            _MANIFEST_CACHE[directory] = None
+            manifest = None
+        except (OSError, ValueError) as error:
+            _warn_once(
+                f"the prebuilt CUDA kernels' manifest {directory / MANIFEST} could not be "
+                f"read ({error!r}); compiling the kernels instead"
+            )
+            manifest = None
+        _MANIFEST_CACHE[directory] = manifest
     return _MANIFEST_CACHE[directory]
 
 
@@ -154,8 +207,22 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+# numba-cuda's compile options of a kernel dispatcher that the prebuilt kernels were built
+# with, and must match (NUMBA_OPT=0 or NUMBA_CUDA_DEBUGINFO=1 asks for other code)
+OPTIONS = ("opt", "debug", "lineinfo", "lto", "fastmath", "max_registers", "forceinline")
+
+
+def compile_options(dispatcher) -> dict:
+    """The :data:`OPTIONS` of a kernel dispatcher (as JSON would give them back)."""
+    return json.loads(json.dumps({k: dispatcher.targetoptions.get(k) for k in OPTIONS}))
+
+
 def load(
-    source: str, argtypes: tuple, device: tuple[int, int, str], directory: Path | None = None
+    source: str,
+    argtypes: tuple,
+    device: tuple[int, int, str],
+    directory: Path | None = None,
+    options: dict | None = None,
 ):
     """The prebuilt kernel (a numba-cuda ``_Kernel``) for variant ``source`` launched with
     ``argtypes``, with the cubin a device of architecture ``device`` runs filed under that
@@ -167,11 +234,13 @@ def load(
     if manifest is None or not versions_match(manifest.get("versions", {}), versions()):
         return None
     name = entry_key(source, argtypes)
-    entry = manifest.get("kernels", {}).get(name)
+    entry = manifest["kernels"].get(name)
     if entry is None:
         return None
-    arch = compatible_architecture(entry["architectures"], device)
+    if options is not None and entry.get("options") != options:
+        return None  # compiled with other options than this dispatcher's
     try:
+        arch = compatible_architecture(entry["architectures"], device)
         states = pickle.loads(lzma.decompress((directory / entry["file"]).read_bytes()))
         kernel = _rebuild(states)
         library = kernel._codelibrary
@@ -181,8 +250,8 @@ def load(
             library._cubin_cache[tuple(device)] = library._cubin_cache[tuple(arch)]
     except Exception as error:  # a damaged or foreign file: compile instead
         _warn_once(
-            f"the prebuilt CUDA kernel {entry['file']} could not be read ({error!r}); "
-            "compiling it instead"
+            f"the prebuilt CUDA kernel {entry.get('file', name)} could not be read "
+            f"({error!r}); compiling it instead"
         )
         return None
     return kernel
@@ -231,7 +300,9 @@ def attach(dispatcher, source: str, args: tuple) -> str:
             return "in memory"
         if not enabled():
             return "compile"
-        kernel = load(source, argtypes, _device_architecture())
+        kernel = load(
+            source, argtypes, _device_architecture(), options=compile_options(dispatcher)
+        )
         if kernel is None:
             return "compile"
         try:
@@ -416,6 +487,7 @@ def build(
             "method": method,
             "trajectories": trajectories,
             "max_registers": cuda.MAX_REGISTERS,
+            "options": compile_options(module.solve_kernel),
             "source_sha256": source,
             "architectures": [list(a) for a in architectures],
             "bytes": len(data),
