@@ -254,13 +254,14 @@ def test_posterior_draws_centre_on_the_best_fit():
 
 
 def test_condition_overrides_model_a_knockout():
-    """A knockout arm with its own kappa_T, fixed: the fit uses it for that condition only."""
-    schedules = dict(SCHEDULES, knockout=SCHEDULES["tamoxifen"])
+    """A knockout arm with its own kappa_T, fixed: the fit uses it for that condition only.
+    (The arm gets the inhibitor, through which kappa_T acts: without it the override could
+    not show.)"""
+    knockout = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0, "inhibitor": 5.0}])
+    schedules = dict(SCHEDULES, knockout=knockout)
     rng = np.random.default_rng(17)
     data = synthetic(rng, schedules=SCHEDULES)
-    ko = tolsim.simulate(
-        MODEL, MODEL.default_params(**TRUE, kappa_T=3.0), SCHEDULES["tamoxifen"], DAYS
-    )
+    ko = tolsim.simulate(MODEL, MODEL.default_params(**TRUE, kappa_T=3.0), knockout, DAYS)
     extra = pd.DataFrame(
         {
             "condition": "knockout",
@@ -282,14 +283,22 @@ def test_condition_overrides_model_a_knockout():
         condition_params={"knockout": {"kappa_T": 3.0}},
         starts=2,
     )
-    rows = result.predictions.condition.values == "knockout"
+    predictions = result.predictions
+    rows = predictions.condition.values == "knockout"
+
+    def simulated(schedule, **more):
+        params = MODEL.default_params(**result.params, **more)
+        return tolsim.simulate(MODEL, params, schedule, DAYS).N.values
+
     np.testing.assert_allclose(
-        result.predictions.predicted.values[rows],
-        tolsim.simulate(
-            MODEL, MODEL.default_params(**result.params, kappa_T=3.0), SCHEDULES["tamoxifen"], DAYS
-        ).N.values,
-        rtol=1e-6,
+        predictions.predicted.values[rows], simulated(knockout, kappa_T=3.0), rtol=1e-6
     )
+    without = simulated(knockout)  # the default kappa_T: 7% more cells by day 30
+    assert np.max(np.abs(np.log(predictions.predicted.values[rows] / without))) > 0.05
+    for name, schedule in SCHEDULES.items():  # the other arms keep the default
+        arm = predictions.condition.values == name
+        expected = np.tile(simulated(schedule), arm.sum() // DAYS.size)
+        np.testing.assert_allclose(predictions.predicted.values[arm], expected, rtol=1e-6)
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -659,19 +668,63 @@ def _recurrence_observable(threshold):
     return {"ttr": time_to_recurrence(threshold=threshold, name="ttr")}
 
 
+def _recurrence_nllh(lambda_t, sigma, observed, censored, threshold=1e5):
+    """The negative log-likelihood of times to recurrence under log-normal noise, computed
+    independently of tolsim's solver and noise code: the linear two-state model's S and T
+    from matrix exponentials over the schedule's two phases (30 days of 1 µM tamoxifen, 40
+    days without), the first crossing of ``threshold`` after withdrawal by root finding, and
+    scipy's log-normal density (log survival for censored rows)."""
+    from scipy import linalg, optimize
+
+    p = MODEL.default_params(lambda_S=0.02, lambda_T=lambda_t)
+
+    def matrix(c_tam):
+        e = c_tam ** p["h_tam"] / (c_tam ** p["h_tam"] + p["EC50_tam"] ** p["h_tam"])
+        to_t, to_s = p["mu_0"] + p["mu_E"] * e, p["nu_0"] + p["nu_off"] * (1 - e)
+        s_net = p["lambda_S"] * (1 - p["eps_S"] * e) - p["delta_S"] - p["kappa_S"] * e
+        t_net = p["lambda_T"] * (1 - p["eps_T"] * e) - p["delta_T"]
+        return np.array([[s_net - to_t, to_s], [to_t, t_net - to_s]])
+
+    at_withdrawal = linalg.expm(30.0 * matrix(1.0)) @ [p["S0"], p["T0"]]
+    off = matrix(0.0)
+
+    def excess(days):
+        return float(np.sum(linalg.expm(days * off) @ at_withdrawal)) - threshold
+
+    grid = np.linspace(0.0, 40.0, 401)
+    values = np.array([excess(d) for d in grid])
+    if values[0] > 0:
+        predicted = 0.0
+    else:
+        up = np.flatnonzero((values[:-1] <= 0) & (values[1:] > 0))
+        if not up.size:
+            return math.inf
+        predicted = optimize.brentq(excess, grid[up[0]], grid[up[0] + 1], xtol=1e-12)
+    law = stats.lognorm(s=sigma, scale=predicted)
+    return -float(np.sum(np.where(censored, law.logsf(observed), law.logpdf(observed))))
+
+
 def test_a_start_that_runs_into_a_zero_likelihood_keeps_the_best_point_it_found():
     """From the defaults L-BFGS-B stalls at once (nllh 44.19) and Powell runs to the box's
     corner, where no recurrence is predicted and the likelihood is zero: the start keeps the
-    better point (and the simplex finds the optimum, 8.448 by Nelder-Mead on the same
-    objective); a start that ends on a zero likelihood is recorded as infinite and failed,
-    not as a converged 1e100."""
-    data = _recurrence_data([14.0, 15.0, 40.0], [False, False, True])
+    better point and the simplex reaches the optimum, that of an independent computation of
+    the likelihood (:func:`_recurrence_nllh`) minimised by Nelder-Mead; a start that ends on
+    a zero likelihood is recorded as infinite and failed, not as a converged 1e100."""
+    from scipy import optimize
+
+    observed, censored = np.array([14.0, 15.0, 40.0]), np.array([False, False, True])
+    data = _recurrence_data(list(observed), list(censored))
     with pytest.warns(NonConvergenceWarning, match="only 1 of 2 starts"):
         result = fit(MODEL, data, RECURRENCE_SCHEDULE, free=["lambda_T", "ttr.sigma"],
                      observables=_recurrence_observable(1e5), noise=LogNormal(),
                      fixed={"lambda_S": 0.02}, starts=2)  # fmt: skip
-    assert result.nllh == pytest.approx(8.447987, abs=1e-4)
-    assert result.params["lambda_T"] == pytest.approx(0.17268, rel=1e-3)
+    reference = optimize.minimize(
+        lambda x: _recurrence_nllh(10 ** x[0], 10 ** x[1], observed, censored),
+        np.log10([0.19, 0.5]), method="Nelder-Mead", options={"xatol": 1e-7, "fatol": 1e-9},
+    )  # fmt: skip
+    assert result.nllh == pytest.approx(reference.fun, abs=1e-4)  # 8.448
+    assert np.log10(result.params["lambda_T"]) == pytest.approx(reference.x[0], abs=1e-3)
+    assert np.log10(result.params["ttr.sigma"]) == pytest.approx(reference.x[1], abs=1e-3)
     nllh = result.starts["nllh"].values
     assert np.isinf(nllh[1]) and not result.starts["converged"].values[1]
     assert not result.converged
