@@ -53,7 +53,6 @@ import lzma
 import os
 import pickle
 import threading
-import types
 import warnings
 from pathlib import Path
 
@@ -108,8 +107,9 @@ def source_key(rates, constants: dict[str, str]) -> str:
     """SHA-256 (hex) of what a CUDA kernel variant is compiled from: the template and the
     kernel modules it calls (:data:`tolsim.kernels.specialise._DEPENDENCIES`), the source of
     the module defining ``rates``, the source text of ``rates`` and of every jitted function
-    it reaches through its globals as they are bound now (:func:`_source_fingerprint`), and
-    the variant's ``constants``. Unlike the name of the template's copy, it holds no
+    it reaches through its globals as they are bound now
+    (:func:`tolsim.kernels.specialise._function_fingerprint`), and the variant's
+    ``constants``. Unlike the name of the template's copy, it holds no
     bytecode, so it is the same under every Python version."""
     from tolsim.kernels import specialise
 
@@ -120,45 +120,9 @@ def source_key(rates, constants: dict[str, str]) -> str:
     func = rates.py_func
     digest.update(f"{func.__module__}.{func.__qualname__}".encode())
     digest.update(specialise._rates_source(rates).encode())
-    _source_fingerprint(func, digest)
+    specialise._function_fingerprint(func, digest, source_text=True)
     digest.update(repr(sorted(constants.items())).encode())
     return digest.hexdigest()
-
-
-def _source_fingerprint(func, digest, seen: set | None = None) -> None:
-    """Feed ``digest`` as :func:`tolsim.kernels.specialise._function_fingerprint` does (the
-    functions a jitted function calls through its globals, and their constants, as bound at
-    this moment), with each function's source text for its bytecode: a helper rebound at
-    run time (``tolerance.hill = my_hill``) gives another key."""
-    seen = set() if seen is None else seen
-    if id(func) in seen:
-        return
-    seen.add(id(func))
-    digest.update(f"{func.__module__}.{func.__qualname__}".encode())
-    try:
-        digest.update(inspect.getsource(func).encode())
-    except (OSError, TypeError):  # no source file: this Python's bytecode (never shipped)
-        digest.update(func.__code__.co_code)
-    code = func.__code__
-    names = list(code.co_names)
-    for const in code.co_consts:  # the globals nested functions and comprehensions read
-        if hasattr(const, "co_names"):
-            names += const.co_names
-    namespace = getattr(func, "__globals__", {})
-    values = [(name, namespace[name]) for name in dict.fromkeys(names) if name in namespace]
-    for _, value in list(values):  # attributes of the modules it reads: ``helpers.growth``
-        if isinstance(value, types.ModuleType):
-            values += [(n, getattr(value, n)) for n in dict.fromkeys(names) if hasattr(value, n)]
-    for name, value in values:
-        inner = getattr(value, "py_func", None)
-        if inner is not None:  # a numba dispatcher (njit function) it calls
-            digest.update(name.encode())
-            _source_fingerprint(inner, digest, seen)
-        elif isinstance(value, bool | int | float | complex | str | bytes | tuple):
-            digest.update(f"{name}={value!r}".encode())
-        elif isinstance(value, np.ndarray | np.generic):
-            digest.update(name.encode() + np.ascontiguousarray(value).tobytes())
-            digest.update(repr(value.dtype).encode())
 
 
 def entry_key(source: str, argtypes: tuple) -> str:

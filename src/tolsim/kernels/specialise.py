@@ -141,12 +141,17 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _function_fingerprint(func, digest, seen: set | None = None) -> None:
+def _function_fingerprint(
+    func, digest, seen: set | None = None, *, source_text: bool = False
+) -> None:
     """Feed ``digest`` with what a jitted function computes: its code (bytecode, constants,
     names, first line) and, through the globals it names, the code of the jitted functions it
     calls (also as ``module.function``) and the values of its global constants. Two functions
     of the same name in one file, an edited helper in another module, or a changed global
-    then give another copy, where numba's cache of the old one would be loaded stale."""
+    then give another copy, where numba's cache of the old one would be loaded stale.
+
+    ``source_text=True`` feeds each function's name and source text instead of its bytecode,
+    which is the same under every Python version (the prebuilt CUDA kernels' key)."""
     seen = set() if seen is None else seen
     if id(func) in seen:
         return
@@ -163,7 +168,14 @@ def _function_fingerprint(func, digest, seen: set | None = None) -> None:
             else:
                 digest.update(repr(const).encode())
 
-    feed_code(code)
+    if source_text:
+        digest.update(f"{func.__module__}.{func.__qualname__}".encode())
+        try:
+            digest.update(inspect.getsource(func).encode())
+        except (OSError, TypeError):  # no source file: this Python's bytecode
+            feed_code(code)
+    else:
+        feed_code(code)
     namespace = getattr(func, "__globals__", {})
     values = [namespace[name] for name in code.co_names if name in namespace]
     for value in list(values):  # attributes of the modules it reads: ``helpers.growth``
@@ -172,7 +184,7 @@ def _function_fingerprint(func, digest, seen: set | None = None) -> None:
     for value in values:
         inner = getattr(value, "py_func", None)
         if inner is not None:  # a numba dispatcher (njit function) it calls
-            _function_fingerprint(inner, digest, seen)
+            _function_fingerprint(inner, digest, seen, source_text=source_text)
         elif isinstance(value, bool | int | float | complex | str | bytes | tuple):
             digest.update(repr(value).encode())
         elif isinstance(value, np.ndarray | np.generic):
