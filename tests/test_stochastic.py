@@ -6,6 +6,7 @@ level. A test at level 1e-3 fails a correct implementation once in a thousand se
 wrong one (e.g. a 5% bias in a mean over thousands of paths) almost always.
 """
 
+import json
 import math
 
 import numba
@@ -366,9 +367,12 @@ def test_tau_recurrence_time_lies_within_the_crossing_leap(logistic):
 
 def test_time_to_recurrence_reads_the_exact_kernel_times(reference_paths):
     ds = reference_paths["tau"]
-    xr.testing.assert_identical(
-        tolsim.time_to_recurrence(ds, threshold=1500.0), ds.time_to_recurrence
-    )
+    days = tolsim.time_to_recurrence(ds, threshold=1500.0)
+    xr.testing.assert_equal(days, ds.time_to_recurrence)
+    assert days.attrs["units"] == "days" and days.attrs["threshold"] == "1500 cells"
+    for name in ("model", "params", "schedule", "method", "seed"):  # what was simulated
+        assert days.attrs[name] == ds.attrs[name]
+    assert "model" not in ds.time_to_recurrence.attrs  # (the result's own variable unchanged)
     with pytest.raises(ValueError, match=r"holds recurrence times for a threshold of 1500 cells"):
         tolsim.time_to_recurrence(ds, threshold=2000.0)
     with pytest.raises(ValueError, match=r"`withdrawal_day` = 5.0: a stochastic result"):
@@ -700,6 +704,36 @@ def test_probability_helpers_take_arms(linear):
             tolsim.extinction_probability(one, states=["T"], by_day=21.0).extinction_probability
         )
     assert np.isnan(float(recurrence.recurrence_probability.sel(arm="none")))
+    # what the arms' paths' recurrence times are: days (the NaN arm's empty attrs were kept)
+    days = tolsim.time_to_recurrence(both, threshold=300)
+    assert days.attrs["units"] == "days" and days.attrs["threshold"] == "300 cells"
+    assert days.attrs["seed"] == 1 and "schedule" not in days.attrs  # each arm's: `both`
+
+
+def test_probabilities_record_what_was_simulated_and_count_paths(linear):
+    """The estimates keep the paths' model, parameters, schedule, method and seed (enough to
+    run them again), and their path counts are plain counts (they took the units of ``N`` or
+    of the recurrence times, and the status flags, from the variables they were counted in)."""
+    p = linear.default_params(S0=0, T0=5)
+    ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 20.0, 40.0], method="ssa", paths=30,
+                         seed=4, recurrence_threshold=50)  # fmt: skip
+    for result in (
+        tolsim.extinction_probability(ds, states=["T"]),
+        tolsim.recurrence_probability(ds, horizon=10.0),
+    ):
+        for name in ("n_events", "n_paths"):
+            assert set(result[name].attrs) == {"units", "long_name"}
+            assert result[name].attrs["units"] == "1"
+        for name in ("model", "params", "schedule", "method", "seed", "recurrence_threshold"):
+            assert result.attrs[name] == ds.attrs[name]
+        assert result.attrs["tolsim_version"] == tolsim.__version__
+        again = tolsim.simulate(
+            linear, json.loads(result.attrs["params"]),
+            tolsim.Schedule.from_json(result.attrs["schedule"]), ds.time.values,
+            method=result.attrs["method"], paths=30, seed=int(result.attrs["seed"]),
+            recurrence_threshold=50,
+        )  # fmt: skip
+        xr.testing.assert_equal(again.N, ds.N)
 
 
 def test_paths_of_other_thresholds_are_not_pooled(linear):

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
+import tolsim
 from tolsim.kernels.events import recurrence_days
 from tolsim.schedule import Schedule
 
@@ -225,6 +226,19 @@ def time_to_recurrence(
             f"`ds` is a {type(ds).__name__}: expected the Dataset of tolsim.simulate (with "
             "`N`, `dN_dt` and its attrs), not one of its variables"
         )
+    days = _recurrence(ds, threshold, withdrawal_day)
+    source = {k: ds.attrs[k] for k in _SOURCE_ATTRS if k in ds.attrs}  # what was simulated
+    if "tolsim_version" in source:
+        source["source_tolsim_version"] = source.pop("tolsim_version")
+    return days.assign_attrs(source | {"tolsim_version": tolsim.__version__})
+
+
+# what a time to recurrence keeps of the result it was computed from (a simulate_arms
+# result keeps each arm's schedule in its variables)
+_SOURCE_ATTRS = ("model", "params", "schedule", "method", "seed", "tolsim_version")
+
+
+def _recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:
     check_provenance(ds)
     if withdrawal_day is None and "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
         return _per_arm(_arms_only(ds), threshold)  # a tolsim.simulate_arms result
@@ -347,13 +361,13 @@ def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:
         attrs = {"withdrawal_day": day, "schedule": str(arm["schedule"].values)}
         arm = arm.drop_vars(["withdrawal_day", "schedule"]).assign_attrs(attrs)
         if np.isfinite(day):
-            parts.append(time_to_recurrence(arm, threshold))
+            parts.append(_recurrence(arm, threshold, None))
         else:
             shape = arm["N"].isel(time=0, drop=True)
             parts.append(xr.full_like(shape, np.nan, dtype=float).rename("time_to_recurrence"))
     parts = [part.drop_vars([c for c in part.coords if c not in part.dims]) for part in parts]
     days = xr.concat(parts, dim=ds[dim], coords="minimal", compat="override")
-    days.attrs = next((p.attrs for p in parts if "withdrawal_day" in p.attrs), {})
+    days.attrs = dict(next((p.attrs for p in parts if p.attrs), {}))  # (not a NaN arm's)
     days.attrs.pop("withdrawal_day", None)  # per arm: ds.withdrawal_day
     return days
 

@@ -446,23 +446,49 @@ def _check_paths_dataset(ds) -> xr.Dataset:
     return ds
 
 
-def _proportion(event: xr.DataArray, ok: xr.DataArray, level: float, name: str, long_name: str):
-    successes = (event & ok).sum("path")
-    trials = ok.sum("path")
+# what a probability estimated from paths keeps of the paths' result: enough to run them again
+_SOURCE_ATTRS = (
+    "model", "params", "schedule", "method", "seed", "random_streams", "max_events",
+    "threshold_cells", "recurrence_threshold", "withdrawal_day", "device", "tolsim_version",
+)  # fmt: skip
+
+
+def _proportion(
+    event: xr.DataArray,
+    ok: xr.DataArray,
+    level: float,
+    name: str,
+    long_name: str,
+    source: xr.Dataset,
+):
+    def bare(array):  # counts: none of the paths' variables' attrs (units, flags)
+        return array.drop_attrs(deep=False)
+
+    successes = bare((event & ok).sum("path"))
+    trials = bare(ok.sum("path"))
     low, high = _binomial_interval(successes.values, trials.values, level)
     with np.errstate(invalid="ignore", divide="ignore"):
-        estimate = successes / trials
+        estimate = bare(successes / trials)
     dims = successes.dims
-    return xr.Dataset(
-        {
-            name: estimate.assign_attrs(units="1", long_name=long_name),
-            "ci_low": (dims, low, {"units": "1", "long_name": f"{level:.0%} interval, lower"}),
-            "ci_high": (dims, high, {"units": "1", "long_name": f"{level:.0%} interval, upper"}),
-            "n_paths": trials.assign_attrs(long_name="paths counted (failed paths excluded)"),
-            "n_events": successes.assign_attrs(long_name="paths with the event"),
-        },
-        attrs={"interval": "Clopper-Pearson (exact binomial)", "level": level},
-    )
+    data = {
+        name: estimate.assign_attrs(units="1", long_name=long_name),
+        "ci_low": (dims, low, {"units": "1", "long_name": f"{level:.0%} interval, lower"}),
+        "ci_high": (dims, high, {"units": "1", "long_name": f"{level:.0%} interval, upper"}),
+        "n_paths": trials.assign_attrs(
+            units="1", long_name="paths counted (failed paths excluded)"
+        ),
+        "n_events": successes.assign_attrs(units="1", long_name="paths with the event"),
+    }
+    if "parameters" in source.variables:  # a table of parameter sets: its values
+        data["parameters"] = source["parameters"]
+    attrs = {k: source.attrs[k] for k in _SOURCE_ATTRS if k in source.attrs}
+    attrs["source_tolsim_version"] = attrs.pop("tolsim_version", None)
+    attrs |= {
+        "interval": "Clopper-Pearson (exact binomial)",
+        "level": level,
+        "tolsim_version": tolsim.__version__,
+    }
+    return xr.Dataset(data, attrs={k: v for k, v in attrs.items() if v is not None})
 
 
 def _successful(ds) -> xr.DataArray:
@@ -557,6 +583,7 @@ def extinction_probability(
         level,
         "extinction_probability",
         f"probability of no {'+'.join(states)} cells on day {by_day:g}",
+        source,
     )
     result.attrs.update(by_day=float(by_day), target_states=json.dumps(list(states)))
     return result
@@ -613,6 +640,7 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
         level,
         "recurrence_probability",
         f"probability of recurrence within {horizon:g} days of withdrawal",
+        ds,
     )
     result.attrs.update(horizon_days=horizon, threshold=ds.attrs["recurrence_threshold"])
     if withdrawal.ndim:  # an arm that gives no tamoxifen has nothing to recur from
