@@ -2,6 +2,7 @@
 comparison, posterior sampling and input errors."""
 
 import dataclasses
+import json
 import math
 import warnings
 
@@ -774,3 +775,59 @@ def test_condition_and_observable_errors_name_the_arguments_given():
         fit(MODEL, data.assign(observable="cells"), arms, free=["lambda_S"], starts=1)
     with pytest.raises(TypeError, match=r"`schedules` is a list: expected a mapping"):
         fit(MODEL, data, [arms["control"]], free=["lambda_S"], starts=1)
+
+
+def test_a_fit_is_rebuilt_from_its_tree():
+    """Everything a fit depends on is in :meth:`FitResult.to_datatree`: the data rows with
+    their given ``sigma``, the schedules, the per-condition overrides, fixed values, the box,
+    the noise models and the starts' seed; fitting again from the tree alone gives the same
+    optimum (the overrides and per-row sigmas were not recorded). Units: each parameter's,
+    and the observable's on the data."""
+    knockout = tolsim.Schedule.from_phases([{"days": 30, "tamoxifen": 1.0, "inhibitor": 5.0}])
+    schedules = dict(SCHEDULES, knockout=knockout)
+    data = synthetic(np.random.default_rng(3), schedules=schedules)
+    data["sigma"] = np.where(data["condition"] == "knockout", 0.3, np.nan)
+    options = dict(noise=LogNormal(), starts=2, seed=5)
+    result = fit(MODEL, data, schedules, free=["lambda_S", "eps_S"],
+                 fixed={"total_cells.sigma": SIGMA}, bounds={"lambda_S": (0.01, 1.0)},
+                 condition_params={"knockout": {"kappa_T": 5.0}}, **options)  # fmt: skip
+    tree = result.to_datatree()
+    root, rows = tree["/"].to_dataset(), tree["predictions"].to_dataset()
+    again = fit(
+        MODEL,
+        pd.DataFrame(
+            {
+                "condition": rows.condition.values,
+                "observable": rows.observable.values,
+                "time": rows.time.values,
+                "value": rows.observed.values,
+                "replicate": rows.replicate.values,
+                "sigma": rows.sigma.values,
+                "censored": rows.censored.values,
+            }
+        ),  # fmt: skip
+        {k: tolsim.Schedule.from_dict(v) for k, v in json.loads(root.attrs["schedules"]).items()},
+        free=list(root.parameter.values),
+        fixed=json.loads(root.attrs["fixed"]),
+        bounds={
+            name: (
+                float(root.lower_bound.sel(parameter=name)),
+                float(root.upper_bound.sel(parameter=name)),
+            )
+            for name in root.parameter.values
+        },  # fmt: skip
+        condition_params=json.loads(root.attrs["condition_params"]),
+        noise=LogNormal(),
+        starts=2,
+        seed=int(tree["starts"].attrs["seed"]),
+    )
+    assert again.params == result.params and again.nllh == result.nllh
+    units = {"lambda_S": "1/day", "eps_S": "1"}
+    assert json.loads(root.value.attrs["units"]) == units
+    assert rows.observed.attrs["units"] == rows.predicted.attrs["units"] == "cells"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonConvergenceWarning)
+        profiles = result.profile("lambda_S", points=3)
+    assert json.loads(profiles.ci_low.attrs["units"]) == units
+    draws = result.sample(steps=10, seed=9)  # a random result records its seed
+    assert draws.attrs["seed"] == 9 and json.loads(draws.attrs["parameter_units"]) == units

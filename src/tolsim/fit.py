@@ -496,17 +496,23 @@ class FitResult:
                     NonConvergenceWarning,
                     stacklevel=2,
                 )
+        units = {"units": _parameter_units(obj, self.free)}  # (of every free parameter)
         profiles = xr.Dataset(
             {
                 "log10_value": (("parameter", "step"), values),
                 "nllh": (("parameter", "step"), profile_nllh, {"long_name": "profile nllh"}),
-                "ci_low": ("parameter", [ci[n][0] for n in names]),
-                "ci_high": ("parameter", [ci[n][1] for n in names]),
+                "ci_low": ("parameter", [ci[n][0] for n in names], units),
+                "ci_high": ("parameter", [ci[n][1] for n in names], units),
                 "identifiable": ("parameter", [identifiable[n] for n in names]),
                 "best_nllh": ((), self.nllh),
             },
             coords={"parameter": names, "step": np.arange(-points, points + 1)},
-            attrs={"level": level, "threshold_nllh": threshold},
+            attrs={
+                "level": level,
+                "threshold_nllh": threshold,
+                "parameter_units": units["units"],
+                "tolsim_version": tolsim.__version__,
+            },
         )
         self._store_profiles(profiles)
         return profiles
@@ -616,6 +622,11 @@ class FitResult:
                 "acceptance_fraction": float(np.mean(sampler.acceptance_fraction)),
                 "autocorrelation_time_steps": json.dumps(np.asarray(tau).tolist()),
                 "prior": "flat in log10 within bounds",
+                "seed": seed,
+                "parameter_units": _parameter_units(self.objective, self.free),
+                "model": json.dumps(self.objective.model.describe()),
+                "params": json.dumps(self.all_params),
+                "tolsim_version": tolsim.__version__,
             },
         )
 
@@ -644,17 +655,20 @@ class FitResult:
         :meth:`profile` has run (NaN intervals for the parameters not profiled); attrs
         record the model, every parameter (``params``) and those not fitted
         (``fixed``), the noise model of each observable (``noise``), the schedules of the
-        conditions, the data's source, the method and tolsim's version. Groups: ``starts``,
-        ``predictions``, ``profiles`` (after :meth:`profile`) and ``posterior`` (the draws of
-        :meth:`sample`, when given).
+        conditions and their overrides (``condition_params``), the data's source, the method
+        and tolsim's version; variables along ``parameter`` have each parameter's unit in a
+        JSON ``units`` attr, and ``predictions`` keeps each row's given ``sigma``. Groups:
+        ``starts``, ``predictions``, ``profiles`` (after :meth:`profile`) and ``posterior``
+        (the draws of :meth:`sample`, when given).
         """
         objective = self.objective
+        units = {"units": _parameter_units(objective, self.free)}  # JSON: one per parameter
         root = xr.Dataset(
             {
                 "value": (
                     "parameter",
                     [self.params[name] for name in self.free],
-                    {"long_name": "best-fit value"},
+                    {"long_name": "best-fit value"} | units,
                 ),
                 "nllh": ((), self.nllh, {"long_name": "negative log-likelihood at the best fit"}),
                 "aic": ((), self.aic, {"long_name": "Akaike information criterion"}),
@@ -669,12 +683,12 @@ class FitResult:
                 "lower_bound": (
                     "parameter",
                     [objective.bounds[name][0] for name in self.free],
-                    {"long_name": "lower end of the search box"},
+                    {"long_name": "lower end of the search box"} | units,
                 ),
                 "upper_bound": (
                     "parameter",
                     [objective.bounds[name][1] for name in self.free],
-                    {"long_name": "upper end of the search box"},
+                    {"long_name": "upper end of the search box"} | units,
                 ),
             },
             coords={"parameter": list(self.free)},
@@ -691,6 +705,7 @@ class FitResult:
                 "schedules": json.dumps(
                     {name: schedule.to_dict() for name, schedule in objective.schedules.items()}
                 ),
+                "condition_params": json.dumps(objective.condition_params),
                 "data": objective.data.source,
                 "method": self.method,
                 "tolsim_version": tolsim.__version__,
@@ -776,6 +791,26 @@ def _optimise_others(obj: _Objective, theta: np.ndarray, k: int) -> np.ndarray:
 
 
 _CAPPED = 1e100  # bounded_nllh's stand-in for an infinite negative log-likelihood
+
+
+def _parameter_units(objective: _Objective, names) -> str:
+    """JSON of each named parameter's unit (a noise scale in its observable's unit): the
+    ``units`` attr of a variable along ``parameter``."""
+    units = {p.name: p.unit for p in objective.model.parameters}
+    for observable_name in objective.data.observables:
+        observable = objective.observables[observable_name]
+        for p in observable.fit_parameters(objective.noise[observable_name]):
+            units[p.name] = observable.unit if p.unit == "observable unit" else p.unit
+    return json.dumps({name: units.get(name, "") for name in names}, ensure_ascii=False)
+
+
+def _row_units(objective: _Objective, observables) -> str:
+    """The ``units`` attr of values along ``row``: the observables' one unit, or JSON of each
+    observable's unit where they differ."""
+    units = {name: objective.observables[name].unit for name in dict.fromkeys(observables)}
+    if len(set(units.values())) == 1:
+        return next(iter(units.values()))
+    return json.dumps(units, ensure_ascii=False)
 
 
 def _minimize(function, x0, lower, upper):
@@ -1041,14 +1076,21 @@ def fit(
     params = {name: all_params[name] for name in free}
     predicted = objective.predictions(all_params)
     table = data.table
+    units = {"units": _row_units(objective, table["observable"])}
     predictions = xr.Dataset(
         {
             "condition": ("row", table["condition"].to_numpy(dtype=str)),
             "observable": ("row", table["observable"].to_numpy(dtype=str)),
             "time": ("row", table["time"].to_numpy(dtype=float), {"units": "days"}),
-            "observed": ("row", table["value"].to_numpy(dtype=float)),
-            "predicted": ("row", predicted),
-            "residual": ("row", table["value"].to_numpy(dtype=float) - predicted),
+            "replicate": ("row", table["replicate"].to_numpy(dtype=str)),
+            "observed": ("row", table["value"].to_numpy(dtype=float), units),
+            "predicted": ("row", predicted, units),
+            "residual": ("row", table["value"].to_numpy(dtype=float) - predicted, units),
+            "sigma": (
+                "row",
+                table["sigma"].to_numpy(dtype=float),
+                units | {"long_name": "noise standard deviation given per row (NaN: none)"},
+            ),
             "censored": ("row", table["censored"].to_numpy(dtype=bool)),
         },
         attrs={"model": json.dumps(model.describe()), "tolsim_version": tolsim.__version__},

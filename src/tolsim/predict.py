@@ -784,6 +784,8 @@ def predict(
         half = z * np.sqrt(np.maximum(variance, 0.0))
         return mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
 
+    from tolsim.fit import _parameter_units  # (fit imports this module's caller)
+
     quantile_days = weighted_quantile(mixture_values, mixture_weights, quantiles)
     curve, curve_low, curve_high = mean_and_interval(curve_terms)
     no_recurrence = curve[np.searchsorted(day_grid, horizon_days)]
@@ -792,7 +794,10 @@ def predict(
             "parameter_value": (
                 ("draw", "parameter"),
                 10.0**theta,
-                {"long_name": "free parameter values of each draw"},
+                {
+                    "long_name": "free parameter values of each draw",
+                    "units": _parameter_units(fit.objective, fit.free),  # JSON, per parameter
+                },
             ),
             "draw_ok": ("draw", ok, {"long_name": "the draw's solution succeeded"}),
             "time_to_recurrence_quantiles": (
