@@ -501,6 +501,8 @@ def test_sobol_indices_of_an_additive_function():
     ds = sobol_indices(d, d.columns["x1"] + 2.0 * d.columns["x2"], n_bootstrap=100)
     np.testing.assert_allclose(ds.S1.values, [0.2, 0.8, 0.0], atol=0.01)
     np.testing.assert_allclose(ds.ST.values, [0.2, 0.8, 0.0], atol=0.01)
+    assert all(ds[name].attrs["units"] == "1" for name in ds.data_vars)  # variance fractions
+    assert ds.attrs["tolsim_version"] == tolsim.__version__
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import xarray as xr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate
@@ -156,6 +157,19 @@ def test_sobol_ranges_are_crossed_with_grid_values():
     assert sorted(set(result.inhibitor_days.values)) == [7.0, 14.0]
     starts = result.inhibitor_start_day.values
     assert np.all((starts >= 0) & (starts <= 100)) and np.unique(starts).size == 8
+    # the attrs say which slot was a range and which a grid, with the search's settings:
+    # running it again from them gives the same candidates and benefits
+    space = {
+        k: tuple(v["range"]) if isinstance(v, dict) else v
+        for k, v in json.loads(result.attrs["space"]).items()
+    }
+    assert space == {"inhibitor_days": [7.0, 14.0], "inhibitor_start_day": (0.0, 100.0)}
+    again = optimize_schedule(
+        MODEL, json.loads(result.attrs["params"]), TEMPLATE, space,
+        candidates=result.attrs["candidates"], seed=result.attrs["seed"],
+        rtol=result.attrs["rtol"], threshold=result.attrs["threshold"],
+    )  # fmt: skip
+    xr.testing.assert_equal(again.benefit, result.benefit)
 
 
 # small integers (many ties), infinities (a callable burden can give inf) and NaN

@@ -736,6 +736,8 @@ def sobol_indices(
         "ST_low": (("parameter",), st_low, {"long_name": f"ST, lower {level} bound"}),
         "ST_high": (("parameter",), st_high, {"long_name": f"ST, upper {level} bound"}),
     }
+    for _, _, variable_attrs in data_vars.values():
+        variable_attrs["units"] = "1"  # fractions of the output's variance
     attrs = {
         "first_order_estimator": "Saltelli et al. 2010: mean(f_B (f_ABi - f_A)) / V",
         "total_estimator": "Jansen 1999: mean((f_A - f_ABi)^2) / (2 V)",
@@ -745,8 +747,15 @@ def sobol_indices(
         "confidence": float(confidence),
         "bootstrap_seed": seed,
         "design": json.dumps(design.to_dict()),
+        "tolsim_version": _version(),
     }
     return xr.Dataset(data_vars, coords={"parameter": names}, attrs=attrs)
+
+
+def _version() -> str:
+    import tolsim  # (this module is imported while tolsim is)
+
+    return tolsim.__version__
 
 
 # --------------------------------------------------------------------------------------------

@@ -293,8 +293,9 @@ def optimize_schedule(
         ``burden``, ``feasible``, ``on_front`` (Pareto-optimal), ``status`` (0: every
         parameter set solved); ``best`` (index of the best feasible candidate, -1 if none);
         ``ranking`` (rank): the ``top`` best feasible candidates. Attributes record the
-        objective, burden, budget, the best schedule (JSON), the template, model, parameters
-        and tolsim version.
+        objective, burden, budget, the best schedule (JSON), the template, the search space
+        (a Sobol range as ``{"range": [low, high]}``, a grid as its list), ``candidates``,
+        ``seed``, ``rtol``, model, parameters and tolsim version: enough to run it again.
 
     Examples
     --------
@@ -505,12 +506,16 @@ def optimize_schedule(
         "burden": burden_name,
         "budget": np.nan if budget is None else float(budget),
         "template": json.dumps(template.to_dict()),
+        # a (low, high) range (Sobol points) and a list of values (a grid) read apart
         "space": json.dumps(
             {
-                k: list(v) if isinstance(v, tuple) else np.asarray(v).tolist()
+                k: {"range": list(v)} if isinstance(v, tuple) else np.asarray(v).tolist()
                 for k, v in space.items()
             }
         ),
+        "candidates": int(candidates),
+        "rtol": rtol,
+        "top": int(top),
         "model": json.dumps(model.describe()),
         "n_parameter_sets": int(packed.shape[0]),
         "threshold": threshold if isinstance(threshold, str) else float(threshold),
