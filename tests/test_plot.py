@@ -2,6 +2,7 @@
 heatmap cells, Pareto front), axes carry units, and a wrong dataset is refused by name."""
 
 import doctest
+import json
 
 import matplotlib
 import numpy as np
@@ -356,8 +357,12 @@ def test_fit_marks_censored_measurements_and_chooses_an_observable(fitted):
     fraction = fitted.predictions.isel(row=slice(0, 3)).copy(deep=True)
     fraction["observable"] = ("row", np.full(3, "tolerant_fraction"))
     both = xr.concat([fitted.predictions, fraction], "row")
+    # a fit of two observables of different units records each one's (as tolsim.fit does)
+    units = {"total_cells": "cells", "tolerant_fraction": "1"}
+    both["observed"].attrs["units"] = json.dumps(units)
     with pytest.raises(ValueError, match=r"holds observables \['total_cells', 'tolerant_fract"):
         plot.fit(both)
+    assert plot.fit(both, observable="total_cells").get_ylabel() == "total_cells (cells)"
     ax = plot.fit(both, observable="tolerant_fraction", log=False)
     assert len(ax.lines) == 2 and ax.get_ylabel() == "tolerant_fraction"
     assert ax.get_yscale() == "linear"

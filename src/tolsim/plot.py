@@ -465,9 +465,16 @@ def recurrence_times(
 
 # -- fits -------------------------------------------------------------------------------------
 def _observable_unit(predictions: xr.Dataset, observable: str) -> str:
-    """Unit of an observable: the ``observed`` variable's attrs, else a built-in's unit."""
-    if "units" in predictions["observed"].attrs:
-        return str(predictions["observed"].attrs["units"])
+    """Unit of an observable: the ``observed`` variable's ``units`` (one unit, or a JSON map of
+    each observable's where they differ, as :func:`tolsim.fit` writes them), else a built-in's
+    unit."""
+    units = predictions["observed"].attrs.get("units")
+    if units is not None:
+        units = str(units)
+        if units.startswith("{"):
+            units = json.loads(units).get(observable)
+        if units is not None:
+            return units
     from tolsim.fit import BUILTIN_OBSERVABLES
 
     if observable in BUILTIN_OBSERVABLES:
