@@ -619,6 +619,11 @@ def test_quantities_named_like_arguments_go_in_the_ranges_mapping(builder):
         assert np.array_equal(by_keyword.columns[name], by_mapping.columns[name])
     mixed = builder(4, {"seed": (0.0, 1.0), "ranges": (2.0, 3.0)}, seed=1, x=(0.0, 1.0))
     assert mixed.names == ("seed", "ranges", "x")
+    # the count and the mapping as keywords, as before (a number is the count)
+    by_names = builder(n=4, seed=1, ranges={"n": (1.0, 4.0)}, x=(0.0, 1.0))
+    assert np.array_equal(by_names.columns["n"], by_mapping.columns["n"])
+    with pytest.raises(TypeError, match=r"`n` \(the number of points\) is missing"):
+        builder(seed=1, x=(0.0, 1.0))
     with pytest.raises(ValueError, match=r"\['x'\] given both in `ranges` and as keywords"):
         builder(4, {"x": (0.0, 1.0)}, seed=1, x=(0.0, 2.0))
     with pytest.raises(TypeError, match=r"`ranges` = \[\(0.0, 1.0\)\]: expected a mapping"):

@@ -790,7 +790,8 @@ def test_a_fit_is_rebuilt_from_its_tree():
     options = dict(noise=LogNormal(), starts=2, seed=5)
     result = fit(MODEL, data, schedules, free=["lambda_S", "eps_S"],
                  fixed={"total_cells.sigma": SIGMA}, bounds={"lambda_S": (0.01, 1.0)},
-                 condition_params={"knockout": {"kappa_T": 5.0}}, **options)  # fmt: skip
+                 condition_params={"knockout": {"kappa_T": np.float32(5.0)}},  # (numpy's)
+                 **options)  # fmt: skip
     tree = result.to_datatree()
     root, rows = tree["/"].to_dataset(), tree["predictions"].to_dataset()
     again = fit(
@@ -825,6 +826,7 @@ def test_a_fit_is_rebuilt_from_its_tree():
     units = {"lambda_S": "1/day", "eps_S": "1"}
     assert json.loads(root.value.attrs["units"]) == units
     assert rows.observed.attrs["units"] == rows.predicted.attrs["units"] == "cells"
+    assert rows.sigma.attrs["units"] == "1"  # under log-normal noise, of log y
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NonConvergenceWarning)
         profiles = result.profile("lambda_S", points=3)

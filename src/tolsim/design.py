@@ -264,6 +264,22 @@ def _check_power_of_two(n: int) -> int:
     return n.bit_length() - 1
 
 
+def _count_and_ranges(n, ranges, more: dict) -> tuple[Any, dict]:
+    """``n`` and the ranges of :func:`lhs`'s call: ``n`` and a ``ranges`` mapping may also come
+    as keywords (``lhs(n=8, seed=0, x=...)``), where a number is the count and a mapping the
+    ranges; a quantity named ``n`` or ``ranges`` is then a (low, high) range in the mapping."""
+    more = dict(more)
+    if n is None:
+        count = more.get("n")
+        if isinstance(count, Integral | float) and not isinstance(count, bool):
+            n = more.pop("n")
+        else:
+            raise TypeError("`n` (the number of points) is missing: give it first, lhs(8, ...)")
+    if ranges is None and isinstance(more.get("ranges"), Mapping):
+        ranges = more.pop("ranges")
+    return n, _merged_ranges(ranges, more)
+
+
 def _merged_ranges(ranges: Mapping[str, Any] | None, more: Mapping[str, Any]) -> dict:
     """The ranges given as a mapping (after ``n``) and as keywords, in that order."""
     if ranges is None:
@@ -388,7 +404,14 @@ def grid(**values: Any) -> Design:
     return Design(columns, "grid", spec)
 
 
-def lhs(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more: Any) -> Design:
+def lhs(
+    n: int | None = None,
+    ranges: Mapping[str, Any] | None = None,
+    /,
+    *,
+    seed: int,
+    **more: Any,
+) -> Design:
     """Latin hypercube sample of ``n`` points in the ranges.
 
     In unit space each of the ``n`` equal bins of each dimension holds exactly one point
@@ -412,9 +435,10 @@ def lhs(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more
     >>> len(d), bool(d.columns["K"].min() >= 1e6)
     (5, True)
     """
+    n, merged = _count_and_ranges(n, ranges, more)
     n = _check_n(n)
     seed = _check_seed(seed)
-    parsed = _parse_ranges(_merged_ranges(ranges, more))
+    parsed = _parse_ranges(merged)
     from scipy.stats import qmc  # here, not at import: scipy.stats takes ~0.6 s to load
 
     unit = qmc.LatinHypercube(len(parsed), rng=seed).random(n)
@@ -422,7 +446,14 @@ def lhs(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more
     return Design(_scale(unit, parsed), "lhs", spec)
 
 
-def sobol(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more: Any) -> Design:
+def sobol(
+    n: int | None = None,
+    ranges: Mapping[str, Any] | None = None,
+    /,
+    *,
+    seed: int,
+    **more: Any,
+) -> Design:
     """The first ``n`` points of a scrambled Sobol sequence in the ranges.
 
     ``n`` must be a power of 2, where Sobol points are balanced
@@ -435,10 +466,11 @@ def sobol(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **mo
     >>> len(d), d.names
     (8, ('x', 'y'))
     """
+    n, merged = _count_and_ranges(n, ranges, more)
     n = _check_n(n)
     seed = _check_seed(seed)
     m = _check_power_of_two(n)
-    parsed = _parse_ranges(_merged_ranges(ranges, more))
+    parsed = _parse_ranges(merged)
     from scipy.stats import qmc
 
     unit = qmc.Sobol(len(parsed), scramble=True, rng=seed).random_base2(m)
@@ -447,7 +479,12 @@ def sobol(n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **mo
 
 
 def saltelli(
-    n: int, ranges: Mapping[str, Any] | None = None, /, *, seed: int, **more: Any
+    n: int | None = None,
+    ranges: Mapping[str, Any] | None = None,
+    /,
+    *,
+    seed: int,
+    **more: Any,
 ) -> Design:
     """Cross-sampling of Saltelli (2010) for :func:`sobol_indices`: ``n * (d + 2)`` rows.
 
@@ -465,10 +502,11 @@ def saltelli(
     >>> len(d), d.spec["n"], d.spec["blocks"]
     (16, 4, ['A', 'B', 'A_B[x]', 'A_B[y]'])
     """
+    n, merged = _count_and_ranges(n, ranges, more)
     n = _check_n(n)
     seed = _check_seed(seed)
     m = _check_power_of_two(n)
-    parsed = _parse_ranges(_merged_ranges(ranges, more))
+    parsed = _parse_ranges(merged)
     d = len(parsed)
     from scipy.stats import qmc
 

@@ -705,7 +705,7 @@ class FitResult:
                 "schedules": json.dumps(
                     {name: schedule.to_dict() for name, schedule in objective.schedules.items()}
                 ),
-                "condition_params": json.dumps(objective.condition_params),
+                "condition_params": json.dumps(objective.condition_params, default=float),
                 "data": objective.data.source,
                 "method": self.method,
                 "tolsim_version": tolsim.__version__,
@@ -804,10 +804,16 @@ def _parameter_units(objective: _Objective, names) -> str:
     return json.dumps({name: units.get(name, "") for name in names}, ensure_ascii=False)
 
 
-def _row_units(objective: _Objective, observables) -> str:
+def _row_units(objective: _Objective, observables, noise_scale: bool = False) -> str:
     """The ``units`` attr of values along ``row``: the observables' one unit, or JSON of each
-    observable's unit where they differ."""
-    units = {name: objective.observables[name].unit for name in dict.fromkeys(observables)}
+    observable's unit where they differ. ``noise_scale``: of a given noise standard deviation,
+    which under log-normal noise is that of ``log y`` (unit "1")."""
+    from tolsim.observe import LogNormal
+
+    units = {}
+    for name in dict.fromkeys(observables):
+        log_scale = noise_scale and isinstance(objective.noise[name], LogNormal)
+        units[name] = "1" if log_scale else objective.observables[name].unit
     if len(set(units.values())) == 1:
         return next(iter(units.values()))
     return json.dumps(units, ensure_ascii=False)
@@ -1089,7 +1095,10 @@ def fit(
             "sigma": (
                 "row",
                 table["sigma"].to_numpy(dtype=float),
-                units | {"long_name": "noise standard deviation given per row (NaN: none)"},
+                {
+                    "units": _row_units(objective, table["observable"], noise_scale=True),
+                    "long_name": "noise standard deviation given per row (NaN: none)",
+                },
             ),
             "censored": ("row", table["censored"].to_numpy(dtype=bool)),
         },
