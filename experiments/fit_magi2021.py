@@ -6,7 +6,7 @@ Data: weekly fold expansion N(week w) / N(week w - 1) at passaging, control and 
 ``fold_expansion``, a ratio of cell numbers a week apart). Cells are passaged weekly and stay
 sub-confluent, so the model is the linear ``TwoState(crowding="none")``; tamoxifen at 1 µM
 (the files do not state the dose). The model has no delay between drug and effect, so the
-tamoxifen arm's weeks 1-2 (the onset transient, fold 1.8-2.7) are left out; the control arm
+tamoxifen arm's weeks 1-2 (the onset transient, fold 1.35-2.7) are left out; the control arm
 keeps weeks 1-10.
 
 Both arms are fitted jointly, sharing every parameter (``lambda_S`` from the control arm's
@@ -19,7 +19,8 @@ growth, the drug's effects from the tamoxifen arm), with log-normal noise of unk
 The likelihood-ratio test and AIC/BIC compare them; profile likelihoods give intervals and
 say which parameters these data determine.
 
-Writes ``<out>/fit_magi2021.nc`` (predictions, profiles, starts of both fits) and
+Writes ``<out>/fit_magi2021.nc`` (both fits' predictions, parameters and profile-likelihood
+intervals, the induction fit's profiles, the likelihood-ratio test) and
 ``<out>/fit_magi2021.png``. Run: ``python experiments/fit_magi2021.py``.
 """
 
@@ -128,6 +129,7 @@ def main(out: Path, starts: int) -> None:
         selection_params=json.dumps(selection.params),
         induction_params=json.dumps(induction.params),
         induction_ci=json.dumps({k: list(v) for k, v in induction.ci.items()}),
+        selection_ci=json.dumps({k: list(v) for k, v in selection.ci.items()}),
         likelihood_ratio_test=json.dumps(test),
         tamoxifen_um=TAMOXIFEN_UM,
         schedules=json.dumps({name: s.to_dict() for name, s in schedules().items()}),

@@ -24,10 +24,10 @@ so that the exact branching-process results apply. The default parameters (Magi 
 calibration) have 4-OHT halting most division but killing few sensitive cells: after 16 weeks
 ~20 % of them are alive and regrow after withdrawal whatever happens to the tolerant cells, so
 neither the inhibitor nor the knockout can prevent recurrence (the run prints this contrast;
-tolerant cells, dividing at 75 % of their rate under the drug, even outgrow it by week 16).
+tolerant cells, dividing at 77 % of their rate under 1 µM, even outgrow it by week 16).
 This experiment therefore uses the scenario in which the seed's finding is possible — 4-OHT
 clears the sensitive cells and the tolerant cells are the reservoir of recurrence:
-``kappa_S = 0.25``/day (net sensitive-cell loss 0.19/day at 1 µM) and ``eps_T = 0.7``
+``kappa_S = 0.25``/day (net sensitive-cell loss 0.20/day at 1 µM) and ``eps_T = 0.7``
 (tolerant cells divide slowly under the drug: net growth +0.04/day). Both are assumptions.
 
 **Per arm and start day.**
