@@ -190,6 +190,20 @@ def test_existing_store_without_resume_is_an_error(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_a_store_path_in_a_missing_folder_or_on_a_file_is_an_error(tmp_path, capsys):
+    """As `--out`: a typo in the folder does not make a store elsewhere; a plain file is
+    said to be one (the advice was --resume, which then failed)."""
+    missing = tmp_path / "nodir" / "x.zarr"
+    assert main(["sweep", write(tmp_path), "--store", str(missing)]) == 2
+    assert "no such folder" in capsys.readouterr().err and not missing.parent.exists()
+    plain = tmp_path / "afile"
+    plain.write_text("kept")
+    for extra in ([], ["--resume"]):
+        assert main(["sweep", write(tmp_path), "--store", str(plain), *extra]) == 2
+        assert "is a file, not a Zarr store" in capsys.readouterr().err
+    assert plain.read_text() == "kept"
+
+
 def test_resume_of_another_sweeps_store_is_refused(tmp_path, capsys):
     other = write(tmp_path, SMALL.replace("K = 1e6", "K = 2e6"), "other.toml")
     store = tmp_path / "out.zarr"

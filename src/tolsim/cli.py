@@ -1072,7 +1072,8 @@ def _load_fit_table(
                 "`fit.free`"
             )
         p = catalogue[name]
-        expected = f"[low, high] with {p.bounds[0]:g} <= low, 0 < low < high <= {p.bounds[1]:g}"
+        floor = f"{p.bounds[0]:g} <= low" if p.bounds[0] > 0 else "0 < low"
+        expected = f"[low, high] with {floor} < high <= {p.bounds[1]:g}"
         if not isinstance(pair, list) or len(pair) != 2:
             raise ConfigError(f"`{key}` = {pair!r} in {file}: expected {expected}")
         low, high = (_number(v, key, file, expected) for v in pair)
@@ -1868,7 +1869,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue an existing store of the same sweep (without it, an existing store is "
-        "an error)",
+        "an error; with it, a store that does not exist yet is started)",
     )
     run.add_argument(
         "--scheduler",
@@ -2561,6 +2562,12 @@ def _sweep_command(args: argparse.Namespace) -> int:
     store = Path(args.store)
     chunk_size = args.chunk_size
     created = not store.exists()
+    if not store.parent.is_dir():  # as --out: a typo must not make a store somewhere else
+        raise _UsageError(f"`--store` = {str(store)!r}: no such folder {str(store.parent)!r}")
+    if store.exists() and not store.is_dir():
+        raise _UsageError(
+            f"`--store` = {str(store)!r} is a file, not a Zarr store (a folder): give another path"
+        )
     if store.exists():
         if not args.resume:
             raise _UsageError(
