@@ -530,3 +530,21 @@ def test_by_day_errors():
     # every state named explicitly is the whole population
     ds = branching_extinction(LINEAR, params, DRUG_FREE, by_day=np.inf, states=("S", "T"))
     assert 0.0 <= float(ds.extinction_probability) <= 1.0
+
+
+def test_growth_before_a_near_certain_kill_keeps_its_digits():
+    """Twelve days of division (1/day, no death), then sixteen under tamoxifen that kills
+    nearly every lineage (1 - q about 4e-6 per cell): the extinction probability by day 28,
+    F_1(F_2(0)), divides by (1 - q_2) + q_2 e^-12 and so needs 1 - q_2 to full relative
+    precision. Solved in q it was off by 1e-7 relative (an absolute 1e-12 on 1 - q_2); the
+    equations are now solved in the survival probabilities."""
+    params = LINEAR.default_params(lambda_S=1.0, delta_S=0.0, kappa_S=1.0, EC50_tam=0.1,
+                                   **S_ONLY, S0=1)  # fmt: skip
+    schedule = tolsim.Schedule.from_phases([{"days": 12.0}, {"days": 16.0, "tamoxifen": 4.0}])
+    e_tam = exposure(4.0, 0.1)
+    killing = (1.0 - params["eps_S"] * e_tam, e_tam)  # (division, death) per day
+    expected = kendall_generating_function(
+        kendall_generating_function(0.0, 16.0, *killing), 12.0, 1.0, 0.0
+    )
+    ds = branching_extinction(LINEAR, params, schedule, by_day=28.0)
+    assert float(ds.extinction_probability) == pytest.approx(expected, rel=1e-9)
