@@ -142,7 +142,7 @@ def _manifest(directory: Path) -> dict | None:
             if not isinstance(manifest, dict) or not isinstance(manifest.get("kernels"), dict):
                 raise ValueError("it holds no table of kernels")
         except FileNotFoundError:
-            manifest = None
+            pass
         except (OSError, ValueError) as error:
             _warn_once(
                 f"the prebuilt CUDA kernels' manifest {directory / MANIFEST} could not be "

@@ -227,15 +227,22 @@ def time_to_recurrence(
             "`N`, `dN_dt` and its attrs), not one of its variables"
         )
     days = _recurrence(ds, threshold, withdrawal_day)
-    source = {k: ds.attrs[k] for k in _SOURCE_ATTRS if k in ds.attrs}  # what was simulated
-    if "tolsim_version" in source:
-        source["source_tolsim_version"] = source.pop("tolsim_version")
-    return days.assign_attrs(source | {"tolsim_version": tolsim.__version__})
+    return days.assign_attrs(source_record(ds.attrs))
 
 
-# what a time to recurrence keeps of the result it was computed from (a simulate_arms
-# result keeps each arm's schedule in its variables)
-_SOURCE_ATTRS = ("model", "params", "schedule", "method", "seed", "tolsim_version")
+# what a quantity computed from a result keeps of it (a simulate_arms result keeps each
+# arm's schedule in its variables)
+SOURCE_ATTRS = ("model", "params", "schedule", "method", "seed")
+
+
+def source_record(attrs, names=SOURCE_ATTRS) -> dict:
+    """The attrs ``names`` of a result (what was simulated), its ``tolsim_version`` as
+    ``source_tolsim_version``, and this tolsim's version: the attrs of a quantity computed
+    from it (:func:`time_to_recurrence`, the stochastic probabilities)."""
+    record = {k: attrs[k] for k in names if k in attrs}
+    if "tolsim_version" in attrs:
+        record["source_tolsim_version"] = attrs["tolsim_version"]
+    return record | {"tolsim_version": tolsim.__version__}
 
 
 def _recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:

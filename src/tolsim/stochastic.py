@@ -23,10 +23,12 @@ from tolsim.kernels.specialise import specialised
 from tolsim.models.base import Model
 from tolsim.recurrence import (
     PROVENANCE,
+    SOURCE_ATTRS,
     _arms_only,
     check_provenance,
     check_threshold,
     provenance_digest,
+    source_record,
     threshold_text,
 )
 from tolsim.simulate import drug_variables
@@ -448,8 +450,8 @@ def _check_paths_dataset(ds) -> xr.Dataset:
 
 # what a probability estimated from paths keeps of the paths' result: enough to run them again
 _SOURCE_ATTRS = (
-    "model", "params", "schedule", "method", "seed", "random_streams", "max_events",
-    "threshold_cells", "recurrence_threshold", "withdrawal_day", "device", "tolsim_version",
+    *SOURCE_ATTRS, "random_streams", "max_events", "threshold_cells", "recurrence_threshold",
+    "withdrawal_day", "device",
 )  # fmt: skip
 
 
@@ -481,14 +483,9 @@ def _proportion(
     }
     if "parameters" in source.variables:  # a table of parameter sets: its values
         data["parameters"] = source["parameters"]
-    attrs = {k: source.attrs[k] for k in _SOURCE_ATTRS if k in source.attrs}
-    attrs["source_tolsim_version"] = attrs.pop("tolsim_version", None)
-    attrs |= {
-        "interval": "Clopper-Pearson (exact binomial)",
-        "level": level,
-        "tolsim_version": tolsim.__version__,
-    }
-    return xr.Dataset(data, attrs={k: v for k, v in attrs.items() if v is not None})
+    attrs = source_record(source.attrs, _SOURCE_ATTRS)
+    attrs |= {"interval": "Clopper-Pearson (exact binomial)", "level": level}
+    return xr.Dataset(data, attrs=attrs)
 
 
 def _successful(ds) -> xr.DataArray:
