@@ -548,3 +548,21 @@ def test_growth_before_a_near_certain_kill_keeps_its_digits():
     )
     ds = branching_extinction(LINEAR, params, schedule, by_day=28.0)
     assert float(ds.extinction_probability) == pytest.approx(expected, rel=1e-9)
+
+
+def test_eventual_extinction_under_oral_pk_with_an_inhibitor_course():
+    """The survival probabilities leave [0, 1] by round-off in the solver's trial states
+    under oral PK (log1p(-y) was NaN there, and the next piece failed: "y0 must be finite");
+    the values are those of the previous formulation in q (commit 86580eb), which had no
+    such edge, to its 1e-12 tolerance amplified by the pieces."""
+    params = LINEAR.default_params(lambda_S=0.22423524092077107, lambda_T=0.18477323290708286,
+                                   kappa_T=0.28653229387871443, mu_E=0.00010201273006802967,
+                                   S0=1000.0, T0=20.0)  # fmt: skip
+    schedule = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=0.05, every_days=1.0, stop_day=28.0,
+        pk=tolsim.PK.tamoxifen_mouse(), duration_days=60.0,
+    ).with_inhibitor(start_day=0, stop_day=28, dose_um=5.0)  # fmt: skip
+    ds = branching_extinction(LINEAR, params, schedule, by_day=np.inf)
+    np.testing.assert_allclose(
+        ds.lineage_extinction_probability.values, [0.25934086, 0.90362687], rtol=1e-7
+    )

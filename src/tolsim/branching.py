@@ -280,11 +280,12 @@ class _BranchingProcess:
         on an extinction probability after 12 days at one division a day."""
         offspring = self.offspring
 
+        # (the solver's trial states may leave [0, 1] by round-off, where log1p(-y) is NaN)
         def rhs(day, y):
-            return _drift_of_survival(y, rates_at(day), offspring)
+            return _drift_of_survival(np.clip(y, 0.0, 1.0), rates_at(day), offspring)
 
         def jac(day, y):
-            return -_drift_jacobian(1.0 - y, rates_at(day), offspring)
+            return -_drift_jacobian(1.0 - np.clip(y, 0.0, 1.0), rates_at(day), offspring)
 
         y_stop = 1.0 - np.asarray(q_stop, dtype=float)
         solution = solve_ivp(
