@@ -625,6 +625,26 @@ def test_missing_numba_cuda_and_the_numpy_trap_are_explained(monkeypatch):
     assert "numpy 2.5 removed" in message and "numpy<2.5" in message
 
 
+def test_numba_cuda_030_under_numpy_25_is_refused_before_any_work(monkeypatch):
+    # numba-cuda 0.30 imports under numpy 2.5 and fails only on its first compile, with
+    # numpy's AttributeError (seen on a GPU image): the check must come first.
+    pytest.importorskip("numba.cuda")
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    monkeypatch.setattr(cuda, "_numba_cuda_version", lambda: "0.30.4")
+    with pytest.raises(
+        cuda.CudaUnavailableError,
+        match=r"numba-cuda 0\.30\.4 does not work "
+        r"with numpy .*np\.row_stack.*'tolsim\[cuda\]' \(numpy<2\.5\)",
+    ):
+        cuda.require()
+    assert not cuda.is_available()
+    monkeypatch.setattr(cuda, "_numba_cuda_version", lambda: "0.31.0")  # assumed mended
+    assert cuda._import_cuda() is not None
+    monkeypatch.setattr(cuda, "_numba_cuda_version", lambda: "(unknown version)")
+    with pytest.raises(cuda.CudaUnavailableError, match="row_stack"):
+        cuda.require()
+
+
 def test_each_worker_owns_one_gpu(monkeypatch):
     monkeypatch.delenv("TOLSIM_CUDA_DEVICE", raising=False)
     assert cuda.worker_device_index(4) == 0  # not on a Dask worker

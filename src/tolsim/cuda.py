@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import threading
 import time
 import warnings
@@ -85,24 +86,40 @@ def _import_cuda():
         ) from error
     except AttributeError as error:
         raise CudaUnavailableError(_numpy_trap_message(error)) from error
+    if "row_stack" not in vars(np) and _numba_cuda_series() <= (0, 30):
+        # numba-cuda 0.30 imports under numpy 2.5 but registers np.row_stack on its first
+        # compile, which then fails with numpy's AttributeError (seen on an H100 image with
+        # numpy 2.5.2): say so before any work rather than at the first launch.
+        raise CudaUnavailableError(
+            _numpy_trap_message(AttributeError("module 'numpy' has no attribute 'row_stack'"))
+        )
     return cuda
 
 
-def _numpy_trap_message(error: BaseException) -> str:
-    """Explain numba-cuda failing on import under a numpy it does not support."""
+def _numba_cuda_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        numba_cuda = version("numba-cuda")
+        return version("numba-cuda")
     except PackageNotFoundError:
-        numba_cuda = "(unknown version)"
+        return "(unknown version)"
+
+
+def _numba_cuda_series() -> tuple[int, int]:
+    """numba-cuda's (major, minor), or (0, 0) where its version cannot be read."""
+    found = re.match(r"(\d+)\.(\d+)", _numba_cuda_version())
+    return (int(found[1]), int(found[2])) if found else (0, 0)
+
+
+def _numpy_trap_message(error: BaseException) -> str:
+    """Explain numba-cuda failing under a numpy it does not support."""
     if "row_stack" in str(error):
-        why = "it calls np.row_stack, which numpy 2.5 removed"
+        why = "it calls np.row_stack, which numpy 2.5 removed, when it compiles"
     else:
         why = f"{type(error).__name__}: {error}"
     return (
-        f"numba-cuda {numba_cuda} fails to import with numpy {np.__version__} ({why}); "
-        "install the versions pinned by tolsim's extra: pip install 'tolsim[cuda]' "
+        f"numba-cuda {_numba_cuda_version()} does not work with numpy {np.__version__} "
+        f"({why}); install the versions pinned by tolsim's extra: pip install 'tolsim[cuda]' "
         "(numpy<2.5)"
     )
 
