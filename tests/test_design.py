@@ -565,6 +565,23 @@ def test_design_and_template_show_summaries():
     )
 
 
+def test_points_sha256_is_the_digest_of_names_and_float64_bytes():
+    """The points' hash stays what stores already written recorded: SHA-256 over each
+    column's name, a NUL and its float64 values' bytes, in order (strided and integer
+    columns as their float64 values)."""
+    import hashlib
+
+    from tolsim.design import points_sha256
+
+    wide = np.arange(12.0).reshape(3, 4)
+    columns = {"kappa_T": wide[:, 1], "T0": np.array([3, 4, 5]), "mu_E": [1e-4, 2e-4, 3e-4]}
+    reference = hashlib.sha256()
+    for name, values in columns.items():
+        reference.update(name.encode() + b"\0" + np.asarray(values, dtype="<f8").tobytes())
+    assert points_sha256(columns) == reference.hexdigest()
+    assert points_sha256(dict(reversed(columns.items()))) != reference.hexdigest()
+
+
 def test_from_table_takes_a_dataframe_or_columns_and_hashes_the_values():
     import pandas as pd
 

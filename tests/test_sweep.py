@@ -357,6 +357,28 @@ def test_in_memory_sweep_equals_the_store(client, tmp_path):
     assert memory.N.dims == ("sample", "time") and memory.sizes["sample"] == len(design)
 
 
+def test_a_table_designs_points_give_the_same_fingerprint_in_memory_and_in_a_store(
+    client, tmp_path
+):
+    """A table built directly (no spec to rebuild it) is fingerprinted by its points: the
+    in-memory sweep hashes them while its samples run, the store before any work; the two
+    agree, and a nudged point changes both."""
+    from tolsim.design import Design
+
+    columns = {"kappa_T": np.array([0.1, 0.2, 0.3]), "lambda_T": np.array([0.2, 0.25, 0.3])}
+    design = Design(columns, "table")
+    assert design.spec.get("sha256") is None  # the points are what identifies it
+    schedule = tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 20}])
+    stored = sweep(MODEL, design, schedule, store=tmp_path / "s.zarr", client=client)
+    memory = sweep(MODEL, design, schedule, store=None)
+    key = "tolsim_sweep_fingerprint"
+    assert memory.attrs[key] == stored.attrs[key]
+    nudged = Design({**columns, "lambda_T": np.array([0.2, 0.25, 0.3000001])}, "table")
+    assert sweep(MODEL, nudged, schedule, store=None).attrs[key] != memory.attrs[key]
+    with pytest.raises(StoreMismatchError):
+        sweep(MODEL, nudged, schedule, store=tmp_path / "s.zarr", client=client)
+
+
 def test_in_memory_stochastic_sweep_equals_the_store(client, tmp_path):
     linear = tolsim.models.TwoState(crowding="none")
     schedule = tolsim.Schedule.from_phases([{"days": 10, "tamoxifen": 1.0}, {"days": 10}])

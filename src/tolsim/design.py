@@ -644,8 +644,8 @@ def points_sha256(columns: Mapping[str, np.ndarray]) -> str:
     """SHA-256 of a design's points: each column's name and float64 values, in order."""
     digest = hashlib.sha256()
     for name, column in columns.items():
-        values = np.ascontiguousarray(column, dtype=np.float64)
-        digest.update(name.encode() + b"\0" + values.tobytes())
+        digest.update(name.encode() + b"\0")
+        digest.update(np.ascontiguousarray(column, dtype=np.float64))  # no copy to bytes
     return digest.hexdigest()
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -254,11 +255,15 @@ def _dims(values: np.ndarray) -> tuple[str, ...]:
     return ("sample",) if values.ndim == 1 else ("sample", "time")
 
 
-def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
+def _compute_chunk(
+    spec: dict, start: int, stop: int, columns: dict, packed_columns: Columns | None = None
+) -> dict:
     """The outputs of samples ``[start, stop)``, one array per variable.
 
     With a schedule template, the chunk's rows are grouped by their slot values and each
-    group runs as one batched kernel call under its own schedule.
+    group runs as one batched kernel call under its own schedule. ``packed_columns``: the
+    chunk's parameter columns already packed by :meth:`Model.pack_columns` (the GPU's input),
+    if the caller has them.
     """
     model: Model = spec["model"]
     columns = {name: np.asarray(column) for name, column in columns.items()}
@@ -266,7 +271,9 @@ def _compute_chunk(spec: dict, start: int, stop: int, columns: dict) -> dict:
     table = {name: values for name, values in columns.items() if name not in slots}
     n = stop - start
     if spec["device"] == "cuda":  # the GPU is sent the design's columns, never a packed matrix
-        if table:
+        if packed_columns is not None:
+            packed = packed_columns
+        elif table:
             packed = model.pack_columns(table, "design")
         else:
             packed = Columns(model.pack({}), np.zeros(0, dtype=np.int64), (), n)
@@ -414,22 +421,22 @@ def _template_fingerprint(template) -> str | None:
     return digest.hexdigest()
 
 
-def _fingerprint(model, schedule, design, outputs, times, settings) -> str:
-    text = json.dumps(
-        {
-            "model": model.describe(),
-            "model_code": _model_fingerprint(model),
-            "schedule": schedule.to_dict(),
-            "template_code": _template_fingerprint(schedule),
-            "design": design.to_dict(),
-            "design_points": _design_points(design),
-            "outputs": outputs,
-            "times": None if times is None else np.asarray(times).tolist(),
-            "settings": settings,
-        },
-        sort_keys=True,
-        default=str,
-    )
+def _fingerprint_fields(model, schedule, design, outputs, times, settings) -> dict:
+    """What the fingerprint covers but the design's points (cheap; checked before any work)."""
+    return {
+        "model": model.describe(),
+        "model_code": _model_fingerprint(model),
+        "schedule": schedule.to_dict(),
+        "template_code": _template_fingerprint(schedule),
+        "design": design.to_dict(),
+        "outputs": outputs,
+        "times": None if times is None else np.asarray(times).tolist(),
+        "settings": settings,
+    }
+
+
+def _fingerprint_of(fields: dict, design_points: str | None) -> str:
+    text = json.dumps(fields | {"design_points": design_points}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -668,8 +675,9 @@ def sweep(
         t_out = np.array(_check_times(times, reference.duration_days))
     columns = {name: np.asarray(values, dtype=float) for name, values in design.columns.items()}
     parameter_columns = {k: v for k, v in columns.items() if k not in slots}
+    packed_columns = None
     if parameter_columns:  # every row, as columns (no packed matrix): errors name the row
-        model.pack_columns(parameter_columns, "design")
+        packed_columns = model.pack_columns(parameter_columns, "design")
     if stochastic:  # whole numbers of cells, checked before any store exists
         for _, name in model.initial:
             values = parameter_columns.get(name)
@@ -718,7 +726,7 @@ def sweep(
         "gpu_specialise": bool(gpu_specialise),
         "lockstep": bool(lockstep),
     }
-    fingerprint = _fingerprint(model, schedule, design, outputs, t_out, settings)
+    fields = _fingerprint_fields(model, schedule, design, outputs, t_out, settings)
     if store is None:
         if client is not None:
             raise ValueError(
@@ -730,7 +738,14 @@ def sweep(
                 f"`max_chunks` = {max_chunks!r} with `store` = None: only a sweep into a store "
                 "can stop part-way and resume"
             )
-        return _in_memory(spec, design, columns, stochastic, settings, fingerprint)
+        # the design's points are hashed (tens of ms per 1e6 samples) while the samples run
+        with ThreadPoolExecutor(1, thread_name_prefix="tolsim-sweep-hash") as pool:
+            points = pool.submit(_design_points, design)
+            return _in_memory(
+                spec, design, columns, stochastic, settings,
+                lambda: _fingerprint_of(fields, points.result()), packed_columns,
+            )  # fmt: skip
+    fingerprint = _fingerprint_of(fields, _design_points(design))
     store = Path(store)
     if store.exists():
         try:
@@ -976,14 +991,24 @@ def _describe(ds, model, schedule, design, outputs, settings, chunk_size, device
     )
 
 
-def _in_memory(spec, design, columns, stochastic, settings, fingerprint) -> xr.Dataset:
+def _in_memory(
+    spec, design, columns, stochastic, settings, fingerprint, packed_columns=None
+) -> xr.Dataset:
     """``sweep(store=None)``: every chunk in this process, one after another (numba's threads
-    or the GPU within each), assembled into an in-memory Dataset shaped like a store's."""
+    or the GPU within each), assembled into an in-memory Dataset shaped like a store's.
+    ``fingerprint()`` gives the sweep's fingerprint once the samples are computed;
+    ``packed_columns``: all samples' parameter columns as the check before any work packed
+    them (reused by a single chunk on the GPU)."""
     n, size = len(design), spec["chunk_size"]
+    whole = packed_columns if n <= size else None
     parts = [
         _compute_chunk(
-            spec, lo, min(lo + size, n), {k: v[lo : lo + size] for k, v in columns.items()}
-        )
+            spec,
+            lo,
+            min(lo + size, n),
+            {k: v[lo : lo + size] for k, v in columns.items()},
+            whole,
+        )  # fmt: skip
         for lo in range(0, n, size)
     ]
     data_vars = {  # (one chunk: its arrays as they are, contiguous)
@@ -1005,6 +1030,6 @@ def _in_memory(spec, design, columns, stochastic, settings, fingerprint) -> xr.D
     ds = ds[[*first, *(name for name in ds.data_vars if name not in first)]]
     _describe(
         ds, spec["model"], spec["schedule"], design, spec["outputs"], settings, size,
-        spec["device"], fingerprint,
+        spec["device"], fingerprint(),
     )  # fmt: skip
     return ds
