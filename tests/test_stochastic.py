@@ -710,6 +710,43 @@ def test_probability_helpers_take_arms(linear):
     assert days.attrs["seed"] == 1 and "schedule" not in days.attrs  # each arm's: `both`
 
 
+def test_failed_paths_are_counted_both_ways_in_the_interval(linear):
+    """A path that exhausts its event budget has no known outcome, and failures are not
+    independent of the event (large paths fail): the estimate leaves them out, the interval
+    counts them as without the event for its lower end and as with it for its upper end."""
+    p = linear.default_params(S0=0, T0=5)
+    run = dict(method="ssa", paths=60, seed=4, recurrence_threshold=50, max_events=3000)
+    ds = tolsim.simulate(linear, p, TAM_THEN_OFF, [0.0, 20.0, 40.0], throw=False, **run)
+    failed = int((ds.status != 0).sum())
+    assert 5 < failed < 55  # a mix (23 of 60 with this seed)
+    ok = ds.status.values == 0
+    for estimate, event in (
+        (lambda d: tolsim.recurrence_probability(d, horizon=15.0), ds.time_to_recurrence <= 15),
+        (lambda d: tolsim.extinction_probability(d, states=["T"]), ds.T.sel(time=40.0) == 0),
+    ):
+        with pytest.warns(UserWarning, match=f"{failed} failed path.*counted both ways"):
+            result = estimate(ds)
+        k = int(event.values[ok].sum())
+        n = int(ok.sum())
+        assert (int(result.n_events), int(result.n_paths), int(result.n_failed)) == (k, n, failed)
+        assert float(result[list(result.data_vars)[0]]) == k / n
+        every = n + failed  # Clopper-Pearson ends from scipy's beta quantiles
+        low = stats.beta.ppf(0.025, k, every - k + 1) if k else 0.0
+        high = (
+            stats.beta.ppf(0.975, k + failed + 1, every - k - failed)
+            if k + failed < every
+            else 1.0
+        )
+        assert float(result.ci_low) == pytest.approx(low, rel=1e-9)
+        assert float(result.ci_high) == pytest.approx(high, rel=1e-9)
+        assert float(result.ci_low) <= k / n <= float(result.ci_high)
+        plain = tolsim.recurrence_probability(ds.isel(path=np.flatnonzero(ok)), horizon=15.0)
+        assert int(plain.n_failed) == 0
+        wider = float(result.ci_high) - float(result.ci_low)
+        if "recurrence_probability" in result:
+            assert wider > float(plain.ci_high) - float(plain.ci_low)  # failures widen it
+
+
 def test_probabilities_record_what_was_simulated_and_count_paths(linear):
     """The estimates keep the paths' model, parameters, schedule, method and seed (enough to
     run them again), and their path counts are plain counts (they took the units of ``N`` or

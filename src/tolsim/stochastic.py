@@ -468,7 +468,14 @@ def _proportion(
 
     successes = bare((event & ok).sum("path"))
     trials = bare(ok.sum("path"))
-    low, high = _binomial_interval(successes.values, trials.values, level)
+    failed = bare((~ok).sum("path"))
+    # A failed path's outcome is unknown, and failures need not be independent of the event
+    # (a path that exhausts its event budget is a large one): the interval counts them both
+    # ways, as without the event for its lower end and as with it for its upper end. With no
+    # failed path this is the plain Clopper-Pearson interval.
+    everything = trials.values + failed.values
+    low, _ = _binomial_interval(successes.values, everything, level)
+    _, high = _binomial_interval(successes.values + failed.values, everything, level)
     with np.errstate(invalid="ignore", divide="ignore"):
         estimate = bare(successes / trials)
     dims = successes.dims
@@ -480,11 +487,18 @@ def _proportion(
             units="1", long_name="paths counted (failed paths excluded)"
         ),
         "n_events": successes.assign_attrs(units="1", long_name="paths with the event"),
+        "n_failed": failed.assign_attrs(
+            units="1", long_name="failed paths (outcome unknown; see the paths' `status`)"
+        ),
     }
     if "parameters" in source.variables:  # a table of parameter sets: its values
         data["parameters"] = source["parameters"]
     attrs = source_record(source.attrs, _SOURCE_ATTRS)
-    attrs |= {"interval": "Clopper-Pearson (exact binomial)", "level": level}
+    attrs |= {
+        "interval": "Clopper-Pearson (exact binomial); failed paths counted as without the "
+        "event for ci_low and as with it for ci_high",
+        "level": level,
+    }
     return xr.Dataset(data, attrs=attrs)
 
 
@@ -493,7 +507,8 @@ def _successful(ds) -> xr.DataArray:
     n_failed = int((~ok).sum())
     if n_failed:
         warnings.warn(
-            f"{n_failed} failed path(s) are left out of the estimate (see `status`)",
+            f"{n_failed} failed path(s) are left out of the estimate and counted both ways in "
+            "its interval (see `status` and `n_failed`)",
             UserWarning,
             stacklevel=3,
         )
