@@ -51,9 +51,11 @@ def petab_text(separator: str) -> str:
 
 
 def canonical(rows) -> pd.DataFrame:
-    """The canonical table of (condition, observable, time, value, replicate, sigma, censored)."""
+    """The canonical table of (condition, observable, time, value, replicate, sigma, censored,
+    left_censored); rows without the last are not left-censored."""
+    rows = [(*row, False) if len(row) == len(CANONICAL_COLUMNS) - 1 else row for row in rows]
     columns = list(zip(*rows, strict=True)) if rows else [[]] * len(CANONICAL_COLUMNS)
-    dtypes = (str, str, np.float64, np.float64, str, np.float64, bool)
+    dtypes = (str, str, np.float64, np.float64, str, np.float64, bool, bool)
     return pd.DataFrame(
         {
             name: pd.Series(list(values), dtype=dtype)
@@ -189,6 +191,30 @@ def test_censored_strings_are_read_case_insensitively(tmp_path, cell, expected):
 def test_censored_columns_of_a_dataframe(column):
     table = read_measurements(minimal_frame(censored=column)).table
     assert table["censored"].tolist() == [True, False, True]
+
+
+def test_left_censored_rows_are_read_and_cannot_also_be_censored(tmp_path):
+    text = (
+        "condition,observable,time,value,censored,left_censored\n"
+        "a,N,0,5,,\n"
+        "a,N,7,0.1,no,yes\n"  # below a detection limit of 0.1
+        "a,N,9,3,true,\n"
+    )
+    measurements = read_measurements(write(tmp_path, "m.csv", text))
+    assert measurements.table["left_censored"].tolist() == [False, True, False]
+    assert measurements.table["censored"].tolist() == [False, False, True]
+    assert repr(measurements).splitlines()[1] == (
+        "  a / N: 3 rows, days 0 to 9, 1 replicate, 1 censored, 1 below a detection limit"
+    )
+    frame = minimal_frame(censored=[True, False, False], left_censored=[True, False, True])
+    with pytest.raises(ValueError, match=r"row 0: marked both `censored`.*and `left_censored`"):
+        read_measurements(frame)
+    both = text.replace("a,N,9,3,true,", "a,N,9,3,true,1")
+    with pytest.raises(ValueError, match=r"row 2 \(file line 4\): marked both `censored`"):
+        read_measurements(write(tmp_path, "both.csv", both))
+    unreadable = text.replace("no,yes", "no,below")
+    with pytest.raises(ValueError, match=r"column `left_censored` has values \['below'\]"):
+        read_measurements(write(tmp_path, "bad.csv", unreadable))
 
 
 def test_numbers_given_as_strings_or_integers_are_floats():

@@ -306,6 +306,41 @@ def test_non_finite_predictions(noise, params):
     assert noise.nllh(obs, [4.5, np.inf], censored, [np.nan, 0.2], params) == base
 
 
+@pytest.mark.parametrize(("noise", "params"), NOISE_CASES, ids=NOISE_IDS)
+def test_left_censored_rows_follow_the_distribution_function(noise, params):
+    """A row below a detection limit (``observed`` holds the limit) contributes -log F at the
+    limit: scipy's logcdf, written independently (the sd at the prediction, as for rows
+    measured)."""
+    logpdf, logsf = _scipy_logpdf(noise, OBS, PRED, SIGMA_ROW, params)
+    given_row = ~np.isnan(SIGMA_ROW)
+    if isinstance(noise, LogNormal):
+        sd = np.where(given_row, SIGMA_ROW, params["sigma"])
+        logcdf = stats.lognorm(s=sd, scale=PRED).logcdf(OBS)
+    else:
+        sd = np.where(given_row, SIGMA_ROW, noise.sd(PRED, None, params))
+        logcdf = stats.norm(loc=PRED, scale=sd).logcdf(OBS)
+    left = np.array([True, False, True, False, False, True])
+    right = np.array([False, True, False, False, True, False])
+    got = noise.nllh(OBS, PRED, right, SIGMA_ROW, params, left_censored=left)
+    expected = -np.where(left, logcdf, np.where(right, logsf, logpdf)).sum()
+    assert got == pytest.approx(expected, rel=1e-12)
+    # far below the limit: F -> 1, nothing learnt; far above it: impossible in the limit
+    assert 0.0 <= noise.nllh([5.0], [1e-3], None, None, params, left_censored=[True]) < 1e-9
+    assert noise.nllh([5.0], [np.inf], None, None, params, left_censored=[True]) == np.inf
+    assert noise.nllh([5.0], [np.nan], None, None, params, left_censored=[True]) == np.inf
+    assert noise.residuals(OBS, PRED, SIGMA_ROW, params, left_censored=left) is None
+
+
+def test_a_row_censored_both_ways_is_refused():
+    both = np.array([True, False])
+    with pytest.raises(ValueError, match=r"rows \[0\] are both `censored`.*`left_censored`"):
+        Normal().nllh([1.0, 2.0], [1.0, 2.0], both, None, {"sigma": 1.0}, left_censored=both)
+    with pytest.raises(TypeError, match=r"`left_censored` has dtype int64: expected booleans"):
+        Normal().nllh([1.0], [1.0], None, None, {"sigma": 1.0}, left_censored=np.array([1]))
+    with pytest.raises(ValueError, match=r"`left_censored` has shape \(2,\): expected \(1,\)"):
+        Normal().nllh([1.0], [1.0], None, None, {"sigma": 1.0}, left_censored=both)
+
+
 @pytest.mark.parametrize(("noise", "params"), NOISE_CASES[:2], ids=NOISE_IDS[:2])
 def test_censored_limit_is_continuous_for_normal_and_lognormal(noise, params):
     far = noise.nllh([5.0], [1e6], np.array([True]), None, params)

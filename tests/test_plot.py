@@ -353,6 +353,14 @@ def test_fit_marks_censored_measurements_and_chooses_an_observable(fitted):
     assert hollow.get_markerfacecolor() == "none" and hollow.get_label() == "control (censored)"
     np.testing.assert_array_equal(hollow.get_ydata(), [p.observed.values[0]])
     assert p.observed.values[0] not in ax.lines[0].get_ydata()
+    p["left_censored"].values[1] = True  # below a detection limit: a downward triangle
+    ax = plot.fit(p)
+    assert len(ax.lines) == 6
+    limit = ax.lines[2]
+    assert limit.get_label() == "control (below detection limit)"
+    assert limit.get_marker() == "v" and limit.get_markerfacecolor() == "none"
+    np.testing.assert_array_equal(limit.get_ydata(), [p.observed.values[1]])
+    assert p.observed.values[1] not in ax.lines[0].get_ydata()
 
     fraction = fitted.predictions.isel(row=slice(0, 3)).copy(deep=True)
     fraction["observable"] = ("row", np.full(3, "tolerant_fraction"))

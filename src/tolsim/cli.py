@@ -1649,7 +1649,8 @@ FIT.toml (tables [model], [data], [schedules.<condition>], [fit], optional
   [data]
   path = "measurements.csv"    # relative to FIT.toml; columns condition,
                                # observable, time, value (replicate, sigma,
-                               # censored optional; PEtab names accepted)
+                               # censored, left_censored optional; PEtab
+                               # names accepted)
   [schedules.control]          # one schedule per condition of the data
   phases = [{ days = 28 }]
   [schedules.tamoxifen]

@@ -20,7 +20,9 @@ import pandas as pd
 
 __all__ = ["CANONICAL_COLUMNS", "REQUIRED_COLUMNS", "Measurements", "read_measurements"]
 
-CANONICAL_COLUMNS = ("condition", "observable", "time", "value", "replicate", "sigma", "censored")
+CANONICAL_COLUMNS = (
+    "condition", "observable", "time", "value", "replicate", "sigma", "censored", "left_censored",
+)  # fmt: skip
 REQUIRED_COLUMNS = ("condition", "observable", "time", "value")
 
 # PEtab measurement-table column -> canonical column ("time" is the same in both).
@@ -46,8 +48,9 @@ class Measurements:
     table : pandas.DataFrame
         One row per measurement, index 0..n-1, columns :data:`CANONICAL_COLUMNS`:
         ``condition``, ``observable``, ``replicate`` (str), ``time`` (float, days), ``value``
-        (float), ``sigma`` (float noise standard deviation; NaN where not given per row) and
-        ``censored`` (bool).
+        (float), ``sigma`` (float noise standard deviation; NaN where not given per row),
+        ``censored`` (bool: the true value is above ``value``) and ``left_censored`` (bool: below
+        a limit of detection, which ``value`` holds).
     source : str
         The file path read, or ``"<DataFrame>"``.
     extra_columns : tuple of str
@@ -100,6 +103,8 @@ class Measurements:
             ]
             if group["censored"].any():
                 parts.append(f"{int(group['censored'].sum())} censored")
+            if group["left_censored"].any():
+                parts.append(f"{int(group['left_censored'].sum())} below a detection limit")
             if group["sigma"].notna().any():
                 parts.append(f"{int(group['sigma'].notna().sum())} with sigma")
             lines.append(f"  {condition} / {observable}: {', '.join(parts)}")
@@ -187,7 +192,11 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
         - ``sigma`` (``noiseParameters``): optional noise standard deviation, a number > 0 or
           empty (NaN: not given per row); PEtab parameter names are not supported;
         - ``censored``: optional, ``true/false``, ``yes/no`` or ``1/0`` in any case; empty
-          or absent means False.
+          or absent means False. True: right-censored, the true value is above ``value``
+          (e.g. no recurrence by the last visit, on that day);
+        - ``left_censored``: optional, read as ``censored``. True: the measurement was below a
+          limit of detection or quantification, which ``value`` holds (the true value is at
+          most ``value``). A row cannot be censored both ways.
 
         ``datasetId`` is ignored, ``preequilibrationConditionId`` and
         ``observableParameters`` must be empty (a silently dropped value could mislead), and
@@ -207,8 +216,9 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
         file, their line numbers (the header is line 1), for: missing required columns, a
         column given by both its tidy and its PEtab name, an empty table, empty required
         cells, non-numeric or non-finite numbers, negative times, sigma <= 0, non-numeric
-        noise parameters, pre-equilibration, unreadable ``censored`` values and duplicated
-        (condition, observable, time, replicate) rows.
+        noise parameters, pre-equilibration, unreadable ``censored`` or ``left_censored``
+        values, rows censored both ways and duplicated (condition, observable, time,
+        replicate) rows.
     TypeError
         If `path_or_frame` is neither a path nor a DataFrame.
 
@@ -227,10 +237,10 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
     >>> measurements.conditions, len(measurements)
     (('control', 'tamoxifen'), 3)
     >>> measurements.table
-       condition observable  time  value replicate  sigma  censored
-    0    control      cells   0.0    1.0         0    NaN     False
-    1    control      cells   7.0    2.1         0    NaN     False
-    2  tamoxifen      cells   7.0    1.2         0    NaN     False
+       condition observable  time  value replicate  sigma  censored  left_censored
+    0    control      cells   0.0    1.0         0    NaN     False          False
+    1    control      cells   7.0    2.1         0    NaN     False          False
+    2  tamoxifen      cells   7.0    1.2         0    NaN     False          False
     """
     if isinstance(path_or_frame, pd.DataFrame):
         source = "<DataFrame>"
@@ -289,8 +299,17 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
     for name in ("time", "value", "sigma"):
         label, column = column_of(name)
         parsed[name] = _parse_numbers(column, name, label, n_rows, lines, problems)
-    label, column = column_of("censored")
-    parsed["censored"] = _parse_flags(column, label, n_rows, lines, problems)
+    for name in ("censored", "left_censored"):
+        label, column = column_of(name)
+        parsed[name] = _parse_flags(column, label, n_rows, lines, problems)
+    both = [
+        row for row in range(n_rows) if parsed["censored"][row] and parsed["left_censored"][row]
+    ]
+    if both:
+        problems.append(
+            f"{_where(both, lines)}: marked both `censored` (the true value is above "
+            "`value`) and `left_censored` (at most `value`); expected one or neither"
+        )
     if problems:
         raise ValueError(_problems_message(_prefix(source), problems))
 
@@ -303,6 +322,7 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
             "replicate": pd.Series(parsed["replicate"], dtype=str),
             "sigma": pd.Series(parsed["sigma"], dtype=np.float64),
             "censored": pd.Series(parsed["censored"], dtype=bool),
+            "left_censored": pd.Series(parsed["left_censored"], dtype=bool),
         }
     )
     _check_duplicates(table, source, lines)

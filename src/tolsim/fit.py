@@ -120,6 +120,7 @@ class _Objective:
                         np.asarray(table.loc[obs_rows, "value"], dtype=float),
                         np.asarray(table.loc[obs_rows, "censored"], dtype=bool),
                         np.asarray(table.loc[obs_rows, "sigma"], dtype=float),
+                        np.asarray(table.loc[obs_rows, "left_censored"], dtype=bool),
                     )
                 )
             t_out = np.unique(np.concatenate(days))
@@ -249,10 +250,12 @@ class _Objective:
         for cond, traj in zip(self.conditions, self.trajectories(params), strict=True):
             if traj is None:
                 return np.inf
-            for observable, noise, _, days, observed, censored, sigma in cond["groups"]:
+            for observable, noise, _, days, observed, censored, sigma, left in cond["groups"]:
                 local, noise_local = observable.local_params(params, noise)
                 predicted = observable.formula(traj, days, local)
-                total += noise.nllh(observed, predicted, censored, sigma, noise_local)
+                total += noise.nllh(
+                    observed, predicted, censored, sigma, noise_local, left_censored=left
+                )
                 if not np.isfinite(total):
                     return np.inf
         return float(total)
@@ -266,30 +269,38 @@ class _Objective:
         params = self.full_params(theta)
         parts = []
         for cond, traj in zip(self.conditions, self.trajectories(params), strict=True):
-            for observable, noise, _, days, observed, censored, sigma in cond["groups"]:
+            for observable, noise, _, days, observed, censored, sigma, left in cond["groups"]:
                 if traj is None:
                     parts.append(np.full(observed.size, 1e10))
                     continue
                 local, noise_local = observable.local_params(params, noise)
                 predicted = observable.formula(traj, days, local)
-                r = noise.residuals(observed, predicted, sigma, noise_local, censored=censored)
+                r = noise.residuals(
+                    observed, predicted, sigma, noise_local, censored=censored, left_censored=left
+                )
                 parts.append(np.where(np.isfinite(r), r, 1e10))
         return np.concatenate(parts)
 
     def gaussian(self) -> bool:
-        """Residual form available: every row's noise is Gaussian-type, no row censored and
-        no noise parameter free (their normalising terms would depend on the parameters)."""
+        """Residual form available: every row's noise is Gaussian-type, no row censored (either
+        way) and no noise parameter free (their normalising terms would depend on the
+        parameters)."""
         if self._gaussian is not None:
             return self._gaussian
         params = self.full_params(np.zeros(len(self.free)))
         self._gaussian = True
         for cond in self.conditions:
-            for observable, noise, _, _, observed, censored, sigma in cond["groups"]:
+            for observable, noise, _, _, observed, censored, sigma, left in cond["groups"]:
                 noise_names = [p.name for p in observable.fit_parameters(noise)]
                 noise_names = noise_names[len(noise_names) - len(noise.parameters) :]
                 _, noise_local = observable.local_params(params, noise)
                 residual = noise.residuals(
-                    observed, np.abs(observed) + 1.0, sigma, noise_local, censored=censored
+                    observed,
+                    np.abs(observed) + 1.0,
+                    sigma,
+                    noise_local,
+                    censored=censored,
+                    left_censored=left,
                 )
                 if set(noise_names) & set(self.free) or residual is None:
                     self._gaussian = False
@@ -828,7 +839,7 @@ def _minimize(function, x0, lower, upper):
     box = list(zip(lower, upper, strict=True))
     result = optimize.minimize(function, x0, bounds=box, method="L-BFGS-B")
     if result.nit > 1:
-        return result
+        return _confirmed(function, result, box)
     rough = optimize.minimize(function, x0, bounds=box, method="Powell")
     if rough.fun >= _CAPPED:  # Powell's line searches ran into a zero likelihood: a simplex
         simplex = optimize.minimize(function, x0, bounds=box, method="Nelder-Mead")
@@ -839,7 +850,38 @@ def _minimize(function, x0, lower, upper):
     # was better (on a capped infinity at a corner of the box, say)
     best = min((polished, rough, result), key=lambda r: float(r.fun))
     best.nfev = result.nfev + rough.nfev + polished.nfev
-    return best
+    return _confirmed(function, best, box)
+
+
+_NO_BETTER = 1e-6  # nllh: a search from a stalled end that gains less has found nothing
+
+
+def _confirmed(function, result, box):
+    """A search that stopped without converging, checked. L-BFGS-B's line search often fails
+    near an optimum ("ABNORMAL"): its finite-difference gradients of a likelihood computed
+    through an ODE solver carry the solver's error. From the end point, Nelder-Mead's
+    derivative-free simplex searches on: if it gains less than 1e-6 in the negative
+    log-likelihood (statistically nothing: profile thresholds are ~1.9), the point is the
+    optimum and is reported converged; else the simplex's point is kept, converged if the
+    simplex says so."""
+    if result.success or not result.fun < _CAPPED:
+        return result
+    check = optimize.minimize(
+        function, result.x, bounds=box, method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": _NO_BETTER / 10},
+    )  # fmt: skip
+    nfev = result.nfev + check.nfev
+    if check.fun > result.fun - _NO_BETTER:
+        result.success = True
+        result.message = (
+            f"{result.message}; a Nelder-Mead search from the end point gained "
+            f"{max(result.fun - check.fun, 0.0):.1e} (< {_NO_BETTER:g}): converged"
+        )
+        result.nfev = nfev
+        return result
+    check.nfev = nfev
+    check.message = f"Nelder-Mead from where L-BFGS-B stalled ({result.message}): {check.message}"
+    return check
 
 
 # -- the front door --------------------------------------------------------------------------
@@ -1101,6 +1143,7 @@ def fit(
                 },
             ),
             "censored": ("row", table["censored"].to_numpy(dtype=bool)),
+            "left_censored": ("row", table["left_censored"].to_numpy(dtype=bool)),
         },
         attrs={"model": json.dumps(model.describe()), "tolsim_version": tolsim.__version__},
     )
@@ -1212,7 +1255,9 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
     }
 
 
-_COMPARED_COLUMNS = ("condition", "observable", "time", "value", "censored", "sigma")
+_COMPARED_COLUMNS = (
+    "condition", "observable", "time", "value", "censored", "left_censored", "sigma",
+)  # fmt: skip
 
 
 def _nesting_difference(restricted: FitResult, full: FitResult) -> str | None:

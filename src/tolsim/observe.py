@@ -5,8 +5,9 @@ measurements at given days (total cells, tumour volume, luminescence, the weekly
 expansion N(t)/N(t - 7), the time to recurrence after withdrawal, or any user formula). A
 :class:`NoiseModel` (:class:`Normal`, :class:`LogNormal`, :class:`Proportional`,
 :class:`Combined`) gives the negative log-likelihood of observed values around predictions,
-with right-censored rows. Everything here works on plain numpy arrays, for the inner loop of
-fitting; :meth:`Trajectory.from_dataset` converts a :func:`tolsim.simulate` result once.
+with right-censored rows and rows below a detection limit (left-censored). Everything here
+works on plain numpy arrays, for the inner loop of fitting; :meth:`Trajectory.from_dataset`
+converts a :func:`tolsim.simulate` result once.
 
 Parameter names
 ---------------
@@ -624,8 +625,10 @@ class NoiseModel:
     -----
     *Censoring and non-finite predictions.* A censored row is right-censored: the true value
     exceeds ``observed`` (e.g. no recurrence seen by the end of follow-up), contributing
-    ``-log S(observed)`` with ``S`` the survival function. Predictions that are not finite
-    are handled by their meaning, not by formulas:
+    ``-log S(observed)`` with ``S`` the survival function. A left-censored row is below a
+    limit of detection, which ``observed`` holds: the true value is at most ``observed``,
+    contributing ``-log F(observed)`` with ``F`` the distribution function. Predictions that
+    are not finite are handled by their meaning, not by formulas:
 
     * NaN (a failed simulation) gives ``nllh = inf`` whether censored or not;
     * ``+inf`` (an event that never happens) gives ``inf`` for an uncensored row (an event was
@@ -634,6 +637,7 @@ class NoiseModel:
       :class:`Normal` and :class:`LogNormal` this is also the limit ``pred -> inf``; for
       :class:`Proportional` and :class:`Combined` the limit is ``log Phi(1 / sigma_rel)``
       (the scatter grows with the prediction), and the convention deliberately differs;
+    * ``+inf`` gives ``inf`` for a left-censored row (a value below the limit is impossible);
     * ``-inf``, and a prediction whose ``sd`` is 0 (a proportional model at ``pred = 0``) or
       whose log is undefined (:class:`LogNormal` at ``pred <= 0``), give ``inf``.
 
@@ -705,6 +709,8 @@ class NoiseModel:
         censored: np.ndarray | None = None,
         sigma_row: np.ndarray | None = None,
         params: Mapping[str, float] | None = None,
+        *,
+        left_censored: np.ndarray | None = None,
     ) -> float:
         """Negative log-likelihood of observed rows, summed (normalising constants included).
 
@@ -720,15 +726,34 @@ class NoiseModel:
             Per-row noise scale from the data (> 0), NaN where not given.
         params : mapping, optional
             Noise parameters by local name.
+        left_censored : array_like of bool, shape (n,), optional
+            True where the row is below a limit of detection held in ``observed`` (the true
+            value is at most ``observed``). A row cannot be censored both ways.
 
         Returns
         -------
         float
             ``-sum log p(observed | predicted)`` over uncensored rows plus
-            ``-sum log S(observed | predicted)`` over censored rows; ``inf`` when a row is
-            impossible.
+            ``-sum log S(observed | predicted)`` over censored rows and
+            ``-sum log F(observed | predicted)`` over left-censored rows; ``inf`` when a row
+            is impossible.
+
+        Examples
+        --------
+        A value below a detection limit of 0.5, predicted at 1 with sd 0.5: ``-log Phi(-1)``.
+
+        >>> round(Normal().nllh([0.5], [1.0], None, None, {"sigma": 0.5},
+        ...                     left_censored=[True]), 6)
+        1.841022
         """
         obs, pred, censored, sigma_row = _rows(observed, predicted, censored, sigma_row)
+        left = _flags(left_censored, "left_censored", obs.shape)
+        if np.any(left & censored):
+            rows = np.flatnonzero(left & censored)
+            raise ValueError(
+                f"rows {rows[:5].tolist()} are both `censored` (the true value is above "
+                "`observed`) and `left_censored` (at most `observed`): expected one or neither"
+            )
         p = self._resolve(params)
         y, log_jacobian = self._observed_scale(obs)
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -737,7 +762,8 @@ class NoiseModel:
             ok = np.isfinite(loc) & np.isfinite(sd) & (sd > 0)
             density = 0.5 * z * z + np.log(sd) + _LOG_SQRT_2PI + log_jacobian
             survival = -log_ndtr(-z)
-            contribution = np.where(censored, survival, density)
+            below = -log_ndtr(z)
+            contribution = np.where(censored, survival, np.where(left, below, density))
         contribution = np.where(ok, contribution, np.inf)
         contribution[censored & (pred == np.inf)] = 0.0
         return float(np.sum(contribution))
@@ -750,6 +776,7 @@ class NoiseModel:
         params: Mapping[str, float] | None = None,
         *,
         censored: np.ndarray | None = None,
+        left_censored: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """Weighted residuals ``r`` with ``nllh = 0.5 * sum(r**2) + c``, shape ``(n,)``.
 
@@ -760,8 +787,8 @@ class NoiseModel:
         Returns None where no such ``r`` exists: for models whose ``sd`` depends on the
         prediction (:class:`Proportional`, :class:`Combined`), whose ``sum log sd`` term then
         depends on the simulation too (dropping it would bias the fit towards large
-        predictions), and whenever a row is ``censored`` (``-log S`` is not a square);
-        minimise :meth:`nllh` instead.
+        predictions), and whenever a row is ``censored`` or ``left_censored`` (``-log S`` and
+        ``-log F`` are not squares); minimise :meth:`nllh` instead.
 
         Examples
         --------
@@ -769,9 +796,10 @@ class NoiseModel:
         array([1., 2.])
         """
         obs, pred, censored, sigma_row = _rows(observed, predicted, censored, sigma_row)
+        left = _flags(left_censored, "left_censored", obs.shape)
         p = self._resolve(params)
         y, _ = self._observed_scale(obs)
-        if not self._gaussian_residuals or np.any(censored):
+        if not self._gaussian_residuals or np.any(censored) or np.any(left):
             return None
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             loc, sd = self._location_scale(pred, sigma_row, p)
@@ -1002,14 +1030,17 @@ def _rows(observed, predicted, censored, sigma_row):
             f"`observed` has NaN or infinite values at rows {rows[:5].tolist()}: drop missing "
             "observations; mark values known only as a lower bound as `censored`"
         )
-    if censored is None:
-        censored = np.zeros(obs.shape, dtype=bool)
-    else:
-        censored = np.asarray(censored)
-        if censored.dtype != np.bool_:
-            raise TypeError(f"`censored` has dtype {censored.dtype}: expected booleans")
-        if censored.shape != obs.shape:
-            raise ValueError(
-                f"`censored` has shape {censored.shape}: expected {obs.shape}, like `observed`"
-            )
+    censored = _flags(censored, "censored", obs.shape)
     return obs, pred, censored, _sigma_rows(sigma_row, obs.shape)
+
+
+def _flags(flags, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Per-row booleans ``flags`` (None: all False), checked against the rows' ``shape``."""
+    if flags is None:
+        return np.zeros(shape, dtype=bool)
+    flags = np.asarray(flags)
+    if flags.dtype != np.bool_:
+        raise TypeError(f"`{name}` has dtype {flags.dtype}: expected booleans")
+    if flags.shape != shape:
+        raise ValueError(f"`{name}` has shape {flags.shape}: expected {shape}, like `observed`")
+    return flags

@@ -528,7 +528,8 @@ def fit(
     predictions : xarray.Dataset
         ``FitResult.predictions``: per measurement ``row`` the ``condition``,
         ``observable``, ``time`` (days), ``observed`` and ``predicted`` values (and
-        ``censored``: censored measurements are drawn as open markers).
+        ``censored``: censored measurements are drawn as open markers; ``left_censored``:
+        measurements below a detection limit as open downward triangles at the limit).
     ax : matplotlib.axes.Axes, optional
     band : xarray.Dataset or mapping condition -> xarray.Dataset, optional
         Prediction(s) from :func:`tolsim.predict`: their ``N_quantiles`` (quantile, time),
@@ -602,25 +603,28 @@ def fit(
     time = predictions["time"].values
     observed = predictions["observed"].values
     predicted = predictions["predicted"].values
-    censored = (
-        predictions["censored"].values.astype(bool)
-        if "censored" in predictions
+    censored, below = (
+        predictions[name].values.astype(bool)
+        if name in predictions
         else np.zeros(time.size, dtype=bool)
+        for name in ("censored", "left_censored")
     )
     for condition in conditions:
         rows = keep & (predictions["condition"].values == condition)
         colour = colours[condition]
-        plain, cut = rows & ~censored, rows & censored
+        plain = rows & ~censored & ~below
         ax.plot(time[plain], observed[plain], "o", color=colour, label=f"{condition} (observed)")
-        if cut.any():
-            ax.plot(
-                time[cut],
-                observed[cut],
-                "o",
-                mfc="none",
-                color=colour,
-                label=f"{condition} (censored)",
-            )
+        for cut, marker, what in ((rows & censored, "o", "censored"), (rows & below, "v",
+                                  "below detection limit")):  # fmt: skip
+            if cut.any():
+                ax.plot(
+                    time[cut],
+                    observed[cut],
+                    marker,
+                    mfc="none",
+                    color=colour,
+                    label=f"{condition} ({what})",
+                )
         days, first = np.unique(time[rows], return_index=True)
         values = predicted[rows][first]
         # a condition measured on one day (an event time, an endpoint) gets a marker: a
