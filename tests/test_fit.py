@@ -493,8 +493,11 @@ def test_non_positive_values_name_the_table_rows_under_lognormal(small_data, tmp
     data.loc[15, "value"] = 0.0
     assert data.loc[15, "condition"] == "tamoxifen"
     message = r"values <= 0 \[0.0\] at row 15, condition 'tamoxifen', observable 'total_cells'"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as error:
         fit(MODEL, data, SCHEDULES, free=["lambda_S"], noise=LogNormal())
+    assert "below a detection limit takes the limit as its value and `left_censored`" in str(
+        error.value
+    )
     path = tmp_path / "measurements.csv"
     data.to_csv(path, index=False)
     with pytest.raises(ValueError, match=r"at row 15 \(file line 17\), condition 'tamoxifen'"):

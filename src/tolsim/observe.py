@@ -928,7 +928,8 @@ class LogNormal(NoiseModel):
             bad,
             "values <= 0",
             "the log-normal noise model needs positive observations (use Normal or Combined "
-            "for values that can be 0)",
+            "for values that can be 0; a measurement below a detection limit takes the limit "
+            "as its value and `left_censored` = true)",
         )
 
     def _transform(self, observed):
