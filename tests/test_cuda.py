@@ -645,6 +645,8 @@ def test_numba_cuda_030_under_numpy_25_is_refused_before_any_work(monkeypatch):
     monkeypatch.setattr(cuda, "_numba_cuda_version", lambda: "(unknown version)")
     with pytest.raises(cuda.CudaUnavailableError, match="row_stack"):
         cuda.require()
+    monkeypatch.setattr(cuda, "_simulated", lambda: True)  # the simulator compiles nothing
+    assert cuda._import_cuda() is not None
 
 
 def test_each_worker_owns_one_gpu(monkeypatch):

@@ -179,6 +179,43 @@ def test_selection_against_induction_by_likelihood_ratio():
     assert test["statistic"] == pytest.approx(2 * (selection.nllh - induction.nllh))
     assert test["p_value"] < 1e-3
     assert induction.aic < selection.aic
+    # mu_E = 0 is the edge of induction's parameter space: half the chi-square tail
+    assert test["boundary"] == ["mu_E"] and test["null_distribution"].startswith("chi-bar")
+    assert test["p_value"] == pytest.approx(test["p_value_chi2"] / 2, rel=1e-12)
+
+
+def test_likelihood_ratio_on_a_boundary_is_calibrated_under_the_null():
+    """Data from selection (mu_E = 0), 100 data sets: the induction fit's mu_E sits at the
+    edge of its box in about half of them (statistic ~0; the chi-bar-square's point mass,
+    weight 1/2: outside [35, 65] has probability 0.2%), and the chi-bar-square p-value
+    rejects at 20% in about 20 (outside [9, 33]: 0.5%); the plain chi-square rejects about
+    half as often (11 when this was written). No warning: a full fit at the edge of its box,
+    a little worse than the null beyond it, is no failure to converge."""
+    rng = np.random.default_rng(5)
+    fixed = {"total_cells.sigma": SIGMA, "eps_S": TRUE["eps_S"]}
+    common = dict(noise=LogNormal())
+    statistics, p_mixture, p_chi2 = [], [], []
+    for _ in range(100):
+        data = synthetic(rng, params=dict(TRUE, mu_E=0.0))
+        restricted = fit(MODEL, data, SCHEDULES, free=["lambda_S"], fixed={**fixed, "mu_E": 0.0},
+                         starts=1, **common)  # fmt: skip
+        full = fit(MODEL, data, SCHEDULES, free=["lambda_S", "mu_E"], fixed=fixed, starts=2,
+                   bounds=BOUNDS, **common)  # fmt: skip
+        test = likelihood_ratio_test(restricted, full)
+        statistics.append(test["statistic"])
+        p_mixture.append(test["p_value"])
+        p_chi2.append(test["p_value_chi2"])
+    at_zero = int(np.sum(np.array(statistics) < 1e-3))
+    rejected = int(np.sum(np.array(p_mixture) < 0.2))
+    assert 35 <= at_zero <= 65 and 9 <= rejected <= 33, (at_zero, rejected)
+    assert np.sum(np.array(p_chi2) < 0.2) < rejected
+    # a box whose edge is far from the null: the loss there is named, not taken for noise
+    restricted = fit(MODEL, data, SCHEDULES, free=["lambda_S"], fixed={**fixed, "mu_E": 0.0},
+                     starts=1, **common)  # fmt: skip
+    far = fit(MODEL, data, SCHEDULES, free=["lambda_S", "mu_E"], fixed=fixed, starts=1,
+              noise=LogNormal(), bounds={"mu_E": (0.05, 1.0)})  # fmt: skip
+    with pytest.warns(NonConvergenceWarning, match=r"at the edge of its box \(mu_E = 0.05\)"):
+        assert likelihood_ratio_test(restricted, far)["statistic"] == 0.0
 
 
 def test_censored_event_times_enter_through_the_survival_function():
@@ -507,7 +544,11 @@ def test_non_positive_values_name_the_table_rows_under_lognormal(small_data, tmp
 def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):
     one = quick_fit(small_data)
     two = quick_fit(small_data, free=["lambda_S", "eps_S"])
-    assert likelihood_ratio_test(one, two)["df"] == 1  # the same data: accepted
+    test = likelihood_ratio_test(one, two)
+    assert test["df"] == 1  # the same data: accepted
+    # eps_S fixed inside `two`'s box: no boundary, the plain chi-square
+    assert test["boundary"] == [] and test["p_value"] == test["p_value_chi2"]
+    assert test["null_distribution"] == "chi-square with 1 degrees of freedom"
     other = small_data.copy()
     other.loc[4, "value"] *= 2.0
     with warnings.catch_warnings():

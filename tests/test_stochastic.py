@@ -747,6 +747,23 @@ def test_failed_paths_are_counted_both_ways_in_the_interval(linear):
             assert wider > float(plain.ci_high) - float(plain.ci_low)  # failures widen it
 
 
+def test_paths_padded_by_a_concatenation_are_not_failed_paths(linear):
+    """Results of 10 and 20 paths joined along ``sample`` (xarray pads the shorter with NaN,
+    ``status`` too): the padding is no path at all, not one of unknown outcome."""
+    run = dict(method="ssa", seed=4, recurrence_threshold=50)
+    times = [0.0, 20.0, 40.0]
+    a = tolsim.simulate(linear, {"S0": [0.0], "T0": [5.0]}, TAM_THEN_OFF, times, paths=10, **run)
+    b = tolsim.simulate(linear, {"S0": [0.0], "T0": [6.0]}, TAM_THEN_OFF, times, paths=20, **run)
+    both = xr.concat([a, b], dim="sample", join="outer", data_vars="all")
+    assert int(both.status.isnull().sum()) == 10
+    joined = tolsim.extinction_probability(both, states=["T"])  # no warning (an error here)
+    alone = tolsim.extinction_probability(a, states=["T"])
+    assert joined.n_failed.values.tolist() == [0, 0]
+    assert joined.n_paths.values.tolist() == [10, 20]
+    for name in ("extinction_probability", "ci_low", "ci_high"):
+        assert float(joined[name][0]) == float(alone[name][0])
+
+
 def test_probabilities_record_what_was_simulated_and_count_paths(linear):
     """The estimates keep the paths' model, parameters, schedule, method and seed (enough to
     run them again), and their path counts are plain counts (they took the units of ``N`` or

@@ -86,10 +86,11 @@ def _import_cuda():
         ) from error
     except AttributeError as error:
         raise CudaUnavailableError(_numpy_trap_message(error)) from error
-    if "row_stack" not in vars(np) and _numba_cuda_series() <= (0, 30):
+    if "row_stack" not in vars(np) and _numba_cuda_series() <= (0, 30) and not _simulated():
         # numba-cuda 0.30 imports under numpy 2.5 but registers np.row_stack on its first
         # compile, which then fails with numpy's AttributeError (seen on an H100 image with
-        # numpy 2.5.2): say so before any work rather than at the first launch.
+        # numpy 2.5.2): say so before any work rather than at the first launch. (Its CUDA
+        # simulator compiles nothing and works.)
         raise CudaUnavailableError(
             _numpy_trap_message(AttributeError("module 'numpy' has no attribute 'row_stack'"))
         )

@@ -1203,7 +1203,20 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
     selection (``mu_E = 0``, fixed) against induction (``mu_E`` free).
 
     Returns ``statistic`` = 2 (nllh_restricted - nllh_full), ``df`` (difference in free
-    parameters), ``p_value`` (chi-square), and both models' AIC, AICc and BIC.
+    parameters), ``p_value``, ``null_distribution`` (what ``p_value`` is from),
+    ``boundary`` (the parameters fixed on the edge of ``full``'s box), ``p_value_chi2``
+    (chi-square with ``df`` degrees of freedom, whatever the boundary), and both models' AIC,
+    AICc and BIC.
+
+    *Parameters fixed on a boundary.* Where ``restricted`` fixes a parameter at or beyond an
+    edge of ``full``'s search box, e.g. ``mu_E = 0`` against a box ``(1e-6, 1)`` (the limit
+    of the log10 scale: no switching at all), the null value is not inside the full model's
+    parameter space, and the statistic is not chi-square with ``df`` degrees of freedom: the
+    full fit can only move the parameter to one side. For ``k`` such parameters ``p_value``
+    is then the chi-bar-square mixture of Self & Liang (1987),
+    ``sum_j C(k, j) 2**-k P(chi2_{df-k+j} >= statistic)`` (``chi2_0`` the point mass at 0):
+    for one parameter, half the chi-square tail. It assumes the boundary parameters'
+    estimates are asymptotically uncorrelated; ``p_value_chi2`` is the conservative bound.
 
     Both fits must be to the same data: the same measurement rows (condition, observable,
     time, value, censoring, per-row sigma, in the same order) under the same schedules;
@@ -1236,7 +1249,13 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
             f"`restricted` is not nested in `full`: {difference}; a likelihood-ratio test "
             "compares a model with the same model with some free parameters fixed"
         )
-    if restricted.nllh - full.nllh < -1e-6:
+    boundary = _boundary_parameters(restricted, full)
+    # where `restricted` fixes a parameter beyond `full`'s box (mu_E = 0 against 1e-6 and up)
+    # and `full`'s optimum is at that edge, `full` cannot reach `restricted` and may fit a
+    # little worse: the statistic is then 0, as on the boundary itself
+    at_edge = [name for name in boundary if _at_edge(restricted, full, name)]
+    worse = full.nllh - restricted.nllh
+    if worse > 1e-6 and not at_edge:
         warnings.warn(
             f"`full` fits worse than `restricted` (nllh {full.nllh:.8g} against "
             f"{restricted.nllh:.8g}), which a nested model cannot: its fit did not reach the "
@@ -1244,11 +1263,36 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
             NonConvergenceWarning,
             stacklevel=2,
         )
+    elif worse > _EDGE_SLACK:
+        edges = ", ".join(f"{n} = {full.params[n]:.4g}" for n in at_edge)
+        warnings.warn(
+            f"`full` fits worse than `restricted` by {worse:.3g} in nllh at the edge of its "
+            f"box ({edges}), which cannot reach `restricted`'s "
+            f"{', '.join(f'{n} = {restricted.all_params[n]:g}' for n in at_edge)}: widen "
+            "`full`'s bounds towards those values; the statistic is set to 0",
+            NonConvergenceWarning,
+            stacklevel=2,
+        )
     statistic = max(2.0 * (restricted.nllh - full.nllh), 0.0)
+    chi2 = float(chdtrc(df, statistic))  # chi-square survival function
+    k = len(boundary)
+    if k:
+        p_value = sum(
+            math.comb(k, j) / 2**k * _chi2_tail(df - k + j, statistic) for j in range(k + 1)
+        )
+        null = (
+            f"chi-bar-square: the mixture of chi-square with {df - k} to {df} degrees of "
+            f"freedom, weights C({k}, j) / 2**{k} ({k} parameter(s) fixed on a boundary)"
+        )
+    else:
+        p_value, null = chi2, f"chi-square with {df} degrees of freedom"
     return {
         "statistic": statistic,
         "df": df,
-        "p_value": float(chdtrc(df, statistic)),  # chi-square survival function
+        "p_value": float(p_value),
+        "null_distribution": null,
+        "boundary": boundary,
+        "p_value_chi2": chi2,
         "aic": (restricted.aic, full.aic),
         "aicc": (restricted.aicc, full.aicc),
         "bic": (restricted.bic, full.bic),
@@ -1258,6 +1302,37 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
 _COMPARED_COLUMNS = (
     "condition", "observable", "time", "value", "censored", "left_censored", "sigma",
 )  # fmt: skip
+
+
+_EDGE_SLACK = 0.1  # nllh a full fit at the edge of its box may lose to a null beyond it
+
+
+def _at_edge(restricted: FitResult, full: FitResult, name: str) -> bool:
+    """Whether ``full``'s estimate of ``name`` is at the edge of its box nearest to
+    ``restricted``'s fixed value (within 1e-6 in log10)."""
+    low, high = full.objective.bounds[name]
+    edge = low if restricted.all_params[name] <= low else high
+    return abs(math.log10(full.params[name]) - math.log10(edge)) < 1e-6
+
+
+def _chi2_tail(df: int, statistic: float) -> float:
+    """P(chi2_df >= statistic); chi2_0 is the point mass at 0."""
+    if df == 0:
+        return 1.0 if statistic <= 0.0 else 0.0
+    return float(chdtrc(df, statistic))
+
+
+def _boundary_parameters(restricted: FitResult, full: FitResult) -> list[str]:
+    """The parameters ``full`` estimates that ``restricted`` fixes at or beyond an edge of
+    ``full``'s search box."""
+    found = []
+    for name in full.free:
+        if name in restricted.free:
+            continue
+        low, high = full.objective.bounds[name]
+        if not low < restricted.all_params[name] < high:
+            found.append(name)
+    return found
 
 
 def _nesting_difference(restricted: FitResult, full: FitResult) -> str | None:

@@ -458,6 +458,7 @@ _SOURCE_ATTRS = (
 def _proportion(
     event: xr.DataArray,
     ok: xr.DataArray,
+    failed: xr.DataArray,
     level: float,
     name: str,
     long_name: str,
@@ -468,7 +469,7 @@ def _proportion(
 
     successes = bare((event & ok).sum("path"))
     trials = bare(ok.sum("path"))
-    failed = bare((~ok).sum("path"))
+    failed = bare(failed.sum("path"))
     # A failed path's outcome is unknown, and failures need not be independent of the event
     # (a path that exhausts its event budget is a large one): the interval counts them both
     # ways, as without the event for its lower end and as with it for its upper end. With no
@@ -502,9 +503,13 @@ def _proportion(
     return xr.Dataset(data, attrs=attrs)
 
 
-def _successful(ds) -> xr.DataArray:
-    ok = ds["status"] == 0
-    n_failed = int((~ok).sum())
+def _successful(ds) -> tuple[xr.DataArray, xr.DataArray]:
+    """The paths that succeeded, and those that failed; a NaN status (a path that does not
+    exist, padded where results of different path counts were concatenated) is neither."""
+    status = ds["status"]
+    ok = status == 0
+    failed = status.notnull() & (status != 0)
+    n_failed = int(failed.sum())
     if n_failed:
         warnings.warn(
             f"{n_failed} failed path(s) are left out of the estimate and counted both ways in "
@@ -512,7 +517,7 @@ def _successful(ds) -> xr.DataArray:
             UserWarning,
             stacklevel=3,
         )
-    return ok
+    return ok, failed
 
 
 def extinction_probability(
@@ -532,7 +537,9 @@ def extinction_probability(
     * ``extinction_probability(ds, states=..., by_day=...)`` — Monte Carlo, from a stochastic
       result ``ds`` (any model): the fraction of paths with no cell of ``states`` on day
       ``by_day`` (an output day; default the last), with a Clopper–Pearson interval at
-      confidence ``level``.
+      confidence ``level``. Failed paths (``status`` != 0, possible with ``throw=False``)
+      are left out of the fraction and counted both ways in the interval: as without the
+      event for ``ci_low``, as with it for ``ci_high``.
     * ``extinction_probability(model, params, schedule, states=..., by_day=..., initial=...)``
       — exact, for linear models: the multi-type branching process (see
       :func:`tolsim.branching.branching_extinction`; ``by_day=np.inf`` gives eventual
@@ -541,8 +548,9 @@ def extinction_probability(
     Returns
     -------
     xarray.Dataset
-        Monte Carlo: ``extinction_probability``, ``ci_low``, ``ci_high``, ``n_paths``,
-        ``n_events`` (per sample). Exact: see :func:`~tolsim.branching.branching_extinction`.
+        Monte Carlo: ``extinction_probability``, ``ci_low``, ``ci_high``, ``n_paths`` (paths
+        counted), ``n_events`` and ``n_failed`` (per sample). Exact: see
+        :func:`~tolsim.branching.branching_extinction`.
 
     Examples
     --------
@@ -588,10 +596,11 @@ def extinction_probability(
         )
     at = source.sel(time=float(by_day))
     extinct = functools.reduce(operator.and_, [at[s] == 0 for s in states])  # keeps its dims
-    ok = _successful(source)
+    ok, failed = _successful(source)
     result = _proportion(
         extinct,
         ok,
+        failed,
         level,
         "extinction_probability",
         f"probability of no {'+'.join(states)} cells on day {by_day:g}",
@@ -606,7 +615,9 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
 
     The fraction of paths whose ``time_to_recurrence`` (computed exactly inside the kernel for
     the threshold given to :func:`tolsim.simulate`) is at most ``horizon``, with a
-    Clopper–Pearson interval at confidence ``level``.
+    Clopper–Pearson interval at confidence ``level``; ``n_paths``, ``n_events`` and
+    ``n_failed`` as for :func:`extinction_probability`, whose interval also counts failed
+    paths both ways.
 
     Examples
     --------
@@ -645,10 +656,11 @@ def recurrence_probability(ds: xr.Dataset, horizon: float, *, level: float = 0.9
             f"the simulated follow-up [0, {last:g}]"
         )
     level = _check_level(level)
-    ok = _successful(ds)
+    ok, failed = _successful(ds)
     result = _proportion(
         ds["time_to_recurrence"] <= horizon,
         ok,
+        failed,
         level,
         "recurrence_probability",
         f"probability of recurrence within {horizon:g} days of withdrawal",
