@@ -108,7 +108,8 @@ def main(out: Path, starts: int) -> None:
     for name, result in (("selection (mu_E = 0)", selection), ("induction", induction)):
         print(f"\n{name}:\n{result.summary()}")
     print(
-        f"\nlikelihood ratio {test['statistic']:.2f} (df {test['df']}), p = {test['p_value']:.3g};"
+        f"\nlikelihood ratio {test['statistic']:.2f} (df {test['df']}), p = {test['p_value']:.3g}"
+        f" ({test['null_distribution'].split(':')[0]}; chi-square {test['p_value_chi2']:.3g});"
         f" AIC {test['aic'][0]:.1f} vs {test['aic'][1]:.1f}, BIC {test['bic'][0]:.1f} vs "
         f"{test['bic'][1]:.1f} (selection vs induction)"
     )
