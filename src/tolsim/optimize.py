@@ -293,10 +293,10 @@ def optimize_schedule(
         ``burden``, ``feasible``, ``on_front`` (Pareto-optimal), ``n_failed`` (parameter sets
         whose solve failed; 0: every one solved, else ``benefit`` is NaN); ``best`` (index of
         the best feasible candidate, -1 if none); ``ranking`` (rank): the ``top`` best
-        feasible candidates. Attributes record the
-        objective, burden, budget, the best schedule (JSON), the template, the search space
-        (a Sobol range as ``{"range": [low, high]}``, a grid as its list), ``candidates``,
-        ``seed``, ``rtol``, model, parameters and tolsim version: enough to run it again.
+        feasible candidates. Attributes record the objective, burden, budget, the best
+        schedule (JSON), the template, the search space (a Sobol range as ``{"range": [low,
+        high]}``, a grid as its list), ``candidates``, ``seed``, ``rtol``, model, parameters
+        and tolsim version: enough to run it again.
 
     Examples
     --------
