@@ -633,6 +633,7 @@ def test_numba_cuda_030_under_numpy_25_is_refused_before_any_work(monkeypatch):
     pytest.importorskip("numba.cuda")
     monkeypatch.delattr(np, "row_stack", raising=False)
     monkeypatch.setattr(cuda, "_numba_cuda_version", lambda: "0.30.4")
+    monkeypatch.setattr(cuda, "_simulated", lambda: False)  # as on a GPU
     with pytest.raises(
         cuda.CudaUnavailableError,
         match=r"numba-cuda 0\.30\.4 does not work "
