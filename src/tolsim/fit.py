@@ -340,8 +340,9 @@ class FitResult:
         Every start: ``initial`` and ``final`` log10 values, ``nllh``, ``converged``,
         ``n_evaluations``, sorted by ``nllh`` (the waterfall plot's data).
     predictions : xarray.Dataset
-        Per measurement row: ``condition``, ``observable``, ``time``, ``observed``,
-        ``predicted``, ``residual`` (observed - predicted).
+        Per measurement row: ``condition``, ``observable``, ``time``, ``replicate``,
+        ``observed``, ``predicted``, ``residual`` (observed - predicted), ``sigma`` (given per
+        row; NaN: none), ``censored`` and ``left_censored``.
     converged : bool
         The best start converged and was reached by at least two starts (or there was one).
     ci : dict
