@@ -214,8 +214,18 @@ def test_likelihood_ratio_on_a_boundary_is_calibrated_under_the_null():
                      starts=1, **common)  # fmt: skip
     far = fit(MODEL, data, SCHEDULES, free=["lambda_S", "mu_E"], fixed=fixed, starts=1,
               noise=LogNormal(), bounds={"mu_E": (0.05, 1.0)})  # fmt: skip
-    with pytest.warns(NonConvergenceWarning, match=r"at the edge of its box \(mu_E = 0.05\)"):
+    with pytest.warns(NonConvergenceWarning, match=r"its box \(mu_E = 0.05 in \(0.05, 1\)\)"):
         assert likelihood_ratio_test(restricted, far)["statistic"] == 0.0
+    # a full fit worse than `restricted` moved to the edge has not converged: that is named,
+    # and so is a fit that says it did not converge
+    best = likelihood_ratio_test(restricted, full)
+    assert best["boundary"] == ["mu_E"]
+    off = dataclasses.replace(full, nllh=restricted.nllh + 0.05)  # below the slack of 0.1
+    with pytest.warns(NonConvergenceWarning, match="`full` fits worse than `restricted`"):
+        likelihood_ratio_test(restricted, off)
+    stuck = dataclasses.replace(full, converged=False)
+    with pytest.warns(NonConvergenceWarning, match="`full` did not converge"):
+        likelihood_ratio_test(restricted, stuck)
 
 
 def test_censored_event_times_enter_through_the_survival_function():
@@ -332,6 +342,10 @@ def test_a_stalled_search_is_confirmed_or_continued_by_nelder_mead():
     infinite = stalled([3.0, -2.0])
     infinite.fun = 1e100  # a zero likelihood is left as it is, to be reported as such
     assert _confirmed(bowl, infinite, box) is infinite
+    # stalled on a lower bound below 0 (a log10 value: mu_E at 1e-6), the optimum inside:
+    # scipy's own first simplex (5% of the value, clipped to the box) could not leave the bound
+    on_bound = _confirmed(bowl, stalled([-5.0, 1.0]), box)
+    assert on_bound.fun < 1e-8 and on_bound.x[0] == pytest.approx(1.0, abs=1e-3)
 
 
 def quick_fit(data, free=("lambda_S",)):

@@ -328,7 +328,25 @@ def test_left_censored_rows_follow_the_distribution_function(noise, params):
     assert 0.0 <= noise.nllh([5.0], [1e-3], None, None, params, left_censored=[True]) < 1e-9
     assert noise.nllh([5.0], [np.inf], None, None, params, left_censored=[True]) == np.inf
     assert noise.nllh([5.0], [np.nan], None, None, params, left_censored=[True]) == np.inf
+    # below the limit for every noise realisation: F = 1, exactly 0 (the formula's limit)
+    assert noise.nllh([5.0], [-np.inf], None, None, params, left_censored=[True]) == 0.0
+    zero = noise.nllh([5.0], [0.0], None, None, params, left_censored=[True])
+    assert zero == (
+        0.0
+        if isinstance(noise, LogNormal | Proportional)
+        else pytest.approx(
+            -stats.norm.logcdf(5.0, 0.0, noise.sd([0.0], None, params)[0]), rel=1e-12
+        )
+    )
     assert noise.residuals(OBS, PRED, SIGMA_ROW, params, left_censored=left) is None
+
+
+def test_a_point_mass_above_the_limit_is_impossible():
+    """Proportional noise at a prediction of 0 is a point mass at 0: below a limit of 1, not
+    below a limit of -1."""
+    params = {"sigma_rel": 0.2}
+    assert Proportional().nllh([1.0], [0.0], None, None, params, left_censored=[True]) == 0.0
+    assert Proportional().nllh([-1.0], [0.0], None, None, params, left_censored=[True]) == np.inf
 
 
 def test_a_row_censored_both_ways_is_refused():

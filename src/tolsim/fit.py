@@ -867,9 +867,18 @@ def _confirmed(function, result, box):
     simplex says so."""
     if result.success or not result.fun < _CAPPED:
         return result
+    # scipy's default first simplex steps 5% of each coordinate away from it and clips at the
+    # box: a coordinate on a bound would never move. Step 5% of the box inwards instead.
+    x = np.asarray(result.x, dtype=float)
+    simplex = [x]
+    for i, (low, high) in enumerate(box):
+        step = 0.05 * (high - low)
+        vertex = x.copy()
+        vertex[i] = x[i] + step if x[i] + step <= high else x[i] - step
+        simplex.append(vertex)
     check = optimize.minimize(
-        function, result.x, bounds=box, method="Nelder-Mead",
-        options={"xatol": 1e-6, "fatol": _NO_BETTER / 10},
+        function, x, bounds=box, method="Nelder-Mead",
+        options={"xatol": 1e-6, "fatol": _NO_BETTER / 10, "initial_simplex": np.array(simplex)},
     )  # fmt: skip
     nfev = result.nfev + check.nfev
     if check.fun > result.fun - _NO_BETTER:
@@ -1250,13 +1259,22 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
             f"`restricted` is not nested in `full`: {difference}; a likelihood-ratio test "
             "compares a model with the same model with some free parameters fixed"
         )
+    for argument, result in (("restricted", restricted), ("full", full)):
+        if not result.converged:
+            warnings.warn(
+                f"`{argument}` did not converge (its `converged` is False; see its `starts`): "
+                "the likelihood ratio compares optima, and may be wrong",
+                NonConvergenceWarning,
+                stacklevel=2,
+            )
     boundary = _boundary_parameters(restricted, full)
-    # where `restricted` fixes a parameter beyond `full`'s box (mu_E = 0 against 1e-6 and up)
-    # and `full`'s optimum is at that edge, `full` cannot reach `restricted` and may fit a
-    # little worse: the statistic is then 0, as on the boundary itself
-    at_edge = [name for name in boundary if _at_edge(restricted, full, name)]
+    # where `restricted` fixes a parameter beyond `full`'s box (mu_E = 0 against 1e-6 and up),
+    # `full` cannot reach `restricted`: its best is at most the likelihood of `restricted`'s
+    # optimum with those parameters moved to the edge, which it may lose to a little. Only a
+    # loss beyond that point's is a failure to converge.
     worse = full.nllh - restricted.nllh
-    if worse > 1e-6 and not at_edge:
+    edge = _edge_nllh(restricted, full, boundary) if worse > 1e-6 and boundary else None
+    if worse > 1e-6 and (edge is None or full.nllh > edge + 1e-6):
         warnings.warn(
             f"`full` fits worse than `restricted` (nllh {full.nllh:.8g} against "
             f"{restricted.nllh:.8g}), which a nested model cannot: its fit did not reach the "
@@ -1265,12 +1283,14 @@ def likelihood_ratio_test(restricted: FitResult, full: FitResult) -> dict:
             stacklevel=2,
         )
     elif worse > _EDGE_SLACK:
-        edges = ", ".join(f"{n} = {full.params[n]:.4g}" for n in at_edge)
+        edges = ", ".join(
+            f"{n} = {full.params[n]:.4g} in ({_edge_text(full, n)})" for n in boundary
+        )
+        fixed = ", ".join(f"{n} = {restricted.all_params[n]:g}" for n in boundary)
         warnings.warn(
-            f"`full` fits worse than `restricted` by {worse:.3g} in nllh at the edge of its "
-            f"box ({edges}), which cannot reach `restricted`'s "
-            f"{', '.join(f'{n} = {restricted.all_params[n]:g}' for n in at_edge)}: widen "
-            "`full`'s bounds towards those values; the statistic is set to 0",
+            f"`full` fits worse than `restricted` by {worse:.3g} in nllh: its box ({edges}) "
+            f"cannot reach `restricted`'s {fixed}; widen `full`'s bounds towards those values; "
+            "the statistic is set to 0",
             NonConvergenceWarning,
             stacklevel=2,
         )
@@ -1305,15 +1325,29 @@ _COMPARED_COLUMNS = (
 )  # fmt: skip
 
 
-_EDGE_SLACK = 0.1  # nllh a full fit at the edge of its box may lose to a null beyond it
+_EDGE_SLACK = 0.1  # nllh lost at the edge of full's box beyond which the box is named
 
 
-def _at_edge(restricted: FitResult, full: FitResult, name: str) -> bool:
-    """Whether ``full``'s estimate of ``name`` is at the edge of its box nearest to
-    ``restricted``'s fixed value (within 1e-6 in log10)."""
+def _edge_nllh(restricted: FitResult, full: FitResult, boundary: list[str]) -> float | None:
+    """``full``'s negative log-likelihood at ``restricted``'s optimum with the ``boundary``
+    parameters moved to the edge of ``full``'s box nearest their fixed values (a point of
+    ``full``'s space), or None where that point is outside ``full``'s box."""
+    objective = full.objective
+    theta = []
+    for name in objective.free:
+        low, high = objective.bounds[name]
+        value = restricted.all_params[name]
+        if name in boundary:
+            value = low if value <= low else high
+        elif not low <= value <= high:
+            return None
+        theta.append(math.log10(value))
+    return objective.nllh(np.array(theta))
+
+
+def _edge_text(full: FitResult, name: str) -> str:
     low, high = full.objective.bounds[name]
-    edge = low if restricted.all_params[name] <= low else high
-    return abs(math.log10(full.params[name]) - math.log10(edge)) < 1e-6
+    return f"{low:g}, {high:g}"
 
 
 def _chi2_tail(df: int, statistic: float) -> float:

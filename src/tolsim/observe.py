@@ -638,8 +638,13 @@ class NoiseModel:
       :class:`Proportional` and :class:`Combined` the limit is ``log Phi(1 / sigma_rel)``
       (the scatter grows with the prediction), and the convention deliberately differs;
     * ``+inf`` gives ``inf`` for a left-censored row (a value below the limit is impossible);
-    * ``-inf``, and a prediction whose ``sd`` is 0 (a proportional model at ``pred = 0``) or
-      whose log is undefined (:class:`LogNormal` at ``pred <= 0``), give ``inf``.
+    * for a left-censored row, a prediction below the limit for every noise realisation gives
+      exactly 0 (``F(observed) = 1``): ``-inf``, ``pred <= 0`` under :class:`LogNormal` (a
+      population or fraction of exactly 0 below a detection limit), and a prediction at or
+      below the limit whose ``sd`` is 0 (:class:`Proportional` at ``pred = 0``);
+    * otherwise ``-inf``, and a prediction whose ``sd`` is 0 (a proportional model at
+      ``pred = 0``) or whose log is undefined (:class:`LogNormal` at ``pred <= 0``), give
+      ``inf``.
 
     Noise parameters are local names (``sigma``...) with defaults and bounds in
     :attr:`parameters`; ``params`` may give any of them (missing ones take defaults) and
@@ -766,6 +771,11 @@ class NoiseModel:
             contribution = np.where(censored, survival, np.where(left, below, density))
         contribution = np.where(ok, contribution, np.inf)
         contribution[censored & (pred == np.inf)] = 0.0
+        # below the limit for every noise realisation: the prediction is -inf (or <= 0 on a
+        # log scale), or the noise is a point mass (sd = 0) at or below the limit: F = 1
+        with np.errstate(invalid="ignore"):
+            certain = (loc == -np.inf) & ~np.isnan(sd) | (sd == 0) & (loc <= y)
+        contribution[left & certain] = 0.0
         return float(np.sum(contribution))
 
     def residuals(
