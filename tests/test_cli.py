@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 import tolsim
 from tolsim.cli import (
@@ -162,9 +163,13 @@ def test_resume_finishes_an_interrupted_store_on_a_scheduler(
     assert len(cluster.workers) == 2  # a scheduler the command did not start stays up
 
 
-def test_a_store_made_before_the_cluster_failed_is_not_left_behind(tmp_path, capsys, monkeypatch):
+def test_a_store_made_before_the_cluster_failed_is_taken_up_by_the_same_command(
+    tmp_path, capsys, monkeypatch
+):
     """An unreachable --scheduler (30 s to fail; a stand-in here): the store this command had
-    just created, with no chunk computed, blocked the rerun ("store exists")."""
+    just created, with no chunk computed, blocked the rerun ("store exists"). It was then
+    deleted, which lost the chunks another run (`--resume`) computed into it meanwhile; it is
+    now kept, and the same command, without --resume, takes it up while no chunk is done."""
     import tolsim.cli
 
     def unreachable(args):
@@ -175,9 +180,15 @@ def test_a_store_made_before_the_cluster_failed_is_not_left_behind(tmp_path, cap
     args = ["sweep", write(tmp_path), "--store", str(store), "--no-progress"]
     assert main(args) == 2
     assert "cannot connect" in capsys.readouterr().err
-    assert not store.exists()
+    assert store.exists() and tolsim.cli._chunks_done(store) == 0
+    marker = zarr.open_array(str(store / "chunk_done"), mode="r+")
+    marker[0] = True  # as if another run had computed a chunk meanwhile
+    assert main(args) == 2  # then it is not taken up without --resume, and not deleted
+    assert "store exists; pass --resume" in capsys.readouterr().err
+    assert tolsim.cli._chunks_done(store) == 1
+    marker[0] = False
     monkeypatch.undo()  # the same command then runs (a local cluster)
-    assert main(args) == 0 and store.exists()
+    assert main(args) == 0 and tolsim.cli._chunks_done(store) == 3
 
 
 def test_existing_store_without_resume_is_an_error(tmp_path, capsys):

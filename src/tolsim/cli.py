@@ -2562,7 +2562,6 @@ def _sweep_command(args: argparse.Namespace) -> int:
     config = load_sweep(args.config)
     store = Path(args.store)
     chunk_size = args.chunk_size
-    created = not store.exists()
     if not store.parent.is_dir():  # as --out: a typo must not make a store somewhere else
         raise _UsageError(f"`--store` = {str(store)!r}: no such folder {str(store.parent)!r}")
     if store.exists() and not store.is_dir():
@@ -2570,7 +2569,10 @@ def _sweep_command(args: argparse.Namespace) -> int:
             f"`--store` = {str(store)!r} is a file, not a Zarr store (a folder): give another path"
         )
     if store.exists():
-        if not args.resume:
+        # without --resume only a store with no chunk computed may be taken up again (one
+        # this command created before its cluster failed, say): it is never deleted, since
+        # another run may be computing into it
+        if not args.resume and _chunks_done(store) != 0:
             raise _UsageError(
                 f"`--store` = {str(store)!r}: store exists; pass --resume to continue it"
             )
@@ -2590,12 +2592,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
     n_chunks = ds.sizes["chunk"]
     done = before = int(ds["chunk_done"].values.sum())
     if done < n_chunks:
-        try:
-            client, cluster = _connect(args)
-        except BaseException:
-            if created:  # made by this call and never computed: it would block the rerun
-                shutil.rmtree(store, ignore_errors=True)
-            raise
+        client, cluster = _connect(args)  # a failure leaves the store: the same command resumes
         try:
             threads = sum(client.nthreads().values()) or 1
             step = CHUNKS_PER_WORKER_THREAD * threads
@@ -2661,6 +2658,16 @@ def _report_failed_samples(ds: xr.Dataset, store: Path) -> int:
         file=sys.stderr,
     )
     return SOLVES_FAILED
+
+
+def _chunks_done(store: Path) -> int | None:
+    """How many chunks of an existing sweep store are done (None: not readable as one)."""
+    import zarr
+
+    try:
+        return int(np.count_nonzero(zarr.open_array(str(store / "chunk_done"), mode="r")[:]))
+    except Exception:  # zarr raises several kinds for a path that is no store
+        return None
 
 
 def _stored_chunk_size(store: Path) -> int | None:
