@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from user_models import GrowthSwitch
 
 import tolsim
@@ -113,6 +114,82 @@ def test_store_of_another_sweep_is_refused(client, tmp_path):
         sweep(MODEL, DESIGN, SCHEDULE, store=store, client=client, chunk_size=10)
     before = xr.open_zarr(store, consolidated=False).chunk_done.values
     assert before.sum() == 1  # nothing was overwritten
+
+
+def test_a_refused_resume_says_what_differs_and_equal_numbers_are_the_same(tmp_path):
+    """The refusal names the settings and records that differ (it said only "model,
+    schedule, design, outputs or settings differ"); 1000 and 1000.0, or np.int64(100000) and
+    100000, are the same sweep (they were refused as different ones), and numpy numbers in
+    the settings are recorded as plain JSON (an in-memory sweep raised on them after it had
+    computed everything)."""
+    store = tmp_path / "s.zarr"
+    first = dict(recurrence_threshold=1000.0, max_steps=100_000)
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0, **first)
+    with pytest.raises(StoreMismatchError, match=r"it differs in rtol 1e-06 there, 1e-07 here"):
+        sweep(
+            MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0, rtol=1e-7, **first
+        )
+    with pytest.raises(StoreMismatchError, match=r"it differs in model; outputs"):
+        sweep(tolsim.models.TwoState(crowding="none"), DESIGN, SCHEDULE, store=store,
+              chunk_size=20, max_chunks=0, outputs="both", times=[0.0, 50.0], **first)  # fmt: skip
+    same = dict(recurrence_threshold=1000, max_steps=np.int64(100_000))
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0, **same)
+    memory = sweep(MODEL, DESIGN, SCHEDULE, store=None, max_steps=np.int64(100_000),
+                   recurrence_threshold=np.float32(1000.0))  # fmt: skip
+    assert json.loads(memory.attrs["settings"])["max_steps"] == 100_000
+
+
+def test_stores_made_before_numbers_were_made_plain_still_resume(tmp_path):
+    """A store fingerprinted with the settings as given (an int threshold, before
+    2026-11-27) is taken up by the same sweep."""
+    from tolsim.sweep import _design_points, _fingerprint_fields, _fingerprint_of
+
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0,
+          recurrence_threshold=1000)  # fmt: skip
+    group = zarr.open_group(str(store), mode="r+")
+    given = json.loads(group.attrs["settings"]) | {"recurrence_threshold": 1000}  # an int
+    old = _fingerprint_of(
+        _fingerprint_fields(MODEL, SCHEDULE, DESIGN, "metrics", None, given),
+        _design_points(DESIGN),
+    )
+    assert group.attrs["tolsim_sweep_fingerprint"] != old  # the plain settings' differs
+    group.attrs["tolsim_sweep_fingerprint"] = old
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0,
+          recurrence_threshold=1000)  # fmt: skip
+    with pytest.raises(StoreMismatchError, match="recurrence_threshold"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0,
+              recurrence_threshold=2000)  # fmt: skip
+
+
+def test_a_resume_is_refused_for_other_points_another_device_or_an_edited_store(tmp_path):
+    """The same design spec with other points (made again by another scipy, say), another
+    device, or a store missing a variable or its chunk size: refused before any work, the
+    store untouched (they were accepted, mixing two sweeps, or crashed after the compute)."""
+    from tolsim.design import Design
+
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=1)
+    moved = {k: v.copy() for k, v in DESIGN.columns.items()}
+    moved["mu_E"][33] *= 1.5
+    lookalike = Design(moved, DESIGN.kind, DESIGN.spec)
+    assert lookalike.to_dict() == DESIGN.to_dict()
+    with pytest.raises(StoreMismatchError, match=r"other design points .*'mu_E', first at "
+                       r"sample 33"):  # fmt: skip
+        sweep(MODEL, lookalike, SCHEDULE, store=store, chunk_size=20)
+    group = zarr.open_group(str(store), mode="r+")
+    group.attrs["device"] = "cuda"
+    with pytest.raises(StoreMismatchError, match=r"computed with `device` = 'cuda', not 'cpu'"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20)
+    group.attrs["device"] = "cpu"
+    del group.attrs["chunk_size"]
+    with pytest.raises(StoreMismatchError, match="records no `chunk_size`"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20)
+    group.attrs["chunk_size"] = 20
+    del group["nadir_day"]
+    with pytest.raises(StoreMismatchError, match="has no variable 'nadir_day'"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20)
+    assert int(xr.open_zarr(store, consolidated=False).chunk_done.sum()) == 1
 
 
 def test_resuming_with_another_chunk_size_of_the_same_chunk_count_is_refused(client, tmp_path):
@@ -537,6 +614,31 @@ def test_a_stochastic_withdrawal_on_the_last_day_has_its_burden():
     assert np.all(np.isinf(ds.time_to_recurrence.values))  # no follow-up: not by the end
 
 
+_LEVELS = [1.0, 0.5]  # read by _levels_build at run time, as a user's script would
+
+
+def _levels_build(level):
+    return tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": _LEVELS[int(level)]}])
+
+
+def test_a_template_reading_an_edited_module_list_is_another_sweep(tmp_path):
+    """A template's build function reading a module-level list edited between a run and its
+    resume (the resume was accepted, mixing two sweeps)."""
+    from tolsim.design import ScheduleTemplate
+
+    template = ScheduleTemplate(_levels_build, {"level": 0.0}, "levels")
+    design = grid(level=[1.0], kappa_T=[0.1, 0.3])
+    store = tmp_path / "s.zarr"
+    sweep(MODEL, design, template, store=store, chunk_size=1, max_chunks=0)
+    sweep(MODEL, design, template, store=store, chunk_size=1, max_chunks=0)  # unchanged: fine
+    _LEVELS[1] = 0.2
+    try:
+        with pytest.raises(StoreMismatchError, match="holds a different sweep"):
+            sweep(MODEL, design, template, store=store, chunk_size=1, max_chunks=0)
+    finally:
+        _LEVELS[1] = 0.5
+
+
 def test_stores_of_other_points_or_other_templates_are_refused(tmp_path):
     from tolsim.design import Design, ScheduleTemplate
 
@@ -576,14 +678,16 @@ def test_a_store_whose_creation_was_interrupted_is_not_resumed(tmp_path, monkeyp
         patched.setattr(module, "_seal_store", interrupted)
         with pytest.raises(KeyboardInterrupt):
             sweep(MODEL, DESIGN, SCHEDULE, store=store)
-    with pytest.raises(StoreMismatchError, match="left half-created .* remove it and run again"):
-        sweep(MODEL, DESIGN, SCHEDULE, store=store)
+    # built aside and renamed into place: an interrupted creation leaves nothing behind
+    assert list(tmp_path.iterdir()) == []
+    assert bool(sweep(MODEL, DESIGN, SCHEDULE, store=store).chunk_done.all())
 
 
 def test_stores_without_a_fingerprint_and_a_creation_race_are_named(tmp_path, monkeypatch):
-    """A store interrupted before its attrs were written is called half-created (it was
-    "a different sweep (fingerprint None)"), unless it has computed chunks; a store another
-    process created meanwhile is named as such, not as zarr's "use mode 'w'"."""
+    """A store without its fingerprint (made by a version that created stores in place, or
+    edited) is called half-created (it was "a different sweep (fingerprint None)"), unless it
+    has computed chunks; a store another process created meanwhile is resumed; a creation
+    that fails for lack of space says so (it was blamed on another process)."""
     import importlib
 
     import zarr
@@ -608,11 +712,19 @@ def test_stores_without_a_fingerprint_and_a_creation_race_are_named(tmp_path, mo
         create(store, *args, **kwargs)  # then this one's
 
     monkeypatch.setattr(module, "_create_store", other_process_first)
-    with pytest.raises(StoreMismatchError, match="created by another process"):
-        sweep(MODEL, DESIGN, SCHEDULE, store=raced)
+    # the other process's store took the path: this sweep resumes it (both failed before,
+    # leaving a half-created store that neither could resume)
+    assert bool(sweep(MODEL, DESIGN, SCHEDULE, store=raced).chunk_done.all())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done.zarr", "raced.zarr", "s.zarr"]
     monkeypatch.undo()
-    resumed = sweep(MODEL, DESIGN, SCHEDULE, store=raced)
-    assert bool(resumed.chunk_done.all())
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "_seal_store", disk_full)
+    with pytest.raises(OSError, match=r"`store` = '.*full.zarr' could not be created: .*No space"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=tmp_path / "full.zarr")
+    assert not (tmp_path / "full.zarr").exists()  # (it was "created by another process")
 
 
 def test_stochastic_counts_threshold_and_chunks_are_checked_up_front(tmp_path):

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -413,12 +414,28 @@ def _template_fingerprint(template) -> str | None:
     # (tolsim's own templates: the schedule at the defaults stands for their versioned code)
     if hasattr(build, "__code__") and not build.__module__.startswith("tolsim."):
         _function_fingerprint(build, digest)
+        # plain Python may read containers a jitted function cannot: a module-level list of
+        # levels edited between a run and its resume is another sweep
+        namespace = getattr(build, "__globals__", {})
+        for name in build.__code__.co_names:
+            value = namespace.get(name)
+            if isinstance(value, list | dict | set | frozenset):
+                digest.update(f"{name}={_container_text(value)}".encode())
         for cell in build.__closure__ or ():
             try:
                 digest.update(repr(cell.cell_contents).encode())
             except ValueError:  # an empty cell
                 pass
     return digest.hexdigest()
+
+
+def _container_text(value) -> str:
+    """A container's values as text, the same in every process (sets sorted)."""
+    if isinstance(value, set | frozenset):
+        return repr(sorted(value, key=repr))
+    if isinstance(value, np.ndarray):
+        return repr(value.tolist())
+    return repr(value)
 
 
 def _fingerprint_fields(model, schedule, design, outputs, times, settings) -> dict:
@@ -433,6 +450,85 @@ def _fingerprint_fields(model, schedule, design, outputs, times, settings) -> di
         "times": None if times is None else np.asarray(times).tolist(),
         "settings": settings,
     }
+
+
+def _plain_settings(settings: dict) -> dict:
+    """``settings`` with numbers as Python's int or float (JSON, and one fingerprint per
+    sweep however a number was given)."""
+    plain = {}
+    for name, value in settings.items():
+        if isinstance(value, bool | np.bool_ | str) or value is None:
+            plain[name] = value if not isinstance(value, np.bool_) else bool(value)
+        elif isinstance(value, int | np.integer) and name in _INTEGER_SETTINGS:
+            plain[name] = int(value)
+        elif isinstance(value, int | float | np.integer | np.floating):
+            plain[name] = float(value)
+        else:
+            plain[name] = value
+    return plain
+
+
+_INTEGER_SETTINGS = ("max_steps", "paths", "seed", "max_events", "chunk_size")
+
+
+def _differences(existing: xr.Dataset, model, schedule, design, outputs, settings) -> str:
+    """What differs between the sweep a store records and this one, in words."""
+    ours = {
+        "model": json.dumps(model.describe()),
+        "schedule": json.dumps(schedule.to_dict()),
+        "design": json.dumps(design.to_dict(), default=str),
+        "outputs": outputs,
+    }
+    parts = [name for name, text in ours.items() if existing.attrs.get(name) != text]
+    try:
+        stored = json.loads(existing.attrs.get("settings", "{}"))
+    except (TypeError, ValueError):
+        stored = {}
+    for name in sorted(set(stored) | set(settings)):
+        if stored.get(name) != settings.get(name):
+            parts.append(f"{name} {stored.get(name)!r} there, {settings.get(name)!r} here")
+    if not parts:
+        return (
+            "its model, schedule, design, outputs and settings read the same: the code of the "
+            "model's rates or of the schedule template, or the design's points, differ"
+        )
+    return "it differs in " + "; ".join(parts)
+
+
+def _check_resume(
+    store: Path, existing: xr.Dataset, columns: dict, device: str, expected: list[str]
+) -> None:
+    """Refuse to resume a store (of this sweep's fingerprint) whose design columns hold other
+    points (a design with the same spec made again, by another scipy, say) or that was
+    started on another device (the results differ within the tolerance; a store holds one)."""
+    where = existing.attrs.get("device")
+    if where is not None and where != device:
+        raise StoreMismatchError(
+            f"`store` = {str(store)!r} was computed with `device` = {where!r}, not {device!r}: "
+            "results of different devices agree only within the tolerance; resume it with "
+            f"device={where!r}, or choose a new store path"
+        )
+    for name, values in columns.items():
+        if name not in existing:
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} has no design column {name!r} (edited?): choose a "
+                "new store path"
+            )
+        stored = existing[name].values
+        if stored.shape != values.shape or not np.array_equal(stored, values, equal_nan=True):
+            rows = np.flatnonzero(stored != values) if stored.shape == values.shape else [0]
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} holds other design points than `design` (column "
+                f"{name!r}, first at sample {int(rows[0])}: {stored.flat[rows[0]]!r} there, "
+                f"{values.flat[rows[0]]!r} here), though their specs agree; choose a new store "
+                "path"
+            )
+    for name in expected:
+        if name not in existing:
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} has no variable {name!r} (edited?): it cannot be "
+                "resumed; choose a new store path"
+            )
 
 
 def _fingerprint_of(fields: dict, design_points: str | None) -> str:
@@ -703,6 +799,8 @@ def sweep(
         settings.update(paths=paths, seed=seed, max_events=max_events, threshold=threshold)
     if lockstep:  # the groups, and so the values, depend on the chunks
         settings.update(lockstep=True, chunk_size=int(chunk_size))
+    given_settings = settings  # as given: the fingerprints of stores made before 2026-11-27
+    settings = _plain_settings(settings)  # 1000 and 1000.0, np.int64 and int: the same sweep
     spec = {
         "model": model,
         "schedule": schedule,
@@ -727,6 +825,7 @@ def sweep(
         "lockstep": bool(lockstep),
     }
     fields = _fingerprint_fields(model, schedule, design, outputs, t_out, settings)
+    legacy = _fingerprint_fields(model, schedule, design, outputs, t_out, given_settings)
     if store is None:
         if client is not None:
             raise ValueError(
@@ -747,7 +846,9 @@ def sweep(
             )  # fmt: skip
     fingerprint = _fingerprint_of(fields, _design_points(design))
     store = Path(store)
-    if store.exists():
+
+    def resumed() -> np.ndarray:
+        """The chunks done in the existing ``store``, once it is known to hold this sweep."""
         try:
             existing = xr.open_zarr(store, consolidated=False)
         except Exception as error:  # zarr's errors differ by version: name the argument
@@ -771,13 +872,24 @@ def sweep(
                 f"`store` = {str(store)!r} was left half-created (interrupted before its design "
                 "columns were written); nothing was computed in it: remove it and run again"
             )
-        if found != fingerprint:
+        if found != fingerprint and found != _fingerprint_of(legacy, _design_points(design)):
+            what = _differences(existing, model, schedule, design, outputs, settings)
             raise StoreMismatchError(
-                f"`store` = {str(store)!r} holds a different sweep (fingerprint {found!r}; "
-                f"this one is {fingerprint!r}: model, schedule, design, outputs or settings "
-                "differ); choose a new store path"
+                f"`store` = {str(store)!r} holds a different sweep ({what}); choose a new "
+                "store path"
             )
+        expected = ["chunk_done", "status"]
+        if outputs != "trajectories":
+            expected += list((STOCHASTIC_METRICS if stochastic else METRICS)[:-1])
+        if outputs != "metrics":
+            expected += [*model.states, "N"]
+        _check_resume(store, existing, columns, device, expected)
         written = existing.attrs.get("chunk_size")
+        if written is None:
+            raise StoreMismatchError(
+                f"`store` = {str(store)!r} records no `chunk_size` (its attrs were edited?): "
+                "it cannot be resumed; choose a new store path"
+            )
         if existing.sizes["chunk"] != n_chunks or written != chunk_size:
             raise StoreMismatchError(
                 f"`store` = {str(store)!r} was written in chunks of {written} samples "
@@ -785,23 +897,14 @@ def sweep(
                 "the same `chunk_size` as before to resume it"
             )
         done = existing["chunk_done"].values.copy()
-    else:
-        _create_store(
-            store,
-            model,
-            stochastic,
-            schedule,
-            design,
-            columns,
-            outputs,
-            t_out,
-            chunk_size,
-            n_chunks,
-            fingerprint,
-            settings,
-            device,
-        )
-        done = np.zeros(n_chunks, dtype=bool)
+        return done
+
+    created = not store.exists() and _create_store(
+        store, model, stochastic, schedule, design, columns, outputs, t_out, chunk_size,
+        n_chunks, fingerprint, settings, device,
+    )  # fmt: skip
+    # (another process's store may have taken the path first: resumed like any other)
+    done = np.zeros(n_chunks, dtype=bool) if created else resumed()
     pending = [int(i) for i in np.flatnonzero(~done)]
     if max_chunks is not None:
         pending = pending[:max_chunks]
@@ -856,7 +959,42 @@ def _create_store(
     fingerprint,
     settings,
     device="cpu",
-):
+) -> bool:
+    """Create the store, whole, at ``store``: built in a hidden folder beside it and renamed
+    into place, so that no process ever sees a half-created store (an interrupted creation
+    leaves nothing; a disk that fills leaves nothing). False if another process's store
+    took the path first (then resume it)."""
+    import uuid
+
+    final = Path(store)
+    building = final.parent / f".{final.name}.creating-{uuid.uuid4().hex[:12]}"
+    try:
+        _build_store(
+            building, model, stochastic, schedule, design, columns, outputs, t_out,
+            chunk_size, n_chunks, fingerprint, settings, device,
+        )  # fmt: skip
+        try:
+            os.rename(building, final)  # atomic; refused onto an existing folder
+        except OSError:
+            if not final.exists():
+                raise
+            shutil.rmtree(building, ignore_errors=True)
+            return False
+    except OSError as error:
+        shutil.rmtree(building, ignore_errors=True)
+        raise OSError(
+            error.errno, f"`store` = {str(store)!r} could not be created: {error}"
+        ) from error
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    return True
+
+
+def _build_store(
+    store, model, stochastic, schedule, design, columns, outputs, t_out, chunk_size, n_chunks,
+    fingerprint, settings, device,
+):  # fmt: skip
     import dask.array as da
 
     n = len(design)
@@ -888,18 +1026,9 @@ def _create_store(
     # writing n NaNs first; then the small arrays that must hold real values are written.
     # The known values are written from numpy here: computing the dask arrays above would
     # send them through the Dask client (the design's columns to a worker and back).
-    try:
-        # a lost chunk file of `status` reads as "not computed", not as 0, success
-        encoding = {"status": {"fill_value": NOT_COMPUTED}}
-        ds.to_zarr(store, compute=False, mode="w-", consolidated=False, encoding=encoding)
-    except Exception as error:  # zarr's errors differ by version
-        if Path(store).exists():
-            raise StoreMismatchError(
-                f"`store` = {str(store)!r} was created by another process while this sweep "
-                f"created it ({type(error).__name__}): run the same sweep again to resume it "
-                "once that one has finished creating it"
-            ) from error
-        raise
+    # a lost chunk file of `status` reads as "not computed", not as 0, success
+    encoding = {"status": {"fill_value": NOT_COMPUTED}}
+    ds.to_zarr(store, compute=False, mode="w-", consolidated=False, encoding=encoding)
     known = {"status": (("sample",), np.full(n, NOT_COMPUTED, dtype=np.int32))}
     known.update({name: (("sample",), values) for name, values in columns.items()})
     xr.Dataset(known).to_zarr(store, region={"sample": slice(0, n)}, mode="r+", consolidated=False)
