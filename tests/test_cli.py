@@ -189,6 +189,11 @@ def test_a_store_made_before_the_cluster_failed_is_taken_up_by_the_same_command(
     marker[0] = False
     monkeypatch.undo()  # the same command then runs (a local cluster)
     assert main(args) == 0 and tolsim.cli._chunks_done(store) == 3
+    # a chunk marked done whose data was never written (an edited store) is not a success
+    zarr.open_array(str(store / "status"), mode="r+")[:2] = -99
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 3
+    assert "2 samples of chunks marked done" in capsys.readouterr().err
 
 
 def test_existing_store_without_resume_is_an_error(tmp_path, capsys):

@@ -2639,7 +2639,7 @@ def _sweep_command(args: argparse.Namespace) -> int:
 def _report_failed_samples(ds: xr.Dataset, store: Path) -> int:
     """Warn about the samples of a sweep store whose solve failed (``status`` != 0, counted
     chunk by chunk: the store may not fit in memory); the command's exit status."""
-    failed, first = 0, None
+    failed, first, unwritten = 0, None, 0
     status = ds["status"]
     size = int(ds.attrs.get("chunk_size") or status.sizes["sample"])
     for start in range(0, status.sizes["sample"], size):
@@ -2648,8 +2648,17 @@ def _report_failed_samples(ds: xr.Dataset, store: Path) -> int:
         if first is None and bad.size:
             first = (start + int(bad[0]), int(values[bad[0]]))
         failed += int(bad.size)
+        if bool(ds["chunk_done"].values[start // size]):
+            unwritten += int(np.count_nonzero(values == NOT_COMPUTED))
+    if unwritten:  # every chunk is done here: a marker set without its data (an edit?)
+        print(
+            f"tolsim sweep: warning: {unwritten} samples of chunks marked done in {store} were "
+            "never written (status -99): set those chunks' `chunk_done` to false and run "
+            "again with --resume",
+            file=sys.stderr,
+        )
     if first is None:
-        return 0
+        return SOLVES_FAILED if unwritten else 0
     meaning = json.loads(status.attrs.get("flag_meanings", "{}")).get(str(first[1]), "")
     print(
         f"tolsim sweep: warning: {failed} of {status.sizes['sample']} samples failed (the "
