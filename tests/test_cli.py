@@ -198,12 +198,19 @@ def test_a_store_made_before_the_cluster_failed_is_taken_up_by_the_same_command(
 
 def test_existing_store_without_resume_is_an_error(tmp_path, capsys):
     store = tmp_path / "out.zarr"
-    store.mkdir()
-    assert main(["sweep", write(tmp_path), "--store", str(store)]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert "store exists; pass --resume to continue it" in err
-    assert "Traceback" not in err
+    args = ["sweep", write(tmp_path), "--store", str(store), "--no-progress"]
+    store.mkdir()  # an empty folder: not a store, whether --resume is given or not
+    for extra in ([], ["--resume"]):
+        assert main([*args, *extra]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "exists but is not a tolsim sweep store" in err
+        assert "Traceback" not in err
+    store.rmdir()
+    assert main(args) == 0
+    zarr.open_array(str(store / "chunk_done"), mode="r+")[:] = False
+    zarr.open_array(str(store / "chunk_done"), mode="r+")[0] = True
+    assert main(args) == 2
+    assert "store exists; pass --resume to continue it" in capsys.readouterr().err
 
 
 def test_a_store_path_in_a_missing_folder_or_on_a_file_is_an_error(tmp_path, capsys):

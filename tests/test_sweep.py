@@ -134,6 +134,14 @@ def test_a_refused_resume_says_what_differs_and_equal_numbers_are_the_same(tmp_p
               chunk_size=20, max_chunks=0, outputs="both", times=[0.0, 50.0], **first)  # fmt: skip
     same = dict(recurrence_threshold=1000, max_steps=np.int64(100_000))
     sweep(MODEL, DESIGN, SCHEDULE, store=store, chunk_size=20, max_chunks=0, **same)
+    times = dict(outputs="both", chunk_size=20, max_chunks=0, **first)
+    both = tmp_path / "both.zarr"
+    sweep(MODEL, DESIGN, SCHEDULE, store=both, times=[0.0, 50.0], **times)
+    with pytest.raises(StoreMismatchError, match=r"it differs in times\)"):
+        sweep(MODEL, DESIGN, SCHEDULE, store=both, times=[0.0, 60.0], **times)
+    long = tmp_path / ("x" * 245 + ".zarr")  # the longest names are stores too
+    sweep(MODEL, DESIGN, SCHEDULE, store=long, chunk_size=20, max_chunks=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["s.zarr", "both.zarr", long.name])
     memory = sweep(MODEL, DESIGN, SCHEDULE, store=None, max_steps=np.int64(100_000),
                    recurrence_threshold=np.float32(1000.0))  # fmt: skip
     assert json.loads(memory.attrs["settings"])["max_steps"] == 100_000
@@ -612,31 +620,6 @@ def test_a_stochastic_withdrawal_on_the_last_day_has_its_burden():
         ds.burden_at_withdrawal.values, paths.N.sel(time=10.0).mean("path").values
     )
     assert np.all(np.isinf(ds.time_to_recurrence.values))  # no follow-up: not by the end
-
-
-_LEVELS = [1.0, 0.5]  # read by _levels_build at run time, as a user's script would
-
-
-def _levels_build(level):
-    return tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": _LEVELS[int(level)]}])
-
-
-def test_a_template_reading_an_edited_module_list_is_another_sweep(tmp_path):
-    """A template's build function reading a module-level list edited between a run and its
-    resume (the resume was accepted, mixing two sweeps)."""
-    from tolsim.design import ScheduleTemplate
-
-    template = ScheduleTemplate(_levels_build, {"level": 0.0}, "levels")
-    design = grid(level=[1.0], kappa_T=[0.1, 0.3])
-    store = tmp_path / "s.zarr"
-    sweep(MODEL, design, template, store=store, chunk_size=1, max_chunks=0)
-    sweep(MODEL, design, template, store=store, chunk_size=1, max_chunks=0)  # unchanged: fine
-    _LEVELS[1] = 0.2
-    try:
-        with pytest.raises(StoreMismatchError, match="holds a different sweep"):
-            sweep(MODEL, design, template, store=store, chunk_size=1, max_chunks=0)
-    finally:
-        _LEVELS[1] = 0.5
 
 
 def test_stores_of_other_points_or_other_templates_are_refused(tmp_path):

@@ -2572,6 +2572,8 @@ def _sweep_command(args: argparse.Namespace) -> int:
         # without --resume only a store with no chunk computed may be taken up again (one
         # this command created before its cluster failed, say): it is never deleted, since
         # another run may be computing into it
+        if _chunks_done(store) is None:
+            _stored_chunk_size(store)  # not a sweep store (an empty folder, say): says so
         if not args.resume and _chunks_done(store) != 0:
             raise _UsageError(
                 f"`--store` = {str(store)!r}: store exists; pass --resume to continue it"

@@ -414,28 +414,12 @@ def _template_fingerprint(template) -> str | None:
     # (tolsim's own templates: the schedule at the defaults stands for their versioned code)
     if hasattr(build, "__code__") and not build.__module__.startswith("tolsim."):
         _function_fingerprint(build, digest)
-        # plain Python may read containers a jitted function cannot: a module-level list of
-        # levels edited between a run and its resume is another sweep
-        namespace = getattr(build, "__globals__", {})
-        for name in build.__code__.co_names:
-            value = namespace.get(name)
-            if isinstance(value, list | dict | set | frozenset):
-                digest.update(f"{name}={_container_text(value)}".encode())
         for cell in build.__closure__ or ():
             try:
                 digest.update(repr(cell.cell_contents).encode())
             except ValueError:  # an empty cell
                 pass
     return digest.hexdigest()
-
-
-def _container_text(value) -> str:
-    """A container's values as text, the same in every process (sets sorted)."""
-    if isinstance(value, set | frozenset):
-        return repr(sorted(value, key=repr))
-    if isinstance(value, np.ndarray):
-        return repr(value.tolist())
-    return repr(value)
 
 
 def _fingerprint_fields(model, schedule, design, outputs, times, settings) -> dict:
@@ -471,7 +455,7 @@ def _plain_settings(settings: dict) -> dict:
 _INTEGER_SETTINGS = ("max_steps", "paths", "seed", "max_events", "chunk_size")
 
 
-def _differences(existing: xr.Dataset, model, schedule, design, outputs, settings) -> str:
+def _differences(existing: xr.Dataset, model, schedule, design, outputs, settings, times) -> str:
     """What differs between the sweep a store records and this one, in words."""
     ours = {
         "model": json.dumps(model.describe()),
@@ -480,13 +464,19 @@ def _differences(existing: xr.Dataset, model, schedule, design, outputs, setting
         "outputs": outputs,
     }
     parts = [name for name, text in ours.items() if existing.attrs.get(name) != text]
+    stored_times = existing["time"].values if "time" in existing.coords else None
+    if (stored_times is None) != (times is None) or (
+        times is not None and not np.array_equal(stored_times, times)
+    ):
+        parts.append("times")
     try:
         stored = json.loads(existing.attrs.get("settings", "{}"))
     except (TypeError, ValueError):
         stored = {}
     for name in sorted(set(stored) | set(settings)):
-        if stored.get(name) != settings.get(name):
-            parts.append(f"{name} {stored.get(name)!r} there, {settings.get(name)!r} here")
+        there, here = json.dumps(stored.get(name)), json.dumps(settings.get(name))
+        if there != here:  # as text: 1000 (an older store's) is not 1000.0 here
+            parts.append(f"{name} {there} there, {here} here")
     if not parts:
         return (
             "its model, schedule, design, outputs and settings read the same: the code of the "
@@ -873,7 +863,7 @@ def sweep(
                 "columns were written); nothing was computed in it: remove it and run again"
             )
         if found != fingerprint and found != _fingerprint_of(legacy, _design_points(design)):
-            what = _differences(existing, model, schedule, design, outputs, settings)
+            what = _differences(existing, model, schedule, design, outputs, settings, t_out)
             raise StoreMismatchError(
                 f"`store` = {str(store)!r} holds a different sweep ({what}); choose a new "
                 "store path"
@@ -967,7 +957,8 @@ def _create_store(
     import uuid
 
     final = Path(store)
-    building = final.parent / f".{final.name}.creating-{uuid.uuid4().hex[:12]}"
+    # (a name of at most 255 bytes: the store's own may take all of them)
+    building = final.parent / f".{final.name[:200]}.creating-{uuid.uuid4().hex[:12]}"
     try:
         _build_store(
             building, model, stochastic, schedule, design, columns, outputs, t_out,
@@ -982,9 +973,12 @@ def _create_store(
             return False
     except OSError as error:
         shutil.rmtree(building, ignore_errors=True)
-        raise OSError(
-            error.errno, f"`store` = {str(store)!r} could not be created: {error}"
-        ) from error
+        if error.errno is None:
+            raise
+        raise type(error)(
+            error.errno, f"`store` = {str(store)!r} could not be created: {error.strerror}",
+            error.filename,
+        ) from error  # fmt: skip
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
