@@ -571,6 +571,17 @@ def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):
     assert two_other.n_data == one.n_data
     with pytest.raises(ValueError, match=r"different data \(row 4 has value"):
         likelihood_ratio_test(one, two_other)
+    flagged = small_data.assign(left_censored=np.arange(len(small_data)) == 4)
+    two_flagged = quick_fit(flagged, free=["lambda_S", "eps_S"])  # the same values
+    with pytest.raises(ValueError, match=r"different data \(row 4 has left_censored"):
+        likelihood_ratio_test(one, two_flagged)
+    # a parameter fixed exactly on the edge of the full box is a boundary one too
+    low = two.objective.bounds["eps_S"][0]
+    on_edge = fit(MODEL, small_data, SCHEDULES, free=["lambda_S"], noise=LogNormal(),
+                  fixed={"total_cells.sigma": SIGMA, "eps_S": low}, starts=1)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonConvergenceWarning)  # (whether full beats it)
+        assert likelihood_ratio_test(on_edge, two)["boundary"] == ["eps_S"]
 
 
 def test_lrt_refuses_fits_that_are_not_nested(small_data):

@@ -300,6 +300,15 @@ def test_bad_input_is_named(kwargs, error, match):
         optimize_schedule(MODEL, PARAMS, template, space, **options)
 
 
+def test_xarray_params_are_refused_with_the_way_to_give_draws():
+    """predict's ``parameter_value`` (free parameters only) passed as it is gave numpy's
+    "truth value of an array is ambiguous"."""
+    draws = xr.DataArray([[0.2], [0.3]], dims=("draw", "parameter"),
+                         coords={"parameter": ["kappa_T"]})  # fmt: skip
+    with pytest.raises(TypeError, match=r"`params` is an xarray DataArray: .*model_params"):
+        optimize_schedule(MODEL, draws, TEMPLATE, {"inhibitor_days": [7.0]})
+
+
 def test_different_follow_ups_need_a_horizon():
     def fixed_end(tamoxifen_days):  # a longer course leaves less follow-up
         return tolsim.Schedule.from_phases(

@@ -357,6 +357,57 @@ def test_auto_takes_paths_where_survivors_recur_but_the_mean_field_does_not(smal
         small_fit.predict(course, params=overrides, demographic="branching", **options)
 
 
+def test_what_a_prediction_cannot_know_is_said(one_fit):
+    """A fit that did not converge warns (it was taken silently) and is recorded; a follow-up
+    shorter than the recurrence gives inf, which the attrs call censored at the follow-up
+    (it read as "never recurs"); an oral regimen stopping after the schedule's end is named
+    as such (it was called the schedule's end)."""
+    import dataclasses
+
+    stuck = dataclasses.replace(one_fit, converged=False)
+    with pytest.warns(PredictionWarning, match="`fit` did not converge"):
+        result = stuck.predict(NEW, draws=20, demographic="none", threshold=THRESHOLD)
+    assert json.loads(result.attrs["fit"])["converged"] is False
+    short = tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 10}])
+    censored = one_fit.predict(short, draws=20, demographic="none", threshold=THRESHOLD)
+    assert np.isinf(censored.time_to_recurrence_interval.values).all()
+    assert censored.attrs["follow_up_days"] == 10.0
+    assert "censored" in censored.time_to_recurrence_quantiles.attrs["comment"]
+    assert "10 days of follow-up" in censored.time_to_recurrence_interval.attrs["comment"]
+    pk = tolsim.schedule.PK.tamoxifen_human()
+    oral = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=20, every_days=30, stop_day=70, pk=pk, duration_days=65
+    )
+    with pytest.raises(ValueError, match=r"until day 70, after its end \(day 65\)"):
+        one_fit.predict(oral, draws=20, demographic="none", threshold=THRESHOLD)
+
+
+def test_auto_takes_paths_for_a_few_cells_however_unlikely_their_extinction(small_fit):
+    """Four tolerant cells, 10 days of tamoxifen, 10 of an inhibitor, 25 off: every draw's
+    extinction probability is under the 0.1 of the branching mixture, which put every
+    surviving lineage on the mean field's day (P(no recurrence within 25 days) 0.005 here,
+    SSA 0.133; 0.05 against 0.28 in a review's fit). A population that small spreads its
+    recurrence over weeks: "auto" takes paths, and keeps the mixture for a population of
+    thousands."""
+    course = tolsim.Schedule.from_phases(
+        [{"days": 10, "tamoxifen": 1.0}, {"days": 10, "inhibitor": 5.0}, {"days": 25}]
+    )
+    overrides = {"S0": 0.0, "T0": 4.0, "kappa_T": 0.25}
+    options = dict(uncertainty="none", threshold=200.0, horizon_days=25.0, seed=3)
+    auto = small_fit.predict(course, params=overrides, paths=2000, **options)
+    mixture = small_fit.predict(course, params=overrides, demographic="branching", **options)
+    assert auto.attrs["demographic"] == "paths"
+    params = {**small_fit.model_params, **overrides}
+    ssa = tolsim.simulate(MODEL, params, course, [0.0, 45.0], method="ssa", paths=4000,
+                          seed=7, recurrence_threshold=200.0)  # fmt: skip
+    truth = float(np.mean(~(ssa.time_to_recurrence.values <= 25.0)))
+    p, q = auto.probability_no_recurrence.item(), mixture.probability_no_recurrence.item()
+    standard_error = np.sqrt(truth * (1 - truth) * (1 / 2000 + 1 / 4000))
+    assert abs(p - truth) < 4 * standard_error and abs(q - truth) > 8 * standard_error
+    large = small_fit.predict(course, params={**overrides, "T0": 1e5}, **options)
+    assert large.attrs["demographic"] == "branching"
+
+
 def test_paths_intervals_cover_at_the_nominal_rate(small_fit):
     """Twelve seeds of 200 paths each: a 90% binomial interval covers the exact branching
     probability of eradication in about 11 (at least 8: P(fewer) < 1e-3 at 90% coverage)."""

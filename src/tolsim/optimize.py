@@ -245,8 +245,12 @@ def optimize_schedule(
     model : Model
     params : mapping or table
         One parameter set, or several (``pandas.DataFrame`` or mapping of equal-length
-        arrays, e.g. draws from :func:`tolsim.predict`'s ``parameter_value``): the benefit is
-        then the mean over them — a schedule that is robust to parameter uncertainty.
+        arrays): the benefit is then the mean over them — a schedule that is robust to
+        parameter uncertainty. Draws of a fit come from :func:`tolsim.predict`'s
+        ``parameter_value``, which holds the free parameters only: give the fit's other
+        values too, ``{**fit.model_params, **{name: draws.parameter_value.sel(parameter=name)
+        .values for name in fit.free}}`` (the parameters not given take the model's
+        defaults).
     template : ScheduleTemplate
         e.g. :func:`tolsim.design.inhibitor_course`, :func:`tolsim.design.intermittent_tamoxifen`.
     space : mapping slot -> list or (low, high)
@@ -354,6 +358,13 @@ def optimize_schedule(
                 "candidate's schedule"
             )
         eradication_day = float(eradication_day)
+    if isinstance(params, xr.DataArray | xr.Dataset):
+        raise TypeError(
+            f"`params` is an xarray {type(params).__name__}: expected a mapping of names to "
+            "values or arrays, or a pandas.DataFrame (from predict's `parameter_value`: "
+            "{name: draws.parameter_value.sel(parameter=name).values, ...}, with the fit's "
+            "`model_params` for the rest)"
+        )
     if isinstance(params, Mapping) and all(np.ndim(v) == 0 for v in params.values()):
         packed = model.pack(params, "params")[None]
     else:

@@ -22,7 +22,9 @@ That neglects the timing noise of a lineage that survives, and puts it on the me
 day although a surviving lineage is ``1 / (1 - q_d)`` times the mean on average: it recurs
 earlier, and may recur where the mean field never does. So the mixture is used only while
 every ``q_d`` stays below :data:`BRANCHING_MAX_EXTINCTION` (0.1: survivors within 11% of the
-mean); ``demographic="auto"`` takes paths beyond it, and ``"branching"`` warns.
+mean); ``demographic="auto"`` takes paths beyond it, and ``"branching"`` warns. Timing noise
+is neglected too, which is fair only for large populations: ``"auto"`` also takes paths
+where a draw's mean field passes through fewer than :data:`BRANCHING_MIN_CELLS` cells.
 ``demographic="paths"`` includes it all.
 """
 
@@ -412,6 +414,12 @@ def _check_positive_int(value, name: str) -> int:
 # the mean field's recurrence day) is used: survivors are then within 1 / (1 - 0.1) = 1.11
 # times the mean field.
 BRANCHING_MAX_EXTINCTION = 0.1
+# The fewest cells the mean field may pass through for "auto" to use the mixture: the size of
+# a population descended from n cells spreads by about sqrt(k / n) relative (k = (b + d) /
+# |b - d|, ~3 here), 5% at 1000 cells, a quarter of a day of recurrence timing at a net
+# growth of 0.2/day. From 4 cells the recurrence day spread over weeks that the mixture put
+# on one day (its q was 0.05).
+BRANCHING_MIN_CELLS = 1000.0
 
 
 def predict(
@@ -458,10 +466,11 @@ def predict(
     demographic : {"auto", "branching", "paths", "none"}
         Demographic noise: exact branching-process extinction (linear models; what ``"auto"``
         picks for them while every draw's extinction probability is below
-        :data:`BRANCHING_MAX_EXTINCTION`), ``paths`` hybrid stochastic paths per draw (any
-        model; ``"auto"`` for non-linear ones, and for linear ones beyond that limit, where
-        surviving lineages recur earlier than the mean field), or none (deterministic
-        recurrence only). Both start from whole
+        :data:`BRANCHING_MAX_EXTINCTION` and its mean field keeps at least
+        :data:`BRANCHING_MIN_CELLS` cells), ``paths`` hybrid stochastic paths per draw (any
+        model; ``"auto"`` for non-linear ones, and for linear ones beyond those limits, where
+        surviving lineages recur earlier than the mean field, or a few cells' recurrence
+        day spreads), or none (deterministic recurrence only). Both start from whole
         cells: an initial count that is not whole (a fitted ``T0`` = 3964.85, say) is rounded
         stochastically per draw, up with probability its fractional part and down otherwise,
         so the expected count is the draw's (reproducible: the uniforms come from ``seed``);
@@ -544,9 +553,19 @@ def predict(
             "tamoxifen withdrawal"
         ) from None
     if withdrawal >= schedule.duration_days:
+        where = "its end" if withdrawal == schedule.duration_days else (
+            f"after its end (day {schedule.duration_days:g})"
+        )  # fmt: skip
         raise ValueError(
-            f"`schedule` gives tamoxifen until day {withdrawal:g}, its end: there is no "
+            f"`schedule` gives tamoxifen until day {withdrawal:g}, {where}: there is no "
             "follow-up after withdrawal to predict"
+        )
+    if not fit.converged:
+        warnings.warn(
+            "`fit` did not converge (its `converged` is False; see its `starts`): the "
+            "prediction is around a point that may not be the best fit",
+            PredictionWarning,
+            stacklevel=2,
         )
     draws = _check_positive_int(draws, "draws")
     if posterior is not None and uncertainty not in (None, "posterior"):
@@ -652,8 +671,8 @@ def predict(
     if demographic in ("auto", "branching"):  # (a linear model)
         whole = branching_extinction(model, counts, schedule)
         largest = float(np.nanmax(whole["extinction_probability"].values))
-        if demographic == "auto":
-            demographic = "branching" if largest < BRANCHING_MAX_EXTINCTION else "paths"
+        if demographic == "auto":  # (and the mean field's nadir, once solved, below)
+            demographic = "auto-branching" if largest < BRANCHING_MAX_EXTINCTION else "paths"
         elif largest >= BRANCHING_MAX_EXTINCTION:
             warnings.warn(
                 f"a draw dies out with probability {largest:.2f}: its surviving lineages are "
@@ -667,17 +686,31 @@ def predict(
     # 2. mean-field trajectories and recurrence days -----------------------------------------
     ode = simulate(model, table, schedule, grid, rtol=rtol, throw=False)
     ok = ode["status"].values == 0
+    why = ""
     if not np.all(ok):
+        why = str(ode.message.values[~ok][0])
+        if "non-finite" in why and model.linear:
+            why += (
+                "; an uncrowded model grows without bound, and the fastest-growing draws "
+                "overflow a long follow-up first: shorten the schedule after withdrawal"
+            )
         warnings.warn(
-            f"{int((~ok).sum())} of {n_draws} draws failed to solve ({ode.message.values[~ok][0]})"
-            ": they are left out of the prediction",
+            f"{int((~ok).sum())} of {n_draws} draws failed to solve ({why}): they are left out "
+            "of the prediction, which is biased if they are not a random subset of the draws",
             PredictionWarning,
             stacklevel=_user_stacklevel(),
         )
     if not np.any(ok):
-        raise RuntimeError("every draw failed to solve; see the warning")
+        raise RuntimeError(f"every draw failed to solve ({why})")
+    if demographic == "auto-branching":  # few cells at the bottleneck: timing noise
+        nadir = float(np.nanmin(ode["N"].values[ok]))
+        demographic = "branching" if nadir >= BRANCHING_MIN_CELLS else "paths"
     weights = ok.astype(float) / ok.sum()
     data_vars: dict[str, tuple] = {}
+    censored_note = (
+        f"inf: no recurrence within the {follow_up:g} days of follow-up after withdrawal the "
+        "schedule simulates (censored there: a longer follow-up may show one)"
+    )
     day_grid = np.union1d(np.arange(0.0, follow_up, 1.0), [horizon_days, follow_up])
     if demographic == "paths":
         stochastic = simulate(
@@ -803,12 +836,20 @@ def predict(
             "time_to_recurrence_quantiles": (
                 "quantile",
                 quantile_days,
-                {"units": "days", "long_name": "predictive quantiles of the time to recurrence"},
+                {
+                    "units": "days",
+                    "long_name": "predictive quantiles of the time to recurrence",
+                    "comment": censored_note,
+                },
             ),
             "time_to_recurrence_interval": (
                 "bound",
                 weighted_quantile(mixture_values, mixture_weights, ends),
-                {"units": "days", "long_name": f"{level:.0%} prediction interval"},
+                {
+                    "units": "days",
+                    "long_name": f"{level:.0%} prediction interval",
+                    "comment": censored_note,
+                },
             ),
             "recurrence_free_probability": (
                 "day_since_withdrawal",
@@ -867,8 +908,15 @@ def predict(
             "model": ode.attrs["model"],
             "schedule": ode.attrs["schedule"],
             "fit": json.dumps(
-                {"params": fit.params, "nllh": fit.nllh, "free": names, "method": fit.method}
-            ),
+                {
+                    "params": fit.params,
+                    "nllh": fit.nllh,
+                    "free": names,
+                    "method": fit.method,
+                    "converged": bool(fit.converged),
+                }
+            ),  # fmt: skip
+            "follow_up_days": follow_up,
             "params": json.dumps(values),
             "uncertainty": uncertainty,
             **{f"laplace_{key}": value for key, value in laplace.items()},
