@@ -296,6 +296,39 @@ def test_arms_are_the_single_runs_stacked_with_their_schedules_and_withdrawals()
     assert "withdrawal_day" not in arms.attrs  # per arm: the variable
 
 
+def test_arms_do_not_depend_on_xarray_s_coming_combine_defaults():
+    """xarray will change ``concat``'s and ``merge``'s defaults (``data_vars``, ``coords``,
+    ``compat``, ``join``); tolsim's own combining passes its choices, so stacked arms, their
+    recurrence days and probabilities are identical under the new defaults."""
+    import xarray as xr
+
+    table = {"kappa_T": np.array([0.1, 0.4]), "mu_E": 1e-3}
+    linear = tolsim.models.TwoState(crowding="none")
+    stochastic = dict(method="ssa", paths=6, seed=2, recurrence_threshold=50.0)
+    params = linear.default_params(S0=0, T0=5)
+
+    def run():
+        arms = tolsim.simulate_arms(MODEL, table, ARMS, TIMES)
+        courses = {
+            f"{days} days": tolsim.Schedule.from_phases(
+                [{"days": days, "tamoxifen": 1.0}, {"days": 30 - days}]
+            )
+            for days in (10, 15)
+        }
+        paths = tolsim.simulate_arms(linear, params, courses, [0.0, 15.0, 30.0], **stochastic)
+        return (
+            arms, tolsim.time_to_recurrence(arms, threshold=1e6),
+            tolsim.recurrence_probability(paths, horizon=15.0),
+            tolsim.extinction_probability(paths, states=["T"]),
+        )  # fmt: skip
+
+    before = run()
+    with xr.set_options(use_new_combine_kwarg_defaults=True):
+        after = run()
+    for old, new in zip(before, after, strict=True):
+        xr.testing.assert_identical(old, new)
+
+
 def test_stochastic_arms_share_their_random_streams():
     linear = tolsim.models.TwoState(crowding="none")
     params = linear.default_params(S0=60, T0=4)
