@@ -365,8 +365,9 @@ def test_what_a_prediction_cannot_know_is_said(one_fit):
     import dataclasses
 
     stuck = dataclasses.replace(one_fit, converged=False)
-    with pytest.warns(PredictionWarning, match="`fit` did not converge"):
+    with pytest.warns(PredictionWarning, match="`fit` did not converge") as caught:
         result = stuck.predict(NEW, draws=20, demographic="none", threshold=THRESHOLD)
+    assert caught[0].filename == __file__  # attributed to the caller, not to tolsim
     assert json.loads(result.attrs["fit"])["converged"] is False
     short = tolsim.Schedule.from_phases([{"days": 60, "tamoxifen": 1.0}, {"days": 10}])
     censored = one_fit.predict(short, draws=20, demographic="none", threshold=THRESHOLD)

@@ -565,7 +565,7 @@ def predict(
             "`fit` did not converge (its `converged` is False; see its `starts`): the "
             "prediction is around a point that may not be the best fit",
             PredictionWarning,
-            stacklevel=2,
+            stacklevel=_user_stacklevel(),
         )
     draws = _check_positive_int(draws, "draws")
     if posterior is not None and uncertainty not in (None, "posterior"):
