@@ -409,6 +409,33 @@ def test_auto_takes_paths_for_a_few_cells_however_unlikely_their_extinction(smal
     assert large.attrs["demographic"] == "branching"
 
 
+def test_auto_judges_the_tolerant_reservoir_before_the_recurrence(small_fit):
+    """5,000 quiescent sensitive cells keep the total large while 4 tolerant cells set the
+    recurrence: the mixture said recurrence for certain on day 25.0, SSA 53% none within 40
+    days. A bottleneck after the recurrence (an inhibitor course once regrown) does not
+    matter: there the mixture is kept (a review's cases)."""
+    quiet = {"S0": 5000.0, "T0": 4.0, "lambda_S": 0.0, "delta_S": 0.0, "kappa_S": 0.0,
+             "mu_0": 0.0, "mu_E": 0.0, "nu_0": 0.0, "nu_off": 0.0, "kappa_T": 0.25}  # fmt: skip
+    course = tolsim.Schedule.from_phases(
+        [{"days": 10, "tamoxifen": 1.0, "inhibitor": 5.0}, {"days": 40}]
+    )
+    options = dict(uncertainty="none", threshold=6000.0, seed=3)
+    auto = small_fit.predict(course, params=quiet, paths=2000, **options)
+    assert auto.attrs["demographic"] == "paths"
+    params = {**small_fit.model_params, **quiet}
+    ssa = tolsim.simulate(MODEL, params, course, [0.0, 50.0], method="ssa", paths=4000, seed=7,
+                          recurrence_threshold=6000.0)  # fmt: skip
+    truth = float(np.mean(~np.isfinite(ssa.time_to_recurrence.values)))
+    standard_error = np.sqrt(truth * (1 - truth) * (1 / 2000 + 1 / 4000))
+    assert abs(auto.probability_no_recurrence.item() - truth) < 4 * standard_error
+    again = tolsim.Schedule.from_phases(
+        [{"days": 10, "tamoxifen": 1.0}, {"days": 20}, {"days": 20, "inhibitor": 5.0}]
+    )
+    regrown = {"S0": 0.0, "T0": 1e5, "kappa_T": 1.0, "nu_0": 0.0, "nu_off": 0.0}
+    kept = small_fit.predict(again, params=regrown, uncertainty="none", threshold=2e6)
+    assert kept.attrs["demographic"] == "branching"
+
+
 def test_paths_intervals_cover_at_the_nominal_rate(small_fit):
     """Twelve seeds of 200 paths each: a 90% binomial interval covers the exact branching
     probability of eradication in about 11 (at least 8: P(fewer) < 1e-3 at 90% coverage)."""

@@ -414,12 +414,26 @@ def _check_positive_int(value, name: str) -> int:
 # the mean field's recurrence day) is used: survivors are then within 1 / (1 - 0.1) = 1.11
 # times the mean field.
 BRANCHING_MAX_EXTINCTION = 0.1
-# The fewest cells the mean field may pass through for "auto" to use the mixture: the size of
-# a population descended from n cells spreads by about sqrt(k / n) relative (k = (b + d) /
-# |b - d|, ~3 here), 5% at 1000 cells, a quarter of a day of recurrence timing at a net
-# growth of 0.2/day. From 4 cells the recurrence day spread over weeks that the mixture put
-# on one day (its q was 0.05).
+# The fewest cells the mean field may pass through before recurring, in all and in the
+# tolerant reservoir, for "auto" to use the mixture: the size of a population descended from
+# n cells spreads by about sqrt(k / n) relative (k = (b + d) / |b - d|, ~3 here), 5% at 1000
+# cells, a quarter of a day of recurrence timing at a net growth of 0.2/day. From 4 cells the
+# recurrence day spread over weeks that the mixture put on one day (its q was 0.05).
 BRANCHING_MIN_CELLS = 1000.0
+
+
+def _bottleneck(ode: xr.Dataset, model, threshold, withdrawal: float, ok) -> float:
+    """The fewest cells the mean field of a successful draw passes through before its
+    recurrence (or the end): of the whole population, and of the tolerant reservoir, whose
+    few cells may set the recurrence's timing while sensitive ones keep the total large."""
+    recurs = time_to_recurrence(ode, threshold=threshold).values
+    until = withdrawal + np.where(np.isfinite(recurs), recurs, np.inf)
+    before = ode["time"].values[None, :] <= until[:, None]  # (draw, time)
+    smallest = ode["N"].values
+    if model.tolerant_states:
+        reservoir = sum(ode[state].values for state in model.tolerant_states)
+        smallest = np.minimum(smallest, reservoir)
+    return float(np.min(np.where(before, smallest, np.inf)[ok]))
 
 
 def predict(
@@ -703,8 +717,9 @@ def predict(
     if not np.any(ok):
         raise RuntimeError(f"every draw failed to solve ({why})")
     if demographic == "auto-branching":  # few cells at the bottleneck: timing noise
-        nadir = float(np.nanmin(ode["N"].values[ok]))
-        demographic = "branching" if nadir >= BRANCHING_MIN_CELLS else "paths"
+        demographic = "branching" if _bottleneck(ode, model, threshold, withdrawal, ok) >= (
+            BRANCHING_MIN_CELLS
+        ) else "paths"  # fmt: skip
     weights = ok.astype(float) / ok.sum()
     data_vars: dict[str, tuple] = {}
     censored_note = (
