@@ -441,8 +441,10 @@ def _plain_settings(settings: dict) -> dict:
     sweep however a number was given)."""
     plain = {}
     for name, value in settings.items():
-        if isinstance(value, bool | np.bool_ | str) or value is None:
-            plain[name] = value if not isinstance(value, np.bool_) else bool(value)
+        if isinstance(value, bool | np.bool_):
+            plain[name] = bool(value)
+        elif isinstance(value, str) or value is None:
+            plain[name] = value
         elif isinstance(value, int | np.integer) and name in _INTEGER_SETTINGS:
             plain[name] = int(value)
         elif isinstance(value, int | float | np.integer | np.floating):
@@ -815,7 +817,7 @@ def sweep(
         "lockstep": bool(lockstep),
     }
     fields = _fingerprint_fields(model, schedule, design, outputs, t_out, settings)
-    legacy = _fingerprint_fields(model, schedule, design, outputs, t_out, given_settings)
+    legacy = fields | {"settings": given_settings}  # (the fields of older stores)
     if store is None:
         if client is not None:
             raise ValueError(
