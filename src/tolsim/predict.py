@@ -422,11 +422,11 @@ BRANCHING_MAX_EXTINCTION = 0.1
 BRANCHING_MIN_CELLS = 1000.0
 
 
-def _bottleneck(ode: xr.Dataset, model, threshold, withdrawal: float, ok) -> float:
+def _bottleneck(ode: xr.Dataset, model, recurs: np.ndarray, withdrawal: float, ok) -> float:
     """The fewest cells the mean field of a successful draw passes through before its
     recurrence (or the end): of the whole population, and of the tolerant reservoir, whose
-    few cells may set the recurrence's timing while sensitive ones keep the total large."""
-    recurs = time_to_recurrence(ode, threshold=threshold).values
+    few cells may set the recurrence's timing while sensitive ones keep the total large.
+    ``recurs``: each draw's mean-field recurrence day after ``withdrawal``."""
     until = withdrawal + np.where(np.isfinite(recurs), recurs, np.inf)
     before = ode["time"].values[None, :] <= until[:, None]  # (draw, time)
     smallest = ode["N"].values
@@ -716,10 +716,12 @@ def predict(
         )
     if not np.any(ok):
         raise RuntimeError(f"every draw failed to solve ({why})")
+    mean_field_days = (  # (paths take their own days)
+        None if demographic == "paths" else time_to_recurrence(ode, threshold=threshold).values
+    )
     if demographic == "auto-branching":  # few cells at the bottleneck: timing noise
-        demographic = "branching" if _bottleneck(ode, model, threshold, withdrawal, ok) >= (
-            BRANCHING_MIN_CELLS
-        ) else "paths"  # fmt: skip
+        smallest = _bottleneck(ode, model, mean_field_days, withdrawal, ok)
+        demographic = "branching" if smallest >= BRANCHING_MIN_CELLS else "paths"
     weights = ok.astype(float) / ok.sum()
     data_vars: dict[str, tuple] = {}
     censored_note = (
@@ -760,7 +762,7 @@ def predict(
         )
         paths_of_draw = np.where(path_ok.any(1), per_draw, 0)  # successful paths per draw
     else:
-        days = time_to_recurrence(ode, threshold=threshold).values
+        days = mean_field_days
         days = np.where(ok, days, np.nan)
         data_vars["time_to_recurrence"] = (
             "draw",
