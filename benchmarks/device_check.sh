@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, as one prepared run for a machine lent for a few minutes (issue 7).
 #
-#   bash benchmarks/device_check.sh [OUT_DIR]   # ~7.5 min on an H100, at most 9 min 30 s: a 600 s limit
+#   bash benchmarks/device_check.sh [OUT_DIR]   # ~8 min on an H100, at most 9 min 25 s: a 600 s limit
 #
 # 1. benchmarks/gpu.py with --sweep (kernel, end to end, diffrax if installed, sweep): first,
 #    so that its compile times are those of a fresh machine (~2 min on an H200), with fresh
@@ -10,7 +10,9 @@
 #    with the check that a prebuilt kernel gives the compiled kernel's results;
 # 3. the stochastic CUDA tests on the device (raw streams, tau paths, portable log/exp;
 #    ~1.5 min on an H100);
-# 4. register caps 128 and 168 timed against each other (benchmarks/gpu_variants.py).
+# 4. register caps 128 and 168 timed against each other, each generic, with the kernel family's
+#    constants (crowding law, Hill coefficients of 1) and with the design's constants compiled
+#    in (benchmarks/gpu_variants.py).
 # Each step has its own time limit and its own log; a failing step does not stop the next.
 # Python packages missing on the machine are carried as wheels in .whl/ (fetch them first
 # with benchmarks/device_wheels.sh; installed with --no-deps into a private directory; name
@@ -32,15 +34,16 @@ step() {  # name, time limit (s), command...
     echo "$name: exit $? in $((SECONDS - start)) s" | tee -a "$out/summary.txt"
 }
 
-step benchmark 180 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
+step benchmark 150 python3 benchmarks/gpu.py --repeats 3 --cpu-samples 5000 \
     --max-registers 128 --sweep --out "$out/gpu.json"
-step ode_tests 180 env TOLSIM_TEST_CUDA=device \
+step ode_tests 165 env TOLSIM_TEST_CUDA=device \
     python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda.py tests/test_cuda_prebuilt.py
 step stochastic_tests 110 env TOLSIM_TEST_CUDA=device \
     python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_cuda_stochastic.py tests/test_elementary.py
-# the register cap: 168 halves the generic kernel's spills (benchmarks/kernel_sass.py); timed
-# against 128, each with and without the constants compiled in (4 compiles, then 1e6 samples)
-step variants 100 python3 benchmarks/gpu_variants.py c128=256:128 c168=256:168 \
-    --specialise --repeats 5 --out "$out/variants.json"
+# the register cap: 168 halves the generic kernel's spills, the family's constants halve its
+# code (benchmarks/kernel_sass.py); timed against 128, each generic, with the family's and with
+# the design's constants compiled in (6 compiles, ~10 s each, then 1e6 samples)
+step variants 140 python3 benchmarks/gpu_variants.py c128=256:128 c168=256:168 \
+    --family --specialise --repeats 5 --out "$out/variants.json"
 tail -n 3 "$out"/*_tests.log >> "$out/summary.txt"
 cat "$out/summary.txt"

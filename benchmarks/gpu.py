@@ -255,14 +255,19 @@ def cold_first_calls(n: int) -> dict:
     return found
 
 
-def kernel_launcher(module, tab, packed: np.ndarray, stats: bool = False):
+def kernel_launcher(module, tab, packed: np.ndarray, stats: bool = False, columns=None):
     """The "kernel alone" launch of this scenario's rows ``packed`` (schedule 0 of ``tab``):
     inputs copied to the device once, metrics only (and the step counts with ``stats``).
+    ``columns`` (packed indices) are sent as the varying columns instead of those that vary.
     Returns ``(launch, status, metrics, stats)``: ``launch(kernels, threads)`` runs one
     launch of ``kernels.solve_kernel`` and waits for it; the rest are its device outputs.
     Under numba's simulator blocks have one thread (a smoke run)."""
     n = packed.shape[0]
     base, varying, slot = cuda.parameter_slots(packed)
+    if columns is not None:
+        varying = np.asarray(columns, dtype=np.int64)
+        slot = np.full(packed.shape[1], -1, dtype=np.int64)
+        slot[varying] = np.arange(varying.size)
     d_in = [module.to_device(a) for a in (base, slot, np.ascontiguousarray(packed[:, varying]))]
     d_sched = module.to_device(np.zeros(n, np.int32))
     d_tab = [module.to_device(a) for a in tab.arrays()]

@@ -11,8 +11,11 @@ variant's (bit for bit, and the largest relative difference)::
 
 Variants start from the kernel :func:`tolsim.cuda.solve` launches here (DOPRI5 and metrics
 only compiled in: ``FIXED_METHOD=0``, ``NO_TRAJECTORIES=True``). ``--specialise`` adds, for
-each variant, a copy with the design's constant parameters compiled in; ``--e2e-chunks``
-also times :func:`tolsim.cuda.solve` end to end by chunk size.
+each variant, a copy with the design's constant parameters compiled in; ``--family`` a copy
+with only the kernel family's constants compiled in (:func:`family_constants`: the model's
+constants, i.e. the crowding law, and Hill coefficients of 1), the other parameters read at
+run time as by the generic kernel; ``--e2e-chunks`` also times :func:`tolsim.cuda.solve` end
+to end by chunk size.
 
 ``benchmarks/results/gpu_h100_shared_variants.json`` holds a run of this script with a
 prototype (since removed) that kept per-thread arrays in shared memory.
@@ -38,6 +41,27 @@ from tolsim.kernels.specialise import specialised  # noqa: E402
 from tolsim.recurrence import metric_grid  # noqa: E402
 
 
+def family_constants(model, packed: np.ndarray) -> tuple[str, np.ndarray]:
+    """The template constants (``SPEC_SLOT``/``SPEC_BASE`` overrides, ``/``-separated) that
+    compile in the model's constants (after its parameters in a packed row: the crowding
+    law's code) and each exposure's Hill coefficient that is 1 in every row, and the packed
+    indices of the other parameters, to be sent as columns in that order."""
+    names = model.parameter_names
+    fixed = set(range(len(names), packed.shape[1]))
+    for exposure in model.exposures:
+        i = names.index(exposure.hill)
+        if np.all(packed[:, i] == 1.0):
+            fixed.add(i)
+    keep = np.array([i for i in range(packed.shape[1]) if i not in fixed], dtype=np.int64)
+    slot = np.full(packed.shape[1], -1, dtype=np.int64)
+    slot[keep] = np.arange(keep.size)
+    text = (
+        f"SPEC_SLOT=np.array({slot.tolist()!r}, dtype=np.int64)"
+        f"/SPEC_BASE=np.array({packed[0].tolist()!r})"
+    )
+    return text, keep
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", help="NAME=BLOCK:CAP[:CONST=VALUE/...]")
@@ -47,6 +71,14 @@ def main() -> None:
         action="store_true",
         help="also, for every variant NAME, a variant NAME+spec: the same with this design's "
         "constant parameters compiled in (the template's SPEC_SLOT and SPEC_BASE)",
+    )
+    parser.add_argument(
+        "--family",
+        action="store_true",
+        help="also, for every variant NAME, a variant NAME+family: the same with only the "
+        "model's constants and Hill coefficients of 1 compiled in (a prototype: the other "
+        "parameters are sent as columns, read once per sample as the generic kernel reads "
+        "them)",
     )
     parser.add_argument(
         "--specialised-only",
@@ -69,9 +101,18 @@ def main() -> None:
     grid = metric_grid(gpu.SCHEDULE, None)
     tab = cuda.schedule_table(gpu.MODEL, [gpu.SCHEDULE], [grid])
     packed = gpu.MODEL.pack_table(gpu.table(args.samples))
-    run, d_status, d_metrics, _ = gpu.kernel_launcher(module, tab, packed)
+    launchers = {"plain": gpu.kernel_launcher(module, tab, packed)[:3]}
 
-    specs = list(args.variants)
+    specs = [(spec, "plain") for spec in args.variants]
+    given = list(args.variants)
+    if args.family:
+        fixed, keep = family_constants(gpu.MODEL, packed)
+        launchers["family"] = gpu.kernel_launcher(module, tab, packed, columns=keep)[:3]
+        for spec in given:
+            name, rest = spec.split("=", 1)
+            specs.append(
+                (f"{name}+family={rest}{'/' if rest.count(':') > 1 else ':'}{fixed}", "family")
+            )
     if args.specialise:
         base, _, slot = cuda.parameter_slots(packed)
         fixed = (
@@ -79,12 +120,14 @@ def main() -> None:
             f"/SPEC_BASE=np.array({base.tolist()!r})"
         )
         added = []
-        for spec in specs:
+        for spec in given:
             name, rest = spec.split("=", 1)
-            added.append(f"{name}+spec={rest}{'/' if rest.count(':') > 1 else ':'}{fixed}")
+            added.append(
+                (f"{name}+spec={rest}{'/' if rest.count(':') > 1 else ':'}{fixed}", "plain")
+            )
         specs = added if args.specialised_only else specs + added
     variants = {}
-    for spec in specs:
+    for spec, launcher in specs:
         name, rest = spec.split("=", 1)
         block, cap, *overrides = rest.split(":", 2)
         cap = 0 if cuda._simulated() else int(cap)  # (the simulator caps nothing)
@@ -96,17 +139,19 @@ def main() -> None:
             constants[key] = value
         kernels = specialised("cuda_template", gpu.MODEL.rates, constants)
         threads = int(block)
-        variants[name] = (kernels, threads)
+        variants[name] = (kernels, threads, launcher, spec)
 
     def launch(name):
-        kernels, threads = variants[name]
-        run(kernels, threads)
+        kernels, threads, launcher, _ = variants[name]
+        launchers[launcher][0](kernels, threads)
 
     report, reference = {}, None
     for name in variants:
         start = time.perf_counter()
         launch(name)
         compile_s = time.perf_counter() - start
+        _, d_status, d_metrics = launchers[variants[name][2]]
+        spec = variants[name][3]
         metrics = d_metrics.copy_to_host()
         failed = int((d_status.copy_to_host() != 0).sum())
         if reference is None:

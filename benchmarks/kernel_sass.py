@@ -13,6 +13,7 @@ in every stage), and the same executed arithmetic.
 
     python benchmarks/kernel_sass.py                       # generic and specialised, cap 128
     python benchmarks/kernel_sass.py --caps 128 168 255    # register caps
+    python benchmarks/kernel_sass.py --kinds generic family specialised
     python benchmarks/kernel_sass.py --set SPEC_SLOT_20=... # extra template constants
 
 Needs the ``[cuda]`` extra and NVIDIA's disassembler (``pip install nvidia-cuda-nvdisasm``);
@@ -36,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import gpu  # noqa: E402  (the benchmark's scenario)
+import gpu_variants  # noqa: E402
 
 from tolsim import cuda, cuda_prebuilt  # noqa: E402
 from tolsim.recurrence import metric_grid  # noqa: E402
@@ -53,18 +55,25 @@ def nvdisasm() -> str:
     raise SystemExit("nvdisasm not found: pip install nvidia-cuda-nvdisasm")
 
 
-def compile_cubin(specialise: bool, cap: int, arch: tuple, extra: dict) -> tuple[bytes, float]:
-    """The sm_``arch`` cubin of the scenario's metrics-only kernel, and the compile seconds."""
+def compile_cubin(kind: str, cap: int, arch: tuple, extra: dict) -> tuple[bytes, float]:
+    """The sm_``arch`` cubin of the scenario's metrics-only kernel, and the compile seconds:
+    ``kind`` "generic", "specialised" (the design's constant parameters compiled in) or
+    "family" (the model's constants and Hill coefficients of 1 compiled in:
+    ``gpu_variants.family_constants``)."""
     import numba.cuda.dispatcher as dispatcher
     from numba.cuda import codegen
 
     grid = metric_grid(gpu.SCHEDULE, None)
     table = cuda.schedule_table(gpu.MODEL, [gpu.SCHEDULE], [grid])
-    base, _, slot = cuda.parameter_slots(gpu.MODEL.pack_table(gpu.table(4096)))
+    packed = gpu.MODEL.pack_table(gpu.table(4096))
+    base, _, slot = cuda.parameter_slots(packed)
     constants = cuda.variant_constants(
-        gpu.MODEL, table.n_channels, cap, (base, slot) if specialise else None,
+        gpu.MODEL, table.n_channels, cap, (base, slot) if kind == "specialised" else None,
         method="dopri5", trajectories=False,
     )  # fmt: skip
+    if kind == "family":
+        fixed, _ = gpu_variants.family_constants(gpu.MODEL, packed)
+        constants |= dict(item.split("=", 1) for item in fixed.split("/"))
     constants |= extra
     module = cuda.kernel_copy(gpu.MODEL, constants)
     argtypes = cuda_prebuilt.launch_argument_types(gpu.MODEL, table.n_channels)
@@ -145,6 +154,8 @@ def figures(cubin: bytes, disassembler: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--caps", type=int, nargs="+", default=[128])
+    parser.add_argument("--kinds", nargs="+", default=["generic", "specialised"],
+                        choices=["generic", "family", "specialised"])  # fmt: skip
     parser.add_argument("--arch", default="90a", help="e.g. 90a, 80, 100a")
     parser.add_argument("--set", nargs="*", default=[], metavar="NAME=VALUE",
                         help="template constants added to every variant")  # fmt: skip
@@ -158,9 +169,9 @@ def main() -> None:
     disassembler = nvdisasm()
     report = {"arch": f"sm_{args.arch}", "set": extra, "variants": {}}
     for cap in args.caps:
-        for specialise in (False, True):
-            name = f"{'specialised' if specialise else 'generic'}/{cap}"
-            cubin, seconds = compile_cubin(specialise, cap, arch, extra)
+        for kind in args.kinds:
+            name = f"{kind}/{cap}"
+            cubin, seconds = compile_cubin(kind, cap, arch, extra)
             report["variants"][name] = figures(cubin, disassembler) | {"compile_s": seconds}
             print(name, json.dumps(report["variants"][name]), flush=True)
     if args.out:
