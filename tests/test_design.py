@@ -508,8 +508,8 @@ def test_sobol_indices_of_an_additive_function():
 @pytest.mark.parametrize(
     ("make_y", "kwargs", "error", "match"),
     [
-        (lambda n: np.zeros(n - 1), {}, ValueError, r"`y` has shape \(47,\): expected \(48,\)"),
-        (lambda n: np.zeros((n, 1)), {}, ValueError, r"`y` has shape \(48, 1\)"),
+        (lambda n: np.zeros(n - 1), {}, ValueError, r"`y` has shape \(383,\): expected \(384,\)"),
+        (lambda n: np.zeros((n, 1)), {}, ValueError, r"`y` has shape \(384, 1\)"),
         (lambda n: np.array(["a"] * n), {}, TypeError, r"`y` has dtype <U1"),
         (lambda n: np.r_[np.ones(5), np.nan, np.ones(n - 6)], {}, ValueError, r"nan at row 5"),
         (lambda n: np.ones(n), {}, ValueError, r"`y` is constant over the design"),
@@ -521,9 +521,40 @@ def test_sobol_indices_of_an_additive_function():
     ],
 )
 def test_sobol_indices_errors(make_y, kwargs, error, match):
-    d = saltelli(8, seed=0, x=(0.0, 1.0), y=(0.0, 1.0), z=(0.0, 1.0), w=(0.0, 1.0))
+    d = saltelli(64, seed=0, x=(0.0, 1.0), y=(0.0, 1.0), z=(0.0, 1.0), w=(0.0, 1.0))
     with pytest.raises(error, match=match):
         sobol_indices(d, make_y(len(d)), **kwargs)
+
+
+@pytest.mark.parametrize("offset", [0.0, 100.0, 1e6, 1e8])
+@pytest.mark.parametrize("scale", [1.0, 20.0, 1e9])
+def test_sobol_indices_do_not_depend_on_the_outputs_mean_or_unit(offset, scale):
+    # indices are fractions of the variance: adding a constant (recurrence days ~100, cells
+    # ~1e9) or changing the unit changes neither them nor their intervals. Before centring,
+    # 100 + x1 + 0.1 x2 gave S1 intervals of [-27, 32], and 1e8 + ... a false "constant"
+    d = saltelli(1024, seed=0, x1=(0.0, 1.0), x2=(0.0, 1.0))
+    g = d.columns["x1"] + 0.1 * d.columns["x2"]
+    reference = sobol_indices(d, g - g.mean(), n_bootstrap=200)
+    ds = sobol_indices(d, offset + scale * g, n_bootstrap=200)
+    # (1e8 + x keeps x to ~1.5e-8 absolute: the indices to ~1e-7)
+    for name in ("S1", "ST", "S1_low", "S1_high", "ST_low", "ST_high"):
+        np.testing.assert_allclose(ds[name].values, reference[name].values, rtol=0, atol=1e-6)
+    # y = x1 + 0.1 x2: S1 = ST = (1, 0.01) / 1.01, with intervals of a few hundredths
+    np.testing.assert_allclose(ds.S1.values, [1 / 1.01, 0.01 / 1.01], atol=0.01)
+    assert np.all(ds.S1_high - ds.S1_low < 0.2)
+    variance = reference.attrs["output_variance"] * scale**2
+    assert ds.attrs["output_variance"] == pytest.approx(variance, rel=1e-6)
+
+
+def test_sobol_indices_of_too_few_base_rows():
+    one = saltelli(1, seed=0, x=(0.0, 1.0), y=(0.0, 1.0))
+    with pytest.raises(
+        ValueError, match=r"`design` has n = 1 base row: Sobol indices .* at least 2"
+    ):
+        sobol_indices(one, one.columns["x"] + one.columns["y"])
+    few = saltelli(8, seed=0, x=(0.0, 1.0), y=(0.0, 1.0))
+    with pytest.warns(UserWarning, match=r"`design` has n = 8 base rows: .* fewer than 64"):
+        sobol_indices(few, few.columns["x"] + few.columns["y"], n_bootstrap=20)
 
 
 def test_sobol_indices_need_a_saltelli_design():
@@ -654,3 +685,40 @@ def test_from_table_names_its_own_argument():
         design.from_table({"x": 1.0})
     with pytest.raises(TypeError, match=r"`table\['x'\]` has dtype <U1: expected real"):
         design.from_table({"x": ["a"]})
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: grid(x=[1 + 2j]), r"`x` = \[\(1\+2j\)\]: expected a 1-d sequence of numbers"),
+        (
+            lambda: design.Design({"x": np.array([1 + 2j])}, "table"),
+            r"`columns\['x'\]` has dtype complex128: expected real numbers",
+        ),
+        (
+            lambda: design.from_table({"x": np.array([1, 2], dtype="timedelta64[D]")}),
+            r"`table\['x'\]` has dtype timedelta64\[D\]: expected real numbers",
+        ),
+    ],
+)
+def test_complex_and_timedelta_values_are_refused(build, match):
+    # numpy counts complex and timedelta64 as numbers: they were taken as their real part
+    # (with only a ComplexWarning) or as integers
+    with pytest.raises(TypeError, match=match):
+        build()
+
+
+def test_sobol_indices_refuse_complex_outputs():
+    d = saltelli(64, seed=0, x=(0.0, 1.0), y=(0.0, 1.0))
+    with pytest.raises(TypeError, match=r"`y` has dtype complex128: expected real numbers"):
+        sobol_indices(d, d.columns["x"] + 1j)
+
+
+def test_a_range_wider_than_float64_is_refused():
+    # high - low overflowed to inf, and the clip made every point the upper bound
+    from tolsim.design import lhs
+
+    with pytest.raises(ValueError, match=r"`x` = \(-1e\+308, 1e\+308\): its width overflows"):
+        lhs(4, seed=0, x=(-1e308, 1e308))
+    wide = lhs(4, seed=0, x=(-8e307, 8e307))
+    assert len(set(wide.columns["x"].tolist())) == 4

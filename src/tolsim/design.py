@@ -8,7 +8,7 @@ stored sweep explains itself. Builders:
 - :func:`lhs` — a Latin hypercube (:class:`scipy.stats.qmc.LatinHypercube`);
 - :func:`sobol` — a scrambled Sobol sequence (:class:`scipy.stats.qmc.Sobol`);
 - :func:`saltelli` — the cross-sampling of Saltelli (2010) for :func:`sobol_indices`;
-- :func:`from_csv` — the numeric columns of a CSV file.
+- :func:`from_csv` — a CSV file of numeric columns (any other column is an error).
 
 Ranges are written ``name=(low, high)`` (uniform) or ``name=(low, high, "log")``
 (log-uniform, ``low > 0``). Random designs need an integer ``seed``: randomness is explicit.
@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from numbers import Integral, Real
@@ -53,6 +54,11 @@ __all__ = [
 
 KINDS = ("grid", "lhs", "sobol", "saltelli", "table")
 SCALES = ("linear", "log")
+# dtype kinds read as real numbers: signed and unsigned integers, floats (not bool, complex,
+# timedelta, datetime, which numpy's np.number partly admits)
+_REAL_KINDS = "iuf"
+# sobol_indices warns below this many base rows (n of saltelli(n))
+SOBOL_MIN_RELIABLE_N = 64
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,7 +111,7 @@ class Design:
                 raise ValueError(
                     f"`columns[{name!r}]` has shape {column.shape}: expected a 1-d array"
                 )
-            if column.dtype == np.bool_ or not np.issubdtype(column.dtype, np.number):
+            if column.dtype.kind not in _REAL_KINDS:
                 raise TypeError(
                     f"`columns[{name!r}]` has dtype {column.dtype}: expected real numbers"
                 )
@@ -324,6 +330,11 @@ def _parse_ranges(ranges: Mapping[str, Any]) -> dict[str, tuple[float, float, st
             raise ValueError(
                 f"`{name}` = ({low!r}, {high!r}): expected finite bounds with low < high"
             )
+        if scale == "linear" and not math.isfinite(high - low):
+            raise ValueError(
+                f"`{name}` = ({low!r}, {high!r}): its width overflows float64; expected "
+                f"|high - low| <= {np.finfo(np.float64).max:.4g}"
+            )
         if scale == "log" and low <= 0.0:
             raise ValueError(
                 f"`{name}` = ({low!r}, {high!r}, 'log'): a log-uniform range needs low > 0"
@@ -389,7 +400,7 @@ def grid(**values: Any) -> Design:
             )
         if array.size == 0:
             raise ValueError(f"`{name}` is empty: expected at least one value")
-        if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.number):
+        if array.dtype.kind not in _REAL_KINDS:
             raise TypeError(f"`{name}` = {given!r}: expected a 1-d sequence of numbers")
         array = array.astype(np.float64)
         bad = np.flatnonzero(~np.isfinite(array))
@@ -702,7 +713,7 @@ def sobol_indices(
         got = f"a Design of kind {design.kind!r}" if isinstance(design, Design) else repr(design)
         raise TypeError(f"`design` is {got}: expected a Design made by tolsim.design.saltelli")
     y = np.asarray(y)
-    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number):
+    if y.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"`y` has dtype {y.dtype}: expected real numbers")
     y = y.astype(np.float64)
     if y.shape != (len(design),):
@@ -727,7 +738,28 @@ def sobol_indices(
 
     names = list(design.spec["ranges"])
     n, d = int(design.spec["n"]), len(names)
-    blocks = y.reshape(d + 2, n)
+    if n < 2:
+        raise ValueError(
+            f"`design` has n = {n} base row: Sobol indices and their bootstrap need at least 2 "
+            "(and are reliable from a few hundred)"
+        )
+    if n < SOBOL_MIN_RELIABLE_N:
+        warnings.warn(
+            f"`design` has n = {n} base rows: Sobol indices from fewer than "
+            f"{SOBOL_MIN_RELIABLE_N} are unreliable (they can fall far outside [0, 1]) and so "
+            "are their bootstrap intervals; use a larger saltelli design",
+            UserWarning,
+            stacklevel=2,
+        )
+    # The indices do not change when a constant is added to y or y is scaled, but the
+    # estimators' terms do: centring keeps f_B (f_ABi - f_A) from carrying the mean into the
+    # bootstrap (intervals of +-30 for an output of 100 + x), and V = E[y^2] - E[y]^2 from
+    # cancelling catastrophically (a false "constant" at 1e8 + x); scaling keeps y^2 finite.
+    centre = y[: 2 * n].mean()
+    scale = np.abs(y - centre).max()
+    if not scale > 0.0:
+        raise ValueError("`y` is constant over the design: Sobol indices need a varying output")
+    blocks = ((y - centre) / scale).reshape(d + 2, n)
     f_a, f_b, f_ab = blocks[0], blocks[1], blocks[2:]
     # every estimate is a ratio of means of per-row terms, so a resample is a weighted mean
     terms = np.column_stack(
@@ -780,7 +812,7 @@ def sobol_indices(
         "first_order_estimator": "Saltelli et al. 2010: mean(f_B (f_ABi - f_A)) / V",
         "total_estimator": "Jansen 1999: mean((f_A - f_ABi)^2) / (2 V)",
         "n": n,
-        "output_variance": float(variance),
+        "output_variance": float(variance) * scale**2,
         "n_bootstrap": int(n_bootstrap),
         "confidence": float(confidence),
         "bootstrap_seed": seed,
