@@ -1078,6 +1078,16 @@ def test_bad_prediction_file_names_the_key(tmp_path, capsys, old, new, message):
         ("budget = 14", 'burden = "aspirin_days"', "`optimize.burden` = 'aspirin_days' in"),
         ("budget = 14", "budget = -1", "`optimize.budget` = -1.0 in {file}: expected a number"),
         ("seed = 2", "seed = 2.5", "`optimize.seed` = 2.5 in {file}: expected an integer"),
+        (
+            "seed = 2",
+            'seed = 2\nobjective = "eradication_probability"',
+            "`optimize.threshold` in {file} applies to the recurrence objectives, not",
+        ),
+        (
+            "threshold = 1e6",
+            'horizon_days = 30\nobjective = "eradication_probability"',
+            "`optimize.horizon_days` in {file} applies to the recurrence objectives",
+        ),
         ("[space]", "[search]", "{file} has unknown table [search]: expected 'model', 'template'"),
     ],
 )

@@ -252,6 +252,62 @@ def test_drug_burden_with_pk_matches_adaptive_quadrature():
     assert drug_burden(schedule, "inhibitor") == 10.0
 
 
+def test_drug_burden_of_a_pk_drug_beside_another_drug():
+    # the concentrations were asked for the one drug, which the schedule's compile refuses
+    # when it names another: "um_days" of oral tamoxifen with an inhibitor course raised
+    schedule = tolsim.Schedule.oral(
+        "tamoxifen", dose_mg=20.0, every_days=1.0, stop_day=28.0,
+        pk=tolsim.PK.tamoxifen_human(), duration_days=56.0,
+    ).with_inhibitor(start_day=0.0, stop_day=10.0, dose_um=2.0)  # fmt: skip
+    column = schedule.drugs.index("tamoxifen")
+    exact = sum(
+        integrate.quad(
+            lambda t: schedule.concentrations([t], schedule.drugs)[0, column], a, a + 1.0,
+            limit=200,
+        )[0]
+        for a in np.arange(0.0, 56.0)
+    )  # fmt: skip
+    assert drug_burden(schedule, "tamoxifen", "um_days") == pytest.approx(exact, rel=1e-4)
+    assert drug_burden(schedule, "inhibitor", "um_days") == pytest.approx(20.0, rel=1e-12)
+    assert drug_burden(schedule, "inhibitor") == 10.0
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("inhibitor", "inhibitor"), TypeError, r"`schedule` = 'inhibitor': expected a tolsim"),
+        ((None, 5), TypeError, r"`drug` = 5: expected a drug name \(str\)"),
+        ((None, "inhibitor", "mg"), ValueError, r"`kind` = 'mg'"),
+    ],
+)
+def test_drug_burden_names_bad_input(args, error, match):
+    schedule = tolsim.Schedule.from_phases([{"days": 10, "inhibitor": 2.0}])
+    args = (schedule if args[0] is None else args[0], *args[1:])
+    with pytest.raises(error, match=match):
+        drug_burden(*args)
+
+
+def test_burdens_and_the_record_of_the_space_come_before_the_solves(monkeypatch):
+    import tolsim.optimize as optimize
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("a candidate was solved before the burden failed")
+
+    def failing(schedule):
+        raise ZeroDivisionError("burden")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(optimize, "_evaluate", no_solve)
+        with pytest.raises(ZeroDivisionError, match="burden"):
+            optimize_schedule(MODEL, PARAMS, TEMPLATE, {"inhibitor_days": [7.0]}, burden=failing)
+    # numpy numbers in a range: json.dumps of the space failed after every solve
+    result = optimize_schedule(
+        MODEL, PARAMS, TEMPLATE, {"inhibitor_days": (np.int64(0), np.int64(28))},
+        candidates=2, threshold=THRESHOLD,
+    )  # fmt: skip
+    assert json.loads(result.attrs["space"]) == {"inhibitor_days": {"range": [0.0, 28.0]}}
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
@@ -262,6 +318,18 @@ def test_drug_burden_with_pk_matches_adaptive_quadrature():
         ({"burden": "inhibitor"}, ValueError, "`burden` = 'inhibitor'"),
         ({"objective": "cure"}, ValueError, "`objective` = 'cure'"),
         ({"budget": -1.0}, ValueError, "`budget` = -1.0"),
+        ({"budget": True}, ValueError, "`budget` = True"),
+        # options of the recurrence objectives were ignored (and recorded) for eradication
+        (
+            {"horizon_days": 5.0, "objective": "eradication_probability"},
+            ValueError,
+            r"`horizon_days` = 5.0 with `objective` = 'eradication_probability'",
+        ),
+        (
+            {"threshold": 1e6, "objective": "eradication_probability"},
+            ValueError,
+            r"`threshold` = 1000000.0 with `objective` = 'eradication_probability'",
+        ),
         ({"top": 0}, ValueError, "`top` = 0"),
         ({"threshold": "twice"}, ValueError, "`threshold` = 'twice'"),
         # these three used to run, scoring every candidate 0 or nonsense

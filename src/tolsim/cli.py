@@ -1489,6 +1489,13 @@ def _load_optimize_table(
                 "balanced Sobol sample)"
             )
         options["candidates"] = candidates
+    for key in ("horizon_days", "threshold"):
+        if key in table and objective == "eradication_probability":
+            raise ConfigError(
+                f"`optimize.{key}` in {file} applies to the recurrence objectives, not "
+                "`optimize.objective` = 'eradication_probability' (judged on "
+                "`optimize.eradication_day`)"
+            )
     if "horizon_days" in table:
         options["horizon_days"] = _positive(
             table["horizon_days"], "optimize.horizon_days", file, "days > 0"

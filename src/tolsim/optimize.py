@@ -73,12 +73,19 @@ def drug_burden(schedule: Schedule, drug: str, kind: str = "days") -> float:
         day) — exact for in-vitro phases, by Simpson's rule with 0.005-day steps within each
         piece between doses when PK dosing is involved.
 
+        A drug the schedule does not name gives 0 (names are not checked against a model:
+        ``schedule.drugs`` lists those it names).
+
     Examples
     --------
     >>> s = tolsim.Schedule.from_phases([{"days": 10, "inhibitor": 2.0}, {"days": 5}])
     >>> drug_burden(s, "inhibitor"), drug_burden(s, "inhibitor", "um_days")
     (10.0, 20.0)
     """
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"`schedule` = {schedule!r}: expected a tolsim.Schedule")
+    if not isinstance(drug, str):
+        raise TypeError(f"`drug` = {drug!r}: expected a drug name (str), e.g. 'inhibitor'")
     if kind not in ("days", "um_days"):
         raise ValueError(f"`kind` = {kind!r}: expected 'days' or 'um_days'")
     end = schedule.duration_days
@@ -111,7 +118,9 @@ def drug_burden(schedule: Schedule, drug: str, kind: str = "days") -> float:
         days = np.linspace(start, stop, 2 * max(1, math.ceil((stop - start) / 0.01)) + 1)
         # a piece's right end belongs to the next piece: evaluate just inside it
         inside = np.minimum(days, np.nextafter(stop, start))
-        total += integrate.simpson(schedule.concentrations(inside, [drug])[:, 0], x=days)
+        # (all the schedule's drugs: compile refuses a list that leaves one out)
+        levels = schedule.concentrations(inside, schedule.drugs)
+        total += integrate.simpson(levels[:, schedule.drugs.index(drug)], x=days)
     return float(total)
 
 
@@ -329,7 +338,9 @@ def optimize_schedule(
             f"probabilities); {model.name} is not"
         )
     burden_of, burden_name, burden_unit = _burden_function(burden, model.drugs)
-    if budget is not None and not (isinstance(budget, Real) and budget >= 0):
+    if budget is not None and (
+        isinstance(budget, bool | np.bool_) or not (isinstance(budget, Real) and budget >= 0)
+    ):
         raise ValueError(f"`budget` = {budget!r}: expected a number >= 0 (or None)")
     check_threshold(threshold)
     rtol = check_rtol(rtol)
@@ -342,6 +353,18 @@ def optimize_schedule(
     ):
         raise ValueError(f"`workers` = {workers!r}: expected an integer >= 1 (or None)")
     seed = check_seed(seed)
+    if objective == "eradication_probability":  # options of the other objectives
+        given = {
+            "horizon_days": horizon_days,
+            "threshold": None if threshold == "size_at_withdrawal" else threshold,
+        }
+        for name, value in given.items():
+            if value is not None:
+                raise ValueError(
+                    f"`{name}` = {value!r} with `objective` = 'eradication_probability': it "
+                    "applies to the recurrence objectives (eradication is judged on "
+                    "`eradication_day`)"
+                )
     if eradication_day is not None:
         if objective != "eradication_probability":
             raise ValueError(
@@ -370,6 +393,13 @@ def optimize_schedule(
     else:
         packed = model.pack_table(params, "params")
     columns = _candidates(template, space, candidates, seed)
+    # (recorded before any work: a range's numpy numbers made json.dumps fail at the end)
+    space_record = json.dumps(
+        {
+            k: {"range": [float(b) for b in v]} if isinstance(v, tuple) else np.asarray(v).tolist()
+            for k, v in space.items()
+        }
+    )
     slots = list(columns)
     n = len(columns[slots[0]])
     schedules = []
@@ -384,6 +414,8 @@ def optimize_schedule(
             ) from None
     withdrawal = np.empty(n)
     follow_up = np.empty(n)
+    # burdens before the solves, so that a burden that cannot be computed fails first
+    burdens = np.array([float(burden_of(s)) for s in schedules])
     for i, schedule in enumerate(schedules):
         try:
             withdrawal[i] = schedule.withdrawal_day("tamoxifen")
@@ -483,7 +515,6 @@ def optimize_schedule(
         results = [pair for future in futures for pair in future.result()]
     benefit = np.array([r[0] for r in results])
     failures = np.array([r[1] for r in results], dtype=np.int64)
-    burdens = np.array([float(burden_of(s)) for s in schedules])
     feasible = np.isfinite(benefit) & (
         ~np.isnan(burdens) if budget is None else burdens <= budget + 1e-12
     )
@@ -519,12 +550,7 @@ def optimize_schedule(
         "budget": np.nan if budget is None else float(budget),
         "template": json.dumps(template.to_dict()),
         # a (low, high) range (Sobol points) and a list of values (a grid) read apart
-        "space": json.dumps(
-            {
-                k: {"range": list(v)} if isinstance(v, tuple) else np.asarray(v).tolist()
-                for k, v in space.items()
-            }
-        ),
+        "space": space_record,
         "candidates": int(candidates),
         "rtol": rtol,
         "top": int(top),
