@@ -555,6 +555,39 @@ def test_non_positive_values_name_the_table_rows_under_lognormal(small_data, tmp
         fit(MODEL, path, SCHEDULES, free=["lambda_S"], noise=LogNormal())
 
 
+def test_values_outside_the_observables_domain_are_refused(small_data, tmp_path):
+    """A tolerant fraction in percent was fitted as it stood (T0 ran to its bound, no
+    warning); a negative cell count or recurrence day too."""
+    from tolsim.observe import time_to_recurrence, tolerant_fraction
+
+    data = small_data.copy()
+    data["observable"] = "tolerant_fraction"
+    data["value"] = np.linspace(0.5, 6.5, len(data))  # percent
+    observables = {"tolerant_fraction": tolerant_fraction()}
+    message = (
+        r"`data` has values its observables cannot take: \[1.13.*\], \.\.\. at rows .*"
+        r"condition 'control': observable 'tolerant_fraction' measures values in \[0, 1\]; "
+        r".* \(percentages\? give fractions: divide by 100\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        fit(MODEL, data, SCHEDULES, free=["T0"], observables=observables, noise=LogNormal())
+    cells = small_data.copy()
+    cells.loc[15, "value"] = -5.0
+    path = tmp_path / "measurements.csv"
+    cells.to_csv(path, index=False)
+    message = (
+        r"\[-5.0\] at row 15 \(file line 17\), condition 'tamoxifen': observable "
+        r"'total_cells' measures values in \[0, inf\] cells$"
+    )
+    with pytest.raises(ValueError, match=message):
+        fit(MODEL, path, SCHEDULES, free=["lambda_S"], noise=Normal())
+    days = pd.DataFrame(
+        {"condition": ["tamoxifen"], "observable": ["ttr"], "time": [0.0], "value": [-3.0]}
+    )
+    with pytest.raises(ValueError, match=r"'ttr' measures values in \[0, inf\] days$"):
+        fit(MODEL, days, SCHEDULES, free=["lambda_S"], observables={"ttr": time_to_recurrence()})
+
+
 def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):
     one = quick_fit(small_data)
     two = quick_fit(small_data, free=["lambda_S", "eps_S"])

@@ -347,6 +347,12 @@ def test_a_point_mass_above_the_limit_is_impossible():
     params = {"sigma_rel": 0.2}
     assert Proportional().nllh([1.0], [0.0], None, None, params, left_censored=[True]) == 0.0
     assert Proportional().nllh([-1.0], [0.0], None, None, params, left_censored=[True]) == np.inf
+    # and right-censored the other way round: certainly above a bound of -1, never above 1
+    # (it gave inf above -1, where a prediction of 1e-300 gives 0: a jump at 0)
+    assert Proportional().nllh([-1.0], [0.0], [True], None, params) == 0.0
+    assert Proportional().nllh([-1.0], [1e-300], [True], None, params) == 0.0
+    assert Proportional().nllh([1.0], [0.0], [True], None, params) == np.inf
+    assert Proportional().nllh([0.0], [0.0], [True], None, params) == np.inf  # P(y > 0) = 0
 
 
 def test_a_row_censored_both_ways_is_refused():
@@ -551,3 +557,26 @@ def test_docstring_examples():
     result = doctest.testmod(observe, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+def test_observable_domains():
+    from tolsim.observe import (
+        fold_expansion,
+        luminescence,
+        time_to_recurrence,
+        tolerant_fraction,
+        total_cells,
+        tumour_volume,
+    )
+
+    assert tolerant_fraction().domain == (0.0, 1.0)
+    for make in (total_cells, tumour_volume, fold_expansion, time_to_recurrence):
+        assert make().domain == (0.0, math.inf)
+    assert luminescence().domain == (-math.inf, math.inf)  # background-subtracted signals
+    np.testing.assert_array_equal(
+        tolerant_fraction().outside([-0.1, 0.0, 0.5, 1.0, 1.5]), [True, False, False, False, True]
+    )
+    with pytest.raises(ValueError, match=r"`domain` = \(1, 0\): expected \(low, high\) with"):
+        Observable("x", "1", lambda traj, days, params: days, domain=(1, 0))
+    with pytest.raises(TypeError, match=r"`domain` = 'positive': expected \(low, high\)"):
+        Observable("x", "1", lambda traj, days, params: days, domain="positive")

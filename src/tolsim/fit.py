@@ -92,6 +92,7 @@ class _Objective:
         table = data.table
         self.conditions = []
         unobservable = []  # rows a noise model cannot take, reported together
+        outside = []  # rows outside their observable's domain, reported together
         for name in data.conditions:
             rows = table.index[table["condition"] == name].to_numpy()
             schedule = schedules[name]
@@ -106,9 +107,12 @@ class _Objective:
                     days.append(metric_grid(schedule))
                 else:
                     days.append(observable.required_days(obs_days))
-                problem = noise[obs_name].refused(
-                    np.asarray(table.loc[obs_rows, "value"], dtype=float)
-                )
+                obs_values = np.asarray(table.loc[obs_rows, "value"], dtype=float)
+                if observable.outside(obs_values).any():
+                    outside.append(
+                        (name, obs_name, observable, obs_rows, observable.outside(obs_values))
+                    )
+                problem = noise[obs_name].refused(obs_values)
                 if problem is not None:
                     unobservable.append((name, obs_name, noise[obs_name], obs_rows, *problem))
                 groups.append(
@@ -151,6 +155,8 @@ class _Objective:
                     "withdrawal": withdrawal,
                 }
             )
+        if outside:
+            raise ValueError(_outside_message(outside, table, data.file_lines))
         if unobservable:
             raise ValueError(_unobservable_message(unobservable, table, data.file_lines))
         self.n_data = len(table)
@@ -305,6 +311,26 @@ class _Objective:
                 if set(noise_names) & set(self.free) or residual is None:
                     self._gaussian = False
         return self._gaussian
+
+
+def _outside_message(problems, table, file_lines) -> str:
+    """One error for every condition and observable with values outside the observable's
+    domain, naming the table's own rows (and the file's lines)."""
+    parts = []
+    percent = False
+    for condition, obs_name, observable, rows, bad in problems:
+        table_rows = [int(table.index.get_loc(row)) for row in rows[bad]]
+        values = table["value"].to_numpy(dtype=float)[table_rows]
+        low, high = observable.domain
+        unit = "" if observable.unit == "1" else f" {observable.unit}"
+        parts.append(
+            f"{values[:5].tolist()}{', ...' if len(values) > 5 else ''} at "
+            f"{_where(table_rows, file_lines)}, condition {condition!r}: observable "
+            f"{obs_name!r} measures values in [{low:g}, {high:g}]{unit}"
+        )
+        percent |= high == 1.0 and bool(np.all((values > 1.0) & (values <= 100.0)))
+    hint = " (percentages? give fractions: divide by 100)" if percent else ""
+    return f"`data` has values its observables cannot take: {'; '.join(parts)}{hint}"
 
 
 def _unobservable_message(problems, table, file_lines) -> str:

@@ -200,6 +200,11 @@ class Observable:
         condition must then be simulated densely up to the end of its schedule.
     description : str
         What is measured, and how.
+    domain : (float, float)
+        The values a measurement can take, in :attr:`unit`: ``(0, 1)`` for a fraction,
+        ``(0, inf)`` for counts and sizes; default unrestricted. :func:`tolsim.fit` refuses
+        data outside it, naming the rows (a fraction given in percent would otherwise be
+        fitted as it stands).
 
     Examples
     --------
@@ -224,6 +229,7 @@ class Observable:
     lags_days: tuple[float, ...] = ()
     kind: str = "value"
     description: str = ""
+    domain: tuple[float, float] = (-math.inf, math.inf)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name or "." in self.name:
@@ -269,8 +275,25 @@ class Observable:
                 f"`lags_days` = {lags!r}: an 'event' observable reads the whole trajectory "
                 "after withdrawal and takes no lags"
             )
+        try:
+            low, high = (float(v) for v in self.domain)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`domain` = {self.domain!r}: expected (low, high), the values a measurement "
+                "can take"
+            ) from None
+        if not low <= high:  # (NaN too)
+            raise ValueError(f"`domain` = {self.domain!r}: expected (low, high) with low <= high")
         object.__setattr__(self, "parameters", parameters)
         object.__setattr__(self, "lags_days", lags)
+        object.__setattr__(self, "domain", (low, high))
+
+    def outside(self, values: np.ndarray) -> np.ndarray:
+        """Where ``values`` (measurements, or bounds of censored ones) lie outside
+        :attr:`domain`."""
+        values = np.asarray(values, dtype=np.float64)
+        low, high = self.domain
+        return (values < low) | (values > high)
 
     @property
     def parameter_names(self) -> tuple[str, ...]:
@@ -468,7 +491,9 @@ def total_cells(name: str = "total_cells") -> Observable:
     >>> total_cells().predict(traj, np.array([1.0]))
     array([20.])
     """
-    return Observable(name, "cells", _total_cells, description="total cells N")
+    return Observable(
+        name, "cells", _total_cells, description="total cells N", domain=(0.0, math.inf)
+    )
 
 
 def tumour_volume(name: str = "tumour_volume") -> Observable:
@@ -490,7 +515,12 @@ def tumour_volume(name: str = "tumour_volume") -> Observable:
         "order of magnitude: 1 cm^3 of tumour ~ 1e9 cells",
     )
     return Observable(
-        name, "mm^3", _tumour_volume, (v_cell,), description="tumour volume v_cell * N"
+        name,
+        "mm^3",
+        _tumour_volume,
+        (v_cell,),
+        description="tumour volume v_cell * N",
+        domain=(0.0, math.inf),
     )
 
 
@@ -526,7 +556,11 @@ def tolerant_fraction(name: str = "tolerant_fraction") -> Observable:
     array([0.25])
     """
     return Observable(
-        name, "1", _tolerant_fraction, description="fraction of cells in tolerant states"
+        name,
+        "1",
+        _tolerant_fraction,
+        description="fraction of cells in tolerant states",
+        domain=(0.0, 1.0),
     )
 
 
@@ -555,6 +589,7 @@ def fold_expansion(lag_days: float = 7.0, name: str = "fold_expansion") -> Obser
         partial(_fold_expansion, name=name, lag_days=lag),
         lags_days=(lag,),
         description=f"fold expansion N(t) / N(t - {lag:g} days)",
+        domain=(0.0, math.inf),
     )
 
 
@@ -595,6 +630,7 @@ def time_to_recurrence(
         partial(_time_to_recurrence, name=name, level=level),
         kind="event",
         description=f"days from tamoxifen withdrawal to regrowth through {description}",
+        domain=(0.0, math.inf),
     )
 
 
@@ -772,10 +808,13 @@ class NoiseModel:
         contribution = np.where(ok, contribution, np.inf)
         contribution[censored & (pred == np.inf)] = 0.0
         # below the limit for every noise realisation: the prediction is -inf (or <= 0 on a
-        # log scale), or the noise is a point mass (sd = 0) at or below the limit: F = 1
+        # log scale), or the noise is a point mass (sd = 0) at or below the limit: F = 1;
+        # above a right-censored bound for every realisation: a point mass above it, S = 1
         with np.errstate(invalid="ignore"):
             certain = (loc == -np.inf) & ~np.isnan(sd) | (sd == 0) & (loc <= y)
+            certain_above = (sd == 0) & (loc > y)
         contribution[left & certain] = 0.0
+        contribution[censored & certain_above] = 0.0
         return float(np.sum(contribution))
 
     def residuals(
@@ -960,7 +999,8 @@ class Proportional(NoiseModel):
     """Noise proportional to the prediction: ``y ~ N(pred, sigma_rel * |pred|)``.
 
     :meth:`residuals` returns None (the ``log sd`` term depends on the prediction); a
-    prediction of exactly 0 has ``sd = 0`` and is treated as impossible (``nllh = inf``).
+    prediction of exactly 0 has ``sd = 0``, a point mass at 0: an observed value is then
+    impossible (``nllh = inf``), a bound certain (0) or impossible as 0 lies beyond it or not.
 
     Examples
     --------
