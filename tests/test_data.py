@@ -225,11 +225,64 @@ def test_numbers_given_as_strings_or_integers_are_floats():
     assert table["replicate"].tolist() == ["1", "1", "2"]
 
 
+def test_replicates_written_as_whole_numbers_are_one_label_from_a_file_or_a_frame(tmp_path):
+    # from a file "1" and "1.0" were two replicates, from pandas.read_csv one (a duplicate)
+    text = "condition,observable,time,value,replicate\na,N,0,1,1\na,N,7,2,1.0\na,N,7,3,02\n"
+    path = write(tmp_path, "m.csv", text)
+    assert read_measurements(path).table["replicate"].tolist() == ["1", "1", "2"]
+    assert read_measurements(pd.read_csv(path)).table["replicate"].tolist() == ["1", "1", "2"]
+    clash = write(tmp_path, "c.csv", text.replace("a,N,7,3,02", "a,N,7,3,1"))
+    with pytest.raises(ValueError, match="duplicate"):
+        read_measurements(clash)
+    with pytest.raises(ValueError, match="duplicate"):
+        read_measurements(pd.read_csv(clash))
+    labels = "condition,observable,time,value,replicate\na,N,0,1,r1\na,N,0,2,1.5\n"
+    table = read_measurements(write(tmp_path, "l.csv", labels)).table
+    assert table["replicate"].tolist() == ["r1", "1.5"]
+
+
 def test_unknown_columns_are_ignored_and_recorded():
     frame = minimal_frame(notes=["x", "y", "z"], plate=[1, 2, 3], datasetId=["d", "d", "d"])
     measurements = read_measurements(frame)
     assert measurements.extra_columns == ("notes", "plate")
     assert tuple(measurements.table.columns) == CANONICAL_COLUMNS
+
+
+@pytest.mark.parametrize(
+    ("column", "meaning"),
+    [
+        ("right_censored", "a censoring flag"),
+        ("isCensored", "a censoring flag"),
+        ("LOD", "a detection limit"),
+        ("detection_limit", "a detection limit"),
+        ("time_unit", "units"),
+        ("timeUnit", "units"),
+        ("sd", "a noise scale"),
+        ("SEM", "a noise scale"),
+        ("value_std", "a noise scale"),
+        ("standard_deviation", "a noise scale"),
+    ],
+)
+def test_columns_that_read_as_censoring_limits_units_or_noise_are_refused(column, meaning):
+    """Ignored, they changed the fit without a trace: a `right_censored` row was read as a
+    value (its nllh 101 instead of ~0), a `time_unit` of hours as days."""
+    frame = minimal_frame(**{column: ["h", "h", "h"]})
+    message = (
+        rf"columns tolsim would ignore: `{column}` reads as {meaning} .*read the table with "
+        rf"read_measurements\(\.\.\., ignore=\['{column}'\]\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        read_measurements(frame)
+    measurements = read_measurements(frame, ignore=[column])
+    assert measurements.extra_columns == (column,)
+
+
+def test_unrelated_columns_are_not_taken_for_lookalikes():
+    names = ["notes", "plate", "sex", "series", "cell_line", "description", "seeding", "dose"]
+    frame = minimal_frame(**{name: ["x", "y", "z"] for name in names})
+    assert read_measurements(frame).extra_columns == tuple(names)
+    with pytest.raises(TypeError, match=r"`ignore` = 'sd': expected a sequence of column"):
+        read_measurements(frame, ignore="sd")
 
 
 def test_blank_lines_are_skipped_and_file_lines_stay_exact(tmp_path):

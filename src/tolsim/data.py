@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -174,7 +175,9 @@ class Measurements:
         return self.table[self.table["condition"] == name].copy()
 
 
-def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measurements:
+def read_measurements(
+    path_or_frame: str | os.PathLike | pd.DataFrame, *, ignore: Sequence[str] = ()
+) -> Measurements:
     """Read and check a measurement table: tidy or PEtab column names, CSV, TSV or a DataFrame.
 
     Parameters
@@ -188,7 +191,9 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
         - ``time`` (``time``): required, days, finite and >= 0;
         - ``value`` (``measurement``): required, any finite number (a censored value is a
           bound, e.g. an event time not yet reached);
-        - ``replicate`` (``replicateId``): optional, default ``"0"``;
+        - ``replicate`` (``replicateId``): optional, default ``"0"``; a whole number is one
+          label however written (``1``, ``1.0`` and ``01`` are ``"1"``, from a file as from a
+          data frame's numbers);
         - ``sigma`` (``noiseParameters``): optional noise standard deviation, a number > 0 or
           empty (NaN: not given per row); PEtab parameter names are not supported;
         - ``censored``: optional, ``true/false``, ``yes/no`` or ``1/0`` in any case; empty
@@ -200,9 +205,15 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
 
         ``datasetId`` is ignored, ``preequilibrationConditionId`` and
         ``observableParameters`` must be empty (a silently dropped value could mislead), and
-        other columns are ignored and listed in ``extra_columns``. In a
-        file, blank lines (and lines of empty fields) are skipped and cells are stripped of
-        surrounding whitespace; names in a data frame are stripped too.
+        other columns are ignored and listed in ``extra_columns``, except those whose name
+        reads as something tolsim would otherwise not see (:data:`LOOKALIKES`: a censoring
+        flag such as ``right_censored``, a detection limit such as ``LOD``, units such as
+        ``time_unit``, a noise scale such as ``sd`` or ``SEM``): they are an error unless
+        named in ``ignore``. In a file, blank lines (and lines of empty fields) are skipped
+        and cells are stripped of surrounding whitespace; so are the names (cells) of a data
+        frame's ``condition``, ``observable`` and ``replicate`` columns.
+    ignore : sequence of str
+        Columns to ignore although their names read as censoring, limits, units or noise.
 
     Returns
     -------
@@ -257,7 +268,20 @@ def read_measurements(path_or_frame: str | os.PathLike | pd.DataFrame) -> Measur
             f"pathlib.Path) to a CSV/TSV file, or a pandas.DataFrame"
         )
 
+    if isinstance(ignore, str) or not all(isinstance(name, str) for name in ignore):
+        raise TypeError(f"`ignore` = {ignore!r}: expected a sequence of column names")
     where_column, ignored, extra = _map_columns(header, source)
+    lookalikes = [
+        (name, meaning) for name in extra if name not in ignore for meaning in _lookalike(name)
+    ]
+    if lookalikes:
+        shown = "; ".join(f"`{name}` reads as {meaning}" for name, meaning in lookalikes)
+        names = [name for name, _ in lookalikes]
+        raise ValueError(
+            f"{_prefix(source)}: columns tolsim would ignore: {shown}. Rename or convert them, "
+            f"or read the table with read_measurements(..., ignore={names!r}) (the command "
+            "line: drop them from the file)"
+        )
     missing = [name for name in REQUIRED_COLUMNS if name not in where_column]
     if missing:
         raise ValueError(
@@ -390,6 +414,45 @@ def _not_utf8(path: str) -> str:
     return "not UTF-8; expected a UTF-8 text file"
 
 
+# extra columns whose names read as something tolsim reads from other columns, or not at all:
+# ignored silently, they would change the fit without a trace (a right-censored row read as
+# a value, hours read as days)
+LOOKALIKES = (
+    (
+        ("censor",),
+        (),
+        "a censoring flag (tolsim reads `censored`, true where the true value is above "
+        "`value`, and `left_censored`, below it)",
+    ),
+    (
+        ("detection", "quantification", "quantitation", "limit"),
+        ("lod", "loq", "lloq", "uloq", "llod"),
+        "a detection limit (give such a row the limit as its `value`, with `left_censored` true)",
+    ),
+    (
+        (),
+        ("unit", "units"),
+        "units (tolsim reads `time` in days and `value` in the observable's unit: convert)",
+    ),
+    (
+        ("stdev", "stddev", "deviation", "uncertainty"),
+        ("sd", "std", "sem", "se", "stderr", "sigma"),
+        "a noise scale (tolsim reads a row's standard deviation from `sigma`)",
+    ),
+)
+
+
+def _lookalike(name: str) -> list[str]:
+    """What ``name`` reads as among :data:`LOOKALIKES` (none: an unrelated column)."""
+    lower = name.lower()
+    words = set(re.findall(r"[a-z]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()))
+    return [
+        meaning
+        for parts, tokens, meaning in LOOKALIKES
+        if any(part in lower for part in parts) or words & set(tokens)
+    ]
+
+
 def _map_columns(
     header: Sequence[str], source: str
 ) -> tuple[dict[str, int], dict[str, int], list[str]]:
@@ -443,6 +506,13 @@ def _parse_names(column, name, label, n_rows, lines, problems) -> list[str]:
             names.append("0")
         elif isinstance(cell, str):
             names.append(cell.strip())
+            if name == "replicate":  # as a data frame's numbers read: "1.0" and "1" are 1
+                try:
+                    number = float(cell)
+                except ValueError:
+                    continue
+                if number.is_integer():
+                    names[-1] = str(int(number))
         elif isinstance(cell, float | np.floating) and float(cell).is_integer():
             names.append(str(int(cell)))  # a numeric column with gaps is float: 1.0 is "1"
         else:
