@@ -170,6 +170,13 @@ def test_profiles_take_one_name_and_one_axes(tmp_path):
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), 10 ** np.array([0.0, 0.1, 0.2]))
     with pytest.raises(TypeError, match="`axes` = 3"):
         plot.profiles(profiled, 3, parameters="a")
+    # a bound that is not finite: no line, and "unbounded" in the title (was "[nan, inf]")
+    profiled["ci_high"].values[1] = np.inf
+    profiled["ci_low"].values[1] = np.nan
+    _, ax = plt.subplots()
+    plot.profiles(profiled, ax, parameters="bc")
+    assert ax.get_title() == "bc: [unbounded, unbounded]"
+    assert [line.get_linestyle() for line in ax.get_lines()].count("--") == 0
 
 
 def test_trajectories_of_an_ensemble_draw_median_and_band_or_thin_lines():
@@ -791,3 +798,31 @@ def test_recurrence_times_count_the_never_recurring_among_the_solved():
     assert plot.recurrence_times(paths).get_ylabel() == "paths"
     with pytest.raises(TypeError, match="`days` is a Dataset"):
         plot.recurrence_times(days.to_dataset(name="d"))
+
+
+def test_fit_never_hides_values_a_log_axis_cannot_show():
+    # recurrence days of 0 (already above the threshold at withdrawal) vanished from the
+    # default log axis, markers and fit alike, without a word
+    predictions = xr.Dataset(
+        {
+            "condition": ("row", ["a", "a", "b"]),
+            "observable": ("row", ["time_to_recurrence"] * 3),
+            "time": ("row", [60.0, 61.0, 60.0]),
+            "observed": ("row", [0.0, 0.0, 12.0]),
+            "predicted": ("row", [0.0, 0.0, np.inf]),
+            "censored": ("row", [False, False, True]),
+        }
+    )
+    ax = plot.fit(predictions)
+    assert ax.get_yscale() == "linear"
+    with pytest.raises(ValueError, match=r"`log` = True, but 4 values drawn for observable "):
+        plot.fit(predictions, log=True)
+    with pytest.raises(TypeError, match=r"`log` = 'yes': expected True, False or None"):
+        plot.fit(predictions, log="yes")
+    # b's only measurement is censored: no empty "(observed)" entry for it
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["a (observed)", "a (fit)", "b (censored)", "b (fit)"]
+    positive = predictions.assign(
+        observed=("row", [1.0, 2.0, 12.0]), predicted=("row", [1.0, 2.0, np.inf])
+    )
+    assert plot.fit(positive).get_yscale() == "log"

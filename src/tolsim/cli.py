@@ -2305,8 +2305,7 @@ def _draw_fit(figure: Figure, result, profiles) -> None:
     columns, rows = max(top, bottom), 2 if bottom else 1
     axes = figure.subplots(rows, columns, squeeze=False)
     for ax, observable in zip(axes[0], observables, strict=False):
-        positive = bool(np.all(predictions["observed"].values[kinds == observable] > 0))
-        plot.fit(predictions, ax, observable=observable, log=positive)
+        plot.fit(predictions, ax, observable=observable)  # (log where every value is > 0)
         ax.legend(fontsize="small")
     plot.waterfall(result.starts, axes[0][len(observables)])
     if bottom:

@@ -519,7 +519,7 @@ def fit(
     *,
     band: xr.Dataset | Mapping[str, xr.Dataset] | None = None,
     observable: str | None = None,
-    log: bool = True,
+    log: bool | None = None,
 ) -> Axes:
     """Measurements (markers) and a fit's predictions (lines), one colour per condition.
 
@@ -538,14 +538,16 @@ def fit(
         each in its condition's colour. Cells: pair a band with a cell-count observable.
     observable : str, optional
         Which observable to draw; required when ``predictions`` holds several.
-    log : bool
-        Logarithmic y axis (default).
+    log : bool, optional
+        Logarithmic y axis; default where every value drawn (observed, and predicted where
+        finite) is > 0. True with a value <= 0 is an error: it would vanish from the axis.
 
     Returns
     -------
     matplotlib.axes.Axes
         Per condition, in order of first appearance: one marker line of observed values
-        (times as measured), one line of predictions at the distinct measurement days.
+        (times as measured; absent where every measurement is censored), one line of
+        predictions at the distinct measurement days.
 
     Examples
     --------
@@ -609,11 +611,26 @@ def fit(
         else np.zeros(time.size, dtype=bool)
         for name in ("censored", "left_censored")
     )
+    drawn = np.concatenate([observed[keep], predicted[keep][np.isfinite(predicted[keep])]])
+    if log is None:
+        log = bool(np.all(drawn > 0))
+    elif not isinstance(log, bool | np.bool_):
+        raise TypeError(f"`log` = {log!r}: expected True, False or None (automatic)")
+    elif log and np.any(drawn <= 0):
+        shown = np.unique(drawn[drawn <= 0])[:5].tolist()
+        raise ValueError(
+            f"`log` = True, but {int(np.sum(drawn <= 0))} values drawn for observable "
+            f"{observable!r} are <= 0 ({shown}), which a logarithmic axis cannot show: pass "
+            "log=False (or leave `log` unset to choose by the values)"
+        )
     for condition in conditions:
         rows = keep & (predictions["condition"].values == condition)
         colour = colours[condition]
         plain = rows & ~censored & ~below
-        ax.plot(time[plain], observed[plain], "o", color=colour, label=f"{condition} (observed)")
+        if plain.any():
+            ax.plot(
+                time[plain], observed[plain], "o", color=colour, label=f"{condition} (observed)"
+            )
         for cut, marker, what in ((rows & censored, "o", "censored"), (rows & below, "v",
                                   "below detection limit")):  # fmt: skip
             if cut.any():
@@ -674,7 +691,8 @@ def profiles(
         1-d, one per parameter in order (``axes[0].figure`` is the figure). Each has the
         profile (``nllh - best_nllh`` against ``10**log10_value``, log x axis) as its first
         line, then a dotted line at ``threshold_nllh``, then dashed lines at ``ci_low`` and
-        ``ci_high``; the best fit is marked; a practically non-identifiable parameter
+        ``ci_high`` (where finite; the title says "unbounded" otherwise); the best fit is
+        marked; a practically non-identifiable parameter
         says so in its title.
 
     Examples
@@ -766,12 +784,16 @@ def profiles(
             label=f"{level:.0%} threshold" if level is not None else "threshold",
         )
         low, high = float(one["ci_low"]), float(one["ci_high"])
-        ax.axvline(low, ls="--", color="C1", lw=1, label="confidence interval")
-        ax.axvline(high, ls="--", color="C1", lw=1)
+        label = "confidence interval"
+        for bound in (low, high):
+            if np.isfinite(bound):  # (a NaN or infinite bound has no place on the axis)
+                ax.axvline(bound, ls="--", color="C1", lw=1, label=label)
+                label = "_nolegend_"
         if value.size:
             centre = int(np.argmin(rise[drawn][order]))
             ax.plot(value[centre], rise[drawn][order][centre], "*", ms=10, color="C3")
-        title = f"{name}: [{low:.3g}, {high:.3g}]"
+        shown = [f"{bound:.3g}" if np.isfinite(bound) else "unbounded" for bound in (low, high)]
+        title = f"{name}: [{shown[0]}, {shown[1]}]"
         if "identifiable" in profiles and not bool(one["identifiable"]):
             title += "\nnot identifiable"
         ax.set_title(title, fontsize="medium")
