@@ -287,11 +287,16 @@ def test_from_csv_skips_blank_lines_and_strips_spaces(tmp_path):
         ("x,y\n", r"has a header but no rows"),
         ("x,x\n1,2\n", r"the header names \['x'\] more than once"),
         ("x,\n1,2\n", r"column 2 of the header has no name"),
-        ("x,y\n1,2\n3\n", r"row 2 has 1 fields: expected 2"),
-        ("x,y\n1,2\n3,4\n5,abc\n", r"row 3, column 'y' holds 'abc': expected a number"),
-        ("x,y\n1,2\n3,nan\n", r"row 2, column 'y' holds 'nan': expected a finite number"),
-        ("x,y\n1,\n", r"row 1, column 'y' holds '': expected a number"),
-        ("x,y\ninf,1\n", r"row 1, column 'x' holds 'inf': expected a finite number"),
+        ("x,y\n1,2\n3\n", r"row 2 \(line 3\) has 1 fields: expected 2"),
+        ("x,y\n1,2\n3,4\n5,abc\n", r"row 3 \(line 4\), column 'y' holds 'abc': expected a number"),
+        ("x,y\n1,2\n3,nan\n", r"row 2 \(line 3\), column 'y' holds 'nan': expected a finite"),
+        ("x,y\n1,\n", r"row 1 \(line 2\), column 'y' holds '': expected a number"),
+        ("x,y\ninf,1\n", r"row 1 \(line 2\), column 'x' holds 'inf': expected a finite"),
+        # a blank or whitespace-only line is skipped, a quoted line break or a form feed
+        # keeps the line numbers; "1_000" is not a CSV number
+        ("x,y\n1,2\n  \n\n3,1_000\n", r"row 2 \(line 5\), column 'y' holds '1_000'"),
+        ('x,y\n"1\n",2\n3,z\n', r"row 2 \(line 4\), column 'y' holds 'z'"),
+        ("x,y\n1,2\f\n3,z\n", r"row 2 \(line 3\), column 'y' holds 'z'"),
     ],
 )
 def test_from_csv_errors_name_the_row(tmp_path, text, match):
@@ -563,6 +568,9 @@ def test_sobol_indices_need_a_saltelli_design():
         sobol_indices(d, d.columns["x"])
     with pytest.raises(TypeError, match=r"`design` is \{\}: expected a Design made by"):
         sobol_indices({}, [1.0])
+    bare = design.Design({"x": np.arange(8.0)}, "saltelli")  # (was a KeyError: 'ranges')
+    with pytest.raises(TypeError, match=r"a Design of kind 'saltelli' without saltelli's spec"):
+        sobol_indices(bare, np.arange(8.0))
 
 
 def test_public_names():

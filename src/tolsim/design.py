@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import types
@@ -541,8 +542,9 @@ def saltelli(
 def from_csv(path: str | PathLike[str]) -> Design:
     """Design from a CSV file: a header of names, then one sample point per row.
 
-    Every field must be a finite number; the error for one that is not gives its row (row k is
-    line k + 1 of the file) and column. The spec records the path and the SHA-256 hash.
+    Every field must be a finite number; the error for one that is not gives its row (the
+    k-th sample point), its line in the file and its column. Lines that are empty or hold
+    only whitespace are skipped. The spec records the path and the SHA-256 hash.
 
     Examples
     --------
@@ -559,7 +561,13 @@ def from_csv(path: str | PathLike[str]) -> Design:
         raise FileNotFoundError(f"`path` = {str(path)!r}: no such file")
     raw = path.read_bytes()
     text = raw.decode("utf-8-sig")
-    rows = list(csv.reader(text.splitlines()))
+    # (csv's own line splitting: str.splitlines also splits at form feeds and U+2028, and
+    # inside quoted fields, which put the rows' line numbers out)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    rows, lines = [], []
+    for row in reader:
+        rows.append(row)
+        lines.append(reader.line_num)
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ValueError(f"`path` = {str(path)!r} is empty: expected a header of column names")
     header = [name.strip() for name in rows[0]]
@@ -569,28 +577,35 @@ def from_csv(path: str | PathLike[str]) -> Design:
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise ValueError(f"`path` = {str(path)!r}: the header names {duplicated} more than once")
-    data = [(number, row) for number, row in enumerate(rows[1:], start=1) if row]
+    points = [
+        (row, line)
+        for row, line in zip(rows[1:], lines[1:], strict=True)
+        if any(cell.strip() for cell in row)
+    ]
+    data = [(number, row, line) for number, (row, line) in enumerate(points, start=1)]
     if not data:
         raise ValueError(f"`path` = {str(path)!r} has a header but no rows of sample points")
     values = np.empty((len(data), len(header)))
-    for i, (number, row) in enumerate(data):
+    for i, (number, row, line) in enumerate(data):
+        where = f"`path` = {str(path)!r}: row {number} (line {line})"
         if len(row) != len(header):
             raise ValueError(
-                f"`path` = {str(path)!r}: row {number} has {len(row)} fields: expected "
-                f"{len(header)}, one per column of the header"
+                f"{where} has {len(row)} fields: expected {len(header)}, one per column of "
+                "the header"
             )
         for j, field_text in enumerate(row):
             try:
+                if "_" in field_text:  # Python's float reads 1_000; a CSV number has no "_"
+                    raise ValueError
                 value = float(field_text)
             except ValueError:
                 raise ValueError(
-                    f"`path` = {str(path)!r}: row {number}, column {header[j]!r} holds "
-                    f"{field_text!r}: expected a number"
+                    f"{where}, column {header[j]!r} holds {field_text!r}: expected a number"
                 ) from None
             if not math.isfinite(value):
                 raise ValueError(
-                    f"`path` = {str(path)!r}: row {number}, column {header[j]!r} holds "
-                    f"{field_text.strip()!r}: expected a finite number (not NaN or inf)"
+                    f"{where}, column {header[j]!r} holds {field_text.strip()!r}: expected a "
+                    "finite number (not NaN or inf)"
                 )
             values[i, j] = value
     spec = {
@@ -712,6 +727,12 @@ def sobol_indices(
     if not isinstance(design, Design) or design.kind != "saltelli":
         got = f"a Design of kind {design.kind!r}" if isinstance(design, Design) else repr(design)
         raise TypeError(f"`design` is {got}: expected a Design made by tolsim.design.saltelli")
+    if not {"ranges", "n"} <= set(design.spec):
+        raise TypeError(
+            f"`design` is a Design of kind 'saltelli' without saltelli's spec (its `ranges` "
+            f"and `n`; it has {sorted(design.spec)}): expected a Design made by "
+            "tolsim.design.saltelli"
+        )
     y = np.asarray(y)
     if y.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"`y` has dtype {y.dtype}: expected real numbers")
