@@ -24,8 +24,9 @@ def test_exponential_regrowth_through_absolute_threshold():
     got = tolsim.time_to_recurrence(ds, threshold=5000.0)
     assert got.attrs["units"] == "days"
     assert float(got) == pytest.approx(expected, abs=1e-4)
-    # regrowing at withdrawal: recurrence back to the withdrawal size is immediate
-    assert float(tolsim.time_to_recurrence(ds)) == 0.0
+    # regrowing at withdrawal: recurrence back to the withdrawal size is immediate, and said
+    with pytest.warns(UserWarning, match=r"1 of 1 sample\(s\) grow from withdrawal \(day 20\)"):
+        assert float(tolsim.time_to_recurrence(ds)) == 0.0
     # a threshold never reached within the horizon is censored: inf
     assert np.isinf(float(tolsim.time_to_recurrence(ds, threshold=1e12)))
 
@@ -180,3 +181,26 @@ def test_a_level_step_on_an_output_day_does_not_bend_the_interval_before_it():
         expected = brentq(lambda t, level=level: total(t) - level, *crossed_in, xtol=1e-12)
         got = float(tolsim.time_to_recurrence(ds, threshold=level))
         assert got + 28.0 == pytest.approx(expected, abs=tolerance)
+
+
+def test_an_arms_result_keeps_each_arms_level_steps_when_the_withdrawal_day_is_given():
+    """Passing `withdrawal_day` to an arms result skipped the per-arm path, so its schedules'
+    level steps were lost: the interval ending at the inhibitor's start (a kink) took the
+    right-hand slope and found a recurrence that never happens (day 39.5, not 43.x)."""
+    model = tolsim.models.TwoState(crowding="none")
+    p = model.default_params(mu_E=1e-3, kappa_T=2.0, T0=1e4)
+    inhibitor = inhibitor_after_withdrawal()
+    plain = tolsim.Schedule.from_phases([{"days": 28, "tamoxifen": 1.0}, {"days": 72}])
+    times = np.arange(101.0)
+    single = tolsim.simulate(model, p, inhibitor, times)
+    level = 1.0005 * float(single.N.sel(time=40.0))  # not reached before the kink at day 40
+    arms = tolsim.simulate_arms(model, p, {"inhibitor": inhibitor, "plain": plain}, times)
+    by_arm = tolsim.time_to_recurrence(arms, threshold=level)
+    given = tolsim.time_to_recurrence(arms, threshold=level, withdrawal_day=28.0)
+    alone = float(tolsim.time_to_recurrence(single, threshold=level))
+    assert float(by_arm.sel(arm="inhibitor")) == alone and alone > 12.0
+    np.testing.assert_array_equal(given.values, by_arm.values)
+    # a given day overrides each arm's own (here 30 instead of 28)
+    later = tolsim.time_to_recurrence(arms, threshold=level, withdrawal_day=30.0)
+    alone_later = float(tolsim.time_to_recurrence(single, threshold=level, withdrawal_day=30.0))
+    assert float(later.sel(arm="inhibitor")) == alone_later

@@ -189,7 +189,10 @@ def time_to_recurrence(
     derivative (``O(h^3)``). A step between output days, and a withdrawal day that is not an
     output day, are warned about: the interpolant cannot follow the kink. The recurrence time
     is 0 when the burden already exceeds the threshold at withdrawal, and ``inf`` when it never
-    rises through it within the simulated horizon (right-censored at ``ds.time[-1]``).
+    rises through it within the simulated horizon (right-censored at ``ds.time[-1]``). Under
+    ``"size_at_withdrawal"`` a burden that grows from withdrawal on (tolerant cells already
+    regrowing under tamoxifen: no remission) recurs at once, 0 days; that is warned about, as
+    a threshold in cells then times the regrowth to a size.
 
     Parameters
     ----------
@@ -247,8 +250,10 @@ def source_record(attrs, names=SOURCE_ATTRS) -> dict:
 
 def _recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:
     check_provenance(ds)
-    if withdrawal_day is None and "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
-        return _per_arm(_arms_only(ds), threshold)  # a tolsim.simulate_arms result
+    if "withdrawal_day" not in ds.attrs and "withdrawal_day" in ds:
+        # a tolsim.simulate_arms result: each arm with its own schedule's level steps (a
+        # given day overrides each arm's own; the schedule still marks where dN/dt jumps)
+        return _per_arm(_arms_only(ds), threshold, withdrawal_day)
     if "path" in ds.dims and "time_to_recurrence" in ds:
         return _stochastic_recurrence(ds, threshold, withdrawal_day)
     for name in ("N", "dN_dt"):
@@ -312,6 +317,16 @@ def _recurrence(ds: xr.Dataset, threshold, withdrawal_day) -> xr.DataArray:
         withdrawal_day,
         levels,
     )
+    immediate = int(np.sum(days == 0.0))
+    if np.isnan(level) and immediate:
+        warnings.warn(
+            f"{immediate} of {days.size} sample(s) grow from withdrawal (day "
+            f"{withdrawal_day:g}) on, never falling below their size at withdrawal: under "
+            "threshold='size_at_withdrawal' they recur at once (0 days). Pass a threshold in "
+            "cells to time their regrowth to a size",
+            UserWarning,
+            stacklevel=3,
+        )
     shape = [ds.sizes[d] for d in sample_dims]
     return xr.DataArray(
         days.reshape(shape),
@@ -355,11 +370,13 @@ def _arms_only(ds: xr.Dataset) -> xr.Dataset:
 _ARM_VARIABLES = ("schedule", "withdrawal_day")
 
 
-def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:
+def _per_arm(ds: xr.Dataset, threshold, withdrawal_day=None) -> xr.DataArray:
     """:func:`time_to_recurrence` of each arm of a :func:`tolsim.simulate_arms` result, from
-    its own withdrawal day and schedule; NaN for an arm that never gives tamoxifen."""
+    its own withdrawal day (or ``withdrawal_day`` for every arm) and schedule; NaN for an arm
+    that never gives tamoxifen (unless ``withdrawal_day`` is given)."""
     if ds["withdrawal_day"].ndim == 0:  # one arm (selected from an arms result)
-        return _per_arm(ds.expand_dims("arm"), threshold).squeeze("arm", drop=True)
+        one = _per_arm(ds.expand_dims("arm"), threshold, withdrawal_day)
+        return one.squeeze("arm", drop=True)
     (dim,) = ds["withdrawal_day"].dims
     parts = []
     for i in range(ds.sizes[dim]):
@@ -367,7 +384,9 @@ def _per_arm(ds: xr.Dataset, threshold) -> xr.DataArray:
         day = float(arm["withdrawal_day"])
         attrs = {"withdrawal_day": day, "schedule": str(arm["schedule"].values)}
         arm = arm.drop_vars(["withdrawal_day", "schedule"]).assign_attrs(attrs)
-        if np.isfinite(day):
+        if withdrawal_day is not None:
+            parts.append(_recurrence(arm, threshold, withdrawal_day))
+        elif np.isfinite(day):
             parts.append(_recurrence(arm, threshold, None))
         else:
             shape = arm["N"].isel(time=0, drop=True)

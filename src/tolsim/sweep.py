@@ -587,6 +587,12 @@ def sweep(
         on the daily grid with breakpoints) and ``status``; a sample whose solve failed
         (``status`` < 0) has NaN metrics. Memory and disk per sample are constant.
         ``trajectories``: states and ``N`` at ``times``.
+    recurrence_threshold : "size_at_withdrawal" or float
+        The level ``time_to_recurrence`` times regrowth through, as for
+        :func:`tolsim.time_to_recurrence`: each sample's own burden at withdrawal (default;
+        a sample that grows from withdrawal on, its tolerant cells already regrowing under
+        tamoxifen, scores 0 days, as it never falls below that size) or a number of cells,
+        e.g. a detection limit, which times regrowth to a size for every sample.
     client : distributed.Client, cluster, scheduler address, or None
         Where to run. None starts a local cluster sized to the machine (one single-threaded
         worker per core) and closes it afterwards; a scheduler address
