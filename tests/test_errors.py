@@ -89,6 +89,9 @@ def test_bad_solver_options():
         run(rtol=True)
     with pytest.raises(ValueError, match="`atol` = -1.0"):
         run(atol=-1.0)
+    for atol in (True, "1e-3"):  # float() read them as 1 cell and 0.001
+        with pytest.raises(TypeError, match=r"`atol` = .*: expected a positive real number"):
+            run(atol=atol)
     with pytest.raises(ValueError, match="`max_steps` = 0"):
         run(max_steps=0)
     with pytest.raises(ValueError, match="'exact' needs a linear model"):

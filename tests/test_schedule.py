@@ -623,6 +623,11 @@ def test_dose_after_schedule_end_is_named():
         ({"start_day": -1.0}, r"`oral_doses\[0\]\.start_day` = -1\.0"),
         ({"stop_day": 0.0}, r"`oral_doses\[0\]` stops on day 0"),
         ({"every_days": 1e-9}, r"`oral_doses\[0\]` gives ~\d+ doses"),
+        # no dose: it counted as giving tamoxifen, with a withdrawal on day 1.0000000001
+        (
+            {"start_day": 1.0, "stop_day": 1.0 + 1e-10},
+            r"`oral_doses\[0\]` gives no dose: it stops on day 1.* within rounding of its start",
+        ),
     ],
 )
 def test_bad_oral_regimens_are_named(changes, name):

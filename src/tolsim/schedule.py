@@ -572,9 +572,10 @@ class Schedule:
     pellets : sequence of Pellet
         Pellets, each within ``[0, duration_days]``.
 
-    Two schedules are equal when they give the same regimen: the order in which their phases,
-    oral regimens and pellets are listed does not matter (``a | b == b | a``), though it is
-    kept, as given, in :meth:`to_dict` and :meth:`to_json`.
+    Two schedules are equal when they list the same phases, oral regimens and pellets, in any
+    order (``a | b == b | a``; the order is kept, as given, in :meth:`to_dict` and
+    :meth:`to_json`). Equal concentrations written differently are not equal schedules: a
+    phase split in two, or a drug named at 0 µM in one and left out of the other.
 
     Examples
     --------
@@ -672,6 +673,13 @@ class Schedule:
             raise ValueError(
                 f"`{where}` gives ~{regimen._dose_count()} doses: at most "
                 f"{_MAX_DOSES_PER_REGIMEN} doses per regimen (check `every_days`)"
+            )
+        if regimen.dose_days.size == 0:  # (a stop within rounding of the start)
+            raise ValueError(
+                f"`{where}` gives no dose: it stops on day {_fmt(regimen.stop_day)}, within "
+                f"rounding of its start on day {_fmt(regimen.start_day)}; expected a regimen "
+                "that gives at least one dose (it would count as giving the drug, from a "
+                "withdrawal that never happens)"
             )
         late = regimen.dose_days[regimen.dose_days >= self.duration_days]
         if late.size:

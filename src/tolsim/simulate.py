@@ -74,7 +74,10 @@ def simulate(
         One parameter set (mapping name -> value, or a ``pandas.Series`` such as a row of a
         table; missing names take defaults), or many: a ``pandas.DataFrame`` or a mapping of
         equal-length 1-d arrays (scalars broadcast).
-        Many sets add a ``sample`` dimension and are solved in parallel (``numba.prange``).
+        Many sets add a ``sample`` dimension (numbered 0, 1, ...: a data frame's index is not
+        kept; its rows are in order) and are solved in parallel (``numba.prange``); the
+        result holds them as the ``parameters`` variable (a single set also as the ``params``
+        attr).
     schedule : Schedule
         Dosing schedule; exposures switch exactly at its breakpoints.
     times : array_like, shape (n_times,)
@@ -729,6 +732,8 @@ def check_rtol(value, name: str = "rtol") -> float:
 
 
 def _positive_float(value, name: str) -> float:
+    if isinstance(value, bool | np.bool_ | str | bytes):  # (float() reads True and "1e-3")
+        raise TypeError(f"`{name}` = {value!r}: expected a positive real number")
     try:
         value = float(value)
     except (TypeError, ValueError):
