@@ -391,6 +391,56 @@ def test_tau_leaping_never_gives_negative_counts_and_agrees_with_pk(linear):
     assert stats.ks_2samp(tau.T.values[:, -1], ssa.T.values[:, -1]).pvalue > LEVEL
 
 
+@pytest.mark.parametrize("threshold", [1.0, 1.5, 3.0])
+def test_hybrid_records_the_extinction_of_a_state_rounded_to_zero(threshold):
+    """Below half the threshold a continuous state turns discrete, rounded stochastically:
+    to 0 cells too when the threshold is under 2. That was no event, so the path's extinction
+    days stayed NaN ("did not die out") for 59% of the paths at threshold 1."""
+    model = tolsim.models.TwoState(crowding="none")
+    p = model.default_params(S0=100, T0=0, mu_0=0.0, mu_E=0.0, lambda_S=0.0, delta_S=0.5)
+    schedule = tolsim.Schedule.from_phases([{"days": 30}])
+    ds = tolsim.simulate(
+        model, p, schedule, [0.0, 30.0], method="hybrid", paths=200, seed=1, threshold=threshold
+    )
+    gone = ds.S.values[:, -1] == 0
+    assert gone.sum() >= 195  # P(S = 0 by day 30) = 0.99997 for pure death at 0.5/day
+    for name in ("extinction_day_S", "extinction_day"):
+        days = ds[name].values[gone]
+        assert np.all((days > 0.0) & (days <= 30.0)), name
+
+
+def test_tau_under_pk_chooses_among_critical_transitions_at_their_firing_time():
+    """Few T cells (their death and reversion to S critical, fired one at a time) beside many
+    R (so that tau leaps) under a rising then falling oral inhibitor. The critical transition
+    was chosen from propensities at the firing time normalised by their total at the leap's
+    start: reversions (S here, which is otherwise inert) came out 49% too few by day 0.5
+    (z = -72 over 20,000 paths). Exact references: the ODE mean and the branching
+    probability of no reversion."""
+    model = tolsim.models.ThreeState(crowding="none")
+    inert = dict(lambda_S=0.0, delta_S=0.0, kappa_S=0.0, mu_0=0.0, mu_E=0.0, iota=0.0)
+    p = model.default_params(
+        S0=0, T0=8, R0=100_000, kappa_T=2.0, lambda_T=0.0, nu_0=0.2, nu_off=0.0, rho=0.0,
+        **inert,
+    )  # fmt: skip
+    pk = tolsim.PK(ka_per_day=3.0, ke_per_day=0.05, volume_l=1.0, molar_mass_g_per_mol=300.0)
+    schedule = tolsim.Schedule.oral(
+        "inhibitor", dose_mg=3.0, every_days=100.0, stop_day=1.0, pk=pk, duration_days=3.0
+    )
+    times = np.array([0.0, 0.5, 3.0])
+    paths = 2000
+    ds = tolsim.simulate(model, p, schedule, times, method="tau", paths=paths, seed=4)
+    assert ds.n_steps.values.mean() < 100  # it leaps (events number ~1e5 per path)
+    ode = tolsim.simulate(model, p, schedule, times, rtol=1e-10, atol=1e-12)
+    for i, day in enumerate(times[1:], start=1):
+        reversions = ds.S.sel(time=day).values.astype(float)
+        z = (reversions.mean() - ode.S.values[i]) / (reversions.std() / np.sqrt(paths))
+        assert abs(z) < 4.0, (day, reversions.mean(), ode.S.values[i])
+        none = tolsim.extinction_probability(model, p, schedule, states=["S"], by_day=day)
+        q = none.extinction_probability.item()
+        z = (np.mean(reversions == 0) - q) / np.sqrt(q * (1 - q) / paths)
+        assert abs(z) < 4.0, (day, np.mean(reversions == 0), q)
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     t0=st.integers(0, 60),

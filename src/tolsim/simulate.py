@@ -119,8 +119,8 @@ def simulate(
         exceeds it.
     threshold : float
         Hybrid method: states below this many cells are simulated exactly (default 1000).
-        Accepted and unused by "ssa" and "tau", so one set of stochastic options serves all
-        three methods.
+        Accepted (and checked: a number >= 1) but unused by "ssa" and "tau", so one set of
+        stochastic options serves all three methods.
     recurrence_threshold : "size_at_withdrawal" or float
         Stochastic methods: burden (cells) whose first exceedance after tamoxifen withdrawal
         gives each path's ``time_to_recurrence``, computed exactly in the kernel (default

@@ -641,7 +641,7 @@ def tau_leaps(
                     if substep == np.inf:
                         t_critical = t + exponential(rng) / a0_critical
                     else:
-                        t_critical = hazard_time(
+                        t_critical = hazard_time(  # (a_mid as scratch: `a` stays the start's)
                             exponential(rng),
                             t,
                             t + tau,
@@ -652,7 +652,7 @@ def tau_leaps(
                             x,
                             p,
                             conc,
-                            a,
+                            a_mid,
                             critical,
                             acc,
                         )
@@ -683,9 +683,18 @@ def tau_leaps(
                     for i in range(n):
                         x_new[i] += counts[j] * stoich[j, i]
                 if fire_critical:
-                    if substep != np.inf:
-                        total_rates(t + tau, t0, level, pk, x, p, conc, a)
-                    j = choose(a, a0_critical, uniform(rng), critical)
+                    if substep == np.inf:
+                        j = choose(a, a0_critical, uniform(rng), critical)
+                    else:  # which one fires: their propensities at its time, not the start's
+                        total_rates(t + tau, t0, level, pk, x, p, conc, a_mid)
+                        at_firing = 0.0
+                        for k in range(n_tr):
+                            if critical[k]:
+                                at_firing += a_mid[k]
+                        if at_firing > 0.0:
+                            j = choose(a_mid, at_firing, uniform(rng), critical)
+                        else:  # (none could fire at that instant: round-off in its root)
+                            j = choose(a, a0_critical, uniform(rng), critical)
                     fired += 1.0
                     for i in range(n):
                         x_new[i] += stoich[j, i]
@@ -922,6 +931,7 @@ def hybrid_path(
                     events += 1
                     update_summary(t, x, stoich, j, summary, recurrence)
                     if partition(x, stoich, threshold, discrete_state, discrete_tr, rng):
+                        update_summary(t, x, stoich, -1, summary, recurrence)  # (rounded)
                         hazard = 0.0
                         target = exponential(rng)
                         fresh = True
@@ -992,7 +1002,8 @@ def hybrid_path(
                     fire(j, x, stoich)
                     events += 1
                     update_summary(t, x, stoich, j, summary, recurrence)
-                partition(x, stoich, threshold, discrete_state, discrete_tr, rng)
+                if partition(x, stoich, threshold, discrete_state, discrete_tr, rng):
+                    update_summary(t, x, stoich, -1, summary, recurrence)  # (rounded)
                 hazard = 0.0
                 target = exponential(rng)
                 fresh = True
@@ -1009,6 +1020,9 @@ def hybrid_path(
             t = t_stop if lands else t + h
             h *= factor
             if partition(x, stoich, threshold, discrete_state, discrete_tr, rng):
+                # a state turned discrete is rounded, to 0 cells too where threshold < 2:
+                # its extinction day is then (the jumps' summary never sees it)
+                update_summary(t, x, stoich, -1, summary, recurrence)
                 hazard = 0.0
                 target = exponential(rng)
                 fresh = True
