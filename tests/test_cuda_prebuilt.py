@@ -81,6 +81,30 @@ def test_the_source_key_follows_the_constants_and_the_rates():
     assert tolsim.models.TwoState("gompertz").rates is two.rates
 
 
+def test_the_source_key_reads_the_kernel_modules_the_template_imports(tmp_path, monkeypatch):
+    """Only those: a fix to the stochastic kernels, which the ODE kernel never calls, made
+    every shipped kernel stale (a 9-minute rebuild). Any import form counts, through other
+    modules too."""
+    from tolsim.kernels import specialise
+
+    assert cuda_prebuilt.template_modules() == ("cuda_template.py", "events.py", "tableau.py")
+    tau = cuda_prebuilt.template_modules("cuda_stochastic_template")
+    assert {"stochastic_template.py", "cuda_template.py", "elementary.py"} <= set(tau)
+    assert "placeholder.py" not in tau  # (the rate function is fingerprinted on its own)
+    for line in (
+        "from tolsim.kernels import summary as s, linalg",
+        "import tolsim.kernels.summary",
+        "from tolsim.kernels.summary import x",
+    ):
+        (tmp_path / "t.py").write_text(f"{line}\n")
+        (tmp_path / "summary.py").write_text("from tolsim.kernels import random\n")
+        for name in ("linalg", "random"):
+            (tmp_path / f"{name}.py").write_text("")
+        monkeypatch.setattr(specialise, "_KERNEL_DIR", tmp_path)
+        found = set(cuda_prebuilt.template_modules("t"))
+        assert {"summary.py", "random.py"} <= found, line
+
+
 def test_the_launch_types_of_solve_are_those_the_kernels_were_built_for(monkeypatch):
     """:func:`cuda.solve` launches with the argument types the prebuilt kernels declare
     (numpy arrays stand in for device arrays, which numba types alike)."""
@@ -117,12 +141,13 @@ def test_the_source_key_changes_with_every_file_and_function_the_kernel_is_built
     constants = cuda.variant_constants(MODEL, 1, 128, method="dopri5", trajectories=False)
     key = cuda_prebuilt.source_key(MODEL.rates, constants)
     edited = tmp_path / "kernels"
-    for name in (f"{cuda_prebuilt.TEMPLATE}.py", *specialise._DEPENDENCIES):
+    for name in (*cuda_prebuilt.template_modules(), "stochastic_template.py"):
         shutil.copytree(specialise._KERNEL_DIR, edited, dirs_exist_ok=True)
         with open(edited / name, "a") as handle:
             handle.write("\n# an edit\n")
         monkeypatch.setattr(specialise, "_KERNEL_DIR", edited)
-        assert cuda_prebuilt.source_key(MODEL.rates, constants) != key, name
+        changed = cuda_prebuilt.source_key(MODEL.rates, constants) != key
+        assert changed == (name != "stochastic_template.py"), name  # (never imported)
         monkeypatch.undo()
     assert cuda_prebuilt.source_key(MODEL.rates, constants) == key
     original = specialise._rates_source

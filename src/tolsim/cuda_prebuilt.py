@@ -15,8 +15,8 @@ they were linked from, pickled as plain data (no Python code: any Python version
 them). One is used only where all of these match, and otherwise numba compiles as before
 (nothing is wrong, only slower):
 
-- the source the variant was compiled from: the template, every kernel module it calls, the
-  module defining the model's rate function and the variant's compile-time constants
+- the source the variant was compiled from: the template, every kernel module it imports,
+  the module defining the model's rate function and the variant's compile-time constants
   (:func:`source_key`);
 - the launch's argument types;
 - the numba-cuda version and the numba release series (0.68.x; the launch ABI and the
@@ -45,6 +45,7 @@ and a test fails when the shipped set no longer matches the sources
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.metadata
 import inspect
@@ -58,7 +59,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ARCHITECTURES", "attach", "build", "source_key", "summary", "variants"]
+__all__ = [
+    "ARCHITECTURES",
+    "attach",
+    "build",
+    "source_key",
+    "summary",
+    "template_modules",
+    "variants",
+]
 
 PREBUILT_DIR = Path(__file__).resolve().parent / "prebuilt"
 MANIFEST = "manifest.json"
@@ -103,18 +112,48 @@ def versions_match(built: dict, installed: dict) -> bool:
     ) == series(installed.get("numba", "-"))
 
 
+def template_modules(template: str = TEMPLATE) -> tuple[str, ...]:
+    """File names of ``tolsim.kernels`` modules the template imports, directly or through
+    one another (from their import statements; not the ``TOLSIM-RATES`` placeholder, whose
+    rate function is fingerprinted on its own), the template's first."""
+    from tolsim.kernels import specialise
+
+    found, pending = [], [template]
+    while pending:
+        name = pending.pop(0)
+        if name in found:
+            continue
+        found.append(name)
+        tree = ast.parse((specialise._KERNEL_DIR / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "tolsim.kernels":
+                pending += [alias.name for alias in node.names]  # from tolsim.kernels import x
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "tolsim.kernels."
+            ):
+                pending.append(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                pending += [
+                    alias.name.split(".")[2]
+                    for alias in node.names
+                    if alias.name.startswith("tolsim.kernels.")
+                ]
+    return tuple(f"{name}.py" for name in found if name != "placeholder")
+
+
 def source_key(rates, constants: dict[str, str]) -> str:
     """SHA-256 (hex) of what a CUDA kernel variant is compiled from: the template and the
-    kernel modules it calls (:data:`tolsim.kernels.specialise._DEPENDENCIES`), the source of
-    the module defining ``rates``, the source text of ``rates`` and of every jitted function
-    it reaches through its globals as they are bound now
+    kernel modules it imports (:func:`template_modules`; not the stochastic kernels, so that
+    a change to them leaves the shipped ODE kernels valid), the source of the module
+    defining ``rates``, the source text of ``rates`` and of every jitted function it reaches
+    through its globals as they are bound now
     (:func:`tolsim.kernels.specialise._function_fingerprint`), and the variant's
-    ``constants``. Unlike the name of the template's copy, it holds no
-    bytecode, so it is the same under every Python version."""
+    ``constants``. Unlike the name of the template's copy, it holds no bytecode, so it is
+    the same under every Python version."""
     from tolsim.kernels import specialise
 
     digest = hashlib.sha256()
-    for name in (f"{TEMPLATE}.py", *specialise._DEPENDENCIES):
+    for name in template_modules():
         digest.update(name.encode())
         digest.update((specialise._KERNEL_DIR / name).read_bytes())
     func = rates.py_func
