@@ -560,15 +560,6 @@ def test_docstring_examples():
 
 
 def test_observable_domains():
-    from tolsim.observe import (
-        fold_expansion,
-        luminescence,
-        time_to_recurrence,
-        tolerant_fraction,
-        total_cells,
-        tumour_volume,
-    )
-
     assert tolerant_fraction().domain == (0.0, 1.0)
     for make in (total_cells, tumour_volume, fold_expansion, time_to_recurrence):
         assert make().domain == (0.0, math.inf)
