@@ -108,10 +108,9 @@ class _Objective:
                 else:
                     days.append(observable.required_days(obs_days))
                 obs_values = np.asarray(table.loc[obs_rows, "value"], dtype=float)
-                if observable.outside(obs_values).any():
-                    outside.append(
-                        (name, obs_name, observable, obs_rows, observable.outside(obs_values))
-                    )
+                beyond = observable.outside(obs_values)
+                if beyond.any():
+                    outside.append((name, obs_name, observable, obs_rows, beyond))
                 problem = noise[obs_name].refused(obs_values)
                 if problem is not None:
                     unobservable.append((name, obs_name, noise[obs_name], obs_rows, *problem))
