@@ -1088,6 +1088,12 @@ def test_bad_prediction_file_names_the_key(tmp_path, capsys, old, new, message):
             'horizon_days = 30\nobjective = "eradication_probability"',
             "`optimize.horizon_days` in {file} applies to the recurrence objectives",
         ),
+        (  # (the default is no option given, as in the API: then the space is checked)
+            "threshold = 1e6",
+            'threshold = "size_at_withdrawal"\nobjective = "eradication_probability"\n'
+            "eradication_day = -1",
+            "`optimize.eradication_day` = -1",
+        ),
         ("[space]", "[search]", "{file} has unknown table [search]: expected 'model', 'template'"),
     ],
 )

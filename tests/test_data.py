@@ -236,9 +236,11 @@ def test_replicates_written_as_whole_numbers_are_one_label_from_a_file_or_a_fram
         read_measurements(clash)
     with pytest.raises(ValueError, match="duplicate"):
         read_measurements(pd.read_csv(clash))
-    labels = "condition,observable,time,value,replicate\na,N,0,1,r1\na,N,0,2,1.5\n"
+    labels = "condition,observable,time,value,replicate\n" + "".join(
+        f"a,N,0,{i},{label}\n" for i, label in enumerate(["r1", "1.5", "1_2", "12", "1e3", "+7"])
+    )  # (float() read "1_2" as 12 and "1e3" as 1000)
     table = read_measurements(write(tmp_path, "l.csv", labels)).table
-    assert table["replicate"].tolist() == ["r1", "1.5"]
+    assert table["replicate"].tolist() == ["r1", "1.5", "1_2", "12", "1e3", "7"]
 
 
 def test_unknown_columns_are_ignored_and_recorded():
@@ -279,10 +281,14 @@ def test_columns_that_read_as_censoring_limits_units_or_noise_are_refused(column
 
 def test_unrelated_columns_are_not_taken_for_lookalikes():
     names = ["notes", "plate", "sex", "series", "cell_line", "description", "seeding", "dose"]
+    # other quantities' units and limits (a review found these refused)
+    names += ["dose_unit", "imaging_unit", "detection_method", "seeding_density_limit"]
     frame = minimal_frame(**{name: ["x", "y", "z"] for name in names})
     assert read_measurements(frame).extra_columns == tuple(names)
     with pytest.raises(TypeError, match=r"`ignore` = 'sd': expected a sequence of column"):
         read_measurements(frame, ignore="sd")
+    with pytest.raises(ValueError, match=r"`ignore` = \['sd'\] names \['sd'\], which <DataF"):
+        read_measurements(frame, ignore=["sd"])
 
 
 def test_blank_lines_are_skipped_and_file_lines_stay_exact(tmp_path):

@@ -296,6 +296,8 @@ def test_from_csv_skips_blank_lines_and_strips_spaces(tmp_path):
         # keeps the line numbers; "1_000" is not a CSV number
         ("x,y\n1,2\n  \n\n3,1_000\n", r"row 2 \(line 5\), column 'y' holds '1_000'"),
         ('x,y\n"1\n",2\n3,z\n', r"row 2 \(line 4\), column 'y' holds 'z'"),
+        ('x,y\n"1\n",z\n', r"row 1 \(line 2\), column 'y' holds 'z'"),  # where it starts
+        ("x,y\n1,2\n,\n", r"row 2 \(line 3\), column 'x' holds ''"),  # empty fields: a point
         ("x,y\n1,2\f\n3,z\n", r"row 2 \(line 3\), column 'y' holds 'z'"),
     ],
 )

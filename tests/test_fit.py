@@ -555,9 +555,10 @@ def test_non_positive_values_name_the_table_rows_under_lognormal(small_data, tmp
         fit(MODEL, path, SCHEDULES, free=["lambda_S"], noise=LogNormal())
 
 
-def test_values_outside_the_observables_domain_are_refused(small_data, tmp_path):
+def test_values_outside_the_observables_domain(small_data, tmp_path):
     """A tolerant fraction in percent was fitted as it stood (T0 ran to its bound, no
-    warning); a negative cell count or recurrence day too."""
+    warning): now an error. A negative count or recurrence day may be noise (Normal noise
+    around a small value) or a unit error: a warning naming the rows, and the fit runs."""
     from tolsim.observe import time_to_recurrence, tolerant_fraction
 
     data = small_data.copy()
@@ -565,8 +566,8 @@ def test_values_outside_the_observables_domain_are_refused(small_data, tmp_path)
     data["value"] = np.linspace(0.5, 6.5, len(data))  # percent
     observables = {"tolerant_fraction": tolerant_fraction()}
     message = (
-        r"`data` has values its observables cannot take: \[1.13.*\], \.\.\. at rows .*"
-        r"condition 'control': observable 'tolerant_fraction' measures values in \[0, 1\]; "
+        r"`data` has values outside what its observables measure: \[1.13.*\], \.\.\. at rows "
+        r".*condition 'control': observable 'tolerant_fraction' measures values in \[0, 1\]; "
         r".* \(percentages\? give fractions: divide by 100\)"
     )
     with pytest.raises(ValueError, match=message):
@@ -577,15 +578,22 @@ def test_values_outside_the_observables_domain_are_refused(small_data, tmp_path)
     cells.to_csv(path, index=False)
     message = (
         r"\[-5.0\] at row 15 \(file line 17\), condition 'tamoxifen': observable "
-        r"'total_cells' measures values in \[0, inf\] cells$"
+        r"'total_cells' measures values in \[0, inf\] cells: kept, as noise can put"
     )
-    with pytest.raises(ValueError, match=message):
-        fit(MODEL, path, SCHEDULES, free=["lambda_S"], noise=Normal())
+    with pytest.warns(UserWarning, match=message):
+        result = fit(MODEL, path, SCHEDULES, free=["lambda_S"], noise=Normal(), starts=1)
+    assert np.isfinite(result.nllh)
     days = pd.DataFrame(
         {"condition": ["tamoxifen"], "observable": ["ttr"], "time": [0.0], "value": [-3.0]}
     )
-    with pytest.raises(ValueError, match=r"'ttr' measures values in \[0, inf\] days$"):
-        fit(MODEL, days, SCHEDULES, free=["lambda_S"], observables={"ttr": time_to_recurrence()})
+    withdrawn = {
+        "tamoxifen": tolsim.Schedule.from_phases([{"days": 20, "tamoxifen": 1.0}, {"days": 60}])
+    }
+    with pytest.warns(UserWarning, match=r"'ttr' measures values in \[0, inf\] days: kept"):
+        fit(
+            MODEL, days, withdrawn, free=["lambda_S"],
+            observables={"ttr": time_to_recurrence(threshold=2e5)}, noise=Normal(), starts=1,
+        )  # fmt: skip
 
 
 def test_lrt_needs_the_same_data_not_just_as_many_rows(small_data):

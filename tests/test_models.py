@@ -1,6 +1,7 @@
 """What models and schedules show of themselves: summaries and the parameter table."""
 
 import dataclasses
+import math
 import re
 
 import numpy as np
@@ -54,9 +55,12 @@ def test_summary_names_every_part_in_lines_of_at_most_99_characters(model):
 
 
 def test_summary_says_none_for_what_a_model_lacks():
-    bare = dataclasses.replace(GrowthSwitch(), drugs=(), tolerant_states=(), options=())
+    from user_models import AgeingGrowth  # (GrowthSwitch's rates read a drug: it needs one)
+
+    bare = AgeingGrowth()
+    assert bare.drugs == () and bare.tolerant_states == () and bare.options == ()
     lines = repr(bare).splitlines()
-    assert lines[0].startswith("<tolsim Model 'GrowthSwitch': 2 states")
+    assert lines[0].startswith("<tolsim Model 'AgeingGrowth': 1 state")
     assert "  drugs        (none)" in lines and "  tolerant     (none)" in lines
 
 
@@ -162,6 +166,65 @@ def test_linear_true_refuses_rates_that_depend_on_the_day():
     model = AgeingGrowth()
     ds = tolsim.simulate(model, {}, tolsim.Schedule(20.0), [0.0, 20.0], rtol=1e-10, atol=1e-10)
     assert float(ds.A[-1]) == pytest.approx(10.0 * np.exp(0.01 * 200 - 0.05 * 20), rel=1e-8)
+
+
+def test_linear_true_is_checked_beyond_the_default_parameters():
+    """Death (d + q A) A is linear at the default q = 0 only: with q = 1e-3 the exact solver
+    gave A(60) = 1.5e7 where the logistic answer is 200."""
+    from user_models import CrowdedDeath
+
+    with pytest.raises(ValueError, match=r"'death' of model 'CrowdedDeath' is not linear .*'q'"):
+        CrowdedDeath()
+
+
+def _growth_switch(logistic=False, **change):
+    return dataclasses.replace(GrowthSwitch(logistic), **change)
+
+
+def _two_state(**change):
+    return dataclasses.replace(tolsim.models.TwoState(), **change)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # a transition the rates never fill: its propensity was whatever memory held
+        (
+            lambda: _growth_switch(
+                linear=False,
+                transitions=GrowthSwitch().transitions + (tolsim.models.Transition.of("x", B=1),),
+            ),
+            r"leaves the propensity of transition\(s\) \['x'\] unset or NaN",
+        ),
+        # one transition too few: the rates wrote past `out`
+        (
+            lambda: _growth_switch(linear=False, transitions=GrowthSwitch().transitions[:5]),
+            r"'growth_switch_rates' of model 'GrowthSwitch' indexes beyond its arrays .* out: 5",
+        ),
+        # a drug or a constant the model does not declare: read past `c` or `p`
+        (lambda: _growth_switch(drugs=()), r"indexes beyond its arrays .* c: 0 drugs"),
+        (lambda: _growth_switch(True, constants=()), r"indexes beyond .* p: 10 parameters"),
+        # the same inside a jitted helper (no bounds check there): the guard cells tell
+        (
+            lambda: _two_state(transitions=tolsim.models.TwoState().transitions[:5]),
+            r"'two_state_rates' of model 'TwoState' writes beyond `out`",
+        ),
+        (
+            lambda: _two_state(
+                transitions=tolsim.models.TwoState().transitions
+                + (tolsim.models.Transition.of("x", T=1),)
+            ),
+            r"leaves the propensity of transition\(s\) \['x'\] unset",
+        ),
+        (lambda: _growth_switch(constants=("1",)), r"`constants` = \('1',\) .* real numbers"),
+        (lambda: _growth_switch(constants=(math.nan,)), r"`constants` = \(nan,\) .* finite"),
+    ],
+)
+def test_rate_functions_must_fit_the_models_sizes(make, message):
+    """The kernels do not check bounds: each of these was solved with status 0 (three runs
+    of the first gave A(20) = 356, 3e191 and 5e162)."""
+    with pytest.raises((TypeError, ValueError), match=message):
+        make()
 
 
 @pytest.mark.parametrize(

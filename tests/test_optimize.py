@@ -142,6 +142,8 @@ def test_eradication_objective_is_the_branching_probability():
         objective="eradication_probability", eradication_day=30.0,
     )  # fmt: skip
     assert on_day_30.attrs["eradication_day"] == 30.0
+    # the recurrence objectives' options are recorded as not taken (were a threshold and NaN)
+    assert on_day_30.attrs["threshold"] == "none" and on_day_30.attrs["horizon_days"] == "none"
 
 
 def test_sobol_ranges_are_crossed_with_grid_values():

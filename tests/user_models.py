@@ -101,3 +101,29 @@ def RootDeath() -> Model:  # noqa: N802
         initial=(("A", "A0"),),
         drugs=(),
     )
+
+
+@njit(cache=True, error_model="numpy")
+def crowded_death_rates(t, x, p, c, out):
+    out[0] = p[0] * x[0]  # division
+    out[1] = (p[1] + p[2] * x[0]) * x[0]  # death, with a crowding term q A: quadratic in A
+
+
+def CrowdedDeath() -> Model:  # noqa: N802
+    """Declared linear, and linear at its defaults only (the crowding coefficient q is 0
+    there): the linearity check must look beyond the defaults."""
+    return Model(
+        name="CrowdedDeath",
+        states=("A",),
+        parameters=(
+            Parameter("b", "1/day", 0.3, (0.0, 10.0)),
+            Parameter("d", "1/day", 0.1, (0.0, 10.0)),
+            Parameter("q", "1/(day cell)", 0.0, (0.0, 1.0)),
+            Parameter("A0", "cells", 100.0, (0.0, 1e12)),
+        ),
+        transitions=(Transition.of("division", A=1), Transition.of("death", A=-1)),
+        rates=crowded_death_rates,
+        initial=(("A", "A0"),),
+        drugs=(),
+        linear=True,
+    )

@@ -1489,8 +1489,9 @@ def _load_optimize_table(
                 "balanced Sobol sample)"
             )
         options["candidates"] = candidates
-    for key in ("horizon_days", "threshold"):
-        if key in table and objective == "eradication_probability":
+    for key, default in (("horizon_days", None), ("threshold", "size_at_withdrawal")):
+        given = key in table and table[key] != default
+        if given and objective == "eradication_probability":  # (the API's rule)
             raise ConfigError(
                 f"`optimize.{key}` in {file} applies to the recurrence objectives, not "
                 "`optimize.objective` = 'eradication_probability' (judged on "

@@ -271,6 +271,12 @@ def read_measurements(
     if isinstance(ignore, str) or not all(isinstance(name, str) for name in ignore):
         raise TypeError(f"`ignore` = {ignore!r}: expected a sequence of column names")
     where_column, ignored, extra = _map_columns(header, source)
+    absent = [name for name in ignore if name not in header]
+    if absent:
+        raise ValueError(
+            f"`ignore` = {list(ignore)!r} names {absent}, which {_shown(source)} does not have; "
+            f"its columns are {header}"
+        )
     lookalikes = [
         (name, meaning) for name in extra if name not in ignore for meaning in _lookalike(name)
     ]
@@ -414,6 +420,9 @@ def _not_utf8(path: str) -> str:
     return "not UTF-8; expected a UTF-8 text file"
 
 
+# a whole number written as a file might ("1", "01", "+1", "1.0"; not "1_2" or "1e3")
+_WHOLE_NUMBER = re.compile(r"([+-]?\d+)(?:\.0*)?")
+
 # extra columns whose names read as something tolsim reads from other columns, or not at all:
 # ignored silently, they would change the fit without a trace (a right-censored row read as
 # a value, hours read as days)
@@ -425,7 +434,7 @@ LOOKALIKES = (
         "`value`, and `left_censored`, below it)",
     ),
     (
-        ("detection", "quantification", "quantitation", "limit"),
+        ("detectionlimit", "limitofdetection", "quantificationlimit", "limitofquantification"),
         ("lod", "loq", "lloq", "uloq", "llod"),
         "a detection limit (give such a row the limit as its `value`, with `left_censored` true)",
     ),
@@ -442,15 +451,22 @@ LOOKALIKES = (
 )
 
 
+# the columns whose units tolsim fixes: a units column names one of them, or nothing else
+_UNIT_OF = {"unit", "units", "time", "times", "value", "values", "measurement", "day", "days"}
+
+
 def _lookalike(name: str) -> list[str]:
     """What ``name`` reads as among :data:`LOOKALIKES` (none: an unrelated column)."""
-    lower = name.lower()
+    joined = re.sub(r"[^a-z0-9]", "", name.lower())
     words = set(re.findall(r"[a-z]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()))
-    return [
-        meaning
-        for parts, tokens, meaning in LOOKALIKES
-        if any(part in lower for part in parts) or words & set(tokens)
-    ]
+    found = []
+    for parts, tokens, meaning in LOOKALIKES:
+        hit = any(part in joined for part in parts) or bool(words & set(tokens))
+        if hit and "units" in tokens:  # `dose_unit`, `imaging_unit`: other quantities' units
+            hit = words <= _UNIT_OF
+        if hit:
+            found.append(meaning)
+    return found
 
 
 def _map_columns(
@@ -506,13 +522,9 @@ def _parse_names(column, name, label, n_rows, lines, problems) -> list[str]:
             names.append("0")
         elif isinstance(cell, str):
             names.append(cell.strip())
-            if name == "replicate":  # as a data frame's numbers read: "1.0" and "1" are 1
-                try:
-                    number = float(cell)
-                except ValueError:
-                    continue
-                if number.is_integer():
-                    names[-1] = str(int(number))
+            whole = _WHOLE_NUMBER.fullmatch(names[-1])
+            if name == "replicate" and whole:  # as a data frame's numbers read: 1.0 is "1"
+                names[-1] = str(int(whole[1]))
         elif isinstance(cell, float | np.floating) and float(cell).is_integer():
             names.append(str(int(cell)))  # a numeric column with gaps is float: 1.0 is "1"
         else:

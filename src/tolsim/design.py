@@ -565,9 +565,11 @@ def from_csv(path: str | PathLike[str]) -> Design:
     # inside quoted fields, which put the rows' line numbers out)
     reader = csv.reader(io.StringIO(text, newline=""))
     rows, lines = [], []
+    start = 1
     for row in reader:
         rows.append(row)
-        lines.append(reader.line_num)
+        lines.append(start)  # the line the row starts on (a quoted line break spans two)
+        start = reader.line_num + 1
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ValueError(f"`path` = {str(path)!r} is empty: expected a header of column names")
     header = [name.strip() for name in rows[0]]
@@ -580,7 +582,7 @@ def from_csv(path: str | PathLike[str]) -> Design:
     points = [
         (row, line)
         for row, line in zip(rows[1:], lines[1:], strict=True)
-        if any(cell.strip() for cell in row)
+        if len(row) > 1 or (row and row[0].strip())  # (a row of empty fields is a point)
     ]
     data = [(number, row, line) for number, (row, line) in enumerate(points, start=1)]
     if not data:
@@ -762,7 +764,7 @@ def sobol_indices(
     if n < 2:
         raise ValueError(
             f"`design` has n = {n} base row: Sobol indices and their bootstrap need at least 2 "
-            "(and are reliable from a few hundred)"
+            f"(and {SOBOL_MIN_RELIABLE_N} or more to be reliable)"
         )
     if n < SOBOL_MIN_RELIABLE_N:
         warnings.warn(

@@ -155,7 +155,7 @@ class _Objective:
                 }
             )
         if outside:
-            raise ValueError(_outside_message(outside, table, data.file_lines))
+            _report_outside(outside, table, data.file_lines, observables)
         if unobservable:
             raise ValueError(_unobservable_message(unobservable, table, data.file_lines))
         self.n_data = len(table)
@@ -312,11 +312,32 @@ class _Objective:
         return self._gaussian
 
 
+def _report_outside(problems, table, file_lines, observables) -> None:
+    """Values outside their observable's domain, named by the table's own rows (and the
+    file's lines): an error where a fraction's values look like percentages (most of them in
+    (1, 100]), else a warning, as noise can put a measurement there (a small fraction under
+    Normal noise, say), but a unit error can too."""
+    values = table["value"].to_numpy(dtype=float)
+    kinds = table["observable"].to_numpy()
+    percent = any(
+        observables[name].domain[1] == 1.0
+        and np.mean((values[kinds == name] > 1.0) & (values[kinds == name] <= 100.0)) > 0.5
+        for name in {problem[1] for problem in problems}
+    )
+    message = _outside_message(problems, table, file_lines)
+    if percent:
+        raise ValueError(f"{message} (percentages? give fractions: divide by 100)")
+    warnings.warn(
+        f"{message}: kept, as noise can put a measurement there; if it cannot, check the data's "
+        "units",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 def _outside_message(problems, table, file_lines) -> str:
-    """One error for every condition and observable with values outside the observable's
-    domain, naming the table's own rows (and the file's lines)."""
+    """The values outside the observables' domains, by condition and observable."""
     parts = []
-    percent = False
     for condition, obs_name, observable, rows, bad in problems:
         table_rows = [int(table.index.get_loc(row)) for row in rows[bad]]
         values = table["value"].to_numpy(dtype=float)[table_rows]
@@ -327,9 +348,7 @@ def _outside_message(problems, table, file_lines) -> str:
             f"{_where(table_rows, file_lines)}, condition {condition!r}: observable "
             f"{obs_name!r} measures values in [{low:g}, {high:g}]{unit}"
         )
-        percent |= high == 1.0 and bool(np.all((values > 1.0) & (values <= 100.0)))
-    hint = " (percentages? give fractions: divide by 100)" if percent else ""
-    return f"`data` has values its observables cannot take: {'; '.join(parts)}{hint}"
+    return f"`data` has values outside what its observables measure: {'; '.join(parts)}"
 
 
 def _unobservable_message(problems, table, file_lines) -> str:

@@ -202,9 +202,9 @@ class Observable:
         What is measured, and how.
     domain : (float, float)
         The values a measurement can take, in :attr:`unit`: ``(0, 1)`` for a fraction,
-        ``(0, inf)`` for counts and sizes; default unrestricted. :func:`tolsim.fit` refuses
-        data outside it, naming the rows (a fraction given in percent would otherwise be
-        fitted as it stands).
+        ``(0, inf)`` for counts and sizes; default unrestricted. :func:`tolsim.fit` warns
+        about data outside it, naming the rows (noise can put a measurement there, a unit
+        error too), and refuses a fraction whose values look like percentages.
 
     Examples
     --------

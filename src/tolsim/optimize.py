@@ -287,7 +287,10 @@ def optimize_schedule(
         then be the same for all candidates to compare them fairly (an error otherwise).
     threshold : "size_at_withdrawal" or float
         Recurrence threshold (cells, finite and >= 0), as for
-        :func:`tolsim.time_to_recurrence`.
+        :func:`tolsim.time_to_recurrence`. Under the default, a parameter set whose burden
+        grows from withdrawal on (tolerant cells regrowing under tamoxifen) recurs at once,
+        0 days, whatever the schedule after withdrawal: give a threshold in cells to compare
+        schedules by the regrowth to a size.
     eradication_day : float, optional
         Day by which the tolerant reservoir must be empty (``eradication_probability``).
     top : int
@@ -542,6 +545,7 @@ def optimize_schedule(
             "ranking": ("rank", ranking, {"long_name": "best feasible candidates, best first"}),
         }
     )
+    recorded_threshold = threshold if isinstance(threshold, str) else float(threshold)
     attrs = {
         "title": f"tolsim schedule optimisation with {model.name}",
         "objective": objective,
@@ -556,8 +560,9 @@ def optimize_schedule(
         "top": int(top),
         "model": json.dumps(model.describe()),
         "n_parameter_sets": int(packed.shape[0]),
-        "threshold": threshold if isinstance(threshold, str) else float(threshold),
-        "horizon_days": np.nan if horizon_days is None else horizon_days,
+        # (an option of the recurrence objectives: "none" for eradication, as horizon_days)
+        "threshold": "none" if objective == "eradication_probability" else recorded_threshold,
+        "horizon_days": "none" if horizon_days is None else horizon_days,
         "eradication_day": (
             "the end of each candidate's treatment" if eradication_day is None else eradication_day
         )

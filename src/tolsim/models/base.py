@@ -19,6 +19,7 @@ import inspect
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 
 import numpy as np
 
@@ -275,8 +276,67 @@ class Model:
         _check_kernel_function(self.rates, "rates", "(t, x, p, c, out)")
         if self.lane_rates is not None:
             _check_kernel_function(self.lane_rates, "lane_rates", "(t, x, p, e, out)")
+        constants = []
+        for value in self.constants:
+            if isinstance(value, bool | np.bool_ | str | bytes) or not isinstance(value, Real):
+                raise TypeError(
+                    f"`constants` = {self.constants!r} of model {self.name!r}: expected real "
+                    "numbers"
+                )
+            if not math.isfinite(value):
+                raise ValueError(
+                    f"`constants` = {self.constants!r} of model {self.name!r}: expected finite "
+                    "numbers"
+                )
+            constants.append(float(value))
+        object.__setattr__(self, "constants", tuple(constants))
+        self._check_rate_sizes()
         if self.linear:
             self._check_linear()
+
+    def _check_rate_sizes(self) -> None:
+        """Run the rate function's Python source once, at the defaults, on arrays of exactly
+        the model's sizes followed by NaN guard cells: the kernels do not check bounds, so a
+        rate function that reads or writes beyond them (a transition too many or too few, a
+        drug or constant the model does not declare) would give garbage with status 0. An
+        index past an array raises in Python; one inside a jitted helper reads a NaN guard
+        (a NaN propensity) or writes one. One that cannot run as Python is not checked."""
+        rates = getattr(self.rates, "py_func", self.rates)
+        guard = 8
+        n_tr = len(self.transitions)
+
+        def guarded(values):
+            buffer = np.full(len(values) + guard, np.nan)
+            buffer[: len(values)] = values
+            return buffer, buffer[: len(values)]
+
+        sizes = (
+            f"x: {len(self.states)} states, p: {len(self.parameters) + len(self.constants)} "
+            f"parameters and constants, c: {len(self.drugs)} drugs, out: {n_tr} transitions"
+        )
+        _, x = guarded(np.full(len(self.states), 100.0))
+        _, p = guarded(np.concatenate([[q.default for q in self.parameters], self.constants]))
+        _, c = guarded(np.ones(len(self.drugs)))
+        out_buffer, out = guarded(np.full(n_tr, np.nan))
+        where = f"the rate function {_function_name(self.rates)!r} of model {self.name!r}"
+        try:
+            with np.errstate(all="ignore"):
+                rates(0.0, x, p, c, out)
+        except IndexError as error:
+            raise ValueError(
+                f"{where} indexes beyond its arrays ({error}); expected {sizes}"
+            ) from None
+        except Exception:  # noqa: BLE001 - not callable as Python: not checked here
+            return
+        if not np.all(np.isnan(out_buffer[n_tr:])):
+            raise ValueError(f"{where} writes beyond `out`; expected {sizes}")
+        unset = [self.transitions[j].name for j in np.flatnonzero(np.isnan(out))]
+        if unset:
+            raise ValueError(
+                f"{where} leaves the propensity of transition(s) {unset} unset or NaN at the "
+                f"defaults (1 µM of each drug, 100 cells of each state): it must fill every "
+                f"entry of `out` with a number, and read only {sizes}"
+            )
 
     def _check_result_names(self) -> None:
         """States, exposures and parameters (a sweep's design columns) become variables of
@@ -308,17 +368,26 @@ class Model:
     def _check_linear(self) -> None:
         """``linear=True`` is trusted by the exact solver and the branching process: check it.
 
-        At the default parameters and with each drug absent or at 1 µM, the propensities of
-        two random states must add (``r(x + y) = r(x) + r(y)``) and scale (``r(2x) =
-        2 r(x)``) to 1e-9 relative, and not depend on the day ``t`` itself. Runs the rate
-        function's Python source (no compile); one that cannot run as Python is not checked.
+        At the default parameters and at three parameter sets drawn within the bounds (a
+        propensity can be linear at the default of a parameter, such as a crowding
+        coefficient of 0, only), with each drug absent or at 1 µM, the propensities of two
+        random states must add (``r(x + y) = r(x) + r(y)``) and scale (``r(2x) = 2 r(x)``) to
+        1e-9 relative, and not depend on the day ``t`` itself. Runs the rate function's
+        Python source (no compile); one that cannot run as Python is not checked.
         """
         rates = getattr(self.rates, "py_func", self.rates)
-        p = self.pack({})
         rng = np.random.default_rng(0)
+        defaults = self.pack({})
+        drawn = [defaults]
+        for _ in range(3):
+            p = defaults.copy()
+            for i, q in enumerate(self.parameters):
+                low, high = (max(b, -1e6) if b < 0 else min(b, 1e6) for b in q.bounds)
+                p[i] = rng.uniform(low, high) if low < high else q.default
+            drawn.append(p)
         n_states, n_transitions = len(self.states), len(self.transitions)
         out = [np.empty(n_transitions) for _ in range(4)]
-        for level in (0.0, 1.0):
+        for p, level in ((p, level) for p in drawn for level in (0.0, 1.0)):
             c = np.full(len(self.drugs), level)
             x = rng.uniform(1.0, 1e3, n_states)
             y = rng.uniform(1.0, 1e3, n_states)
@@ -350,9 +419,10 @@ class Model:
                 raise ValueError(
                     f"`linear` = True, but the propensity of transition "
                     f"{self.transitions[bad[0]].name!r} of model {self.name!r} is not linear in "
-                    f"the state (at {level:g} µM of each drug, rates(x + y) != rates(x) + "
-                    "rates(y) or rates(2 x) != 2 rates(x)): the exact solver and the branching "
-                    "process would give wrong answers; set linear=False"
+                    f"the state (at {level:g} µM of each drug and parameters "
+                    f"{dict(zip(self.parameter_names, p.tolist(), strict=False))}, rates(x + y) "
+                    "!= rates(x) + rates(y) or rates(2 x) != 2 rates(x)): the exact solver and "
+                    "the branching process would give wrong answers; set linear=False"
                 )
 
     # -- derived arrays ----------------------------------------------------------------
@@ -588,6 +658,11 @@ class Model:
             "rates": f"{self.rates.py_func.__module__}.{self.rates.py_func.__qualname__}",
             "linear": self.linear,
         }
+
+
+def _function_name(function) -> str:
+    function = getattr(function, "py_func", function)
+    return getattr(function, "__qualname__", repr(function))
 
 
 def _check_kernel_function(function, name: str, signature: str) -> None:
