@@ -651,6 +651,17 @@ def test_lrt_refuses_fits_that_are_not_nested(small_data):
     )
     with pytest.raises(ValueError, match=r"not nested.*noise models of 'total_cells' differ"):
         likelihood_ratio_test(one, normal)
+    # another model under the same names (a division that makes two S cells): its describe()
+    # was the same, so the test took the fits as nested
+    twice = (tolsim.models.Transition.of("division_S", S=2),) + MODEL.transitions[1:]
+    doubling = dataclasses.replace(MODEL, transitions=twice)
+    assert doubling.describe() == MODEL.describe()
+    other = fit(
+        doubling, small_data, SCHEDULES, free=["lambda_S", "eps_S"], noise=LogNormal(),
+        fixed={"total_cells.sigma": SIGMA}, starts=1,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"not nested.*they fit different models"):
+        likelihood_ratio_test(one, other)
 
 
 def test_lrt_warns_when_the_full_fit_is_worse(small_data):

@@ -168,6 +168,25 @@ def test_linear_true_refuses_rates_that_depend_on_the_day():
     assert float(ds.A[-1]) == pytest.approx(10.0 * np.exp(0.01 * 200 - 0.05 * 20), rel=1e-8)
 
 
+@pytest.mark.parametrize("method", ["ssa", "tau", "hybrid"])
+def test_stochastic_methods_refuse_rates_that_depend_on_the_day(method):
+    """They take propensities as constant between breakpoints: SSA ran AgeingGrowth with
+    status 0 and a mean 11 standard errors off the exact one."""
+    from user_models import AgeingGrowth
+
+    model = AgeingGrowth()
+    assert model.day_dependent_transition() == "division_A"
+    assert GrowthSwitch().day_dependent_transition() is None
+    with pytest.raises(ValueError, match=r"`method` = '\w+': the propensity of transition "):
+        tolsim.simulate(
+            model, {}, tolsim.Schedule(20.0), [0.0, 20.0], method=method, paths=2, seed=1
+        )
+    with pytest.raises(ValueError, match=r"'division_A' of model 'AgeingGrowth' depends on"):
+        tolsim.sweep(
+            model, {"a": [0.01]}, tolsim.Schedule(20.0), store=None, method=method, seed=1
+        )
+
+
 def test_linear_true_is_checked_beyond_the_default_parameters():
     """Death (d + q A) A is linear at the default q = 0 only: with q = 1e-3 the exact solver
     gave A(60) = 1.5e7 where the logistic answer is 200."""

@@ -1416,8 +1416,12 @@ def _boundary_parameters(restricted: FitResult, full: FitResult) -> list[str]:
 
 def _nesting_difference(restricted: FitResult, full: FitResult) -> str | None:
     """Why ``restricted`` is not ``full`` with some free parameters fixed, or None."""
+    from tolsim.sweep import _model_fingerprint  # (what a model computes, not only its names)
+
     a, b = restricted.objective, full.objective
-    if a.model.describe() != b.model.describe():
+    if a.model.describe() != b.model.describe() or _model_fingerprint(
+        a.model
+    ) != _model_fingerprint(b.model):
         return f"they fit different models ({a.model.name!r} and {b.model.name!r})"
     for name in b.observables:
         if a.observables.get(name) != b.observables[name]:

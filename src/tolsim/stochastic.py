@@ -61,7 +61,22 @@ def kernel_module(model: Model, method: str):
     three methods)."""
     if method not in _METHOD_CODES:
         raise ValueError(f"`method` = {method!r}: expected one of {list(_METHOD_CODES)}")
+    check_day_independent(model, method)
     return specialised("stochastic_template", model.rates, {"METHOD": str(_METHOD_CODES[method])})
+
+
+def check_day_independent(model: Model, method: str) -> None:
+    """The stochastic methods take propensities as constant between breakpoints (but for
+    the concentrations): refuse a model whose rates read the day itself, which they would
+    run with status 0 and a wrong answer (SSA 11 standard errors off in review)."""
+    changing = model.day_dependent_transition()
+    if changing is not None:
+        raise ValueError(
+            f"`method` = {method!r}: the propensity of transition {changing!r} of model "
+            f"{model.name!r} depends on the day `t` itself, which the stochastic methods "
+            "take as constant between the schedule's breakpoints (they read time only through "
+            "the drug concentrations `c`); use an ODE method"
+        )
 
 
 def check_seed(seed) -> int:

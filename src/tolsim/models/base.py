@@ -294,6 +294,27 @@ class Model:
         if self.linear:
             self._check_linear()
 
+    def day_dependent_transition(self) -> str | None:
+        """The first transition whose propensity depends on the day ``t`` itself (not only
+        through the concentrations), at the defaults, 100 cells of each state and 1 µM of
+        each drug (days 0, 17.25 and 365.5); None if none does, or if the rate function
+        cannot run as Python. The exact solver, the branching process and the stochastic
+        methods take propensities as constant between the schedule's breakpoints."""
+        rates = getattr(self.rates, "py_func", self.rates)
+        x = np.full(len(self.states), 100.0)
+        p, c = self.pack({}), np.ones(len(self.drugs))
+        first, later = np.empty(len(self.transitions)), np.empty(len(self.transitions))
+        try:
+            rates(0.0, x, p, c, first)
+            for day in (17.25, 365.5):
+                rates(day, x, p, c, later)
+                changed = np.flatnonzero(np.abs(later - first) > 1e-12 * (np.abs(first) + 1e-300))
+                if changed.size:
+                    return self.transitions[changed[0]].name
+        except Exception:  # noqa: BLE001 - not callable as Python: the kernels will tell
+            return None
+        return None
+
     def _check_rate_sizes(self) -> None:
         """Run the rate function's Python source once, at the defaults, on arrays of exactly
         the model's sizes followed by NaN guard cells: the kernels do not check bounds, so a
@@ -375,6 +396,15 @@ class Model:
         1e-9 relative, and not depend on the day ``t`` itself. Runs the rate function's
         Python source (no compile); one that cannot run as Python is not checked.
         """
+        changing = self.day_dependent_transition()
+        if changing is not None:
+            raise ValueError(
+                f"`linear` = True, but the propensity of transition {changing!r} of model "
+                f"{self.name!r} depends on the day `t` itself (rates at day 0 and later days "
+                "differ at the same state and drug levels): the exact solver and the branching "
+                "process take rates as constant between the schedule's breakpoints; set "
+                "linear=False"
+            )
         rates = getattr(self.rates, "py_func", self.rates)
         rng = np.random.default_rng(0)
         defaults = self.pack({})
@@ -397,19 +427,6 @@ class Model:
             except Exception:  # noqa: BLE001 - not callable as Python: the kernels will tell
                 return
             r_x, r_y, r_sum, r_twice = out
-            later = np.empty(n_transitions)
-            for day in (17.25, 365.5):
-                rates(day, x, p, c, later)
-                changed = np.flatnonzero(np.abs(later - r_x) > 1e-12 * (np.abs(r_x) + 1e-300))
-                if changed.size:
-                    raise ValueError(
-                        f"`linear` = True, but the propensity of transition "
-                        f"{self.transitions[changed[0]].name!r} of model {self.name!r} depends on "
-                        f"the day `t` itself (rates at day 0 and day {day:g} differ at the same "
-                        "state and drug levels): the exact solver and the branching process "
-                        "take rates as constant between the schedule's breakpoints; set "
-                        "linear=False"
-                    )
             scale = np.abs(r_sum) + np.abs(r_twice) + 1e-300
             bad = np.flatnonzero(
                 (np.abs(r_sum - r_x - r_y) > 1e-9 * scale)
