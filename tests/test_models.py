@@ -266,6 +266,22 @@ def test_rate_functions_must_fit_the_models_sizes(make, message):
             {"exposures": (tolsim.models.Exposure("A", "tamoxifen", "kill_A", "kill_A"),)},
             r"has states and exposures both named \['A'\]",
         ),
+        # (each of these was accepted; review found them)
+        ({"initial": (("A",), ("B", "B0"))}, r"`initial` = .* expected pairs \(state, "),
+        ({"options": (("logistic", np.bool_(False)),)}, r"`options` = .* plain JSON values"),
+        (
+            {
+                "parameters": tuple(
+                    dataclasses.replace(p, bounds=(-1e3, 1e15)) if p.name == "A0" else p
+                    for p in GrowthSwitch().parameters
+                )
+            },
+            r"initial-value parameter 'A0' of state 'A' .* expected a lower bound >= 0",
+        ),
+        (
+            {"exposures": (tolsim.models.Exposure("E", "tamoxifen", "kill_A", "death_A"),)},
+            r"EC50 parameter 'kill_A' of exposure 'E' .* expected a lower bound > 0",
+        ),
     ],
 )
 def test_model_definitions_are_checked(change, message):

@@ -16,6 +16,7 @@ transitions at the same propensities. Solvers never know a model's name.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -233,6 +234,19 @@ class Model:
         if not isinstance(self.linear, bool | np.bool_):
             raise TypeError(f"`linear` = {self.linear!r} of model {self.name!r}: expected a bool")
         names = [p.name for p in self.parameters]
+        for pair in self.initial:
+            if isinstance(pair, str) or len(tuple(pair)) != 2:
+                raise TypeError(
+                    f"`initial` = {self.initial!r} of model {self.name!r}: expected pairs "
+                    "(state, initial-value parameter)"
+                )
+        try:
+            json.dumps(dict(self.options))
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`options` = {self.options!r} of model {self.name!r}: expected pairs (name, "
+                "value) of plain JSON values (str, int, float, bool), as results record them"
+            ) from None
         if not self.states or not self.transitions:
             raise ValueError(
                 f"model {self.name!r} has {len(self.states)} states and "
@@ -267,6 +281,21 @@ class Model:
                 )
         if {s for s, _ in self.initial} != set(self.states):
             raise ValueError("`initial` must give an initial-value parameter for every state")
+        by_name = {p.name: p for p in self.parameters}
+        for state, param in self.initial:
+            if by_name[param].bounds[0] < 0.0:
+                raise ValueError(
+                    f"initial-value parameter {param!r} of state {state!r} (model "
+                    f"{self.name!r}) has bounds {by_name[param].bounds}: expected a lower bound "
+                    ">= 0 (cells cannot be negative)"
+                )
+        for exp in self.exposures:
+            if exp.ec50 in by_name and not by_name[exp.ec50].bounds[0] > 0.0:
+                raise ValueError(
+                    f"EC50 parameter {exp.ec50!r} of exposure {exp.name!r} (model "
+                    f"{self.name!r}) has bounds {by_name[exp.ec50].bounds}: expected a lower "
+                    "bound > 0 (an EC50 <= 0 puts the exposure outside [0, 1])"
+                )
         for exp in self.exposures:
             if exp.drug not in self.drugs or exp.ec50 not in names or exp.hill not in names:
                 raise ValueError(f"exposure {exp.name!r} names an unknown drug or parameter")
