@@ -202,10 +202,14 @@ def test_time_to_recurrence_matches_simulate_result():
     schedule = tolsim.Schedule.from_phases([{"days": 56, "tamoxifen": 1.0}, {"days": 120}])
     ds = tolsim.simulate(model, model.default_params(), schedule, np.arange(177.0))
     traj = Trajectory.from_dataset(ds)
-    for threshold in ("size_at_withdrawal", 1e6):
+    for threshold in (1e6, 3e6):
         expected = float(tolsim.time_to_recurrence(ds, threshold=threshold))
         got = time_to_recurrence(threshold).predict(traj, [100.0])[0]
-        assert got == expected
+        assert got == expected and 5.0 < expected < 60.0
+    # at the default the burden grows from withdrawal on: 0 days both ways (and a warning)
+    with pytest.warns(UserWarning, match=r"1 of 1 sample\(s\) grow from withdrawal"):
+        expected = float(tolsim.time_to_recurrence(ds))
+    assert time_to_recurrence().predict(traj, [100.0])[0] == expected == 0.0
     weeks = np.arange(7.0, 120.0, 7.0)
     n = ds.N.values
     np.testing.assert_allclose(
