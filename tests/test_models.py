@@ -187,6 +187,19 @@ def test_stochastic_methods_refuse_rates_that_depend_on_the_day(method):
         )
 
 
+def test_lane_rates_must_give_what_rates_gives():
+    """dopri5 (lanes) gave A(10) = 626 where rosenbrock (rates) gave 38.5: the answer
+    depended on the method. kill_A defaults to 0, so only drawn parameters show it."""
+    from user_models import growth_switch_lane_rates_without_the_drug
+
+    with pytest.raises(
+        ValueError, match=r"`lane_rates` of model 'GrowthSwitch' gives .* transition 'death_A'"
+    ):
+        dataclasses.replace(GrowthSwitch(), lane_rates=growth_switch_lane_rates_without_the_drug)
+    for crowding in ("none", "logistic", "gompertz"):  # the built-in models pass
+        assert tolsim.models.ThreeState(crowding).lane_rates is not None
+
+
 def test_linear_true_is_checked_beyond_the_default_parameters():
     """Death (d + q A) A is linear at the default q = 0 only: with q = 1e-3 the exact solver
     gave A(60) = 1.5e7 where the logistic answer is 200."""

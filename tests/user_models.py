@@ -127,3 +127,17 @@ def CrowdedDeath() -> Model:  # noqa: N802
         drugs=(),
         linear=True,
     )
+
+
+@njit(cache=True, error_model="numpy")
+def growth_switch_lane_rates_without_the_drug(t, x, p, e, out):
+    """growth_switch_rates for lanes but for the drug term kill_A * c, which GrowthSwitch
+    reads from the concentration (it declares no exposure) and lanes cannot."""
+    for lane in range(x.shape[1]):
+        g = 1.0 - (x[0, lane] + x[1, lane]) / p[6, lane] if p[10, lane] == 1.0 else 1.0
+        out[0, lane] = p[0, lane] * g * x[0, lane]
+        out[1, lane] = p[1, lane] * x[0, lane]
+        out[2, lane] = p[4, lane] * x[0, lane]
+        out[3, lane] = p[5, lane] * x[1, lane]
+        out[4, lane] = p[2, lane] * g * x[1, lane]
+        out[5, lane] = p[3, lane] * x[1, lane]
