@@ -1038,6 +1038,27 @@ def test_bad_measurement_table_names_the_data_file(tmp_path, capsys, table, mess
     assert outputs_in(tmp_path) == []
 
 
+def test_a_lookalike_column_is_named_and_can_be_ignored(tmp_path, capsys):
+    table = "condition,observable,time,value,sd\ncontrol,total_cells,0,1e5,3\n"
+    (tmp_path / "measurements.csv").write_text(table)
+    path = write(tmp_path, FIT, "fit.toml")
+    status, _, err = run_cli(capsys, "fit", path, "--out", tmp_path / "out.nc")
+    assert status == 2 and "`sd` reads as a noise scale" in err
+    assert "`data.ignore_columns = ['sd']`" in err
+    ignoring = FIT.replace(
+        'path = "measurements.csv"', 'path = "measurements.csv"\nignore_columns = ["sd"]'
+    )
+    path = write(tmp_path, ignoring, "fit.toml")
+    status, _, err = run_cli(capsys, "fit", path, "--out", tmp_path / "out.nc")
+    assert "`sd`" not in err and "ignore" not in err  # (refused later: one condition's data)
+    bad = FIT.replace(
+        'path = "measurements.csv"', 'path = "measurements.csv"\nignore_columns = "sd"'
+    )
+    path = write(tmp_path, bad, "fit.toml")
+    status, _, err = run_cli(capsys, "fit", path, "--out", tmp_path / "out.nc")
+    assert status == 2 and "`data.ignore_columns` = 'sd' in" in err
+
+
 @pytest.mark.parametrize(
     "old, new, message",
     [

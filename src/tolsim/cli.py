@@ -931,10 +931,15 @@ def load_fit(path: str | os.PathLike[str]) -> FitConfig:
 
 
 def _load_data(table: Mapping[str, Any], path: Path, file: str) -> tuple[Path, Measurements]:
-    _check_keys(table, "data", file, ("path",), ())
+    _check_keys(table, "data", file, ("path",), ("ignore_columns",))
     data_path = _data_file(table["path"], "data.path", path, file)
+    ignore = table.get("ignore_columns", [])
+    if not isinstance(ignore, list) or not all(isinstance(name, str) for name in ignore):
+        raise ConfigError(
+            f"`data.ignore_columns` = {ignore!r} in {file}: expected a list of column names"
+        )
     try:
-        measurements = read_measurements(data_path)
+        measurements = read_measurements(data_path, ignore=ignore)
     except (OSError, TypeError, ValueError) as error:  # UnicodeDecodeError is a ValueError
         raise _wrapped("data.path", file, error) from None
     for observable in measurements.observables:
@@ -1659,6 +1664,8 @@ FIT.toml (tables [model], [data], [schedules.<condition>], [fit], optional
                                # observable, time, value (replicate, sigma,
                                # censored, left_censored optional; PEtab
                                # names accepted)
+  ignore_columns = ["sd"]      # optional: columns whose names read as censoring,
+                               # limits, units or noise, to ignore all the same
   [schedules.control]          # one schedule per condition of the data
   phases = [{ days = 28 }]
   [schedules.tamoxifen]

@@ -286,7 +286,7 @@ def read_measurements(
         raise ValueError(
             f"{_prefix(source)}: columns tolsim would ignore: {shown}. Rename or convert them, "
             f"or read the table with read_measurements(..., ignore={names!r}) (the command "
-            "line: drop them from the file)"
+            f"line: `data.ignore_columns = {names!r}`)"
         )
     missing = [name for name in REQUIRED_COLUMNS if name not in where_column]
     if missing:
