@@ -325,6 +325,20 @@ class Model:
         if self.linear:
             self._check_linear()
 
+    def _drawn_parameters(self, rng, n: int) -> list[np.ndarray]:
+        """Packed parameter vectors for the construction checks: the defaults, then ``n``
+        drawn uniformly within the bounds (clipped to +-1e6), constants as they are (no
+        constraint is checked: a draw may break one)."""
+        defaults = self.pack({})
+        drawn = [defaults]
+        for _ in range(n):
+            p = defaults.copy()
+            for i, q in enumerate(self.parameters):
+                low, high = (max(b, -1e6) if b < 0 else min(b, 1e6) for b in q.bounds)
+                p[i] = rng.uniform(low, high) if low < high else q.default
+            drawn.append(p)
+        return drawn
+
     def _check_lane_rates(self) -> None:
         """``lane_rates`` must give what ``rates`` gives, lane by lane (the CPU's ODE methods
         use one or the other by method and table size: a difference made the answer depend
@@ -341,10 +355,7 @@ class Model:
         names = self.parameter_names
         rng = np.random.default_rng(1)
         x = rng.uniform(10.0, 1e3, (len(self.states), lanes))
-        p = np.repeat(self.pack({})[:, None], lanes, axis=1)
-        for i, q in enumerate(self.parameters):  # lanes 1, 2: drawn within the bounds
-            low, high = (max(b, -1e6) if b < 0 else min(b, 1e6) for b in q.bounds)
-            p[i, 1:] = rng.uniform(low, high, lanes - 1) if low < high else q.default
+        p = np.column_stack(self._drawn_parameters(rng, lanes - 1))  # defaults, then drawn
         t = np.array([0.0, 3.5, 40.0])
         levels = np.array([0.0, 1.0, 5.0])
         e = np.array(
@@ -489,14 +500,7 @@ class Model:
             )
         rates = getattr(self.rates, "py_func", self.rates)
         rng = np.random.default_rng(0)
-        defaults = self.pack({})
-        drawn = [defaults]
-        for _ in range(3):
-            p = defaults.copy()
-            for i, q in enumerate(self.parameters):
-                low, high = (max(b, -1e6) if b < 0 else min(b, 1e6) for b in q.bounds)
-                p[i] = rng.uniform(low, high) if low < high else q.default
-            drawn.append(p)
+        drawn = self._drawn_parameters(rng, 3)
         n_states, n_transitions = len(self.states), len(self.transitions)
         out = [np.empty(n_transitions) for _ in range(4)]
         for p, level in ((p, level) for p in drawn for level in (0.0, 1.0)):
