@@ -289,6 +289,18 @@ def test_drug_burden_names_bad_input(args, error, match):
         drug_burden(*args)
 
 
+def test_candidates_that_recur_at_once_under_the_default_threshold_are_named():
+    """With the default parameters the burden grows from withdrawal on: under the default
+    threshold 7 of these 9 candidates scored 0 days and the other two were ranked, silently."""
+    model = tolsim.models.TwoState(crowding="none")
+    template = inhibitor_course(tamoxifen_days=60.0, follow_up_days=120.0)
+    space = {"inhibitor_start_day": [0.0, 30.0, 60.0], "inhibitor_days": [0.0, 14.0, 28.0]}
+    with pytest.warns(UserWarning, match=r"7 of 9 candidates recur at once \(0 days\)"):
+        result = optimize_schedule(model, model.default_params(), template, space, workers=1)
+    assert int(np.sum(result.benefit.values == 0.0)) == 7
+    optimize_schedule(model, model.default_params(), template, space, workers=1, threshold=1e7)
+
+
 def test_burdens_and_the_record_of_the_space_come_before_the_solves(monkeypatch):
     import tolsim.optimize as optimize
 
@@ -390,13 +402,15 @@ def test_different_follow_ups_need_a_horizon():
     with pytest.raises(ValueError, match="pass horizon_days"):
         optimize_schedule(MODEL, PARAMS, template, space, burden="tamoxifen_days")
     result = optimize_schedule(
-        MODEL, PARAMS, template, space, burden="tamoxifen_days", horizon_days=100.0
-    )
+        MODEL, PARAMS, template, space, burden="tamoxifen_days", horizon_days=100.0,
+        threshold=THRESHOLD,
+    )  # fmt: skip
     assert result.attrs["horizon_days"] == 100.0
     template = intermittent_tamoxifen(follow_up_days=100.0)
     result = optimize_schedule(
-        MODEL, PARAMS, template, {"cycles": [1.0, 2.0]}, burden="tamoxifen_days"
-    )
+        MODEL, PARAMS, template, {"cycles": [1.0, 2.0]}, burden="tamoxifen_days",
+        threshold=THRESHOLD,
+    )  # fmt: skip
     np.testing.assert_array_equal(result.burden, [28.0, 56.0])
 
 

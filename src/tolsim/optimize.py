@@ -20,6 +20,7 @@ import functools
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from numbers import Integral, Real
@@ -480,7 +481,7 @@ def optimize_schedule(
         names = model.parameter_names
         table = {name: packed[:, k] for k, name in enumerate(names)}
 
-    def evaluate(index_range) -> list[tuple[float, int]]:
+    def evaluate(index_range) -> list[tuple[float, int, bool]]:
         import numba
 
         numba.set_num_threads(1)  # one candidate per thread: no nested thread start-up
@@ -492,7 +493,7 @@ def optimize_schedule(
                 q = branching_extinction(
                     model, table, schedule, by_day=day, states=model.tolerant_states
                 )["extinction_probability"].values
-                out.append((float(np.mean(q)), 0))
+                out.append((float(np.mean(q)), 0, False))
                 continue
             data = _evaluate(model, packed, schedule, spec)
             days = data["time_to_recurrence"]
@@ -501,7 +502,8 @@ def optimize_schedule(
                 value = float(np.mean(np.minimum(days, horizon_days)))
             else:
                 value = float(np.mean(days > horizon_days))
-            out.append((np.nan if failed else value, failed))
+            at_once = threshold == "size_at_withdrawal" and bool(np.all(days == 0.0))
+            out.append((np.nan if failed else value, failed, at_once))
         return out
 
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
@@ -518,6 +520,16 @@ def optimize_schedule(
         results = [pair for future in futures for pair in future.result()]
     benefit = np.array([r[0] for r in results])
     failures = np.array([r[1] for r in results], dtype=np.int64)
+    at_once = sum(r[2] for r in results)
+    if at_once:
+        warnings.warn(
+            f"{at_once} of {n} candidates recur at once (0 days) for every parameter set: "
+            "their burden grows from withdrawal on, never falling below its size there, so "
+            "under threshold='size_at_withdrawal' they score 0 whatever follows withdrawal; "
+            "pass a threshold in cells to compare their regrowth to a size",
+            UserWarning,
+            stacklevel=2,
+        )
     feasible = np.isfinite(benefit) & (
         ~np.isnan(burdens) if budget is None else burdens <= budget + 1e-12
     )
