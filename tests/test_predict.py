@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import tolsim
@@ -570,6 +570,10 @@ def test_result_records_what_it_is(one_fit):
     q=st.floats(0.001, 0.999),
 )
 def test_weighted_quantile_with_equal_weights_is_the_inverted_cdf(values, q):
+    # (a q within 1e-12 of a step of the CDF counts as reaching it, as documented: there
+    # the two answers differ by round-off, e.g. q = 4/6 + 7e-15 over 6 values)
+    steps = q * len(values)
+    assume(abs(steps - round(steps)) > 1e-9 * len(values))
     expected = np.quantile(values, q, method="inverted_cdf")
     assert weighted_quantile(values, np.ones(len(values)), q)[0] == expected
 

@@ -376,7 +376,8 @@ def weighted_quantile(values, weights, q) -> np.ndarray:
 
     The inverse of the empirical CDF (the smallest value whose cumulative weight reaches
     ``q``), so ``inf`` values (no recurrence) are handled exactly: a quantile beyond the
-    finite mass is ``inf``. Weights are normalised.
+    finite mass is ``inf``. Weights are normalised; a ``q`` within 1e-12 of a cumulative
+    weight counts as reaching it (the normalised sums' round-off).
 
     Examples
     --------
